@@ -1,0 +1,150 @@
+//! The commands that work against the services named in the config.
+
+use crate::control::{CredentialRecord, Store};
+use crate::lab::{LoadedLab, Participants};
+use crate::provision;
+use crate::settings::{PgServerSettings, Settings};
+use anyhow::{bail, Context};
+use std::path::Path;
+
+use super::ApplyArgs;
+
+pub fn example_config() -> String {
+    format!(
+        "# pglab config. Secrets may come from the environment instead:\n\
+         # PGLAB_PG_<SERVER>_PASSWORD and PGLAB_LDAP_BIND_PASSWORD.\n{}",
+        Settings::example().to_yaml()
+    )
+}
+
+pub async fn config_check(config: &Path) -> anyhow::Result<()> {
+    let settings = Settings::load(config)?;
+    for server in &settings.postgres {
+        crate::pgconn::connect(server, "postgres").await?;
+        println!("postgres {} ({}:{}): ok", server.name, server.host, server.port);
+    }
+    let dir = provision::ldap::Directory::connect(&settings.ldap).await?;
+    dir.close().await;
+    println!("ldap {}: ok", settings.ldap.url);
+    println!("{}: valid", config.display());
+    Ok(())
+}
+
+pub async fn migrate(config: &Path) -> anyhow::Result<()> {
+    let settings = Settings::load(config)?;
+    let store = Store::open(&settings).await?;
+    let applied = store.migrate().await?;
+    if applied.is_empty() {
+        println!("control database is up to date");
+    } else {
+        println!("applied migrations: {applied:?}");
+    }
+    Ok(())
+}
+
+pub async fn serve(config: &Path) -> anyhow::Result<()> {
+    let settings = Settings::load(config)?;
+    let store = Store::open_migrated(&settings).await?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let state = crate::web::AppState {
+        settings: std::sync::Arc::new(settings),
+        store,
+        metrics: Default::default(),
+    };
+    crate::web::serve(state, listener, crate::shutdown_signal()).await?;
+    Ok(())
+}
+
+pub async fn healthcheck(config: &Path, url: Option<String>) -> anyhow::Result<()> {
+    let base = match url {
+        Some(u) => u,
+        None => format!("http://{}", Settings::load(config)?.listen),
+    };
+    let response = reqwest::Client::new()
+        .get(format!("{}/healthz", base.trim_end_matches('/')))
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+        .with_context(|| format!("{base} does not answer"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("{base} is unhealthy ({status}): {body}");
+    }
+    println!("{body}");
+    Ok(())
+}
+
+pub async fn lab_check(config: &Path, file: &Path, no_load: bool) -> anyhow::Result<()> {
+    let lab = LoadedLab::load(file)?;
+    println!("{}: valid ({} tasks, {} points)", file.display(), lab.lab.tasks.len(), lab.lab.tasks.iter().map(|t| t.points).sum::<u32>());
+    if no_load {
+        return Ok(());
+    }
+    let settings = Settings::load(config).context("to load the reference and starter into a scratch database pglab needs a Postgres server (pass --no-load to skip)")?;
+    let server = &settings.postgres[0];
+    load_check(server, &lab).await?;
+    println!("reference and starter load into a scratch database on {}: ok", server.name);
+    Ok(())
+}
+
+/// Builds the lab's databases under scratch names and drops them again.
+pub async fn load_check(server: &PgServerSettings, lab: &LoadedLab) -> anyhow::Result<()> {
+    let admin = crate::pgconn::connect(server, "postgres").await?;
+    provision::postgres::ensure_baseline(server, &admin).await?;
+    provision::build::build_lab(server, &admin, &lab.lab, false).await?;
+    Ok(())
+}
+
+async fn load_inputs(config: &Path, args: &ApplyArgs) -> anyhow::Result<(Settings, Store, LoadedLab, Participants)> {
+    let lab = LoadedLab::load(&args.lab)?;
+    let people = Participants::load(&args.participants)?;
+    let settings = Settings::load(config)?;
+    let store = Store::open_migrated(&settings).await?;
+    Ok((settings, store, lab, people))
+}
+
+pub async fn plan(config: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
+    let (settings, store, lab, people) = load_inputs(config, args).await?;
+    let plan = provision::plan(&settings, &store, lab, people, args.prune).await?;
+    println!("{plan}");
+    Ok(())
+}
+
+pub async fn apply(config: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
+    let (settings, store, lab, people) = load_inputs(config, args).await?;
+    let plan = provision::plan(&settings, &store, lab, people, args.prune).await?;
+    let total = plan.changes.len();
+    let report = provision::apply(&settings, &store, &plan, |i, change| println!("[{i}/{total}] {change}")).await?;
+    for n in &plan.notices {
+        println!("! {n}");
+    }
+    for d in &report.dumps {
+        println!("dumped before dropping: {}", d.display());
+    }
+    println!("lab {}: {} participants, {} changes applied", plan.lab.lab.id, plan.participants.0.len(), report.applied);
+    Ok(())
+}
+
+/// The `psql` command line that logs a participant in.
+pub fn psql_command(server: &PgServerSettings, c: &CredentialRecord) -> String {
+    let host = server.public_host.as_deref().unwrap_or(&server.host);
+    format!("psql -h {host} -p {} -U {} -d {}", server.port, c.username, c.database)
+}
+
+pub async fn credentials(config: &Path, lab: &str) -> anyhow::Result<()> {
+    let settings = Settings::load(config)?;
+    let store = Store::open_migrated(&settings).await?;
+    let rows = store.credentials(lab).await?;
+    if rows.is_empty() {
+        bail!("lab {lab:?} has no participants (apply it first)");
+    }
+    for c in &rows {
+        let server = settings.server(&c.server).context("server of a participant is not in the config")?;
+        let password = c.initial_password.as_deref().unwrap_or("(already handed out)");
+        println!("{:<20} {:<22} {}", c.username, password, psql_command(server, c));
+    }
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! The command line: one `enum Command`, shared options flattened.
+
+mod commands;
+mod up;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "pglab", version, about = "Hands-on PostgreSQL labs: LDAP accounts, private databases, live scoring")]
+pub struct Cli {
+    /// pglab's config file (`pglab up` writes one into its data directory).
+    #[arg(long, global = true, env = "PGLAB_CONFIG", default_value = ".pglab/pglab.yaml")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start private Postgres, slapd (and Prometheus) on loopback, then the web app.
+    Up(up::UpArgs),
+    /// Run the web app against the services in the config.
+    Serve,
+    /// Lab files.
+    Lab {
+        #[command(subcommand)]
+        command: LabCommand,
+    },
+    /// Show what `apply` would change; changes nothing.
+    Plan(ApplyArgs),
+    /// Provision the lab and its participants in LDAP and Postgres.
+    Apply(ApplyArgs),
+    /// Print the initial passwords of a lab's participants.
+    Credentials {
+        /// Lab id.
+        lab: String,
+    },
+    /// The config file.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Create or upgrade the control database.
+    Migrate,
+    /// Exit 0 when the web app at `listen` answers healthy.
+    Healthcheck {
+        /// Base URL (default: http://<listen> from the config).
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Validate a lab file and load its reference and starter into scratch databases.
+    Check {
+        file: PathBuf,
+        /// Only validate the file; do not load anything.
+        #[arg(long)]
+        no_load: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print an example config.
+    Example,
+    /// Validate the config and reach every service in it.
+    Check,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// The lab file.
+    pub lab: PathBuf,
+    /// CSV with header username,name,email[,group].
+    #[arg(long)]
+    pub participants: PathBuf,
+    /// Remove participants no longer listed (their databases are dumped first).
+    #[arg(long)]
+    pub prune: bool,
+}
+
+/// Runs the command; the error is printed by `main`.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up(args) => up::run(args).await,
+        Command::Serve => commands::serve(&cli.config).await,
+        Command::Lab { command: LabCommand::Check { file, no_load } } => commands::lab_check(&cli.config, &file, no_load).await,
+        Command::Plan(args) => commands::plan(&cli.config, &args).await,
+        Command::Apply(args) => commands::apply(&cli.config, &args).await,
+        Command::Credentials { lab } => commands::credentials(&cli.config, &lab).await,
+        Command::Config { command: ConfigCommand::Example } => {
+            print!("{}", commands::example_config());
+            Ok(())
+        }
+        Command::Config { command: ConfigCommand::Check } => commands::config_check(&cli.config).await,
+        Command::Migrate => commands::migrate(&cli.config).await,
+        Command::Healthcheck { url } => commands::healthcheck(&cli.config, url).await,
+    }
+}

@@ -1,0 +1,92 @@
+//! `pglab up`: the whole product on one machine, no Docker.
+
+use crate::control::Store;
+use crate::lab::{LoadedLab, Participants};
+use crate::stack::{LocalStack, StackOptions};
+use crate::{demo, provision};
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Where the servers keep their data; reused by the next `up`.
+    #[arg(long, default_value = ".pglab")]
+    pub data_dir: PathBuf,
+    /// Port of the first Postgres server (more servers take the next ports).
+    #[arg(long, default_value_t = 15432)]
+    pub pg_port: u16,
+    /// Number of Postgres servers to start.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=8))]
+    pub pg_servers: u16,
+    #[arg(long, default_value_t = 13389)]
+    pub ldap_port: u16,
+    /// Port of the web app and /metrics.
+    #[arg(long, default_value_t = 8080)]
+    pub http_port: u16,
+    #[arg(long, default_value_t = 19090)]
+    pub prometheus_port: u16,
+    /// Do not start Prometheus even when it is installed.
+    #[arg(long)]
+    pub no_prometheus: bool,
+    /// Apply the demo lab with a handful of participants.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let opts = StackOptions {
+        data_dir: args.data_dir.clone(),
+        pg_port: args.pg_port,
+        pg_servers: args.pg_servers as usize,
+        ldap_port: args.ldap_port,
+        http_port: args.http_port,
+        prometheus_port: (!args.no_prometheus).then_some(args.prometheus_port),
+    };
+    let stack = LocalStack::start(&opts).await?;
+    let result = match tokio::net::TcpListener::bind(stack.settings.listen).await {
+        Ok(listener) => serve(&stack, listener, args.demo).await,
+        Err(e) => Err(anyhow::anyhow!("cannot listen on {}: {e} (pass --http-port with another port)", stack.settings.listen)),
+    };
+    stack.stop().await;
+    println!("pglab stopped; data kept in {}", args.data_dir.display());
+    result
+}
+
+async fn serve(stack: &LocalStack, listener: tokio::net::TcpListener, with_demo: bool) -> anyhow::Result<()> {
+    let settings = &stack.settings;
+    let store = Store::open_migrated(settings).await?;
+    let url = format!("http://{}", settings.listen);
+    println!("postgres: {}", settings.postgres.iter().map(|s| format!("{} on {}:{}", s.name, s.host, s.port)).collect::<Vec<_>>().join(", "));
+    println!("slapd:    {} (base {})", settings.ldap.url, settings.ldap.base_dn);
+    if let Some(p) = &stack.prometheus {
+        println!("prometheus: http://127.0.0.1:{}", p.port);
+    }
+    println!("config:   {} (used by the other pglab commands run from here)", settings.data_dir.join("pglab.yaml").display());
+    if with_demo {
+        apply_demo(settings, &store).await?;
+    }
+    println!("web app:  {url}   (Ctrl-C stops everything)");
+    let state = crate::web::AppState {
+        settings: std::sync::Arc::new(settings.clone()),
+        store,
+        metrics: Default::default(),
+    };
+    crate::web::serve(state, listener, crate::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn apply_demo(settings: &crate::settings::Settings, store: &Store) -> anyhow::Result<()> {
+    let (lab_file, csv) = demo::write(&settings.data_dir.join("demo"))?;
+    let lab = LoadedLab::load(&lab_file)?;
+    let people = Participants::load(&csv)?;
+    let plan = provision::plan(settings, store, lab, people, false).await?;
+    let report = provision::apply(settings, store, &plan, |_, _| {}).await?;
+    println!("demo lab: {} participants, {} changes applied", plan.participants.0.len(), report.applied);
+    let creds = store.credentials("demo").await?;
+    if let Some(c) = creds.iter().find(|c| c.initial_password.is_some()) {
+        let server = settings.server(&c.server).expect("placed on a configured server");
+        println!("  participant: {}  initial password: {}", c.username, c.initial_password.as_deref().unwrap_or_default());
+        println!("  log in with: {}", super::commands::psql_command(server, c));
+        println!("  all initial passwords: pglab --config {} credentials demo", settings.data_dir.join("pglab.yaml").display());
+    }
+    Ok(())
+}

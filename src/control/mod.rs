@@ -1,0 +1,124 @@
+//! pglab's own state in a control database on Postgres, with versioned
+//! migrations.
+
+mod records;
+
+pub use records::*;
+
+use crate::ident::quote_ident;
+use crate::pgconn;
+use crate::settings::Settings;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+
+/// Migrations in order; a version is never edited once released.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "init", include_str!("migrations/0001_init.sql"))];
+
+/// Serialises migrations between pglab replicas that start together.
+const MIGRATION_LOCK: i64 = 0x7067_6c61_62;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Connect(#[from] pgconn::ConnectError),
+    #[error("control database: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("control database: {}", pgconn::db_message(.0))]
+    Db(#[from] tokio_postgres::Error),
+    #[error("control database: migration {version} ({name}) failed: {}", pgconn::db_message(.source))]
+    Migration {
+        version: i32,
+        name: &'static str,
+        source: tokio_postgres::Error,
+    },
+    #[error("control database is at version {0}, newer than this pglab knows ({1}): upgrade pglab")]
+    TooNew(i32, i32),
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// Creates the control database if needed, then opens a pool on it.
+    pub async fn open(settings: &Settings) -> Result<Self, StoreError> {
+        let server = settings
+            .server(&settings.control.server)
+            .expect("validated: control server exists");
+        let db = &settings.control.database;
+        let admin = pgconn::connect(server, "postgres").await?;
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[db])
+            .await?
+            .is_some();
+        if !exists {
+            match admin.batch_execute(&format!("CREATE DATABASE {}", quote_ident(db))).await {
+                Ok(()) => {}
+                // Another replica created it first.
+                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        admin
+            .batch_execute(&format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", quote_ident(db)))
+            .await?;
+        let manager = Manager::from_config(
+            pgconn::config(server, db),
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(8)
+            .build()
+            .expect("pool without runtime-specific options");
+        Ok(Self { pool })
+    }
+
+    pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Applies pending migrations; returns the versions applied.
+    pub async fn migrate(&self) -> Result<Vec<i32>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS pglab_migrations (
+                 version integer PRIMARY KEY,
+                 name text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await?;
+        let current: i32 = tx
+            .query_one("SELECT coalesce(max(version), 0) FROM pglab_migrations", &[])
+            .await?
+            .get(0);
+        let known = MIGRATIONS.last().map_or(0, |m| m.0);
+        if current > known {
+            return Err(StoreError::TooNew(current, known));
+        }
+        let mut applied = vec![];
+        for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+            tx.batch_execute(sql)
+                .await
+                .map_err(|source| StoreError::Migration { version, name, source })?;
+            tx.execute(
+                "INSERT INTO pglab_migrations (version, name) VALUES ($1, $2)",
+                &[&version, &name],
+            )
+            .await?;
+            applied.push(version);
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    pub async fn open_migrated(settings: &Settings) -> Result<Self, StoreError> {
+        let store = Self::open(settings).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+}

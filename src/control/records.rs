@@ -1,0 +1,271 @@
+//! Typed reads and writes of the control database.
+
+use super::{Store, StoreError};
+use crate::lab::LoadedLab;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseRecord {
+    pub name: String,
+    pub owner: String,
+    pub server: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParticipantRecord {
+    pub username: String,
+    pub name: String,
+    pub email: String,
+    pub group: Option<String>,
+    pub database: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LabSummary {
+    pub id: String,
+    pub title: String,
+    pub participants: i64,
+    pub databases: i64,
+}
+
+impl Store {
+    pub async fn upsert_lab(&self, lab: &LoadedLab) -> Result<(), StoreError> {
+        let spec = serde_json::to_value(&lab.lab).expect("lab serializes");
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO labs (id, title, spec, source_yaml, sources_digest) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (id) DO UPDATE SET title = $2, spec = $3, source_yaml = $4,
+                     sources_digest = $5, updated_at = now()
+                 WHERE (labs.title, labs.spec, labs.source_yaml, labs.sources_digest) IS DISTINCT FROM ($2, $3, $4, $5)",
+                &[&lab.lab.id.as_str(), &lab.lab.title, &spec, &lab.text, &lab.sources_digest],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn labs(&self) -> Result<Vec<LabSummary>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT l.id, l.title,
+                        (SELECT count(*) FROM participants p WHERE p.lab_id = l.id),
+                        (SELECT count(*) FROM lab_databases d WHERE d.lab_id = l.id)
+                 FROM labs l ORDER BY l.id",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| LabSummary {
+                id: r.get(0),
+                title: r.get(1),
+                participants: r.get(2),
+                databases: r.get(3),
+            })
+            .collect())
+    }
+
+    /// The digest of the sources the lab's databases on `server` were built from.
+    pub async fn lab_build(&self, lab: &str, server: &str) -> Result<Option<String>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT sources_digest FROM lab_builds WHERE lab_id = $1 AND server = $2",
+                &[&lab, &server],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    pub async fn set_lab_build(&self, lab: &str, server: &str, digest: &str) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO lab_builds (lab_id, server, sources_digest) VALUES ($1, $2, $3)
+                 ON CONFLICT (lab_id, server) DO UPDATE SET sources_digest = $3, built_at = now()",
+                &[&lab, &server, &digest],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn databases(&self, lab: &str) -> Result<Vec<DatabaseRecord>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT name, owner, server FROM lab_databases WHERE lab_id = $1 ORDER BY name",
+                &[&lab],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| DatabaseRecord {
+                name: r.get(0),
+                owner: r.get(1),
+                server: r.get(2),
+            })
+            .collect())
+    }
+
+    /// How many lab databases each server holds (for placing new ones).
+    pub async fn database_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT server, count(*) FROM lab_databases GROUP BY server", &[])
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    pub async fn put_database(&self, lab: &str, db: &DatabaseRecord) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO lab_databases (lab_id, name, owner, server) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (lab_id, name) DO NOTHING",
+                &[&lab, &db.name, &db.owner, &db.server],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_database(&self, lab: &str, name: &str) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute("DELETE FROM lab_databases WHERE lab_id = $1 AND name = $2", &[&lab, &name])
+            .await?;
+        Ok(())
+    }
+
+    pub async fn participants(&self, lab: &str) -> Result<Vec<ParticipantRecord>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT username, name, email, grp, database FROM participants WHERE lab_id = $1 ORDER BY username",
+                &[&lab],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ParticipantRecord {
+                username: r.get(0),
+                name: r.get(1),
+                email: r.get(2),
+                group: r.get(3),
+                database: r.get(4),
+            })
+            .collect())
+    }
+
+    pub async fn put_participant(&self, lab: &str, p: &ParticipantRecord) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO participants (lab_id, username, name, email, grp, database) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (lab_id, username) DO UPDATE SET name = $3, email = $4, grp = $5, database = $6",
+                &[&lab, &p.username, &p.name, &p.email, &p.group, &p.database],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_participant(&self, lab: &str, username: &str) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute("DELETE FROM participants WHERE lab_id = $1 AND username = $2", &[&lab, &username])
+            .await?;
+        Ok(())
+    }
+
+    /// In how many labs this user takes part (an LDAP account is shared).
+    pub async fn labs_of_user(&self, username: &str) -> Result<i64, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_one("SELECT count(*) FROM participants WHERE username = $1", &[&username])
+            .await?;
+        Ok(row.get(0))
+    }
+
+    pub async fn initial_password(&self, username: &str) -> Result<Option<String>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT initial_password FROM credentials WHERE username = $1", &[&username])
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    pub async fn set_initial_password(&self, username: &str, password: &str) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO credentials (username, initial_password) VALUES ($1, $2)
+                 ON CONFLICT (username) DO UPDATE SET initial_password = $2, created_at = now()",
+                &[&username, &password],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn forget_initial_password(&self, username: &str) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute("DELETE FROM credentials WHERE username = $1", &[&username])
+            .await?;
+        Ok(())
+    }
+
+    pub async fn record_apply(&self, lab: &str, changes: i32, summary: &serde_json::Value) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO applies (lab_id, changes, summary) VALUES ($1, $2, $3)",
+                &[&lab, &changes, summary],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// What a participant needs to log in for the first time.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CredentialRecord {
+    pub username: String,
+    pub name: String,
+    pub database: String,
+    pub server: String,
+    /// `None` once handed out and forgotten.
+    pub initial_password: Option<String>,
+}
+
+impl Store {
+    pub async fn credentials(&self, lab: &str) -> Result<Vec<CredentialRecord>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT p.username, p.name, p.database, d.server, c.initial_password
+                 FROM participants p
+                 JOIN lab_databases d ON d.lab_id = p.lab_id AND d.name = p.database
+                 LEFT JOIN credentials c ON c.username = p.username
+                 WHERE p.lab_id = $1 ORDER BY p.username",
+                &[&lab],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| CredentialRecord {
+                username: r.get(0),
+                name: r.get(1),
+                database: r.get(2),
+                server: r.get(3),
+                initial_password: r.get(4),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,158 @@
+//! Lab files (YAML) and participant lists (CSV).
+
+pub mod participants;
+mod spec;
+mod walk;
+mod yaml;
+
+pub use participants::{Participant, Participants};
+pub use spec::{Check, Compare, DatabaseMode, Lab, LabOptions, ObjectName, Source, Task};
+pub use walk::FieldError;
+
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<FieldError>),
+}
+
+/// A lab as loaded from disk, with a digest of the file and the files it
+/// names, so that provisioning can tell when the reference or starter changed.
+#[derive(Debug, Clone)]
+pub struct LoadedLab {
+    pub lab: Lab,
+    /// The YAML text as the lab master wrote it.
+    pub text: String,
+    /// SHA-256 over the reference and starter contents.
+    pub sources_digest: String,
+}
+
+impl LoadedLab {
+    pub fn load(path: &Path) -> Result<Self, LabError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LabError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let name = path
+            .file_name()
+            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let lab = parse(&name, &text, dir)?;
+        let mut digest = Sha256::new();
+        for source in std::iter::once(&lab.reference).chain(lab.starter.as_ref()) {
+            let bytes = std::fs::read(source.path()).map_err(|e| LabError::Read {
+                path: source.path().display().to_string(),
+                source: e,
+            })?;
+            digest.update((bytes.len() as u64).to_le_bytes());
+            digest.update(&bytes);
+        }
+        Ok(Self {
+            lab,
+            text,
+            sources_digest: hex::encode(digest.finalize()),
+        })
+    }
+}
+
+/// Parses lab YAML text; `name` is used in error messages, `dir` to resolve
+/// the files the lab names.
+pub fn parse(name: &str, text: &str, dir: &Path) -> Result<Lab, LabError> {
+    let mut w = walk::Walker::new(name);
+    let root = yaml::parse(text).map_err(|e| {
+        LabError::Invalid(vec![FieldError {
+            file: name.to_string(),
+            line: e.line,
+            field: String::new(),
+            message: format!("YAML syntax error: {}", e.message),
+        }])
+    })?;
+    let lab = spec::lab_from_tree(&mut w, &root, dir);
+    match lab {
+        Some(lab) if w.errors.is_empty() => Ok(lab),
+        _ => {
+            if w.errors.is_empty() {
+                w.error(root.line, "", "the lab file is not a mapping of id, title, reference, tasks");
+            }
+            Err(LabError::Invalid(w.errors))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        let dir = std::env::temp_dir();
+        std::fs::write(dir.join("pglab-unit-ref.sql"), "select 1;").unwrap();
+        match parse("lab.yaml", text, &dir) {
+            Ok(_) => vec![],
+            Err(LabError::Invalid(e)) => e.iter().map(|e| e.to_string()).collect(),
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    #[test]
+    fn every_error_with_line_and_field() {
+        let text = "\
+id: Bad_Id
+title: t
+reference: {sql: pglab-unit-ref.sql}
+colour: blue
+tasks:
+  - id: one
+    title: One
+    checks:
+      - table: cd.members
+  - id: two
+    title: Two
+    checks:
+      - tabel: cd.members
+  - id: three
+    title: Three
+    points: lots
+    checks:
+      - query: select 1
+        compare: [rows]
+";
+        let e = errors(text);
+        assert!(e.iter().any(|e| e.starts_with("lab.yaml:1: id: lab id \"Bad_Id\"")), "{e:?}");
+        assert!(e.iter().any(|e| e.starts_with("lab.yaml:4: colour: unknown key")), "{e:?}");
+        assert!(e.contains(&"lab.yaml:13: tasks[1].checks[0]: unknown check kind \"tabel\" (expected one of: table, view, query, sql)".to_string()), "{e:?}");
+        assert!(e.iter().any(|e| e.starts_with("lab.yaml:16: tasks[2].points:")), "{e:?}");
+        assert!(e.iter().any(|e| e.contains("tasks[2].checks[0].compare: does not apply")), "{e:?}");
+        assert_eq!(e.len(), 5, "{e:?}");
+    }
+
+    #[test]
+    fn good_lab_and_defaults() {
+        let text = "id: l1\ntitle: T\nreference:\n  sql: pglab-unit-ref.sql\ntasks:\n  - id: a\n    title: A\n    checks:\n      - table: x\n";
+        let lab = parse("lab.yaml", text, &std::env::temp_dir());
+        std::fs::write(std::env::temp_dir().join("pglab-unit-ref.sql"), "select 1;").unwrap();
+        let lab = lab.or_else(|_| parse("lab.yaml", text, &std::env::temp_dir())).unwrap();
+        assert_eq!(lab.tasks[0].points, 1);
+        assert_eq!(lab.databases, DatabaseMode::PerParticipant);
+        assert_eq!(
+            lab.tasks[0].checks[0],
+            Check::Table {
+                name: ObjectName::parse("public.x").unwrap(),
+                compare: vec![Compare::Columns, Compare::Rows]
+            }
+        );
+    }
+
+    #[test]
+    fn syntax_and_missing_file() {
+        assert!(errors("id: [\n")[0].starts_with("lab.yaml:"));
+        let e = errors("id: x\ntitle: T\nreference: {dump: nope.dump}\ntasks: []\n");
+        assert!(e.iter().any(|e| e.contains("reference: file \"nope.dump\" not found")), "{e:?}");
+    }
+}

@@ -1,0 +1,162 @@
+//! The participant list: a CSV with header `username,name,email,group`.
+
+use crate::ident::{GroupName, Username};
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Participant {
+    pub username: Username,
+    pub name: String,
+    pub email: String,
+    pub group: Option<GroupName>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Participants(pub Vec<Participant>);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CsvError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+}
+
+const MAX_NAME: usize = 200;
+
+impl Participants {
+    pub fn load(path: &Path) -> Result<Self, CsvError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CsvError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let name = path
+            .file_name()
+            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        Self::parse(&name, &text)
+    }
+
+    /// Parses the CSV; every bad line is reported with its number.
+    pub fn parse(file: &str, text: &str) -> Result<Self, CsvError> {
+        let mut errors = Vec::new();
+        let mut out: Vec<Participant> = Vec::new();
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .flexible(true)
+            .from_reader(text.as_bytes());
+        let header: Vec<String> = match reader.headers() {
+            Ok(h) => h.iter().map(|s| s.to_ascii_lowercase()).collect(),
+            Err(e) => return Err(CsvError::Invalid(vec![format!("{file}:1: {e}")])),
+        };
+        let col = |name: &str| header.iter().position(|h| h == name);
+        let (Some(iu), Some(in_), Some(ie)) = (col("username"), col("name"), col("email")) else {
+            return Err(CsvError::Invalid(vec![format!(
+                "{file}:1: the header must be username,name,email[,group], found {:?}",
+                header.join(",")
+            )]));
+        };
+        let ig = col("group");
+        for record in reader.records() {
+            let record = match record {
+                Ok(r) => r,
+                Err(e) => {
+                    let line = e.position().map_or(0, |p| p.line());
+                    errors.push(format!("{file}:{line}: {e}"));
+                    continue;
+                }
+            };
+            let line = record.position().map_or(0, |p| p.line());
+            if record.iter().all(|f| f.is_empty()) {
+                continue;
+            }
+            let field = |i: usize| record.get(i).unwrap_or("").to_string();
+            let mut bad = |msg: String| errors.push(format!("{file}:{line}: {msg}"));
+            let username = match Username::parse(&field(iu)) {
+                Ok(u) => u,
+                Err(e) => {
+                    bad(e.to_string());
+                    continue;
+                }
+            };
+            let (name, email) = (field(in_), field(ie));
+            if name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
+                bad(format!("name of {username} must be at most {MAX_NAME} printable characters"));
+                continue;
+            }
+            if !valid_email(&email) {
+                bad(format!("email of {username} {email:?} is not an address like name@example.org"));
+                continue;
+            }
+            let group = match ig.map(field).filter(|g| !g.is_empty()) {
+                None => None,
+                Some(g) => match GroupName::parse(&g) {
+                    Ok(g) => Some(g),
+                    Err(e) => {
+                        bad(e.to_string());
+                        continue;
+                    }
+                },
+            };
+            if out.iter().any(|p| p.username == username) {
+                bad(format!("duplicate username {username}"));
+                continue;
+            }
+            out.push(Participant { username, name, email, group });
+        }
+        if errors.is_empty() {
+            Ok(Self(out))
+        } else {
+            Err(CsvError::Invalid(errors))
+        }
+    }
+}
+
+fn valid_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && s.len() <= 254
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control() || "<>()[]\\,;:\"".contains(c))
+        && !domain.contains('@')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_lines_are_rejected_with_line_numbers() {
+        let long = "x".repeat(300);
+        let text = format!(
+            "username,name,email,group\n\
+             alice,Alice A,alice@example.org,g1\n\
+             \"bob\"\"\",Bob,bob@example.org,\n\
+             carol;,Carol,carol@example.org,\n\
+             )(uid=*),Eve,eve@example.org,\n\
+             \"\"\"; DROP ROLE x\",Mallory,m@example.org,\n\
+             dave,{long},dave@example.org,\n\
+             zoë,Zoë,zoe@example.org,\n\
+             alice,Again,a2@example.org,\n\
+             frank,\"Frank, Jr.\",frank@example.org,\n\
+             gina,Gina,not-an-email,\n"
+        );
+        let Err(CsvError::Invalid(e)) = Participants::parse("p.csv", &text) else {
+            panic!()
+        };
+        let lines: Vec<&str> = e.iter().map(|e| e.split(':').nth(1).unwrap()).collect();
+        assert_eq!(lines, ["3", "4", "5", "6", "7", "8", "9", "11"], "{e:?}");
+    }
+
+    #[test]
+    fn good_list() {
+        let p = Participants::parse("p.csv", "username,name,email\nalice,Alice,a@x.org\n\nbob,\"Bob, B\",b@x.org\n").unwrap();
+        assert_eq!(p.0.len(), 2);
+        assert_eq!(p.0[1].name, "Bob, B");
+        assert!(p.0[0].group.is_none());
+    }
+}

@@ -1,0 +1,340 @@
+//! The lab definition: what a lab file says, parsed and validated.
+
+use super::walk::{Fields, Walker};
+use super::yaml::Node;
+use crate::ident::LabId;
+use chrono::{DateTime, Utc};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatabaseMode {
+    PerParticipant,
+    PerGroup,
+}
+
+/// Where a database's content comes from, with the path resolved against the
+/// lab file's folder.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Sql(PathBuf),
+    Dump(PathBuf),
+}
+
+impl Source {
+    pub fn path(&self) -> &Path {
+        match self {
+            Source::Sql(p) | Source::Dump(p) => p,
+        }
+    }
+}
+
+/// `schema.name` of a table or view; quoted only where SQL is built.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ObjectName {
+    pub schema: String,
+    pub name: String,
+}
+
+impl ObjectName {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (schema, name) = s.split_once('.').unwrap_or(("public", s));
+        if schema.is_empty() || name.is_empty() || name.contains('.') {
+            return Err(format!("{s:?} is not a name like schema.table"));
+        }
+        Ok(Self {
+            schema: schema.to_string(),
+            name: name.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for ObjectName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compare {
+    Columns,
+    PrimaryKey,
+    ForeignKeys,
+    Rows,
+}
+
+impl Compare {
+    const ALL: [(&'static str, Compare); 4] = [
+        ("columns", Compare::Columns),
+        ("primary_key", Compare::PrimaryKey),
+        ("foreign_keys", Compare::ForeignKeys),
+        ("rows", Compare::Rows),
+    ];
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Check {
+    Table {
+        name: ObjectName,
+        compare: Vec<Compare>,
+    },
+    View {
+        name: ObjectName,
+        expect: Option<String>,
+        ordered: bool,
+    },
+    Query {
+        sql: String,
+        ordered: bool,
+    },
+    Sql {
+        sql: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Task {
+    pub id: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub points: u32,
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LabOptions {
+    /// Replace participant names by stable pseudonyms on public views.
+    pub pseudonymize: bool,
+    /// Postgres connection limit of each participant's role.
+    pub connection_limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Lab {
+    pub id: LabId,
+    pub title: String,
+    pub deadline: Option<DateTime<Utc>>,
+    pub databases: DatabaseMode,
+    pub reference: Source,
+    pub starter: Option<Source>,
+    pub tasks: Vec<Task>,
+    pub options: LabOptions,
+}
+
+const LAB_KEYS: &[&str] = &[
+    "id",
+    "title",
+    "deadline",
+    "databases",
+    "reference",
+    "starter",
+    "tasks",
+    "options",
+];
+const TASK_KEYS: &[&str] = &["id", "title", "description", "points", "checks"];
+const CHECK_KINDS: &[&str] = &["table", "view", "query", "sql"];
+const CHECK_KEYS: &[&str] = &["table", "view", "query", "sql", "compare", "expect", "ordered"];
+
+/// Builds a `Lab` from the tree, reporting every problem to `w`.
+pub fn lab_from_tree(w: &mut Walker, root: &Node, dir: &Path) -> Option<Lab> {
+    let f = w.fields(root, "", LAB_KEYS)?;
+    let id = w
+        .required_string(&f, "id")
+        .and_then(|s| match LabId::parse(&s) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                w.error(f.get("id").map_or(f.line, |n| n.line), "id", e.to_string());
+                None
+            }
+        });
+    let title = w.required_string(&f, "title");
+    let deadline = w.string(&f, "deadline").and_then(|s| {
+        match DateTime::parse_from_rfc3339(&s) {
+            Ok(d) => Some(d.with_timezone(&Utc)),
+            Err(e) => {
+                let line = f.get("deadline").map_or(f.line, |n| n.line);
+                w.error(line, "deadline", format!("{s:?} is not an RFC 3339 time ({e}), e.g. 2026-12-01T18:00:00+01:00"));
+                None
+            }
+        }
+    });
+    let databases = match w.string(&f, "databases").as_deref() {
+        None | Some("per-participant") => Some(DatabaseMode::PerParticipant),
+        Some("per-group") => Some(DatabaseMode::PerGroup),
+        Some(other) => {
+            let line = f.get("databases").map_or(f.line, |n| n.line);
+            w.error(line, "databases", format!("unknown mode {other:?} (expected per-participant or per-group)"));
+            None
+        }
+    };
+    let reference = match f.get("reference") {
+        Some(node) => source(w, node, "reference", dir),
+        None => {
+            w.error(f.line, "reference", "is required (sql: FILE or dump: FILE)");
+            None
+        }
+    };
+    let starter = f.get("starter").map(|n| source(w, n, "starter", dir));
+    let options = options(w, &f);
+    let tasks = tasks(w, &f);
+    Some(Lab {
+        id: id?,
+        title: title?,
+        deadline,
+        databases: databases?,
+        reference: reference?,
+        starter: starter.unwrap_or(None),
+        tasks: tasks?,
+        options: options?,
+    })
+}
+
+fn source(w: &mut Walker, node: &Node, path: &str, dir: &Path) -> Option<Source> {
+    let f = w.fields(node, path, &["sql", "dump"])?;
+    let (sql, dump) = (w.string(&f, "sql"), w.string(&f, "dump"));
+    let (make, file): (fn(PathBuf) -> Source, String) = match (sql, dump) {
+        (Some(s), None) => (Source::Sql, s),
+        (None, Some(d)) => (Source::Dump, d),
+        _ => {
+            w.error(node.line, path, "give exactly one of sql: FILE or dump: FILE");
+            return None;
+        }
+    };
+    let resolved = dir.join(&file);
+    if !resolved.is_file() {
+        w.error(node.line, path, format!("file {file:?} not found (looked in {})", resolved.display()));
+        return None;
+    }
+    Some(make(resolved))
+}
+
+fn options(w: &mut Walker, f: &Fields) -> Option<LabOptions> {
+    let mut out = LabOptions {
+        pseudonymize: false,
+        connection_limit: 5,
+    };
+    if let Some(node) = f.get("options") {
+        let o = w.fields(node, "options", &["pseudonymize", "connection_limit"])?;
+        out.pseudonymize = w.boolean(&o, "pseudonymize").unwrap_or(false);
+        out.connection_limit = w.number(&o, "connection_limit", 1, 100).unwrap_or(5);
+    }
+    Some(out)
+}
+
+fn tasks(w: &mut Walker, f: &Fields) -> Option<Vec<Task>> {
+    let before = w.errors.len();
+    let items = w.list(f, "tasks");
+    if items.is_empty() && f.get("tasks").is_none() {
+        w.error(f.line, "tasks", "is required: a list of tasks");
+    }
+    let mut out: Vec<Task> = Vec::new();
+    for (i, node) in items.into_iter().enumerate() {
+        let path = format!("tasks[{i}]");
+        let Some(t) = w.fields(node, &path, TASK_KEYS) else {
+            continue;
+        };
+        let id = w.required_string(&t, "id");
+        if let Some(id) = &id {
+            let slug = id.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && id.len() <= 40
+                && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+            if !slug {
+                w.error(t.line, &t.child("id"), format!("{id:?} is not valid: use 1-40 characters a-z, 0-9, '-' and '_'"));
+            } else if out.iter().any(|o| &o.id == id) {
+                w.error(t.line, &t.child("id"), format!("duplicate task id {id:?}"));
+            }
+        }
+        let title = w.required_string(&t, "title");
+        let description = w.string(&t, "description");
+        let points = if t.has("points") { w.number(&t, "points", 0, 1000) } else { Some(1) };
+        let checks_nodes = w.list(&t, "checks");
+        if checks_nodes.is_empty() {
+            w.error(t.line, &t.child("checks"), "a task needs at least one check");
+        }
+        let checks: Vec<Check> = checks_nodes
+            .into_iter()
+            .enumerate()
+            .filter_map(|(j, c)| check(w, c, &format!("{path}.checks[{j}]")))
+            .collect();
+        if let (Some(id), Some(title), Some(points)) = (id, title, points) {
+            out.push(Task { id, title, description, points, checks });
+        }
+    }
+    (w.errors.len() == before).then_some(out)
+}
+
+fn check(w: &mut Walker, node: &Node, path: &str) -> Option<Check> {
+    // The kind is the one key naming a check; report a misspelt kind as such.
+    if let super::yaml::Value::Map(entries) = &node.value {
+        for (k, _) in entries {
+            if let super::yaml::Value::Scalar(name) = &k.value {
+                if !CHECK_KEYS.contains(&name.as_str()) {
+                    w.error(k.line, path, format!("unknown check kind {name:?} (expected one of: {})", CHECK_KINDS.join(", ")));
+                    return None;
+                }
+            }
+        }
+    }
+    let c = w.fields(node, path, CHECK_KEYS)?;
+    let kinds: Vec<&str> = CHECK_KINDS.iter().copied().filter(|k| c.has(k)).collect();
+    let [kind] = kinds[..] else {
+        w.error(node.line, path, format!("a check has exactly one of: {}", CHECK_KINDS.join(", ")));
+        return None;
+    };
+    let allowed: &[&str] = match kind {
+        "table" => &["compare"],
+        "view" => &["expect", "ordered"],
+        "query" => &["ordered"],
+        _ => &[],
+    };
+    for extra in ["compare", "expect", "ordered"] {
+        if c.has(extra) && !allowed.contains(&extra) {
+            w.error(c.line, &c.child(extra), format!("does not apply to a {kind} check"));
+        }
+    }
+    let text = w.required_string(&c, kind)?;
+    let ordered = w.boolean(&c, "ordered").unwrap_or(false);
+    let name = |w: &mut Walker| match ObjectName::parse(&text) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            w.error(c.line, &c.child(kind), e);
+            None
+        }
+    };
+    match kind {
+        "table" => Some(Check::Table { name: name(w)?, compare: compare(w, &c)? }),
+        "view" => Some(Check::View { name: name(w)?, expect: w.string(&c, "expect"), ordered }),
+        "query" => Some(Check::Query { sql: text, ordered }),
+        _ => Some(Check::Sql { sql: text }),
+    }
+}
+
+fn compare(w: &mut Walker, c: &Fields) -> Option<Vec<Compare>> {
+    if !c.has("compare") {
+        return Some(vec![Compare::Columns, Compare::Rows]);
+    }
+    let mut out = Vec::new();
+    for item in w.list(c, "compare") {
+        let found = match &item.value {
+            super::yaml::Value::Scalar(s) => Compare::ALL.iter().find(|(n, _)| n == s).map(|(_, v)| *v),
+            _ => None,
+        };
+        match found {
+            Some(v) if !out.contains(&v) => out.push(v),
+            Some(_) => {}
+            None => {
+                let names: Vec<&str> = Compare::ALL.iter().map(|(n, _)| *n).collect();
+                w.error(item.line, &c.child("compare"), format!("expected some of: {}", names.join(", ")));
+                return None;
+            }
+        }
+    }
+    if out.is_empty() {
+        w.error(c.line, &c.child("compare"), "name at least one of: columns, primary_key, foreign_keys, rows");
+        return None;
+    }
+    Some(out)
+}

@@ -1,0 +1,52 @@
+//! Connections to the configured Postgres servers as pglab's admin.
+
+use crate::settings::PgServerSettings;
+use std::time::Duration;
+use tokio_postgres::{Client, Config, NoTls};
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn config(server: &PgServerSettings, dbname: &str) -> Config {
+    let mut c = Config::new();
+    c.host(&server.host)
+        .port(server.port)
+        .user(&server.admin_user)
+        .password(server.admin_password.expose())
+        .dbname(dbname)
+        .application_name("pglab")
+        .connect_timeout(CONNECT_TIMEOUT);
+    c
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to Postgres server {server:?} ({host}:{port}) database {dbname:?}: {source}")]
+pub struct ConnectError {
+    pub server: String,
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    #[source]
+    pub source: tokio_postgres::Error,
+}
+
+/// One admin connection; its driver task ends when the client is dropped.
+pub async fn connect(server: &PgServerSettings, dbname: &str) -> Result<Client, ConnectError> {
+    let (client, conn) = config(server, dbname).connect(NoTls).await.map_err(|source| ConnectError {
+        server: server.name.clone(),
+        host: server.host.clone(),
+        port: server.port,
+        dbname: dbname.to_string(),
+        source,
+    })?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "postgres connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// The message of a Postgres error (without the "db error:" wrapper).
+pub fn db_message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string())
+}

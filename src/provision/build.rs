@@ -1,0 +1,88 @@
+//! Building a lab's reference and template databases on one server from the
+//! lab's `reference` and `starter`, with the real psql / pg_restore.
+
+use super::postgres::{drop_database, revoke_connect_sql, sql_err, PgError, STARTER_ROLE};
+use super::tools::{self, ToolError};
+use crate::ident::{quote_ident, PgName};
+use crate::lab::{Lab, Source};
+use crate::pgconn;
+use crate::settings::PgServerSettings;
+use tokio_postgres::Client;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    #[error("{what} of lab {lab}: {source}")]
+    Load { what: &'static str, lab: String, source: ToolError },
+}
+
+/// Loads `source` into an existing empty database.
+async fn load(server: &PgServerSettings, db: &str, source: &Source, role: Option<&str>) -> Result<(), ToolError> {
+    match source {
+        Source::Sql(file) => tools::psql_file(server, db, file, role).await,
+        Source::Dump(file) => tools::pg_restore(server, db, file, role).await,
+    }
+}
+
+async fn create_empty(server: &PgServerSettings, admin: &Client, db: &str) -> Result<(), PgError> {
+    drop_database(server, admin, db).await?;
+    let name = PgName::from_catalog(db.to_string());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {} TEMPLATE template0; {}", quote_ident(db), revoke_connect_sql(&name)))
+        .await
+        .map_err(sql_err(&server.name, format!("create database {db}")))
+}
+
+/// Builds both databases under scratch names; `keep` decides whether they
+/// then replace the lab's (apply) or are dropped (lab check). On failure the
+/// lab's existing databases are untouched.
+#[tracing::instrument(skip_all, fields(server = %server.name, lab = %lab.id))]
+pub async fn build_lab(server: &PgServerSettings, admin: &Client, lab: &Lab, keep: bool) -> Result<(), BuildError> {
+    // A check uses other scratch names than an apply, so both can run at once.
+    let stage = if keep { "new" } else { "check" };
+    let scratch_ref = format!("pglab.{stage}.ref.{}", lab.id);
+    let scratch_tpl = format!("pglab.{stage}.tpl.{}", lab.id);
+    let result = build_scratch(server, admin, lab, &scratch_ref, &scratch_tpl).await;
+    if result.is_err() || !keep {
+        drop_database(server, admin, &scratch_ref).await?;
+        drop_database(server, admin, &scratch_tpl).await?;
+        return result;
+    }
+    for (scratch, final_name) in [(scratch_ref, PgName::reference_db(&lab.id)), (scratch_tpl, PgName::template_db(&lab.id))] {
+        drop_database(server, admin, final_name.as_str()).await?;
+        admin
+            .batch_execute(&format!("ALTER DATABASE {} RENAME TO {}", quote_ident(&scratch), final_name.quoted()))
+            .await
+            .map_err(sql_err(&server.name, format!("rename {scratch}")))?;
+    }
+    // Nobody may hold a connection to a template while it is cloned.
+    admin
+        .batch_execute(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", PgName::template_db(&lab.id).quoted()))
+        .await
+        .map_err(sql_err(&server.name, "close template"))?;
+    Ok(())
+}
+
+async fn build_scratch(server: &PgServerSettings, admin: &Client, lab: &Lab, reference: &str, template: &str) -> Result<(), BuildError> {
+    let failed = |what| {
+        let lab = lab.id.to_string();
+        move |source| BuildError::Load { what, lab, source }
+    };
+    create_empty(server, admin, reference).await?;
+    load(server, reference, &lab.reference, None).await.map_err(failed("reference"))?;
+    create_empty(server, admin, template).await?;
+    if let Some(starter) = &lab.starter {
+        let inside = pgconn::connect(server, template).await.map_err(PgError::from)?;
+        inside
+            .batch_execute(&format!(
+                "GRANT CREATE ON DATABASE {} TO {STARTER_ROLE}; GRANT CREATE ON SCHEMA public TO {STARTER_ROLE};",
+                quote_ident(template)
+            ))
+            .await
+            .map_err(sql_err(&server.name, "prepare template"))?;
+        drop(inside);
+        load(server, template, starter, Some(STARTER_ROLE)).await.map_err(failed("starter"))?;
+    }
+    Ok(())
+}

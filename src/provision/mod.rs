@@ -1,0 +1,37 @@
+//! Provisioning: `plan` shows what would change in LDAP and Postgres,
+//! `apply` converges; both are idempotent.
+
+mod apply;
+pub mod build;
+pub mod ldap;
+mod plan;
+pub mod postgres;
+pub mod tools;
+
+pub use apply::{apply, initial_password, ApplyReport};
+pub use plan::{plan, Change, Placement, Plan};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("{0}")]
+    Input(String),
+    #[error(transparent)]
+    Store(#[from] crate::control::StoreError),
+    #[error(transparent)]
+    Connect(#[from] crate::pgconn::ConnectError),
+    #[error(transparent)]
+    Pg(#[from] postgres::PgError),
+    #[error(transparent)]
+    Ldap(#[from] ldap::LdapError),
+    #[error(transparent)]
+    Build(#[from] build::BuildError),
+    #[error(transparent)]
+    Tool(#[from] tools::ToolError),
+    #[error("apply stopped after {done} of {total} changes, at: {change}\n  cause: {source}\nNothing after it was changed; fix the cause and run apply again: it continues from here.")]
+    Stopped {
+        done: usize,
+        total: usize,
+        change: String,
+        source: Box<ProvisionError>,
+    },
+}

@@ -1,0 +1,335 @@
+//! What `apply` would change: the difference between the lab and its
+//! participants (desired) and LDAP, Postgres and the control store (actual).
+
+use super::ldap::Directory;
+use super::postgres::{self as pg, ServerState};
+use super::ProvisionError;
+use crate::control::Store;
+use crate::ident::{GroupName, PgName, Username};
+use crate::lab::{DatabaseMode, LoadedLab, Participant, Participants};
+use crate::settings::Settings;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Baseline { server: String },
+    BuildLab { server: String, rebuild: bool },
+    AddPerson { user: Username, name: String, email: String },
+    UpdatePerson { user: Username, name: String, email: String },
+    SetPassword { user: Username },
+    SetGroup { cn: String, exists: bool, members: BTreeSet<Username>, added: usize, removed: usize },
+    CreateRole { server: String, role: PgName, connection_limit: u32 },
+    FixRole { server: String, role: PgName, connection_limit: u32 },
+    CreateGroupRole { server: String, role: PgName },
+    GrantGroup { server: String, group: PgName, member: PgName },
+    CreateDatabase { server: String, db: PgName, owner: PgName },
+    RevokeConnect { server: String, db: PgName },
+    Prune { server: String, db: String, users: Vec<String> },
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::Baseline { server } => write!(f, "+ pg[{server}] roles pglab_students, pglab_starter; no CONNECT for PUBLIC on postgres, template1"),
+            Change::BuildLab { server, rebuild: false } => write!(f, "+ pg[{server}] reference and template databases of the lab"),
+            Change::BuildLab { server, rebuild: true } => write!(f, "~ pg[{server}] rebuild reference and template databases (sources changed; existing participant databases keep their content)"),
+            Change::AddPerson { user, name, email } => write!(f, "+ ldap person uid={user} ({name} <{email}>)"),
+            Change::UpdatePerson { user, name, email } => write!(f, "~ ldap person uid={user}: name {name:?}, email {email}"),
+            Change::SetPassword { user } => write!(f, "+ ldap password of uid={user} (random initial password, for the credentials page)"),
+            Change::SetGroup { cn, exists: false, members, .. } => write!(f, "+ ldap group cn={cn} with {} members", members.len()),
+            Change::SetGroup { cn, added, removed, .. } => write!(f, "~ ldap group cn={cn}: +{added} -{removed} members"),
+            Change::CreateRole { server, role, connection_limit } => write!(f, "+ pg[{server}] role {role} (login by LDAP, connection limit {connection_limit})"),
+            Change::FixRole { server, role, connection_limit } => write!(f, "~ pg[{server}] role {role}: member of pglab_students, connection limit {connection_limit}"),
+            Change::CreateGroupRole { server, role } => write!(f, "+ pg[{server}] group role {role}"),
+            Change::GrantGroup { server, group, member } => write!(f, "+ pg[{server}] grant {group} to {member}"),
+            Change::CreateDatabase { server, db, owner } => write!(f, "+ pg[{server}] database {db} from the lab template, owned by {owner}, CONNECT for its owner only"),
+            Change::RevokeConnect { server, db } => write!(f, "~ pg[{server}] revoke CONNECT on {db} from PUBLIC"),
+            Change::Prune { server, db, users } => write!(f, "- pg[{server}] database {db} of {}: dump to the data directory, then drop", users.join(", ")),
+        }
+    }
+}
+
+/// A participant or group database and where it lives.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub db: PgName,
+    pub owner: PgName,
+    pub server: String,
+    pub members: Vec<Username>,
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    pub lab: LoadedLab,
+    pub participants: Participants,
+    pub placements: Vec<Placement>,
+    pub changes: Vec<Change>,
+    /// Things the lab master should know that are not changes.
+    pub notices: Vec<String>,
+    /// Usernames removed from the list whose data `--prune` removes.
+    pub pruned_users: Vec<String>,
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in &self.changes {
+            writeln!(f, "{c}")?;
+        }
+        for n in &self.notices {
+            writeln!(f, "! {n}")?;
+        }
+        write!(
+            f,
+            "lab {}: {} participants, {} changes",
+            self.lab.lab.id,
+            self.participants.0.len(),
+            self.changes.len()
+        )
+    }
+}
+
+/// Names that must never become a participant's role.
+fn reserved(user: &Username) -> bool {
+    let u = user.as_str();
+    u == "postgres" || u == "public" || u.starts_with("pg_") || u.starts_with("pglab")
+}
+
+fn databases_wanted(lab: &LoadedLab, people: &Participants) -> Result<Vec<(PgName, PgName, Vec<Username>)>, ProvisionError> {
+    let id = &lab.lab.id;
+    match lab.lab.databases {
+        DatabaseMode::PerParticipant => Ok(people
+            .0
+            .iter()
+            .map(|p| (PgName::participant_db(id, &p.username), p.username.role(), vec![p.username.clone()]))
+            .collect()),
+        DatabaseMode::PerGroup => {
+            let mut groups: BTreeMap<GroupName, Vec<Username>> = BTreeMap::new();
+            for p in &people.0 {
+                let g = p.group.clone().ok_or_else(|| {
+                    ProvisionError::Input(format!("participant {} has no group, but lab {id} has one database per group", p.username))
+                })?;
+                groups.entry(g).or_default().push(p.username.clone());
+            }
+            Ok(groups
+                .into_iter()
+                .map(|(g, members)| (PgName::group_db(id, &g), PgName::group_db(id, &g), members))
+                .collect())
+        }
+    }
+}
+
+/// Computes the plan; reads everything, changes nothing.
+#[tracing::instrument(skip_all, fields(lab = %lab.lab.id))]
+pub async fn plan(settings: &Settings, store: &Store, lab: LoadedLab, people: Participants, prune: bool) -> Result<Plan, ProvisionError> {
+    if let Some(p) = people.0.iter().find(|p| reserved(&p.username)) {
+        return Err(ProvisionError::Input(format!("username {} is reserved for the database system or pglab; choose another", p.username)));
+    }
+    let lab_id = lab.lab.id.to_string();
+    let wanted = databases_wanted(&lab, &people)?;
+    let recorded: BTreeMap<String, String> = store.databases(&lab_id).await?.into_iter().map(|d| (d.name, d.server)).collect();
+
+    // Placement: recorded ones stay; new ones go to the least-loaded server.
+    let mut load: BTreeMap<String, i64> = settings.postgres.iter().map(|s| (s.name.clone(), 0)).collect();
+    for (server, n) in store.database_counts().await? {
+        if let Some(l) = load.get_mut(&server) {
+            *l = n;
+        }
+    }
+    let mut placements = Vec::new();
+    for (db, owner, members) in wanted {
+        let server = match recorded.get(db.as_str()) {
+            Some(s) => s.clone(),
+            None => {
+                let s = settings
+                    .postgres
+                    .iter()
+                    .min_by_key(|s| load[&s.name])
+                    .map(|s| s.name.clone())
+                    .expect("validated: at least one server");
+                *load.get_mut(&s).expect("known server") += 1;
+                s
+            }
+        };
+        if settings.server(&server).is_none() {
+            return Err(ProvisionError::Input(format!("database {db} is placed on server {server:?}, which is no longer in the config")));
+        }
+        placements.push(Placement { db, owner, server, members });
+    }
+
+    let mut changes = Vec::new();
+    let mut notices = Vec::new();
+    let mut servers: BTreeSet<String> = placements.iter().map(|p| p.server.clone()).collect();
+    servers.insert(settings.postgres[0].name.clone());
+    let mut states: BTreeMap<String, ServerState> = BTreeMap::new();
+    for name in &servers {
+        let server = settings.server(name).expect("known server");
+        let client = crate::pgconn::connect(server, "postgres").await?;
+        let state = pg::read_state(server, &client).await?;
+        if !state.baseline_ok {
+            changes.push(Change::Baseline { server: name.clone() });
+        }
+        let built = store.lab_build(&lab_id, name).await?;
+        let present = state.databases.contains_key(PgName::reference_db(&lab.lab.id).as_str())
+            && state.databases.contains_key(PgName::template_db(&lab.lab.id).as_str());
+        if built.as_deref() != Some(lab.sources_digest.as_str()) || !present {
+            changes.push(Change::BuildLab { server: name.clone(), rebuild: present && built.is_some() });
+        }
+        states.insert(name.clone(), state);
+    }
+
+    ldap_changes(settings, &lab, &people, store, prune, &mut changes).await?;
+    pg_changes(&lab, &people, &placements, &states, &recorded, &mut changes)?;
+
+    // Participants no longer listed.
+    let listed: BTreeSet<&str> = people.0.iter().map(|p| p.username.as_str()).collect();
+    let placed: BTreeSet<&str> = placements.iter().map(|p| p.db.as_str()).collect();
+    let gone: Vec<String> = store.participants(&lab_id).await?.into_iter().map(|p| p.username).filter(|u| !listed.contains(u.as_str())).collect();
+    for db in store.databases(&lab_id).await?.into_iter().filter(|d| !placed.contains(d.name.as_str())) {
+        let users: Vec<String> = store
+            .participants(&lab_id)
+            .await?
+            .into_iter()
+            .filter(|p| p.database == db.name)
+            .map(|p| p.username)
+            .collect();
+        if prune {
+            changes.push(Change::Prune { server: db.server, db: db.name, users });
+        } else {
+            notices.push(format!("database {} ({}) is no longer listed: kept with its data; apply --prune dumps and removes it", db.name, users.join(", ")));
+        }
+    }
+    for u in &gone {
+        if !prune {
+            notices.push(format!("participant {u} is no longer listed: account kept; apply --prune removes it"));
+        }
+    }
+    Ok(Plan {
+        lab,
+        participants: people,
+        placements,
+        changes,
+        notices,
+        pruned_users: if prune { gone } else { vec![] },
+    })
+}
+
+async fn ldap_changes(settings: &Settings, lab: &LoadedLab, people: &Participants, store: &Store, prune: bool, changes: &mut Vec<Change>) -> Result<(), ProvisionError> {
+    let mut dir = Directory::connect(&settings.ldap).await?;
+    let existing = dir.people().await?;
+    for Participant { username, name, email, .. } in &people.0 {
+        match existing.get(username.as_str()) {
+            None => {
+                changes.push(Change::AddPerson { user: username.clone(), name: name.clone(), email: email.clone() });
+                changes.push(Change::SetPassword { user: username.clone() });
+            }
+            Some(person) => {
+                let shown_name = if name.is_empty() { username.as_str() } else { name };
+                if person.name != shown_name || &person.email != email {
+                    changes.push(Change::UpdatePerson { user: username.clone(), name: name.clone(), email: email.clone() });
+                }
+                if !person.has_password {
+                    changes.push(Change::SetPassword { user: username.clone() });
+                }
+            }
+        }
+    }
+    // Groups: the lab's, and one per participant group. Without --prune,
+    // people who left the list stay members (nothing is taken away).
+    let lab_id = lab.lab.id.to_string();
+    let kept: Vec<Username> = if prune {
+        vec![]
+    } else {
+        let listed: BTreeSet<&str> = people.0.iter().map(|p| p.username.as_str()).collect();
+        store
+            .participants(&lab_id)
+            .await?
+            .into_iter()
+            .filter(|p| !listed.contains(p.username.as_str()))
+            .filter_map(|p| Username::parse(&p.username).ok())
+            .collect()
+    };
+    let mut groups: BTreeMap<String, BTreeSet<Username>> = BTreeMap::new();
+    groups.insert(lab_id.clone(), people.0.iter().map(|p| p.username.clone()).chain(kept).collect());
+    for p in &people.0 {
+        if let Some(g) = &p.group {
+            groups.entry(format!("{lab_id}.{g}")).or_default().insert(p.username.clone());
+        }
+    }
+    for (cn, members) in groups {
+        let current = dir.group_members(&cn).await?;
+        let now: BTreeSet<String> = members.iter().map(|m| m.to_string()).collect();
+        let before = current.clone().unwrap_or_default();
+        if current.is_some() && before == now || current.is_none() && now.is_empty() {
+            continue;
+        }
+        changes.push(Change::SetGroup {
+            cn,
+            exists: current.is_some(),
+            added: now.difference(&before).count(),
+            removed: before.difference(&now).count(),
+            members,
+        });
+    }
+    dir.close().await;
+    Ok(())
+}
+
+fn pg_changes(
+    lab: &LoadedLab,
+    people: &Participants,
+    placements: &[Placement],
+    states: &BTreeMap<String, ServerState>,
+    recorded: &BTreeMap<String, String>,
+    changes: &mut Vec<Change>,
+) -> Result<(), ProvisionError> {
+    let limit = lab.lab.options.connection_limit;
+    let _ = people;
+    let mut roles_seen: BTreeSet<(String, PgName)> = BTreeSet::new();
+    for p in placements {
+        let state = &states[&p.server];
+        for member in &p.members {
+            let role = member.role();
+            if !roles_seen.insert((p.server.clone(), role.clone())) {
+                continue;
+            }
+            match state.roles.get(role.as_str()) {
+                None => changes.push(Change::CreateRole { server: p.server.clone(), role, connection_limit: limit }),
+                Some(_) if !state.is_student(role.as_str()) => {
+                    return Err(ProvisionError::Input(format!(
+                        "role {role} already exists on server {} and was not made by pglab for a participant; refusing to take it over (rename the participant)",
+                        p.server
+                    )))
+                }
+                Some(r) if r.connection_limit != -1 && (r.connection_limit as u32) < limit || !r.login => {
+                    changes.push(Change::FixRole { server: p.server.clone(), role, connection_limit: limit })
+                }
+                Some(_) => {}
+            }
+        }
+        if lab.lab.databases == DatabaseMode::PerGroup {
+            let group_exists = state.roles.contains_key(p.owner.as_str());
+            if !group_exists {
+                changes.push(Change::CreateGroupRole { server: p.server.clone(), role: p.owner.clone() });
+            }
+            for member in &p.members {
+                let is_member = state.roles.get(member.as_str()).is_some_and(|r| r.member_of.contains(p.owner.as_str()));
+                if !is_member {
+                    changes.push(Change::GrantGroup { server: p.server.clone(), group: p.owner.clone(), member: member.role() });
+                }
+            }
+        }
+        match state.databases.get(p.db.as_str()) {
+            None => changes.push(Change::CreateDatabase { server: p.server.clone(), db: p.db.clone(), owner: p.owner.clone() }),
+            Some(_) if !recorded.contains_key(p.db.as_str()) => {
+                return Err(ProvisionError::Input(format!(
+                    "database {} already exists on server {} and was not made by pglab; refusing to take it over",
+                    p.db, p.server
+                )))
+            }
+            Some(true) => changes.push(Change::RevokeConnect { server: p.server.clone(), db: p.db.clone() }),
+            Some(false) => {}
+        }
+    }
+    Ok(())
+}

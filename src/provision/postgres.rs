@@ -1,0 +1,224 @@
+//! The Postgres side of provisioning: reading a server's roles and
+//! databases, and the statements that change them.
+
+use crate::ident::{quote_ident, PgName};
+use crate::pgconn::{self, ConnectError};
+use crate::settings::PgServerSettings;
+use std::collections::{BTreeMap, BTreeSet};
+use tokio_postgres::Client;
+
+/// Group role of every participant login; pg_hba sends its members to LDAP.
+pub const STUDENTS_ROLE: &str = "pglab_students";
+/// Owns what a lab's starter created in its template, until a clone hands it
+/// to the participant with `REASSIGN OWNED`.
+pub const STARTER_ROLE: &str = "pglab_starter";
+/// Above this template size FILE_COPY beats WAL_LOG (which writes the whole
+/// template to WAL); see docs/performance.md.
+const WAL_LOG_LIMIT_BYTES: i64 = 256 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("Postgres server {server}: {what}: {}", pgconn::db_message(.source))]
+    Sql {
+        server: String,
+        what: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("{0}")]
+    Refused(String),
+}
+
+pub fn sql_err(server: &str, what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> PgError {
+    let (server, what) = (server.to_string(), what.into());
+    move |source| PgError::Sql { server, what, source }
+}
+
+#[derive(Debug, Clone)]
+pub struct RoleState {
+    pub login: bool,
+    pub connection_limit: i32,
+    pub member_of: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ServerState {
+    pub roles: BTreeMap<String, RoleState>,
+    /// Database name → whether PUBLIC may still connect.
+    pub databases: BTreeMap<String, bool>,
+    pub baseline_ok: bool,
+}
+
+impl ServerState {
+    pub fn is_student(&self, role: &str) -> bool {
+        self.roles.get(role).is_some_and(|r| r.member_of.contains(STUDENTS_ROLE))
+    }
+}
+
+pub async fn read_state(server: &PgServerSettings, client: &Client) -> Result<ServerState, PgError> {
+    let mut state = ServerState::default();
+    let rows = client
+        .query(
+            "SELECT r.rolname::text, r.rolcanlogin, r.rolconnlimit,
+                    coalesce(array_agg(g.rolname::text) FILTER (WHERE g.rolname IS NOT NULL), '{}')
+             FROM pg_roles r
+             LEFT JOIN pg_auth_members m ON m.member = r.oid
+             LEFT JOIN pg_roles g ON g.oid = m.roleid
+             GROUP BY 1, 2, 3",
+            &[],
+        )
+        .await
+        .map_err(sql_err(&server.name, "read roles"))?;
+    for r in rows {
+        let member_of: Vec<String> = r.get(3);
+        state.roles.insert(
+            r.get(0),
+            RoleState {
+                login: r.get(1),
+                connection_limit: r.get(2),
+                member_of: member_of.into_iter().collect(),
+            },
+        );
+    }
+    let rows = client
+        .query(
+            "SELECT d.datname::text, EXISTS (
+                 SELECT 1 FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+                 WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT')
+             FROM pg_database d",
+            &[],
+        )
+        .await
+        .map_err(sql_err(&server.name, "read databases"))?;
+    for r in rows {
+        state.databases.insert(r.get(0), r.get(1));
+    }
+    state.baseline_ok = state.roles.contains_key(STUDENTS_ROLE)
+        && state.roles.contains_key(STARTER_ROLE)
+        && !state.databases.get("postgres").copied().unwrap_or(false)
+        && !state.databases.get("template1").copied().unwrap_or(false);
+    Ok(state)
+}
+
+/// Roles pglab relies on, and no way in to the maintenance databases.
+pub async fn ensure_baseline(server: &PgServerSettings, client: &Client) -> Result<(), PgError> {
+    let sql = format!(
+        "DO $$ BEGIN
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{STUDENTS_ROLE}') THEN
+             CREATE ROLE {STUDENTS_ROLE} NOLOGIN;
+           END IF;
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{STARTER_ROLE}') THEN
+             CREATE ROLE {STARTER_ROLE} NOLOGIN;
+           END IF;
+         END $$;
+         REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC;
+         REVOKE CONNECT, TEMPORARY ON DATABASE template1 FROM PUBLIC;"
+    );
+    client.batch_execute(&sql).await.map_err(sql_err(&server.name, "create pglab roles"))
+}
+
+/// A participant's login role: no password (LDAP checks it), no powers.
+pub fn create_login_role_sql(role: &PgName, connection_limit: u32) -> String {
+    format!(
+        "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {connection_limit} IN ROLE {STUDENTS_ROLE};",
+        role.quoted()
+    )
+}
+
+pub fn fix_login_role_sql(role: &PgName, connection_limit: u32) -> String {
+    format!(
+        "ALTER ROLE {r} CONNECTION LIMIT {connection_limit}; GRANT {STUDENTS_ROLE} TO {r};",
+        r = role.quoted()
+    )
+}
+
+/// A group's database owner: members act through it, nobody logs in as it.
+pub fn create_group_role_sql(role: &PgName) -> String {
+    format!(
+        "CREATE ROLE {} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;",
+        role.quoted()
+    )
+}
+
+pub fn grant_group_sql(group: &PgName, member: &PgName) -> String {
+    format!("GRANT {} TO {};", group.quoted(), member.quoted())
+}
+
+pub fn revoke_connect_sql(db: &PgName) -> String {
+    format!("REVOKE ALL ON DATABASE {} FROM PUBLIC;", db.quoted())
+}
+
+/// Facts about a template that every clone of it needs.
+pub struct TemplateInfo {
+    pub name: PgName,
+    /// Whether the starter left objects to hand over with `REASSIGN OWNED`.
+    pub has_starter_objects: bool,
+    pub strategy: &'static str,
+}
+
+pub async fn template_info(server: &PgServerSettings, client: &Client, name: &PgName) -> Result<TemplateInfo, PgError> {
+    let row = client
+        .query_one(
+            "SELECT pg_database_size(d.oid),
+                    EXISTS (SELECT 1 FROM pg_shdepend s
+                            WHERE s.dbid = d.oid AND s.deptype = 'o'
+                              AND s.refobjid = (SELECT oid FROM pg_roles WHERE rolname = $2))
+             FROM pg_database d WHERE d.datname = $1",
+            &[&name.as_str(), &STARTER_ROLE],
+        )
+        .await
+        .map_err(sql_err(&server.name, format!("inspect template {name}")))?;
+    let size: i64 = row.get(0);
+    Ok(TemplateInfo {
+        name: name.clone(),
+        has_starter_objects: row.get(1),
+        strategy: if size > WAL_LOG_LIMIT_BYTES { "FILE_COPY" } else { "WAL_LOG" },
+    })
+}
+
+/// Clones the template into a new database owned by `owner`, closes it to
+/// everybody else, and hands the starter's objects to the owner.
+#[tracing::instrument(skip_all, fields(server = %server.name, db = %db))]
+pub async fn clone_database(
+    server: &PgServerSettings,
+    client: &Client,
+    template: &TemplateInfo,
+    db: &PgName,
+    owner: &PgName,
+) -> Result<(), PgError> {
+    let create = format!(
+        "CREATE DATABASE {} WITH TEMPLATE {} OWNER {} STRATEGY {}",
+        db.quoted(),
+        template.name.quoted(),
+        owner.quoted(),
+        template.strategy
+    );
+    client.batch_execute(&create).await.map_err(sql_err(&server.name, format!("create database {db}")))?;
+    client
+        .batch_execute(&revoke_connect_sql(db))
+        .await
+        .map_err(sql_err(&server.name, format!("revoke connect on {db}")))?;
+    if template.has_starter_objects {
+        let inside = pgconn::connect(server, db.as_str()).await?;
+        inside
+            .batch_execute(&format!("REASSIGN OWNED BY {STARTER_ROLE} TO {}", owner.quoted()))
+            .await
+            .map_err(sql_err(&server.name, format!("hand starter objects of {db} to {owner}")))?;
+    }
+    Ok(())
+}
+
+pub async fn drop_database(server: &PgServerSettings, client: &Client, db: &str) -> Result<(), PgError> {
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(db)))
+        .await
+        .map_err(sql_err(&server.name, format!("drop database {db}")))
+}
+
+pub async fn drop_role(server: &PgServerSettings, client: &Client, role: &str) -> Result<(), PgError> {
+    client
+        .batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(role)))
+        .await
+        .map_err(sql_err(&server.name, format!("drop role {role}")))
+}

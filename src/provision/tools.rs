@@ -1,0 +1,79 @@
+//! The real Postgres client tools (psql, pg_restore, pg_dump) run as
+//! pglab's admin against one server.
+
+use crate::settings::PgServerSettings;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use tokio::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("{tool} not found: install the Debian package postgresql-client")]
+    Missing { tool: String },
+    #[error("{what} failed:\n{output}")]
+    Failed { what: String, output: String },
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+}
+
+fn tool(server: &PgServerSettings, name: &str) -> Result<PathBuf, ToolError> {
+    let dirs: Vec<PathBuf> = server.bin_dir.iter().cloned().collect();
+    crate::stack::process::find_binary(name, &dirs, "postgresql-client").map_err(|_| ToolError::Missing { tool: name.into() })
+}
+
+/// A command for `name` with connection settings in the environment (the
+/// password never appears on a command line).
+fn command(server: &PgServerSettings, name: &str, db: &str, role: Option<&str>) -> Result<Command, ToolError> {
+    let mut cmd = Command::new(tool(server, name)?);
+    cmd.env("PGHOST", &server.host)
+        .env("PGPORT", server.port.to_string())
+        .env("PGUSER", &server.admin_user)
+        .env("PGPASSWORD", server.admin_password.expose())
+        .env("PGDATABASE", db)
+        .env("PGAPPNAME", "pglab")
+        .env("PGCONNECT_TIMEOUT", "5")
+        .env_remove("PGSERVICE")
+        .env_remove("PGOPTIONS")
+        .stdin(Stdio::null());
+    if let Some(role) = role {
+        // Everything the file creates is owned by `role`, not by the admin.
+        cmd.env("PGOPTIONS", format!("-c role={role}"));
+    }
+    Ok(cmd)
+}
+
+async fn run(what: String, mut cmd: Command) -> Result<(), ToolError> {
+    let out = cmd.output().await.map_err(|source| ToolError::Io { what: what.clone(), source })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let shown = lines[..lines.len().min(20)].join("\n");
+    Err(ToolError::Failed { what, output: shown })
+}
+
+/// Runs an SQL file with psql, stopping at the first error.
+pub async fn psql_file(server: &PgServerSettings, db: &str, file: &Path, role: Option<&str>) -> Result<(), ToolError> {
+    let mut cmd = command(server, "psql", db, role)?;
+    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"]).arg(file);
+    run(format!("loading {}", file.display()), cmd).await
+}
+
+/// Restores an archive (custom, tar or directory) without owners or grants.
+pub async fn pg_restore(server: &PgServerSettings, db: &str, file: &Path, role: Option<&str>) -> Result<(), ToolError> {
+    let mut cmd = command(server, "pg_restore", db, None)?;
+    cmd.args(["--no-owner", "--no-privileges", "--exit-on-error", "-d", db]);
+    if let Some(role) = role {
+        cmd.arg(format!("--role={role}"));
+    }
+    cmd.arg(file);
+    run(format!("restoring {}", file.display()), cmd).await
+}
+
+/// Writes a custom-format dump of `db` to `file`.
+pub async fn pg_dump(server: &PgServerSettings, db: &str, file: &Path) -> Result<(), ToolError> {
+    let mut cmd = command(server, "pg_dump", db, None)?;
+    cmd.args(["-Fc", "-f"]).arg(file);
+    run(format!("dumping {db}"), cmd).await
+}

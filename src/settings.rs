@@ -1,0 +1,196 @@
+//! pglab's configuration: one YAML file, secrets overridable from the
+//! environment, validated once at start.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A secret that never shows in logs or `Debug` output.
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address of the web app and `/metrics`.
+    pub listen: SocketAddr,
+    /// Where pglab keeps its files (dumps of pruned databases, generated configs).
+    pub data_dir: PathBuf,
+    /// Postgres servers that host lab databases; the first is the default.
+    pub postgres: Vec<PgServerSettings>,
+    pub control: ControlSettings,
+    pub ldap: LdapSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgServerSettings {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub admin_user: String,
+    /// Overridden by `PGLAB_PG_<NAME>_PASSWORD`.
+    #[serde(default)]
+    pub admin_password: Secret,
+    /// Host name students put in `psql -h` (default: `host`).
+    #[serde(default)]
+    pub public_host: Option<String>,
+    /// Directory holding psql, pg_dump, pg_restore (default: found on PATH).
+    #[serde(default)]
+    pub bin_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSettings {
+    /// Name of the Postgres server holding the control database.
+    pub server: String,
+    pub database: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapSettings {
+    pub url: String,
+    pub base_dn: String,
+    pub bind_dn: String,
+    /// Overridden by `PGLAB_LDAP_BIND_PASSWORD`.
+    #[serde(default)]
+    pub bind_password: Secret,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read config {path}: {source} (create one with `pglab config example > {path}`, or run `pglab up`)")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl Settings {
+    pub fn load(path: &Path) -> Result<Self, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let invalid = |message: String| SettingsError::Invalid {
+            path: path.display().to_string(),
+            message,
+        };
+        let mut s: Settings = serde_norway::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        s.apply_env(|k| std::env::var(k).ok());
+        s.validate().map_err(invalid)?;
+        Ok(s)
+    }
+
+    /// Secrets from the environment win over the file.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(p) = get("PGLAB_LDAP_BIND_PASSWORD") {
+            self.ldap.bind_password = Secret(p);
+        }
+        for server in &mut self.postgres {
+            let key = format!("PGLAB_PG_{}_PASSWORD", server.name.to_ascii_uppercase().replace('-', "_"));
+            if let Some(p) = get(&key) {
+                server.admin_password = Secret(p);
+            }
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.postgres.is_empty() {
+            return Err("postgres: list at least one server".into());
+        }
+        for (i, s) in self.postgres.iter().enumerate() {
+            let ok = !s.name.is_empty()
+                && s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                return Err(format!("postgres[{i}].name {:?}: use letters, digits, '-' and '_'", s.name));
+            }
+            if self.postgres[..i].iter().any(|o| o.name == s.name) {
+                return Err(format!("postgres[{i}].name {:?} is used twice", s.name));
+            }
+        }
+        if self.server(&self.control.server).is_none() {
+            return Err(format!("control.server {:?} is not one of the postgres servers", self.control.server));
+        }
+        if !self.ldap.url.starts_with("ldap://") && !self.ldap.url.starts_with("ldapi://") {
+            return Err(format!("ldap.url {:?} must start with ldap:// (TLS is not built in; use a loopback or ldapi URL)", self.ldap.url));
+        }
+        Ok(())
+    }
+
+    pub fn server(&self, name: &str) -> Option<&PgServerSettings> {
+        self.postgres.iter().find(|s| s.name == name)
+    }
+
+    pub fn example() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("literal address"),
+            data_dir: ".pglab".into(),
+            postgres: vec![PgServerSettings {
+                name: "main".into(),
+                host: "127.0.0.1".into(),
+                port: 5432,
+                admin_user: "pglab_admin".into(),
+                admin_password: Secret::default(),
+                public_host: None,
+                bin_dir: None,
+            }],
+            control: ControlSettings {
+                server: "main".into(),
+                database: "pglab".into(),
+            },
+            ldap: LdapSettings {
+                url: "ldap://127.0.0.1:389".into(),
+                base_dn: "dc=pglab,dc=local".into(),
+                bind_dn: "cn=admin,dc=pglab,dc=local".into(),
+                bind_password: Secret::default(),
+            },
+        }
+    }
+
+    pub fn to_yaml(&self) -> String {
+        serde_norway::to_string(self).expect("settings serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_round_trips_and_secrets_hide() {
+        let mut s = Settings::example();
+        s.apply_env(|k| (k == "PGLAB_PG_MAIN_PASSWORD").then(|| "hunter2".to_string()));
+        assert_eq!(s.postgres[0].admin_password.expose(), "hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let back: Settings = serde_norway::from_str(&Settings::example().to_yaml()).unwrap();
+        back.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let text = Settings::example().to_yaml() + "colour: blue\n";
+        let err = serde_norway::from_str::<Settings>(&text).unwrap_err().to_string();
+        assert!(err.contains("unknown field `colour`"), "{err}");
+    }
+}

@@ -1,0 +1,156 @@
+//! The embedded default: private Postgres, slapd and Prometheus on loopback,
+//! started and stopped by `pglab up` (and by the tests, with the same code).
+
+pub mod postgres;
+pub mod process;
+pub mod prometheus;
+pub mod slapd;
+
+use crate::settings::{ControlSettings, LdapSettings, PgServerSettings, Secret, Settings};
+use process::{ensure_port_free, StackError};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const BASE_DN: &str = "dc=pglab,dc=local";
+
+/// Ports and folders of a local stack.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub data_dir: PathBuf,
+    /// Port of the first Postgres server; more servers take the next ports.
+    pub pg_port: u16,
+    pub pg_servers: usize,
+    pub ldap_port: u16,
+    pub http_port: u16,
+    /// `None`: do not start Prometheus.
+    pub prometheus_port: Option<u16>,
+}
+
+pub struct LocalStack {
+    pub settings: Settings,
+    pub clusters: Vec<postgres::PgCluster>,
+    pub slapd: slapd::Slapd,
+    pub prometheus: Option<prometheus::Prometheus>,
+}
+
+/// Secrets are made once and kept in the data directory's `pglab.yaml`
+/// (mode 0600), so that a second `up` finds the same passwords.
+fn load_or_make_settings(opts: &StackOptions) -> Result<Settings, StackError> {
+    let path = opts.data_dir.join("pglab.yaml");
+    let previous = Settings::load(&path).ok();
+    let secret = |old: Option<&Secret>| old.filter(|s| !s.expose().is_empty()).cloned().unwrap_or_else(random_secret);
+    let pg_password = secret(previous.as_ref().map(|p| &p.postgres[0].admin_password));
+    let ldap_password = secret(previous.as_ref().map(|p| &p.ldap.bind_password));
+    let data_dir = std::path::absolute(&opts.data_dir).map_err(process::io("data dir"))?;
+    let postgres = (0..opts.pg_servers)
+        .map(|i| PgServerSettings {
+            name: server_name(i),
+            host: "127.0.0.1".into(),
+            port: opts.pg_port + i as u16,
+            admin_user: postgres::ADMIN_USER.into(),
+            admin_password: pg_password.clone(),
+            public_host: None,
+            bin_dir: postgres::bin_dir().ok(),
+        })
+        .collect();
+    Ok(Settings {
+        listen: SocketAddr::from(([127, 0, 0, 1], opts.http_port)),
+        data_dir,
+        postgres,
+        control: ControlSettings {
+            server: server_name(0),
+            database: "pglab".into(),
+        },
+        ldap: LdapSettings {
+            url: format!("ldap://127.0.0.1:{}", opts.ldap_port),
+            base_dn: BASE_DN.into(),
+            bind_dn: slapd::admin_dn(BASE_DN),
+            bind_password: ldap_password,
+        },
+    })
+}
+
+fn server_name(i: usize) -> String {
+    if i == 0 {
+        "main".into()
+    } else {
+        format!("node{}", i + 1)
+    }
+}
+
+pub fn random_secret() -> Secret {
+    use rand::distributions::{Alphanumeric, DistString};
+    Secret::new(Alphanumeric.sample_string(&mut rand::thread_rng(), 24))
+}
+
+impl LocalStack {
+    /// Checks every port first, then starts slapd, the Postgres servers and
+    /// Prometheus, and writes `pglab.yaml` for the other commands to use.
+    pub async fn start(opts: &StackOptions) -> Result<Self, StackError> {
+        for i in 0..opts.pg_servers {
+            ensure_port_free(opts.pg_port + i as u16, "postgres", "--pg-port")?;
+        }
+        ensure_port_free(opts.ldap_port, "slapd", "--ldap-port")?;
+        ensure_port_free(opts.http_port, "the web app", "--http-port")?;
+        if let Some(p) = opts.prometheus_port {
+            ensure_port_free(p, "prometheus", "--prometheus-port")?;
+        }
+        std::fs::create_dir_all(&opts.data_dir).map_err(process::io(opts.data_dir.display().to_string()))?;
+        let settings = load_or_make_settings(opts)?;
+        write_private(&opts.data_dir.join("pglab.yaml"), &settings.to_yaml())?;
+
+        let dir = &settings.data_dir;
+        let slapd = slapd::Slapd::start(&dir.join("ldap"), opts.ldap_port, BASE_DN, &settings.ldap.bind_password).await?;
+        let people = format!("ou=people,{BASE_DN}");
+        let hba = postgres::HbaLdap {
+            port: opts.ldap_port,
+            people_dn: &people,
+        };
+        let mut clusters = Vec::new();
+        for server in &settings.postgres {
+            let pg_dir = dir.join(format!("pg-{}", server.name));
+            match postgres::PgCluster::start(&pg_dir, server.port, &server.admin_password, &hba).await {
+                Ok(c) => clusters.push(c),
+                Err(e) => {
+                    for c in clusters {
+                        c.stop().await;
+                    }
+                    slapd.stop().await;
+                    return Err(e);
+                }
+            }
+        }
+        let prometheus = match opts.prometheus_port {
+            Some(port) => prometheus::Prometheus::start_if_installed(&dir.join("prometheus"), port, settings.listen).await?,
+            None => None,
+        };
+        Ok(Self {
+            settings,
+            clusters,
+            slapd,
+            prometheus,
+        })
+    }
+
+    pub async fn stop(self) {
+        if let Some(p) = self.prometheus {
+            p.stop().await;
+        }
+        for c in self.clusters {
+            c.stop().await;
+        }
+        self.slapd.stop().await;
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), StackError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(process::io(path.display().to_string()))?;
+    std::io::Write::write_all(&mut f, text.as_bytes()).map_err(process::io(path.display().to_string()))
+}
