@@ -12,7 +12,15 @@ async fn main() -> std::process::ExitCode {
     match pglab::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Print each cause once: many of pglab's errors already name theirs.
+            let mut shown = e.to_string();
+            for cause in e.chain().skip(1) {
+                let text = cause.to_string();
+                if !shown.contains(&text) {
+                    shown = format!("{shown}: {text}");
+                }
+            }
+            eprintln!("error: {shown}");
             std::process::ExitCode::FAILURE
         }
     }

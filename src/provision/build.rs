@@ -29,9 +29,13 @@ async fn create_empty(server: &PgServerSettings, admin: &Client, db: &str) -> Re
     drop_database(server, admin, db).await?;
     let name = PgName::from_catalog(db.to_string());
     admin
-        .batch_execute(&format!("CREATE DATABASE {} TEMPLATE template0; {}", quote_ident(db), revoke_connect_sql(&name)))
+        .batch_execute(&format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(db)))
         .await
-        .map_err(sql_err(&server.name, format!("create database {db}")))
+        .map_err(sql_err(&server.name, format!("create database {db}")))?;
+    admin
+        .batch_execute(&revoke_connect_sql(&name))
+        .await
+        .map_err(sql_err(&server.name, format!("revoke connect on {db}")))
 }
 
 /// Builds both databases under scratch names; `keep` decides whether they

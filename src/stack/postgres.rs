@@ -120,7 +120,8 @@ fn admin_dsn(port: u16, password: &Secret) -> String {
 }
 
 async fn init(dir: &Path, bin_dir: &Path, password: &Secret, run_as: Option<&RunAs>) -> process::Result<()> {
-    let pwfile = dir.join(".pwfile");
+    // Beside the data folder: initdb wants that folder empty.
+    let pwfile = dir.with_extension("pwfile");
     write_owned(&pwfile, password.expose(), run_as)?;
     if let Some(user) = run_as {
         user.chown_tree(dir)?;
