@@ -1,6 +1,8 @@
 //! The command line: one `enum Command`, shared options flattened.
 
 mod commands;
+
+pub use commands::load_check;
 mod up;
 
 use clap::{Parser, Subcommand};

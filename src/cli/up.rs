@@ -33,6 +33,7 @@ pub struct UpArgs {
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let shutdown = crate::shutdown_signal();
     let opts = StackOptions {
         data_dir: args.data_dir.clone(),
         pg_port: args.pg_port,
@@ -43,7 +44,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let stack = LocalStack::start(&opts).await?;
     let result = match tokio::net::TcpListener::bind(stack.settings.listen).await {
-        Ok(listener) => serve(&stack, listener, args.demo).await,
+        Ok(listener) => serve(&stack, listener, args.demo, shutdown).await,
         Err(e) => Err(anyhow::anyhow!("cannot listen on {}: {e} (pass --http-port with another port)", stack.settings.listen)),
     };
     stack.stop().await;
@@ -51,7 +52,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn serve(stack: &LocalStack, listener: tokio::net::TcpListener, with_demo: bool) -> anyhow::Result<()> {
+async fn serve(
+    stack: &LocalStack,
+    listener: tokio::net::TcpListener,
+    with_demo: bool,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let settings = &stack.settings;
     let store = Store::open_migrated(settings).await?;
     let url = format!("http://{}", settings.listen);
@@ -70,7 +76,7 @@ async fn serve(stack: &LocalStack, listener: tokio::net::TcpListener, with_demo:
         store,
         metrics: Default::default(),
     };
-    crate::web::serve(state, listener, crate::shutdown_signal()).await?;
+    crate::web::serve(state, listener, shutdown).await?;
     Ok(())
 }
 

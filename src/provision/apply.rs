@@ -51,7 +51,6 @@ pub async fn apply(settings: &Settings, store: &Store, plan: &Plan, mut progress
     let total = plan.changes.len();
     let lab = &plan.lab.lab;
     let lab_id = lab.id.to_string();
-    store.upsert_lab(&plan.lab).await?;
     let mut clients = Clients(BTreeMap::new());
     let mut dir: Option<Directory> = None;
     let mut done = |report: &mut ApplyReport, c: &Change| {
@@ -65,20 +64,16 @@ pub async fn apply(settings: &Settings, store: &Store, plan: &Plan, mut progress
         source: Box::new(e),
     };
 
-    // Placements are recorded before any database is made, so a crash
-    // between the two never leaves a database pglab does not know about.
-    for p in &plan.placements {
-        let rec = DatabaseRecord {
-            name: p.db.to_string(),
-            owner: p.owner.to_string(),
-            server: p.server.clone(),
-        };
-        store.put_database(&lab_id, &rec).await?;
-    }
-
     let mut templates: BTreeMap<String, pg::TemplateInfo> = BTreeMap::new();
+    // The lab is recorded once its databases built, so a reference that
+    // fails to load leaves no trace.
+    let mut lab_recorded = false;
     for change in &plan.changes {
         let result: Result<(), ProvisionError> = async {
+            if !lab_recorded && !matches!(change, Change::Baseline { .. } | Change::BuildLab { .. }) {
+                store.upsert_lab(&plan.lab).await?;
+                lab_recorded = true;
+            }
             match change {
                 Change::Baseline { server } => {
                     let s = settings.server(server).expect("planned");
@@ -87,6 +82,7 @@ pub async fn apply(settings: &Settings, store: &Store, plan: &Plan, mut progress
                 Change::BuildLab { server, .. } => {
                     let s = settings.server(server).expect("planned");
                     build_lab(s, clients.get(settings, server).await?, lab, true).await?;
+                    store.upsert_lab(&plan.lab).await?;
                     store.set_lab_build(&lab_id, server, &plan.lab.sources_digest).await?;
                     templates.remove(server);
                 }
@@ -118,6 +114,14 @@ pub async fn apply(settings: &Settings, store: &Store, plan: &Plan, mut progress
                     exec(settings, &mut clients, server, &pg::grant_group_sql(group, member)).await?;
                 }
                 Change::CreateDatabase { server, db, owner } => {
+                    // Recorded before it is made: a crash between the two never
+                    // leaves a database pglab does not know about.
+                    let record = DatabaseRecord {
+                        name: db.to_string(),
+                        owner: owner.to_string(),
+                        server: server.clone(),
+                    };
+                    store.put_database(&lab_id, &record).await?;
                     let s = settings.server(server).expect("planned");
                     let client = clients.get(settings, server).await?;
                     if !templates.contains_key(server) {
@@ -143,6 +147,9 @@ pub async fn apply(settings: &Settings, store: &Store, plan: &Plan, mut progress
         }
     }
 
+    if !lab_recorded {
+        store.upsert_lab(&plan.lab).await?;
+    }
     let by_user: BTreeMap<&Username, &PgName> = plan.placements.iter().flat_map(|p| p.members.iter().map(move |m| (m, &p.db))).collect();
     for p in &plan.participants.0 {
         let rec = ParticipantRecord {

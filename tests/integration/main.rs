@@ -1,0 +1,9 @@
+//! Integration tests against real slapd, Postgres and Prometheus, started
+//! by pglab's own stack code. One binary, to keep link time low.
+
+mod bad_input;
+mod clubdata;
+mod provisioning;
+mod servers;
+mod support;
+mod up_binary;

@@ -1,0 +1,128 @@
+//! One helper to start the real stack (slapd, Postgres, optionally
+//! Prometheus) with pglab's own code, on free loopback ports in a temp dir.
+
+use pglab::control::Store;
+use pglab::lab::{LoadedLab, Participants};
+use pglab::provision::{self, ApplyReport, Plan, ProvisionError};
+use pglab::settings::Settings;
+use pglab::stack::{process::free_port, LocalStack, StackOptions};
+use std::path::{Path, PathBuf};
+use tokio_postgres::{Client, NoTls};
+
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub stack: LocalStack,
+    pub store: Store,
+}
+
+/// `n` consecutive free ports.
+fn free_ports(n: u16) -> u16 {
+    loop {
+        let p = free_port();
+        if p < 60000 && (1..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
+            return p;
+        }
+    }
+}
+
+pub fn temp_dir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new().prefix("pglab-test-").tempdir().expect("temp dir");
+    // The servers run as postgres / openldap when the tests run as root.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+impl TestEnv {
+    pub async fn start(pg_servers: usize) -> Self {
+        let dir = temp_dir();
+        let opts = StackOptions {
+            data_dir: dir.path().join("data"),
+            pg_port: free_ports(pg_servers as u16),
+            pg_servers,
+            ldap_port: free_port(),
+            http_port: free_port(),
+            prometheus_port: None,
+        };
+        let stack = LocalStack::start(&opts).await.expect("local stack starts");
+        let store = Store::open_migrated(&stack.settings).await.expect("control store");
+        Self { dir, stack, store }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.stack.settings
+    }
+
+    pub async fn stop(self) {
+        self.stack.stop().await;
+    }
+
+    /// Writes files into a folder of the test and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+
+    pub async fn plan(&self, lab: &Path, csv: &str, prune: bool) -> Result<Plan, ProvisionError> {
+        let lab = LoadedLab::load(lab).expect("lab loads");
+        let people = Participants::parse("p.csv", csv).expect("csv parses");
+        provision::plan(self.settings(), &self.store, lab, people, prune).await
+    }
+
+    pub async fn apply(&self, lab: &Path, csv: &str, prune: bool) -> Result<(Plan, ApplyReport), ProvisionError> {
+        let plan = self.plan(lab, csv, prune).await?;
+        let report = provision::apply(self.settings(), &self.store, &plan, |_, _| {}).await?;
+        Ok((plan, report))
+    }
+
+    pub async fn password(&self, user: &str) -> String {
+        self.store.initial_password(user).await.expect("store").expect("initial password kept")
+    }
+
+    /// Connects like a student's psql would: by LDAP password.
+    pub async fn connect_as(&self, server: usize, user: &str, password: &str, db: &str) -> Result<Client, tokio_postgres::Error> {
+        let s = &self.settings().postgres[server];
+        let (client, conn) = tokio_postgres::Config::new()
+            .host(&s.host)
+            .port(s.port)
+            .user(user)
+            .password(password)
+            .dbname(db)
+            .connect(NoTls)
+            .await?;
+        tokio::spawn(conn);
+        Ok(client)
+    }
+
+    pub async fn admin(&self, server: usize, db: &str) -> Client {
+        pglab::pgconn::connect(&self.settings().postgres[server], db).await.expect("admin connects")
+    }
+
+    pub async fn database_exists(&self, server: usize, db: &str) -> bool {
+        self.admin(server, "postgres")
+            .await
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
+            .await
+            .expect("query")
+            .is_some()
+    }
+
+    pub fn ldap_port(&self) -> u16 {
+        self.stack.slapd.port
+    }
+}
+
+/// The SQLSTATE or message of a failed connection, for assertions.
+pub fn refusal(e: &tokio_postgres::Error) -> String {
+    e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string())
+}
+
+/// A small lab with a starter, like the demo lab.
+pub fn shop_lab(env: &TestEnv, id: &str) -> PathBuf {
+    env.write("lab/starter.sql", include_str!("../../src/demo/starter.sql"));
+    env.write("lab/reference.sql", include_str!("../../src/demo/reference.sql"));
+    let yaml = include_str!("../../src/demo/lab.yaml").replace("id: demo", &format!("id: {id}"));
+    env.write(&format!("lab/{id}.yaml"), &yaml)
+}
