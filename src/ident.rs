@@ -98,7 +98,6 @@ impl LabId {
         )
         .map(Self)
     }
-
 }
 
 fn user_rule(what: &'static str, s: &str) -> Result<String, IdentError> {

@@ -1,6 +1,7 @@
 //! pglab: hands-on PostgreSQL labs. See README.md and docs/.
 
 #![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod cli;
 pub mod control;

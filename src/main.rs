@@ -5,7 +5,8 @@ async fn main() -> std::process::ExitCode {
     let cli = pglab::cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PGLAB_LOG").unwrap_or_else(|_| "warn,pglab=info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("PGLAB_LOG")
+                .unwrap_or_else(|_| "warn,pglab=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

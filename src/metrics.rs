@@ -10,8 +10,11 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let info = IntGaugeVec::new(Opts::new("pglab_build_info", "pglab version, always 1"), &["version"])
-            .expect("valid metric");
+        let info = IntGaugeVec::new(
+            Opts::new("pglab_build_info", "pglab version, always 1"),
+            &["version"],
+        )
+        .expect("valid metric");
         info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         registry.register(Box::new(info)).expect("registered once");
         Self { registry }

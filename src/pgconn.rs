@@ -19,7 +19,9 @@ pub fn config(server: &PgServerSettings, dbname: &str) -> Config {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot connect to Postgres server {server:?} ({host}:{port}) database {dbname:?}: {source}")]
+#[error(
+    "cannot connect to Postgres server {server:?} ({host}:{port}) database {dbname:?}: {source}"
+)]
 pub struct ConnectError {
     pub server: String,
     pub host: String,
@@ -31,13 +33,16 @@ pub struct ConnectError {
 
 /// One admin connection; its driver task ends when the client is dropped.
 pub async fn connect(server: &PgServerSettings, dbname: &str) -> Result<Client, ConnectError> {
-    let (client, conn) = config(server, dbname).connect(NoTls).await.map_err(|source| ConnectError {
-        server: server.name.clone(),
-        host: server.host.clone(),
-        port: server.port,
-        dbname: dbname.to_string(),
-        source,
-    })?;
+    let (client, conn) = config(server, dbname)
+        .connect(NoTls)
+        .await
+        .map_err(|source| ConnectError {
+            server: server.name.clone(),
+            host: server.host.clone(),
+            port: server.port,
+            dbname: dbname.to_string(),
+            source,
+        })?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "postgres connection ended");
@@ -48,5 +53,6 @@ pub async fn connect(server: &PgServerSettings, dbname: &str) -> Result<Client, 
 
 /// The message of a Postgres error (without the "db error:" wrapper).
 pub fn db_message(e: &tokio_postgres::Error) -> String {
-    e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string())
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), |d| d.message().to_string())
 }

@@ -108,7 +108,10 @@ impl Settings {
             self.ldap.bind_password = Secret(p);
         }
         for server in &mut self.postgres {
-            let key = format!("PGLAB_PG_{}_PASSWORD", server.name.to_ascii_uppercase().replace('-', "_"));
+            let key = format!(
+                "PGLAB_PG_{}_PASSWORD",
+                server.name.to_ascii_uppercase().replace('-', "_")
+            );
             if let Some(p) = get(&key) {
                 server.admin_password = Secret(p);
             }
@@ -121,16 +124,24 @@ impl Settings {
         }
         for (i, s) in self.postgres.iter().enumerate() {
             let ok = !s.name.is_empty()
-                && s.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                && s.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
             if !ok {
-                return Err(format!("postgres[{i}].name {:?}: use letters, digits, '-' and '_'", s.name));
+                return Err(format!(
+                    "postgres[{i}].name {:?}: use letters, digits, '-' and '_'",
+                    s.name
+                ));
             }
             if self.postgres[..i].iter().any(|o| o.name == s.name) {
                 return Err(format!("postgres[{i}].name {:?} is used twice", s.name));
             }
         }
         if self.server(&self.control.server).is_none() {
-            return Err(format!("control.server {:?} is not one of the postgres servers", self.control.server));
+            return Err(format!(
+                "control.server {:?} is not one of the postgres servers",
+                self.control.server
+            ));
         }
         if !self.ldap.url.starts_with("ldap://") && !self.ldap.url.starts_with("ldapi://") {
             return Err(format!("ldap.url {:?} must start with ldap:// (TLS is not built in; use a loopback or ldapi URL)", self.ldap.url));
@@ -190,7 +201,9 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused() {
         let text = Settings::example().to_yaml() + "colour: blue\n";
-        let err = serde_norway::from_str::<Settings>(&text).unwrap_err().to_string();
+        let err = serde_norway::from_str::<Settings>(&text)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `colour`"), "{err}");
     }
 }

@@ -21,7 +21,10 @@ pub async fn config_check(config: &Path) -> anyhow::Result<()> {
     let settings = Settings::load(config)?;
     for server in &settings.postgres {
         crate::pgconn::connect(server, "postgres").await?;
-        println!("postgres {} ({}:{}): ok", server.name, server.host, server.port);
+        println!(
+            "postgres {} ({}:{}): ok",
+            server.name, server.host, server.port
+        );
     }
     let dir = provision::ldap::Directory::connect(&settings.ldap).await?;
     dir.close().await;
@@ -79,14 +82,22 @@ pub async fn healthcheck(config: &Path, url: Option<String>) -> anyhow::Result<(
 
 pub async fn lab_check(config: &Path, file: &Path, no_load: bool) -> anyhow::Result<()> {
     let lab = LoadedLab::load(file)?;
-    println!("{}: valid ({} tasks, {} points)", file.display(), lab.lab.tasks.len(), lab.lab.tasks.iter().map(|t| t.points).sum::<u32>());
+    println!(
+        "{}: valid ({} tasks, {} points)",
+        file.display(),
+        lab.lab.tasks.len(),
+        lab.lab.tasks.iter().map(|t| t.points).sum::<u32>()
+    );
     if no_load {
         return Ok(());
     }
     let settings = Settings::load(config).context("to load the reference and starter into a scratch database pglab needs a Postgres server (pass --no-load to skip)")?;
     let server = &settings.postgres[0];
     load_check(server, &lab).await?;
-    println!("reference and starter load into a scratch database on {}: ok", server.name);
+    println!(
+        "reference and starter load into a scratch database on {}: ok",
+        server.name
+    );
     Ok(())
 }
 
@@ -98,7 +109,10 @@ pub async fn load_check(server: &PgServerSettings, lab: &LoadedLab) -> anyhow::R
     Ok(())
 }
 
-async fn load_inputs(config: &Path, args: &ApplyArgs) -> anyhow::Result<(Settings, Store, LoadedLab, Participants)> {
+async fn load_inputs(
+    config: &Path,
+    args: &ApplyArgs,
+) -> anyhow::Result<(Settings, Store, LoadedLab, Participants)> {
     let lab = LoadedLab::load(&args.lab)?;
     let people = Participants::load(&args.participants)?;
     let settings = Settings::load(config)?;
@@ -117,21 +131,32 @@ pub async fn apply(config: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
     let (settings, store, lab, people) = load_inputs(config, args).await?;
     let plan = provision::plan(&settings, &store, lab, people, args.prune).await?;
     let total = plan.changes.len();
-    let report = provision::apply(&settings, &store, &plan, |i, change| println!("[{i}/{total}] {change}")).await?;
+    let report = provision::apply(&settings, &store, &plan, |i, change| {
+        println!("[{i}/{total}] {change}")
+    })
+    .await?;
     for n in &plan.notices {
         println!("! {n}");
     }
     for d in &report.dumps {
         println!("dumped before dropping: {}", d.display());
     }
-    println!("lab {}: {} participants, {} changes applied", plan.lab.lab.id, plan.participants.0.len(), report.applied);
+    println!(
+        "lab {}: {} participants, {} changes applied",
+        plan.lab.lab.id,
+        plan.participants.0.len(),
+        report.applied
+    );
     Ok(())
 }
 
 /// The `psql` command line that logs a participant in.
 pub fn psql_command(server: &PgServerSettings, c: &CredentialRecord) -> String {
     let host = server.public_host.as_deref().unwrap_or(&server.host);
-    format!("psql -h {host} -p {} -U {} -d {}", server.port, c.username, c.database)
+    format!(
+        "psql -h {host} -p {} -U {} -d {}",
+        server.port, c.username, c.database
+    )
 }
 
 pub async fn credentials(config: &Path, lab: &str) -> anyhow::Result<()> {
@@ -142,9 +167,19 @@ pub async fn credentials(config: &Path, lab: &str) -> anyhow::Result<()> {
         bail!("lab {lab:?} has no participants (apply it first)");
     }
     for c in &rows {
-        let server = settings.server(&c.server).context("server of a participant is not in the config")?;
-        let password = c.initial_password.as_deref().unwrap_or("(already handed out)");
-        println!("{:<20} {:<22} {}", c.username, password, psql_command(server, c));
+        let server = settings
+            .server(&c.server)
+            .context("server of a participant is not in the config")?;
+        let password = c
+            .initial_password
+            .as_deref()
+            .unwrap_or("(already handed out)");
+        println!(
+            "{:<20} {:<22} {}",
+            c.username,
+            password,
+            psql_command(server, c)
+        );
     }
     Ok(())
 }

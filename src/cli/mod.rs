@@ -9,10 +9,19 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "pglab", version, about = "Hands-on PostgreSQL labs: LDAP accounts, private databases, live scoring")]
+#[command(
+    name = "pglab",
+    version,
+    about = "Hands-on PostgreSQL labs: LDAP accounts, private databases, live scoring"
+)]
 pub struct Cli {
     /// pglab's config file (`pglab up` writes one into its data directory).
-    #[arg(long, global = true, env = "PGLAB_CONFIG", default_value = ".pglab/pglab.yaml")]
+    #[arg(
+        long,
+        global = true,
+        env = "PGLAB_CONFIG",
+        default_value = ".pglab/pglab.yaml"
+    )]
     pub config: PathBuf,
     #[command(subcommand)]
     pub command: Command,
@@ -89,15 +98,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up::run(args).await,
         Command::Serve => commands::serve(&cli.config).await,
-        Command::Lab { command: LabCommand::Check { file, no_load } } => commands::lab_check(&cli.config, &file, no_load).await,
+        Command::Lab {
+            command: LabCommand::Check { file, no_load },
+        } => commands::lab_check(&cli.config, &file, no_load).await,
         Command::Plan(args) => commands::plan(&cli.config, &args).await,
         Command::Apply(args) => commands::apply(&cli.config, &args).await,
         Command::Credentials { lab } => commands::credentials(&cli.config, &lab).await,
-        Command::Config { command: ConfigCommand::Example } => {
+        Command::Config {
+            command: ConfigCommand::Example,
+        } => {
             print!("{}", commands::example_config());
             Ok(())
         }
-        Command::Config { command: ConfigCommand::Check } => commands::config_check(&cli.config).await,
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => commands::config_check(&cli.config).await,
         Command::Migrate => commands::migrate(&cli.config).await,
         Command::Healthcheck { url } => commands::healthcheck(&cli.config, url).await,
     }

@@ -45,7 +45,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let stack = LocalStack::start(&opts).await?;
     let result = match tokio::net::TcpListener::bind(stack.settings.listen).await {
         Ok(listener) => serve(&stack, listener, args.demo, shutdown).await,
-        Err(e) => Err(anyhow::anyhow!("cannot listen on {}: {e} (pass --http-port with another port)", stack.settings.listen)),
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot listen on {}: {e} (pass --http-port with another port)",
+            stack.settings.listen
+        )),
     };
     stack.stop().await;
     println!("pglab stopped; data kept in {}", args.data_dir.display());
@@ -61,12 +64,26 @@ async fn serve(
     let settings = &stack.settings;
     let store = Store::open_migrated(settings).await?;
     let url = format!("http://{}", settings.listen);
-    println!("postgres: {}", settings.postgres.iter().map(|s| format!("{} on {}:{}", s.name, s.host, s.port)).collect::<Vec<_>>().join(", "));
-    println!("slapd:    {} (base {})", settings.ldap.url, settings.ldap.base_dn);
+    println!(
+        "postgres: {}",
+        settings
+            .postgres
+            .iter()
+            .map(|s| format!("{} on {}:{}", s.name, s.host, s.port))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "slapd:    {} (base {})",
+        settings.ldap.url, settings.ldap.base_dn
+    );
     if let Some(p) = &stack.prometheus {
         println!("prometheus: http://127.0.0.1:{}", p.port);
     }
-    println!("config:   {} (used by the other pglab commands run from here)", settings.data_dir.join("pglab.yaml").display());
+    println!(
+        "config:   {} (used by the other pglab commands run from here)",
+        settings.data_dir.join("pglab.yaml").display()
+    );
     if with_demo {
         apply_demo(settings, &store).await?;
     }
@@ -86,13 +103,29 @@ async fn apply_demo(settings: &crate::settings::Settings, store: &Store) -> anyh
     let people = Participants::load(&csv)?;
     let plan = provision::plan(settings, store, lab, people, false).await?;
     let report = provision::apply(settings, store, &plan, |_, _| {}).await?;
-    println!("demo lab: {} participants, {} changes applied", plan.participants.0.len(), report.applied);
+    println!(
+        "demo lab: {} participants, {} changes applied",
+        plan.participants.0.len(),
+        report.applied
+    );
     let creds = store.credentials("demo").await?;
     if let Some(c) = creds.iter().find(|c| c.initial_password.is_some()) {
-        let server = settings.server(&c.server).expect("placed on a configured server");
-        println!("  participant: {}  initial password: {}", c.username, c.initial_password.as_deref().unwrap_or_default());
-        println!("  log in with: {}", super::commands::psql_command(server, c));
-        println!("  all initial passwords: pglab --config {} credentials demo", settings.data_dir.join("pglab.yaml").display());
+        let server = settings
+            .server(&c.server)
+            .expect("placed on a configured server");
+        println!(
+            "  participant: {}  initial password: {}",
+            c.username,
+            c.initial_password.as_deref().unwrap_or_default()
+        );
+        println!(
+            "  log in with: {}",
+            super::commands::psql_command(server, c)
+        );
+        println!(
+            "  all initial passwords: pglab --config {} credentials demo",
+            settings.data_dir.join("pglab.yaml").display()
+        );
     }
     Ok(())
 }

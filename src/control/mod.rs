@@ -14,7 +14,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "init", include_str!("migrations/0001_init.sql"))];
 
 /// Serialises migrations between pglab replicas that start together.
-const MIGRATION_LOCK: i64 = 0x7067_6c61_62;
+const MIGRATION_LOCK: i64 = 0x0070_676c_6162;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -30,7 +30,9 @@ pub enum StoreError {
         name: &'static str,
         source: tokio_postgres::Error,
     },
-    #[error("control database is at version {0}, newer than this pglab knows ({1}): upgrade pglab")]
+    #[error(
+        "control database is at version {0}, newer than this pglab knows ({1}): upgrade pglab"
+    )]
     TooNew(i32, i32),
 }
 
@@ -52,15 +54,22 @@ impl Store {
             .await?
             .is_some();
         if !exists {
-            match admin.batch_execute(&format!("CREATE DATABASE {}", quote_ident(db))).await {
+            match admin
+                .batch_execute(&format!("CREATE DATABASE {}", quote_ident(db)))
+                .await
+            {
                 Ok(()) => {}
                 // Another replica created it first.
-                Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+                Err(e)
+                    if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
                 Err(e) => return Err(e.into()),
             }
         }
         admin
-            .batch_execute(&format!("REVOKE ALL ON DATABASE {} FROM PUBLIC", quote_ident(db)))
+            .batch_execute(&format!(
+                "REVOKE ALL ON DATABASE {} FROM PUBLIC",
+                quote_ident(db)
+            ))
             .await?;
         let manager = Manager::from_config(
             pgconn::config(server, db),
@@ -84,7 +93,8 @@ impl Store {
     pub async fn migrate(&self) -> Result<Vec<i32>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS pglab_migrations (
                  version integer PRIMARY KEY,
@@ -93,7 +103,10 @@ impl Store {
         )
         .await?;
         let current: i32 = tx
-            .query_one("SELECT coalesce(max(version), 0) FROM pglab_migrations", &[])
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM pglab_migrations",
+                &[],
+            )
             .await?
             .get(0);
         let known = MIGRATIONS.last().map_or(0, |m| m.0);
@@ -104,7 +117,11 @@ impl Store {
         for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
             tx.batch_execute(sql)
                 .await
-                .map_err(|source| StoreError::Migration { version, name, source })?;
+                .map_err(|source| StoreError::Migration {
+                    version,
+                    name,
+                    source,
+                })?;
             tx.execute(
                 "INSERT INTO pglab_migrations (version, name) VALUES ($1, $2)",
                 &[&version, &name],

@@ -79,7 +79,12 @@ impl Store {
         Ok(row.map(|r| r.get(0)))
     }
 
-    pub async fn set_lab_build(&self, lab: &str, server: &str, digest: &str) -> Result<(), StoreError> {
+    pub async fn set_lab_build(
+        &self,
+        lab: &str,
+        server: &str,
+        digest: &str,
+    ) -> Result<(), StoreError> {
         self.client()
             .await?
             .execute(
@@ -115,7 +120,10 @@ impl Store {
         let rows = self
             .client()
             .await?
-            .query("SELECT server, count(*) FROM lab_databases GROUP BY server", &[])
+            .query(
+                "SELECT server, count(*) FROM lab_databases GROUP BY server",
+                &[],
+            )
             .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
@@ -135,7 +143,10 @@ impl Store {
     pub async fn delete_database(&self, lab: &str, name: &str) -> Result<(), StoreError> {
         self.client()
             .await?
-            .execute("DELETE FROM lab_databases WHERE lab_id = $1 AND name = $2", &[&lab, &name])
+            .execute(
+                "DELETE FROM lab_databases WHERE lab_id = $1 AND name = $2",
+                &[&lab, &name],
+            )
             .await?;
         Ok(())
     }
@@ -161,7 +172,11 @@ impl Store {
             .collect())
     }
 
-    pub async fn put_participant(&self, lab: &str, p: &ParticipantRecord) -> Result<(), StoreError> {
+    pub async fn put_participant(
+        &self,
+        lab: &str,
+        p: &ParticipantRecord,
+    ) -> Result<(), StoreError> {
         self.client()
             .await?
             .execute(
@@ -176,7 +191,10 @@ impl Store {
     pub async fn delete_participant(&self, lab: &str, username: &str) -> Result<(), StoreError> {
         self.client()
             .await?
-            .execute("DELETE FROM participants WHERE lab_id = $1 AND username = $2", &[&lab, &username])
+            .execute(
+                "DELETE FROM participants WHERE lab_id = $1 AND username = $2",
+                &[&lab, &username],
+            )
             .await?;
         Ok(())
     }
@@ -186,7 +204,10 @@ impl Store {
         let row = self
             .client()
             .await?
-            .query_one("SELECT count(*) FROM participants WHERE username = $1", &[&username])
+            .query_one(
+                "SELECT count(*) FROM participants WHERE username = $1",
+                &[&username],
+            )
             .await?;
         Ok(row.get(0))
     }
@@ -195,12 +216,19 @@ impl Store {
         let row = self
             .client()
             .await?
-            .query_opt("SELECT initial_password FROM credentials WHERE username = $1", &[&username])
+            .query_opt(
+                "SELECT initial_password FROM credentials WHERE username = $1",
+                &[&username],
+            )
             .await?;
         Ok(row.map(|r| r.get(0)))
     }
 
-    pub async fn set_initial_password(&self, username: &str, password: &str) -> Result<(), StoreError> {
+    pub async fn set_initial_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<(), StoreError> {
         self.client()
             .await?
             .execute(
@@ -220,7 +248,12 @@ impl Store {
         Ok(())
     }
 
-    pub async fn record_apply(&self, lab: &str, changes: i32, summary: &serde_json::Value) -> Result<(), StoreError> {
+    pub async fn record_apply(
+        &self,
+        lab: &str,
+        changes: i32,
+        summary: &serde_json::Value,
+    ) -> Result<(), StoreError> {
         self.client()
             .await?
             .execute(

@@ -40,9 +40,10 @@ impl LoadedLab {
             path: path.display().to_string(),
             source,
         })?;
-        let name = path
-            .file_name()
-            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         let dir = path.parent().unwrap_or(Path::new("."));
         let lab = parse(&name, &text, dir)?;
         let mut digest = Sha256::new();
@@ -79,7 +80,11 @@ pub fn parse(name: &str, text: &str, dir: &Path) -> Result<Lab, LabError> {
         Some(lab) if w.errors.is_empty() => Ok(lab),
         _ => {
             if w.errors.is_empty() {
-                w.error(root.line, "", "the lab file is not a mapping of id, title, reference, tasks");
+                w.error(
+                    root.line,
+                    "",
+                    "the lab file is not a mapping of id, title, reference, tasks",
+                );
             }
             Err(LabError::Invalid(w.errors))
         }
@@ -124,11 +129,27 @@ tasks:
         compare: [rows]
 ";
         let e = errors(text);
-        assert!(e.iter().any(|e| e.starts_with("lab.yaml:1: id: lab id \"Bad_Id\"")), "{e:?}");
-        assert!(e.iter().any(|e| e.starts_with("lab.yaml:4: colour: unknown key")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("lab.yaml:1: id: lab id \"Bad_Id\"")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("lab.yaml:4: colour: unknown key")),
+            "{e:?}"
+        );
         assert!(e.contains(&"lab.yaml:13: tasks[1].checks[0]: unknown check kind \"tabel\" (expected one of: table, view, query, sql)".to_string()), "{e:?}");
-        assert!(e.iter().any(|e| e.starts_with("lab.yaml:16: tasks[2].points:")), "{e:?}");
-        assert!(e.iter().any(|e| e.contains("tasks[2].checks[0].compare: does not apply")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("lab.yaml:16: tasks[2].points:")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.contains("tasks[2].checks[0].compare: does not apply")),
+            "{e:?}"
+        );
         assert_eq!(e.len(), 5, "{e:?}");
     }
 
@@ -137,7 +158,9 @@ tasks:
         let text = "id: l1\ntitle: T\nreference:\n  sql: pglab-unit-ref.sql\ntasks:\n  - id: a\n    title: A\n    checks:\n      - table: x\n";
         let lab = parse("lab.yaml", text, &std::env::temp_dir());
         std::fs::write(std::env::temp_dir().join("pglab-unit-ref.sql"), "select 1;").unwrap();
-        let lab = lab.or_else(|_| parse("lab.yaml", text, &std::env::temp_dir())).unwrap();
+        let lab = lab
+            .or_else(|_| parse("lab.yaml", text, &std::env::temp_dir()))
+            .unwrap();
         assert_eq!(lab.tasks[0].points, 1);
         assert_eq!(lab.databases, DatabaseMode::PerParticipant);
         assert_eq!(
@@ -153,6 +176,10 @@ tasks:
     fn syntax_and_missing_file() {
         assert!(errors("id: [\n")[0].starts_with("lab.yaml:"));
         let e = errors("id: x\ntitle: T\nreference: {dump: nope.dump}\ntasks: []\n");
-        assert!(e.iter().any(|e| e.contains("reference: file \"nope.dump\" not found")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|e| e.contains("reference: file \"nope.dump\" not found")),
+            "{e:?}"
+        );
     }
 }

@@ -33,9 +33,10 @@ impl Participants {
             path: path.display().to_string(),
             source,
         })?;
-        let name = path
-            .file_name()
-            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         Self::parse(&name, &text)
     }
 
@@ -83,11 +84,15 @@ impl Participants {
             };
             let (name, email) = (field(in_), field(ie));
             if name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
-                bad(format!("name of {username} must be at most {MAX_NAME} printable characters"));
+                bad(format!(
+                    "name of {username} must be at most {MAX_NAME} printable characters"
+                ));
                 continue;
             }
             if !valid_email(&email) {
-                bad(format!("email of {username} {email:?} is not an address like name@example.org"));
+                bad(format!(
+                    "email of {username} {email:?} is not an address like name@example.org"
+                ));
                 continue;
             }
             let group = match ig.map(field).filter(|g| !g.is_empty()) {
@@ -104,7 +109,12 @@ impl Participants {
                 bad(format!("duplicate username {username}"));
                 continue;
             }
-            out.push(Participant { username, name, email, group });
+            out.push(Participant {
+                username,
+                name,
+                email,
+                group,
+            });
         }
         if errors.is_empty() {
             Ok(Self(out))
@@ -121,7 +131,9 @@ fn valid_email(s: &str) -> bool {
     !local.is_empty()
         && domain.contains('.')
         && s.len() <= 254
-        && !s.chars().any(|c| c.is_whitespace() || c.is_control() || "<>()[]\\,;:\"".contains(c))
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>()[]\\,;:\"".contains(c))
         && !domain.contains('@')
 }
 
@@ -154,7 +166,11 @@ mod tests {
 
     #[test]
     fn good_list() {
-        let p = Participants::parse("p.csv", "username,name,email\nalice,Alice,a@x.org\n\nbob,\"Bob, B\",b@x.org\n").unwrap();
+        let p = Participants::parse(
+            "p.csv",
+            "username,name,email\nalice,Alice,a@x.org\n\nbob,\"Bob, B\",b@x.org\n",
+        )
+        .unwrap();
         assert_eq!(p.0.len(), 2);
         assert_eq!(p.0[1].name, "Bob, B");
         assert!(p.0[0].group.is_none());

@@ -136,7 +136,9 @@ const LAB_KEYS: &[&str] = &[
 ];
 const TASK_KEYS: &[&str] = &["id", "title", "description", "points", "checks"];
 const CHECK_KINDS: &[&str] = &["table", "view", "query", "sql"];
-const CHECK_KEYS: &[&str] = &["table", "view", "query", "sql", "compare", "expect", "ordered"];
+const CHECK_KEYS: &[&str] = &[
+    "table", "view", "query", "sql", "compare", "expect", "ordered",
+];
 
 /// Builds a `Lab` from the tree, reporting every problem to `w`.
 pub fn lab_from_tree(w: &mut Walker, root: &Node, dir: &Path) -> Option<Lab> {
@@ -151,22 +153,30 @@ pub fn lab_from_tree(w: &mut Walker, root: &Node, dir: &Path) -> Option<Lab> {
             }
         });
     let title = w.required_string(&f, "title");
-    let deadline = w.string(&f, "deadline").and_then(|s| {
-        match DateTime::parse_from_rfc3339(&s) {
+    let deadline = w
+        .string(&f, "deadline")
+        .and_then(|s| match DateTime::parse_from_rfc3339(&s) {
             Ok(d) => Some(d.with_timezone(&Utc)),
             Err(e) => {
                 let line = f.get("deadline").map_or(f.line, |n| n.line);
-                w.error(line, "deadline", format!("{s:?} is not an RFC 3339 time ({e}), e.g. 2026-12-01T18:00:00+01:00"));
+                w.error(
+                    line,
+                    "deadline",
+                    format!("{s:?} is not an RFC 3339 time ({e}), e.g. 2026-12-01T18:00:00+01:00"),
+                );
                 None
             }
-        }
-    });
+        });
     let databases = match w.string(&f, "databases").as_deref() {
         None | Some("per-participant") => Some(DatabaseMode::PerParticipant),
         Some("per-group") => Some(DatabaseMode::PerGroup),
         Some(other) => {
             let line = f.get("databases").map_or(f.line, |n| n.line);
-            w.error(line, "databases", format!("unknown mode {other:?} (expected per-participant or per-group)"));
+            w.error(
+                line,
+                "databases",
+                format!("unknown mode {other:?} (expected per-participant or per-group)"),
+            );
             None
         }
     };
@@ -199,13 +209,21 @@ fn source(w: &mut Walker, node: &Node, path: &str, dir: &Path) -> Option<Source>
         (Some(s), None) => (Source::Sql, s),
         (None, Some(d)) => (Source::Dump, d),
         _ => {
-            w.error(node.line, path, "give exactly one of sql: FILE or dump: FILE");
+            w.error(
+                node.line,
+                path,
+                "give exactly one of sql: FILE or dump: FILE",
+            );
             return None;
         }
     };
     let resolved = dir.join(&file);
     if !resolved.is_file() {
-        w.error(node.line, path, format!("file {file:?} not found (looked in {})", resolved.display()));
+        w.error(
+            node.line,
+            path,
+            format!("file {file:?} not found (looked in {})", resolved.display()),
+        );
         return None;
     }
     Some(make(resolved))
@@ -238,21 +256,38 @@ fn tasks(w: &mut Walker, f: &Fields) -> Option<Vec<Task>> {
         };
         let id = w.required_string(&t, "id");
         if let Some(id) = &id {
-            let slug = id.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            let slug = id
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
                 && id.len() <= 40
-                && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
             if !slug {
-                w.error(t.line, &t.child("id"), format!("{id:?} is not valid: use 1-40 characters a-z, 0-9, '-' and '_'"));
+                w.error(
+                    t.line,
+                    &t.child("id"),
+                    format!("{id:?} is not valid: use 1-40 characters a-z, 0-9, '-' and '_'"),
+                );
             } else if out.iter().any(|o| &o.id == id) {
                 w.error(t.line, &t.child("id"), format!("duplicate task id {id:?}"));
             }
         }
         let title = w.required_string(&t, "title");
         let description = w.string(&t, "description");
-        let points = if t.has("points") { w.number(&t, "points", 0, 1000) } else { Some(1) };
+        let points = if t.has("points") {
+            w.number(&t, "points", 0, 1000)
+        } else {
+            Some(1)
+        };
         let checks_nodes = w.list(&t, "checks");
         if checks_nodes.is_empty() {
-            w.error(t.line, &t.child("checks"), "a task needs at least one check");
+            w.error(
+                t.line,
+                &t.child("checks"),
+                "a task needs at least one check",
+            );
         }
         let checks: Vec<Check> = checks_nodes
             .into_iter()
@@ -260,7 +295,13 @@ fn tasks(w: &mut Walker, f: &Fields) -> Option<Vec<Task>> {
             .filter_map(|(j, c)| check(w, c, &format!("{path}.checks[{j}]")))
             .collect();
         if let (Some(id), Some(title), Some(points)) = (id, title, points) {
-            out.push(Task { id, title, description, points, checks });
+            out.push(Task {
+                id,
+                title,
+                description,
+                points,
+                checks,
+            });
         }
     }
     (w.errors.len() == before).then_some(out)
@@ -272,7 +313,14 @@ fn check(w: &mut Walker, node: &Node, path: &str) -> Option<Check> {
         for (k, _) in entries {
             if let super::yaml::Value::Scalar(name) = &k.value {
                 if !CHECK_KEYS.contains(&name.as_str()) {
-                    w.error(k.line, path, format!("unknown check kind {name:?} (expected one of: {})", CHECK_KINDS.join(", ")));
+                    w.error(
+                        k.line,
+                        path,
+                        format!(
+                            "unknown check kind {name:?} (expected one of: {})",
+                            CHECK_KINDS.join(", ")
+                        ),
+                    );
                     return None;
                 }
             }
@@ -281,7 +329,11 @@ fn check(w: &mut Walker, node: &Node, path: &str) -> Option<Check> {
     let c = w.fields(node, path, CHECK_KEYS)?;
     let kinds: Vec<&str> = CHECK_KINDS.iter().copied().filter(|k| c.has(k)).collect();
     let [kind] = kinds[..] else {
-        w.error(node.line, path, format!("a check has exactly one of: {}", CHECK_KINDS.join(", ")));
+        w.error(
+            node.line,
+            path,
+            format!("a check has exactly one of: {}", CHECK_KINDS.join(", ")),
+        );
         return None;
     };
     let allowed: &[&str] = match kind {
@@ -292,7 +344,11 @@ fn check(w: &mut Walker, node: &Node, path: &str) -> Option<Check> {
     };
     for extra in ["compare", "expect", "ordered"] {
         if c.has(extra) && !allowed.contains(&extra) {
-            w.error(c.line, &c.child(extra), format!("does not apply to a {kind} check"));
+            w.error(
+                c.line,
+                &c.child(extra),
+                format!("does not apply to a {kind} check"),
+            );
         }
     }
     let text = w.required_string(&c, kind)?;
@@ -305,8 +361,15 @@ fn check(w: &mut Walker, node: &Node, path: &str) -> Option<Check> {
         }
     };
     match kind {
-        "table" => Some(Check::Table { name: name(w)?, compare: compare(w, &c)? }),
-        "view" => Some(Check::View { name: name(w)?, expect: w.string(&c, "expect"), ordered }),
+        "table" => Some(Check::Table {
+            name: name(w)?,
+            compare: compare(w, &c)?,
+        }),
+        "view" => Some(Check::View {
+            name: name(w)?,
+            expect: w.string(&c, "expect"),
+            ordered,
+        }),
         "query" => Some(Check::Query { sql: text, ordered }),
         _ => Some(Check::Sql { sql: text }),
     }
@@ -319,7 +382,9 @@ fn compare(w: &mut Walker, c: &Fields) -> Option<Vec<Compare>> {
     let mut out = Vec::new();
     for item in w.list(c, "compare") {
         let found = match &item.value {
-            super::yaml::Value::Scalar(s) => Compare::ALL.iter().find(|(n, _)| n == s).map(|(_, v)| *v),
+            super::yaml::Value::Scalar(s) => {
+                Compare::ALL.iter().find(|(n, _)| n == s).map(|(_, v)| *v)
+            }
             _ => None,
         };
         match found {
@@ -327,13 +392,21 @@ fn compare(w: &mut Walker, c: &Fields) -> Option<Vec<Compare>> {
             Some(_) => {}
             None => {
                 let names: Vec<&str> = Compare::ALL.iter().map(|(n, _)| *n).collect();
-                w.error(item.line, &c.child("compare"), format!("expected some of: {}", names.join(", ")));
+                w.error(
+                    item.line,
+                    &c.child("compare"),
+                    format!("expected some of: {}", names.join(", ")),
+                );
                 return None;
             }
         }
     }
     if out.is_empty() {
-        w.error(c.line, &c.child("compare"), "name at least one of: columns, primary_key, foreign_keys, rows");
+        w.error(
+            c.line,
+            &c.child("compare"),
+            "name at least one of: columns, primary_key, foreign_keys, rows",
+        );
         return None;
     }
     Some(out)

@@ -79,12 +79,7 @@ impl Walker {
     }
 
     /// Reads a mapping whose keys must all be in `known`.
-    pub fn fields<'a>(
-        &mut self,
-        node: &'a Node,
-        path: &str,
-        known: &[&str],
-    ) -> Option<Fields<'a>> {
+    pub fn fields<'a>(&mut self, node: &'a Node, path: &str, known: &[&str]) -> Option<Fields<'a>> {
         let Value::Map(entries) = &node.value else {
             self.error(
                 node.line,
@@ -108,7 +103,10 @@ impl Walker {
                 self.error(
                     key.line,
                     &field,
-                    format!("unknown key {name:?} (expected one of: {})", known.join(", ")),
+                    format!(
+                        "unknown key {name:?} (expected one of: {})",
+                        known.join(", ")
+                    ),
                 );
                 continue;
             }

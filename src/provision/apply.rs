@@ -27,7 +27,11 @@ pub fn initial_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789";
     let mut rng = rand::thread_rng();
     (0..4)
-        .map(|_| (0..4).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect::<String>())
+        .map(|_| {
+            (0..4)
+                .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+                .collect::<String>()
+        })
         .collect::<Vec<_>>()
         .join("-")
 }
@@ -38,7 +42,10 @@ impl Clients {
     async fn get(&mut self, settings: &Settings, server: &str) -> Result<&Client, ProvisionError> {
         if !self.0.contains_key(server) {
             let s = settings.server(server).expect("planned servers exist");
-            self.0.insert(server.to_string(), crate::pgconn::connect(s, "postgres").await?);
+            self.0.insert(
+                server.to_string(),
+                crate::pgconn::connect(s, "postgres").await?,
+            );
         }
         Ok(&self.0[server])
     }
@@ -46,7 +53,12 @@ impl Clients {
 
 /// Applies the plan, calling `progress` after every change.
 #[tracing::instrument(skip_all, fields(lab = %plan.lab.lab.id, changes = plan.changes.len()))]
-pub async fn apply(settings: &Settings, store: &Store, plan: &Plan, mut progress: impl FnMut(usize, &Change)) -> Result<ApplyReport, ProvisionError> {
+pub async fn apply(
+    settings: &Settings,
+    store: &Store,
+    plan: &Plan,
+    mut progress: impl FnMut(usize, &Change),
+) -> Result<ApplyReport, ProvisionError> {
     let mut report = ApplyReport::default();
     let total = plan.changes.len();
     let lab = &plan.lab.lab;
@@ -70,7 +82,8 @@ pub async fn apply(settings: &Settings, store: &Store, plan: &Plan, mut progress
     let mut lab_recorded = false;
     for change in &plan.changes {
         let result: Result<(), ProvisionError> = async {
-            if !lab_recorded && !matches!(change, Change::Baseline { .. } | Change::BuildLab { .. }) {
+            if !lab_recorded && !matches!(change, Change::Baseline { .. } | Change::BuildLab { .. })
+            {
                 store.upsert_lab(&plan.lab).await?;
                 lab_recorded = true;
             }
@@ -83,35 +96,90 @@ pub async fn apply(settings: &Settings, store: &Store, plan: &Plan, mut progress
                     let s = settings.server(server).expect("planned");
                     build_lab(s, clients.get(settings, server).await?, lab, true).await?;
                     store.upsert_lab(&plan.lab).await?;
-                    store.set_lab_build(&lab_id, server, &plan.lab.sources_digest).await?;
+                    store
+                        .set_lab_build(&lab_id, server, &plan.lab.sources_digest)
+                        .await?;
                     templates.remove(server);
                 }
                 Change::AddPerson { user, name, email } => {
-                    ldap(&mut dir, settings).await?.add_person(user, name, email).await?;
+                    ldap(&mut dir, settings)
+                        .await?
+                        .add_person(user, name, email)
+                        .await?;
                 }
                 Change::UpdatePerson { user, name, email } => {
-                    ldap(&mut dir, settings).await?.update_person(user, name, email).await?;
+                    ldap(&mut dir, settings)
+                        .await?
+                        .update_person(user, name, email)
+                        .await?;
                 }
                 Change::SetPassword { user } => {
                     // Kept first, so that a password set in LDAP is never lost.
                     let password = initial_password();
                     store.set_initial_password(user.as_str(), &password).await?;
-                    ldap(&mut dir, settings).await?.set_password(user, &password).await?;
+                    ldap(&mut dir, settings)
+                        .await?
+                        .set_password(user, &password)
+                        .await?;
                 }
-                Change::SetGroup { cn, exists, members, .. } => {
-                    ldap(&mut dir, settings).await?.set_group(cn, *exists, members).await?;
+                Change::SetGroup {
+                    cn,
+                    exists,
+                    members,
+                    ..
+                } => {
+                    ldap(&mut dir, settings)
+                        .await?
+                        .set_group(cn, *exists, members)
+                        .await?;
                 }
-                Change::CreateRole { server, role, connection_limit } => {
-                    exec(settings, &mut clients, server, &pg::create_login_role_sql(role, *connection_limit)).await?;
+                Change::CreateRole {
+                    server,
+                    role,
+                    connection_limit,
+                } => {
+                    exec(
+                        settings,
+                        &mut clients,
+                        server,
+                        &pg::create_login_role_sql(role, *connection_limit),
+                    )
+                    .await?;
                 }
-                Change::FixRole { server, role, connection_limit } => {
-                    exec(settings, &mut clients, server, &pg::fix_login_role_sql(role, *connection_limit)).await?;
+                Change::FixRole {
+                    server,
+                    role,
+                    connection_limit,
+                } => {
+                    exec(
+                        settings,
+                        &mut clients,
+                        server,
+                        &pg::fix_login_role_sql(role, *connection_limit),
+                    )
+                    .await?;
                 }
                 Change::CreateGroupRole { server, role } => {
-                    exec(settings, &mut clients, server, &pg::create_group_role_sql(role)).await?;
+                    exec(
+                        settings,
+                        &mut clients,
+                        server,
+                        &pg::create_group_role_sql(role),
+                    )
+                    .await?;
                 }
-                Change::GrantGroup { server, group, member } => {
-                    exec(settings, &mut clients, server, &pg::grant_group_sql(group, member)).await?;
+                Change::GrantGroup {
+                    server,
+                    group,
+                    member,
+                } => {
+                    exec(
+                        settings,
+                        &mut clients,
+                        server,
+                        &pg::grant_group_sql(group, member),
+                    )
+                    .await?;
                 }
                 Change::CreateDatabase { server, db, owner } => {
                     // Recorded before it is made: a crash between the two never
@@ -125,7 +193,8 @@ pub async fn apply(settings: &Settings, store: &Store, plan: &Plan, mut progress
                     let s = settings.server(server).expect("planned");
                     let client = clients.get(settings, server).await?;
                     if !templates.contains_key(server) {
-                        let info = pg::template_info(s, client, &PgName::template_db(&lab.id)).await?;
+                        let info =
+                            pg::template_info(s, client, &PgName::template_db(&lab.id)).await?;
                         templates.insert(server.clone(), info);
                     }
                     pg::clone_database(s, client, &templates[server], db, owner).await?;
@@ -134,7 +203,17 @@ pub async fn apply(settings: &Settings, store: &Store, plan: &Plan, mut progress
                     exec(settings, &mut clients, server, &pg::revoke_connect_sql(db)).await?;
                 }
                 Change::Prune { server, db, users } => {
-                    let path = prune(settings, store, &mut clients, &mut dir, &lab_id, server, db, users).await?;
+                    let path = prune(
+                        settings,
+                        store,
+                        &mut clients,
+                        &mut dir,
+                        &lab_id,
+                        server,
+                        db,
+                        users,
+                    )
+                    .await?;
                     report.dumps.push(path);
                 }
             }
@@ -150,7 +229,11 @@ pub async fn apply(settings: &Settings, store: &Store, plan: &Plan, mut progress
     if !lab_recorded {
         store.upsert_lab(&plan.lab).await?;
     }
-    let by_user: BTreeMap<&Username, &PgName> = plan.placements.iter().flat_map(|p| p.members.iter().map(move |m| (m, &p.db))).collect();
+    let by_user: BTreeMap<&Username, &PgName> = plan
+        .placements
+        .iter()
+        .flat_map(|p| p.members.iter().map(move |m| (m, &p.db)))
+        .collect();
     for p in &plan.participants.0 {
         let rec = ParticipantRecord {
             username: p.username.to_string(),
@@ -168,18 +251,28 @@ pub async fn apply(settings: &Settings, store: &Store, plan: &Plan, mut progress
         d.close().await;
     }
     let summary = serde_json::json!({ "changes": plan.changes.iter().map(|c| c.to_string()).collect::<Vec<_>>() });
-    store.record_apply(&lab_id, report.applied as i32, &summary).await?;
+    store
+        .record_apply(&lab_id, report.applied as i32, &summary)
+        .await?;
     Ok(report)
 }
 
-async fn ldap<'a>(dir: &'a mut Option<Directory>, settings: &Settings) -> Result<&'a mut Directory, ProvisionError> {
+async fn ldap<'a>(
+    dir: &'a mut Option<Directory>,
+    settings: &Settings,
+) -> Result<&'a mut Directory, ProvisionError> {
     if dir.is_none() {
         *dir = Some(Directory::connect(&settings.ldap).await?);
     }
     Ok(dir.as_mut().expect("just connected"))
 }
 
-async fn exec(settings: &Settings, clients: &mut Clients, server: &str, sql: &str) -> Result<(), ProvisionError> {
+async fn exec(
+    settings: &Settings,
+    clients: &mut Clients,
+    server: &str,
+    sql: &str,
+) -> Result<(), ProvisionError> {
     clients
         .get(settings, server)
         .await?
@@ -204,7 +297,8 @@ async fn prune(
 ) -> Result<PathBuf, ProvisionError> {
     let s = settings.server(server).expect("planned");
     let folder = settings.data_dir.join("pruned").join(lab);
-    std::fs::create_dir_all(&folder).map_err(|e| ProvisionError::Input(format!("cannot create {}: {e}", folder.display())))?;
+    std::fs::create_dir_all(&folder)
+        .map_err(|e| ProvisionError::Input(format!("cannot create {}: {e}", folder.display())))?;
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
     let path = folder.join(format!("{db}-{stamp}.dump"));
     tools::pg_dump(s, db, &path).await?;

@@ -14,11 +14,20 @@ pub enum BuildError {
     #[error(transparent)]
     Pg(#[from] PgError),
     #[error("{what} of lab {lab}: {source}")]
-    Load { what: &'static str, lab: String, source: ToolError },
+    Load {
+        what: &'static str,
+        lab: String,
+        source: ToolError,
+    },
 }
 
 /// Loads `source` into an existing empty database.
-async fn load(server: &PgServerSettings, db: &str, source: &Source, role: Option<&str>) -> Result<(), ToolError> {
+async fn load(
+    server: &PgServerSettings,
+    db: &str,
+    source: &Source,
+    role: Option<&str>,
+) -> Result<(), ToolError> {
     match source {
         Source::Sql(file) => tools::psql_file(server, db, file, role).await,
         Source::Dump(file) => tools::pg_restore(server, db, file, role).await,
@@ -29,7 +38,10 @@ async fn create_empty(server: &PgServerSettings, admin: &Client, db: &str) -> Re
     drop_database(server, admin, db).await?;
     let name = PgName::from_catalog(db.to_string());
     admin
-        .batch_execute(&format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(db)))
+        .batch_execute(&format!(
+            "CREATE DATABASE {} TEMPLATE template0",
+            quote_ident(db)
+        ))
         .await
         .map_err(sql_err(&server.name, format!("create database {db}")))?;
     admin
@@ -42,7 +54,12 @@ async fn create_empty(server: &PgServerSettings, admin: &Client, db: &str) -> Re
 /// then replace the lab's (apply) or are dropped (lab check). On failure the
 /// lab's existing databases are untouched.
 #[tracing::instrument(skip_all, fields(server = %server.name, lab = %lab.id))]
-pub async fn build_lab(server: &PgServerSettings, admin: &Client, lab: &Lab, keep: bool) -> Result<(), BuildError> {
+pub async fn build_lab(
+    server: &PgServerSettings,
+    admin: &Client,
+    lab: &Lab,
+    keep: bool,
+) -> Result<(), BuildError> {
     // A check uses other scratch names than an apply, so both can run at once.
     let stage = if keep { "new" } else { "check" };
     let scratch_ref = format!("pglab.{stage}.ref.{}", lab.id);
@@ -53,31 +70,51 @@ pub async fn build_lab(server: &PgServerSettings, admin: &Client, lab: &Lab, kee
         drop_database(server, admin, &scratch_tpl).await?;
         return result;
     }
-    for (scratch, final_name) in [(scratch_ref, PgName::reference_db(&lab.id)), (scratch_tpl, PgName::template_db(&lab.id))] {
+    for (scratch, final_name) in [
+        (scratch_ref, PgName::reference_db(&lab.id)),
+        (scratch_tpl, PgName::template_db(&lab.id)),
+    ] {
         drop_database(server, admin, final_name.as_str()).await?;
         admin
-            .batch_execute(&format!("ALTER DATABASE {} RENAME TO {}", quote_ident(&scratch), final_name.quoted()))
+            .batch_execute(&format!(
+                "ALTER DATABASE {} RENAME TO {}",
+                quote_ident(&scratch),
+                final_name.quoted()
+            ))
             .await
             .map_err(sql_err(&server.name, format!("rename {scratch}")))?;
     }
     // Nobody may hold a connection to a template while it is cloned.
     admin
-        .batch_execute(&format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", PgName::template_db(&lab.id).quoted()))
+        .batch_execute(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+            PgName::template_db(&lab.id).quoted()
+        ))
         .await
         .map_err(sql_err(&server.name, "close template"))?;
     Ok(())
 }
 
-async fn build_scratch(server: &PgServerSettings, admin: &Client, lab: &Lab, reference: &str, template: &str) -> Result<(), BuildError> {
+async fn build_scratch(
+    server: &PgServerSettings,
+    admin: &Client,
+    lab: &Lab,
+    reference: &str,
+    template: &str,
+) -> Result<(), BuildError> {
     let failed = |what| {
         let lab = lab.id.to_string();
         move |source| BuildError::Load { what, lab, source }
     };
     create_empty(server, admin, reference).await?;
-    load(server, reference, &lab.reference, None).await.map_err(failed("reference"))?;
+    load(server, reference, &lab.reference, None)
+        .await
+        .map_err(failed("reference"))?;
     create_empty(server, admin, template).await?;
     if let Some(starter) = &lab.starter {
-        let inside = pgconn::connect(server, template).await.map_err(PgError::from)?;
+        let inside = pgconn::connect(server, template)
+            .await
+            .map_err(PgError::from)?;
         inside
             .batch_execute(&format!(
                 "GRANT CREATE ON DATABASE {} TO {STARTER_ROLE}; GRANT CREATE ON SCHEMA public TO {STARTER_ROLE};",
@@ -86,7 +123,9 @@ async fn build_scratch(server: &PgServerSettings, admin: &Client, lab: &Lab, ref
             .await
             .map_err(sql_err(&server.name, "prepare template"))?;
         drop(inside);
-        load(server, template, starter, Some(STARTER_ROLE)).await.map_err(failed("starter"))?;
+        load(server, template, starter, Some(STARTER_ROLE))
+            .await
+            .map_err(failed("starter"))?;
     }
     Ok(())
 }

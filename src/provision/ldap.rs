@@ -12,9 +12,15 @@ const LDAP_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum LdapError {
     #[error("LDAP server {url}: {source}")]
-    Connect { url: String, source: ldap3::LdapError },
+    Connect {
+        url: String,
+        source: ldap3::LdapError,
+    },
     #[error("LDAP {op}: {source}")]
-    Op { op: String, source: ldap3::LdapError },
+    Op {
+        op: String,
+        source: ldap3::LdapError,
+    },
 }
 
 /// A person as the directory has it.
@@ -60,7 +66,11 @@ impl Directory {
     }
 
     pub fn person_dn(&self, user: &Username) -> String {
-        format!("uid={},ou=people,{}", escape_dn_value(user.as_str()), self.base)
+        format!(
+            "uid={},ou=people,{}",
+            escape_dn_value(user.as_str()),
+            self.base
+        )
     }
 
     pub fn group_dn(&self, cn: &str) -> String {
@@ -73,15 +83,27 @@ impl Directory {
         let (entries, _) = self
             .ldap
             .with_timeout(LDAP_TIMEOUT)
-            .search(&base, Scope::OneLevel, "(objectClass=inetOrgPerson)", vec!["uid", "cn", "mail", "userPassword"])
+            .search(
+                &base,
+                Scope::OneLevel,
+                "(objectClass=inetOrgPerson)",
+                vec!["uid", "cn", "mail", "userPassword"],
+            )
             .await
             .and_then(|r| r.success())
             .map_err(op("search people"))?;
         let mut out = BTreeMap::new();
         for entry in entries {
             let e = SearchEntry::construct(entry);
-            let first = |k: &str| e.attrs.get(k).and_then(|v| v.first()).cloned().unwrap_or_default();
-            let has_password = e.attrs.contains_key("userPassword") || e.bin_attrs.contains_key("userPassword");
+            let first = |k: &str| {
+                e.attrs
+                    .get(k)
+                    .and_then(|v| v.first())
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let has_password =
+                e.attrs.contains_key("userPassword") || e.bin_attrs.contains_key("userPassword");
             out.insert(
                 first("uid"),
                 Person {
@@ -100,7 +122,12 @@ impl Directory {
         let result = self
             .ldap
             .with_timeout(LDAP_TIMEOUT)
-            .search(&dn, Scope::Base, "(objectClass=groupOfNames)", vec!["member"])
+            .search(
+                &dn,
+                Scope::Base,
+                "(objectClass=groupOfNames)",
+                vec!["member"],
+            )
             .await
             .map_err(op("read group"))?;
         if result.1.rc == 32 {
@@ -116,19 +143,35 @@ impl Directory {
             .remove("member")
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|m| m.strip_suffix(&suffix).and_then(|r| r.strip_prefix("uid=")).map(str::to_string))
+            .filter_map(|m| {
+                m.strip_suffix(&suffix)
+                    .and_then(|r| r.strip_prefix("uid="))
+                    .map(str::to_string)
+            })
             .collect();
         Ok(Some(members))
     }
 
     #[tracing::instrument(skip_all, fields(uid = %user))]
-    pub async fn add_person(&mut self, user: &Username, name: &str, email: &str) -> Result<(), LdapError> {
+    pub async fn add_person(
+        &mut self,
+        user: &Username,
+        name: &str,
+        email: &str,
+    ) -> Result<(), LdapError> {
         let dn = self.person_dn(user);
-        let sn = name.rsplit(' ').next().filter(|s| !s.is_empty()).unwrap_or(user.as_str());
+        let sn = name
+            .rsplit(' ')
+            .next()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(user.as_str());
         let set = |v: &str| HashSet::from([v.to_string()]);
         let cn = if name.is_empty() { user.as_str() } else { name };
         let attrs = vec![
-            ("objectClass".to_string(), HashSet::from(["inetOrgPerson".to_string()])),
+            (
+                "objectClass".to_string(),
+                HashSet::from(["inetOrgPerson".to_string()]),
+            ),
             ("uid".to_string(), set(user.as_str())),
             ("cn".to_string(), set(cn)),
             ("sn".to_string(), set(sn)),
@@ -144,11 +187,19 @@ impl Directory {
     }
 
     #[tracing::instrument(skip_all, fields(uid = %user))]
-    pub async fn update_person(&mut self, user: &Username, name: &str, email: &str) -> Result<(), LdapError> {
+    pub async fn update_person(
+        &mut self,
+        user: &Username,
+        name: &str,
+        email: &str,
+    ) -> Result<(), LdapError> {
         let dn = self.person_dn(user);
         let set = |v: &str| HashSet::from([v.to_string()]);
         let cn = if name.is_empty() { user.as_str() } else { name };
-        let mods = vec![Mod::Replace("cn".to_string(), set(cn)), Mod::Replace("mail".to_string(), set(email))];
+        let mods = vec![
+            Mod::Replace("cn".to_string(), set(cn)),
+            Mod::Replace("mail".to_string(), set(email)),
+        ];
         self.ldap
             .with_timeout(LDAP_TIMEOUT)
             .modify(&dn, mods)
@@ -190,7 +241,12 @@ impl Directory {
     /// Makes the group hold exactly `members` (deleting it when empty:
     /// groupOfNames needs at least one member).
     #[tracing::instrument(skip_all, fields(group = %cn))]
-    pub async fn set_group(&mut self, cn: &str, exists: bool, members: &BTreeSet<Username>) -> Result<(), LdapError> {
+    pub async fn set_group(
+        &mut self,
+        cn: &str,
+        exists: bool,
+        members: &BTreeSet<Username>,
+    ) -> Result<(), LdapError> {
         let dn = self.group_dn(cn);
         let dns: HashSet<String> = members.iter().map(|m| self.person_dn(m)).collect();
         let ldap = self.ldap.with_timeout(LDAP_TIMEOUT);
@@ -199,15 +255,23 @@ impl Directory {
             (true, true) => ldap.delete(&dn).await,
             (false, false) => {
                 let attrs = vec![
-                    ("objectClass".to_string(), HashSet::from(["groupOfNames".to_string()])),
+                    (
+                        "objectClass".to_string(),
+                        HashSet::from(["groupOfNames".to_string()]),
+                    ),
                     ("cn".to_string(), HashSet::from([cn.to_string()])),
                     ("member".to_string(), dns),
                 ];
                 ldap.add(&dn, attrs).await
             }
-            (true, false) => ldap.modify(&dn, vec![Mod::Replace("member".to_string(), dns)]).await,
+            (true, false) => {
+                ldap.modify(&dn, vec![Mod::Replace("member".to_string(), dns)])
+                    .await
+            }
         };
-        result.and_then(|r| r.success()).map_err(op(format!("write group {dn}")))?;
+        result
+            .and_then(|r| r.success())
+            .map_err(op(format!("write group {dn}")))?;
         Ok(())
     }
 

@@ -22,7 +22,7 @@ pub enum ProvisionError {
     #[error(transparent)]
     Pg(#[from] postgres::PgError),
     #[error(transparent)]
-    Ldap(#[from] ldap::LdapError),
+    Ldap(Box<ldap::LdapError>),
     #[error(transparent)]
     Build(#[from] build::BuildError),
     #[error(transparent)]
@@ -34,4 +34,11 @@ pub enum ProvisionError {
         change: String,
         source: Box<ProvisionError>,
     },
+}
+
+// Boxed: an LDAP error is large, and errors travel through every call.
+impl From<ldap::LdapError> for ProvisionError {
+    fn from(e: ldap::LdapError) -> Self {
+        ProvisionError::Ldap(Box::new(e))
+    }
 }

@@ -13,19 +13,66 @@ use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    Baseline { server: String },
-    BuildLab { server: String, rebuild: bool },
-    AddPerson { user: Username, name: String, email: String },
-    UpdatePerson { user: Username, name: String, email: String },
-    SetPassword { user: Username },
-    SetGroup { cn: String, exists: bool, members: BTreeSet<Username>, added: usize, removed: usize },
-    CreateRole { server: String, role: PgName, connection_limit: u32 },
-    FixRole { server: String, role: PgName, connection_limit: u32 },
-    CreateGroupRole { server: String, role: PgName },
-    GrantGroup { server: String, group: PgName, member: PgName },
-    CreateDatabase { server: String, db: PgName, owner: PgName },
-    RevokeConnect { server: String, db: PgName },
-    Prune { server: String, db: String, users: Vec<String> },
+    Baseline {
+        server: String,
+    },
+    BuildLab {
+        server: String,
+        rebuild: bool,
+    },
+    AddPerson {
+        user: Username,
+        name: String,
+        email: String,
+    },
+    UpdatePerson {
+        user: Username,
+        name: String,
+        email: String,
+    },
+    SetPassword {
+        user: Username,
+    },
+    SetGroup {
+        cn: String,
+        exists: bool,
+        members: BTreeSet<Username>,
+        added: usize,
+        removed: usize,
+    },
+    CreateRole {
+        server: String,
+        role: PgName,
+        connection_limit: u32,
+    },
+    FixRole {
+        server: String,
+        role: PgName,
+        connection_limit: u32,
+    },
+    CreateGroupRole {
+        server: String,
+        role: PgName,
+    },
+    GrantGroup {
+        server: String,
+        group: PgName,
+        member: PgName,
+    },
+    CreateDatabase {
+        server: String,
+        db: PgName,
+        owner: PgName,
+    },
+    RevokeConnect {
+        server: String,
+        db: PgName,
+    },
+    Prune {
+        server: String,
+        db: String,
+        users: Vec<String>,
+    },
 }
 
 impl fmt::Display for Change {
@@ -95,19 +142,31 @@ fn reserved(user: &Username) -> bool {
     u == "postgres" || u == "public" || u.starts_with("pg_") || u.starts_with("pglab")
 }
 
-fn databases_wanted(lab: &LoadedLab, people: &Participants) -> Result<Vec<(PgName, PgName, Vec<Username>)>, ProvisionError> {
+fn databases_wanted(
+    lab: &LoadedLab,
+    people: &Participants,
+) -> Result<Vec<(PgName, PgName, Vec<Username>)>, ProvisionError> {
     let id = &lab.lab.id;
     match lab.lab.databases {
         DatabaseMode::PerParticipant => Ok(people
             .0
             .iter()
-            .map(|p| (PgName::participant_db(id, &p.username), p.username.role(), vec![p.username.clone()]))
+            .map(|p| {
+                (
+                    PgName::participant_db(id, &p.username),
+                    p.username.role(),
+                    vec![p.username.clone()],
+                )
+            })
             .collect()),
         DatabaseMode::PerGroup => {
             let mut groups: BTreeMap<GroupName, Vec<Username>> = BTreeMap::new();
             for p in &people.0 {
                 let g = p.group.clone().ok_or_else(|| {
-                    ProvisionError::Input(format!("participant {} has no group, but lab {id} has one database per group", p.username))
+                    ProvisionError::Input(format!(
+                        "participant {} has no group, but lab {id} has one database per group",
+                        p.username
+                    ))
                 })?;
                 groups.entry(g).or_default().push(p.username.clone());
             }
@@ -121,16 +180,34 @@ fn databases_wanted(lab: &LoadedLab, people: &Participants) -> Result<Vec<(PgNam
 
 /// Computes the plan; reads everything, changes nothing.
 #[tracing::instrument(skip_all, fields(lab = %lab.lab.id))]
-pub async fn plan(settings: &Settings, store: &Store, lab: LoadedLab, people: Participants, prune: bool) -> Result<Plan, ProvisionError> {
+pub async fn plan(
+    settings: &Settings,
+    store: &Store,
+    lab: LoadedLab,
+    people: Participants,
+    prune: bool,
+) -> Result<Plan, ProvisionError> {
     if let Some(p) = people.0.iter().find(|p| reserved(&p.username)) {
-        return Err(ProvisionError::Input(format!("username {} is reserved for the database system or pglab; choose another", p.username)));
+        return Err(ProvisionError::Input(format!(
+            "username {} is reserved for the database system or pglab; choose another",
+            p.username
+        )));
     }
     let lab_id = lab.lab.id.to_string();
     let wanted = databases_wanted(&lab, &people)?;
-    let recorded: BTreeMap<String, String> = store.databases(&lab_id).await?.into_iter().map(|d| (d.name, d.server)).collect();
+    let recorded: BTreeMap<String, String> = store
+        .databases(&lab_id)
+        .await?
+        .into_iter()
+        .map(|d| (d.name, d.server))
+        .collect();
 
     // Placement: recorded ones stay; new ones go to the least-loaded server.
-    let mut load: BTreeMap<String, i64> = settings.postgres.iter().map(|s| (s.name.clone(), 0)).collect();
+    let mut load: BTreeMap<String, i64> = settings
+        .postgres
+        .iter()
+        .map(|s| (s.name.clone(), 0))
+        .collect();
     for (server, n) in store.database_counts().await? {
         if let Some(l) = load.get_mut(&server) {
             *l = n;
@@ -152,9 +229,16 @@ pub async fn plan(settings: &Settings, store: &Store, lab: LoadedLab, people: Pa
             }
         };
         if settings.server(&server).is_none() {
-            return Err(ProvisionError::Input(format!("database {db} is placed on server {server:?}, which is no longer in the config")));
+            return Err(ProvisionError::Input(format!(
+                "database {db} is placed on server {server:?}, which is no longer in the config"
+            )));
         }
-        placements.push(Placement { db, owner, server, members });
+        placements.push(Placement {
+            db,
+            owner,
+            server,
+            members,
+        });
     }
 
     let mut changes = Vec::new();
@@ -167,13 +251,22 @@ pub async fn plan(settings: &Settings, store: &Store, lab: LoadedLab, people: Pa
         let client = crate::pgconn::connect(server, "postgres").await?;
         let state = pg::read_state(server, &client).await?;
         if !state.baseline_ok {
-            changes.push(Change::Baseline { server: name.clone() });
+            changes.push(Change::Baseline {
+                server: name.clone(),
+            });
         }
         let built = store.lab_build(&lab_id, name).await?;
-        let present = state.databases.contains_key(PgName::reference_db(&lab.lab.id).as_str())
-            && state.databases.contains_key(PgName::template_db(&lab.lab.id).as_str());
+        let present = state
+            .databases
+            .contains_key(PgName::reference_db(&lab.lab.id).as_str())
+            && state
+                .databases
+                .contains_key(PgName::template_db(&lab.lab.id).as_str());
         if built.as_deref() != Some(lab.sources_digest.as_str()) || !present {
-            changes.push(Change::BuildLab { server: name.clone(), rebuild: present && built.is_some() });
+            changes.push(Change::BuildLab {
+                server: name.clone(),
+                rebuild: present && built.is_some(),
+            });
         }
         states.insert(name.clone(), state);
     }
@@ -184,8 +277,19 @@ pub async fn plan(settings: &Settings, store: &Store, lab: LoadedLab, people: Pa
     // Participants no longer listed.
     let listed: BTreeSet<&str> = people.0.iter().map(|p| p.username.as_str()).collect();
     let placed: BTreeSet<&str> = placements.iter().map(|p| p.db.as_str()).collect();
-    let gone: Vec<String> = store.participants(&lab_id).await?.into_iter().map(|p| p.username).filter(|u| !listed.contains(u.as_str())).collect();
-    for db in store.databases(&lab_id).await?.into_iter().filter(|d| !placed.contains(d.name.as_str())) {
+    let gone: Vec<String> = store
+        .participants(&lab_id)
+        .await?
+        .into_iter()
+        .map(|p| p.username)
+        .filter(|u| !listed.contains(u.as_str()))
+        .collect();
+    for db in store
+        .databases(&lab_id)
+        .await?
+        .into_iter()
+        .filter(|d| !placed.contains(d.name.as_str()))
+    {
         let users: Vec<String> = store
             .participants(&lab_id)
             .await?
@@ -194,14 +298,20 @@ pub async fn plan(settings: &Settings, store: &Store, lab: LoadedLab, people: Pa
             .map(|p| p.username)
             .collect();
         if prune {
-            changes.push(Change::Prune { server: db.server, db: db.name, users });
+            changes.push(Change::Prune {
+                server: db.server,
+                db: db.name,
+                users,
+            });
         } else {
             notices.push(format!("database {} ({}) is no longer listed: kept with its data; apply --prune dumps and removes it", db.name, users.join(", ")));
         }
     }
     for u in &gone {
         if !prune {
-            notices.push(format!("participant {u} is no longer listed: account kept; apply --prune removes it"));
+            notices.push(format!(
+                "participant {u} is no longer listed: account kept; apply --prune removes it"
+            ));
         }
     }
     Ok(Plan {
@@ -214,22 +324,51 @@ pub async fn plan(settings: &Settings, store: &Store, lab: LoadedLab, people: Pa
     })
 }
 
-async fn ldap_changes(settings: &Settings, lab: &LoadedLab, people: &Participants, store: &Store, prune: bool, changes: &mut Vec<Change>) -> Result<(), ProvisionError> {
+async fn ldap_changes(
+    settings: &Settings,
+    lab: &LoadedLab,
+    people: &Participants,
+    store: &Store,
+    prune: bool,
+    changes: &mut Vec<Change>,
+) -> Result<(), ProvisionError> {
     let mut dir = Directory::connect(&settings.ldap).await?;
     let existing = dir.people().await?;
-    for Participant { username, name, email, .. } in &people.0 {
+    for Participant {
+        username,
+        name,
+        email,
+        ..
+    } in &people.0
+    {
         match existing.get(username.as_str()) {
             None => {
-                changes.push(Change::AddPerson { user: username.clone(), name: name.clone(), email: email.clone() });
-                changes.push(Change::SetPassword { user: username.clone() });
+                changes.push(Change::AddPerson {
+                    user: username.clone(),
+                    name: name.clone(),
+                    email: email.clone(),
+                });
+                changes.push(Change::SetPassword {
+                    user: username.clone(),
+                });
             }
             Some(person) => {
-                let shown_name = if name.is_empty() { username.as_str() } else { name };
+                let shown_name = if name.is_empty() {
+                    username.as_str()
+                } else {
+                    name
+                };
                 if person.name != shown_name || &person.email != email {
-                    changes.push(Change::UpdatePerson { user: username.clone(), name: name.clone(), email: email.clone() });
+                    changes.push(Change::UpdatePerson {
+                        user: username.clone(),
+                        name: name.clone(),
+                        email: email.clone(),
+                    });
                 }
                 if !person.has_password {
-                    changes.push(Change::SetPassword { user: username.clone() });
+                    changes.push(Change::SetPassword {
+                        user: username.clone(),
+                    });
                 }
             }
         }
@@ -250,10 +389,21 @@ async fn ldap_changes(settings: &Settings, lab: &LoadedLab, people: &Participant
             .collect()
     };
     let mut groups: BTreeMap<String, BTreeSet<Username>> = BTreeMap::new();
-    groups.insert(lab_id.clone(), people.0.iter().map(|p| p.username.clone()).chain(kept).collect());
+    groups.insert(
+        lab_id.clone(),
+        people
+            .0
+            .iter()
+            .map(|p| p.username.clone())
+            .chain(kept)
+            .collect(),
+    );
     for p in &people.0 {
         if let Some(g) = &p.group {
-            groups.entry(format!("{lab_id}.{g}")).or_default().insert(p.username.clone());
+            groups
+                .entry(format!("{lab_id}.{g}"))
+                .or_default()
+                .insert(p.username.clone());
         }
     }
     for (cn, members) in groups {
@@ -310,12 +460,22 @@ fn pg_changes(
         if lab.lab.databases == DatabaseMode::PerGroup {
             let group_exists = state.roles.contains_key(p.owner.as_str());
             if !group_exists {
-                changes.push(Change::CreateGroupRole { server: p.server.clone(), role: p.owner.clone() });
+                changes.push(Change::CreateGroupRole {
+                    server: p.server.clone(),
+                    role: p.owner.clone(),
+                });
             }
             for member in &p.members {
-                let is_member = state.roles.get(member.as_str()).is_some_and(|r| r.member_of.contains(p.owner.as_str()));
+                let is_member = state
+                    .roles
+                    .get(member.as_str())
+                    .is_some_and(|r| r.member_of.contains(p.owner.as_str()));
                 if !is_member {
-                    changes.push(Change::GrantGroup { server: p.server.clone(), group: p.owner.clone(), member: member.role() });
+                    changes.push(Change::GrantGroup {
+                        server: p.server.clone(),
+                        group: p.owner.clone(),
+                        member: member.role(),
+                    });
                 }
             }
         }

@@ -30,9 +30,16 @@ pub enum PgError {
     Refused(String),
 }
 
-pub fn sql_err(server: &str, what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> PgError {
+pub fn sql_err(
+    server: &str,
+    what: impl Into<String>,
+) -> impl FnOnce(tokio_postgres::Error) -> PgError {
     let (server, what) = (server.to_string(), what.into());
-    move |source| PgError::Sql { server, what, source }
+    move |source| PgError::Sql {
+        server,
+        what,
+        source,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -52,11 +59,16 @@ pub struct ServerState {
 
 impl ServerState {
     pub fn is_student(&self, role: &str) -> bool {
-        self.roles.get(role).is_some_and(|r| r.member_of.contains(STUDENTS_ROLE))
+        self.roles
+            .get(role)
+            .is_some_and(|r| r.member_of.contains(STUDENTS_ROLE))
     }
 }
 
-pub async fn read_state(server: &PgServerSettings, client: &Client) -> Result<ServerState, PgError> {
+pub async fn read_state(
+    server: &PgServerSettings,
+    client: &Client,
+) -> Result<ServerState, PgError> {
     let mut state = ServerState::default();
     let rows = client
         .query(
@@ -115,7 +127,10 @@ pub async fn ensure_baseline(server: &PgServerSettings, client: &Client) -> Resu
          REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC;
          REVOKE CONNECT, TEMPORARY ON DATABASE template1 FROM PUBLIC;"
     );
-    client.batch_execute(&sql).await.map_err(sql_err(&server.name, "create pglab roles"))
+    client
+        .batch_execute(&sql)
+        .await
+        .map_err(sql_err(&server.name, "create pglab roles"))
 }
 
 /// A participant's login role: no password (LDAP checks it), no powers.
@@ -157,7 +172,11 @@ pub struct TemplateInfo {
     pub strategy: &'static str,
 }
 
-pub async fn template_info(server: &PgServerSettings, client: &Client, name: &PgName) -> Result<TemplateInfo, PgError> {
+pub async fn template_info(
+    server: &PgServerSettings,
+    client: &Client,
+    name: &PgName,
+) -> Result<TemplateInfo, PgError> {
     let row = client
         .query_one(
             "SELECT pg_database_size(d.oid),
@@ -173,7 +192,11 @@ pub async fn template_info(server: &PgServerSettings, client: &Client, name: &Pg
     Ok(TemplateInfo {
         name: name.clone(),
         has_starter_objects: row.get(1),
-        strategy: if size > WAL_LOG_LIMIT_BYTES { "FILE_COPY" } else { "WAL_LOG" },
+        strategy: if size > WAL_LOG_LIMIT_BYTES {
+            "FILE_COPY"
+        } else {
+            "WAL_LOG"
+        },
     })
 }
 
@@ -194,7 +217,10 @@ pub async fn clone_database(
         owner.quoted(),
         template.strategy
     );
-    client.batch_execute(&create).await.map_err(sql_err(&server.name, format!("create database {db}")))?;
+    client
+        .batch_execute(&create)
+        .await
+        .map_err(sql_err(&server.name, format!("create database {db}")))?;
     client
         .batch_execute(&revoke_connect_sql(db))
         .await
@@ -202,21 +228,38 @@ pub async fn clone_database(
     if template.has_starter_objects {
         let inside = pgconn::connect(server, db.as_str()).await?;
         inside
-            .batch_execute(&format!("REASSIGN OWNED BY {STARTER_ROLE} TO {}", owner.quoted()))
+            .batch_execute(&format!(
+                "REASSIGN OWNED BY {STARTER_ROLE} TO {}",
+                owner.quoted()
+            ))
             .await
-            .map_err(sql_err(&server.name, format!("hand starter objects of {db} to {owner}")))?;
+            .map_err(sql_err(
+                &server.name,
+                format!("hand starter objects of {db} to {owner}"),
+            ))?;
     }
     Ok(())
 }
 
-pub async fn drop_database(server: &PgServerSettings, client: &Client, db: &str) -> Result<(), PgError> {
+pub async fn drop_database(
+    server: &PgServerSettings,
+    client: &Client,
+    db: &str,
+) -> Result<(), PgError> {
     client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(db)))
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(db)
+        ))
         .await
         .map_err(sql_err(&server.name, format!("drop database {db}")))
 }
 
-pub async fn drop_role(server: &PgServerSettings, client: &Client, role: &str) -> Result<(), PgError> {
+pub async fn drop_role(
+    server: &PgServerSettings,
+    client: &Client,
+    role: &str,
+) -> Result<(), PgError> {
     client
         .batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(role)))
         .await

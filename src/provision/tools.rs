@@ -13,17 +13,26 @@ pub enum ToolError {
     #[error("{what} failed:\n{output}")]
     Failed { what: String, output: String },
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
 }
 
 fn tool(server: &PgServerSettings, name: &str) -> Result<PathBuf, ToolError> {
     let dirs: Vec<PathBuf> = server.bin_dir.iter().cloned().collect();
-    crate::stack::process::find_binary(name, &dirs, "postgresql-client").map_err(|_| ToolError::Missing { tool: name.into() })
+    crate::stack::process::find_binary(name, &dirs, "postgresql-client")
+        .map_err(|_| ToolError::Missing { tool: name.into() })
 }
 
 /// A command for `name` with connection settings in the environment (the
 /// password never appears on a command line).
-fn command(server: &PgServerSettings, name: &str, db: &str, role: Option<&str>) -> Result<Command, ToolError> {
+fn command(
+    server: &PgServerSettings,
+    name: &str,
+    db: &str,
+    role: Option<&str>,
+) -> Result<Command, ToolError> {
     let mut cmd = Command::new(tool(server, name)?);
     cmd.env("PGHOST", &server.host)
         .env("PGPORT", server.port.to_string())
@@ -43,25 +52,42 @@ fn command(server: &PgServerSettings, name: &str, db: &str, role: Option<&str>) 
 }
 
 async fn run(what: String, mut cmd: Command) -> Result<(), ToolError> {
-    let out = cmd.output().await.map_err(|source| ToolError::Io { what: what.clone(), source })?;
+    let out = cmd.output().await.map_err(|source| ToolError::Io {
+        what: what.clone(),
+        source,
+    })?;
     if out.status.success() {
         return Ok(());
     }
     let text = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let shown = lines[..lines.len().min(20)].join("\n");
-    Err(ToolError::Failed { what, output: shown })
+    Err(ToolError::Failed {
+        what,
+        output: shown,
+    })
 }
 
 /// Runs an SQL file with psql, stopping at the first error.
-pub async fn psql_file(server: &PgServerSettings, db: &str, file: &Path, role: Option<&str>) -> Result<(), ToolError> {
+pub async fn psql_file(
+    server: &PgServerSettings,
+    db: &str,
+    file: &Path,
+    role: Option<&str>,
+) -> Result<(), ToolError> {
     let mut cmd = command(server, "psql", db, role)?;
-    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"]).arg(file);
+    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+        .arg(file);
     run(format!("loading {}", file.display()), cmd).await
 }
 
 /// Restores an archive (custom, tar or directory) without owners or grants.
-pub async fn pg_restore(server: &PgServerSettings, db: &str, file: &Path, role: Option<&str>) -> Result<(), ToolError> {
+pub async fn pg_restore(
+    server: &PgServerSettings,
+    db: &str,
+    file: &Path,
+    role: Option<&str>,
+) -> Result<(), ToolError> {
     let mut cmd = command(server, "pg_restore", db, None)?;
     cmd.args(["--no-owner", "--no-privileges", "--exit-on-error", "-d", db]);
     if let Some(role) = role {

@@ -38,7 +38,11 @@ pub struct LocalStack {
 fn load_or_make_settings(opts: &StackOptions) -> Result<Settings, StackError> {
     let path = opts.data_dir.join("pglab.yaml");
     let previous = Settings::load(&path).ok();
-    let secret = |old: Option<&Secret>| old.filter(|s| !s.expose().is_empty()).cloned().unwrap_or_else(random_secret);
+    let secret = |old: Option<&Secret>| {
+        old.filter(|s| !s.expose().is_empty())
+            .cloned()
+            .unwrap_or_else(random_secret)
+    };
     let pg_password = secret(previous.as_ref().map(|p| &p.postgres[0].admin_password));
     let ldap_password = secret(previous.as_ref().map(|p| &p.ldap.bind_password));
     let data_dir = std::path::absolute(&opts.data_dir).map_err(process::io("data dir"))?;
@@ -95,12 +99,19 @@ impl LocalStack {
         if let Some(p) = opts.prometheus_port {
             ensure_port_free(p, "prometheus", "--prometheus-port")?;
         }
-        std::fs::create_dir_all(&opts.data_dir).map_err(process::io(opts.data_dir.display().to_string()))?;
+        std::fs::create_dir_all(&opts.data_dir)
+            .map_err(process::io(opts.data_dir.display().to_string()))?;
         let settings = load_or_make_settings(opts)?;
         write_private(&opts.data_dir.join("pglab.yaml"), &settings.to_yaml())?;
 
         let dir = &settings.data_dir;
-        let slapd = slapd::Slapd::start(&dir.join("ldap"), opts.ldap_port, BASE_DN, &settings.ldap.bind_password).await?;
+        let slapd = slapd::Slapd::start(
+            &dir.join("ldap"),
+            opts.ldap_port,
+            BASE_DN,
+            &settings.ldap.bind_password,
+        )
+        .await?;
         let people = format!("ou=people,{BASE_DN}");
         let hba = postgres::HbaLdap {
             port: opts.ldap_port,
@@ -109,7 +120,9 @@ impl LocalStack {
         let mut clusters = Vec::new();
         for server in &settings.postgres {
             let pg_dir = dir.join(format!("pg-{}", server.name));
-            match postgres::PgCluster::start(&pg_dir, server.port, &server.admin_password, &hba).await {
+            match postgres::PgCluster::start(&pg_dir, server.port, &server.admin_password, &hba)
+                .await
+            {
                 Ok(c) => clusters.push(c),
                 Err(e) => {
                     for c in clusters {
@@ -121,7 +134,14 @@ impl LocalStack {
             }
         }
         let prometheus = match opts.prometheus_port {
-            Some(port) => prometheus::Prometheus::start_if_installed(&dir.join("prometheus"), port, settings.listen).await?,
+            Some(port) => {
+                prometheus::Prometheus::start_if_installed(
+                    &dir.join("prometheus"),
+                    port,
+                    settings.listen,
+                )
+                .await?
+            }
             None => None,
         };
         Ok(Self {
@@ -152,5 +172,6 @@ fn write_private(path: &Path, text: &str) -> Result<(), StackError> {
         .mode(0o600)
         .open(path)
         .map_err(process::io(path.display().to_string()))?;
-    std::io::Write::write_all(&mut f, text.as_bytes()).map_err(process::io(path.display().to_string()))
+    std::io::Write::write_all(&mut f, text.as_bytes())
+        .map_err(process::io(path.display().to_string()))
 }

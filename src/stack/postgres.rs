@@ -42,13 +42,21 @@ pub fn bin_dir() -> process::Result<PathBuf> {
         return Ok(bin);
     }
     let postgres = process::find_binary("postgres", &[], "postgresql")?;
-    Ok(postgres.parent().unwrap_or(Path::new("/usr/bin")).to_path_buf())
+    Ok(postgres
+        .parent()
+        .unwrap_or(Path::new("/usr/bin"))
+        .to_path_buf())
 }
 
 impl PgCluster {
     /// Initialises the cluster if `dir` is new (keeping it otherwise), writes
     /// its settings and pg_hba, starts it and waits until the admin can log in.
-    pub async fn start(dir: &Path, port: u16, password: &Secret, ldap: &HbaLdap<'_>) -> process::Result<Self> {
+    pub async fn start(
+        dir: &Path,
+        port: u16,
+        password: &Secret,
+        ldap: &HbaLdap<'_>,
+    ) -> process::Result<Self> {
         let bin_dir = bin_dir()?;
         let run_as = RunAs::for_root("postgres", "postgresql")?;
         std::fs::create_dir_all(dir).map_err(io(dir.display().to_string()))?;
@@ -88,7 +96,11 @@ impl PgCluster {
         }
         let log = dir.with_extension("log");
         if let Some(user) = &run_as {
-            std::fs::OpenOptions::new().create(true).append(true).open(&log).map_err(io(log.display().to_string()))?;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .map_err(io(log.display().to_string()))?;
             user.chown_tree(&log)?;
         }
         // SIGINT is Postgres' "fast" shutdown: sessions are ended, data is safe.
@@ -96,7 +108,11 @@ impl PgCluster {
         let dsn = admin_dsn(port, password);
         process::wait_ready(&mut service, Duration::from_secs(60), || {
             let dsn = dsn.clone();
-            async move { tokio_postgres::connect(&dsn, tokio_postgres::NoTls).await.is_ok() }
+            async move {
+                tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+                    .await
+                    .is_ok()
+            }
         })
         .await?;
         Ok(Self {
@@ -119,7 +135,12 @@ fn admin_dsn(port: u16, password: &Secret) -> String {
     )
 }
 
-async fn init(dir: &Path, bin_dir: &Path, password: &Secret, run_as: Option<&RunAs>) -> process::Result<()> {
+async fn init(
+    dir: &Path,
+    bin_dir: &Path,
+    password: &Secret,
+    run_as: Option<&RunAs>,
+) -> process::Result<()> {
     // Beside the data folder: initdb wants that folder empty.
     let pwfile = dir.with_extension("pwfile");
     write_owned(&pwfile, password.expose(), run_as)?;
@@ -129,7 +150,15 @@ async fn init(dir: &Path, bin_dir: &Path, password: &Secret, run_as: Option<&Run
     let mut cmd = Command::new(bin_dir.join("initdb"));
     cmd.arg("-D")
         .arg(dir)
-        .args(["-U", ADMIN_USER, "-A", "scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"])
+        .args([
+            "-U",
+            ADMIN_USER,
+            "-A",
+            "scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ])
         .arg(format!("--pwfile={}", pwfile.display()))
         .current_dir(dir);
     if let Some(user) = run_as {

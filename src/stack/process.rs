@@ -9,7 +9,9 @@ use tokio::process::{Child, Command};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
-    #[error("{binary} not found: install the Debian package `{package}` (apt-get install {package})")]
+    #[error(
+        "{binary} not found: install the Debian package `{package}` (apt-get install {package})"
+    )]
     MissingBinary {
         binary: String,
         package: &'static str,
@@ -90,7 +92,9 @@ impl RunAs {
         use std::os::unix::fs::PermissionsExt;
         let abs = std::path::absolute(dir).map_err(io(dir.display().to_string()))?;
         for parent in abs.ancestors().skip(1) {
-            let mode = std::fs::metadata(parent).map(|m| m.permissions().mode()).unwrap_or(0o755);
+            let mode = std::fs::metadata(parent)
+                .map(|m| m.permissions().mode())
+                .unwrap_or(0o755);
             if mode & 0o001 == 0 {
                 return Err(StackError::Unreachable {
                     user: self.name,
@@ -186,7 +190,10 @@ impl Service {
         if let Some(pid) = self.child.id() {
             let pid = nix::unistd::Pid::from_raw(pid as i32);
             let _ = nix::sys::signal::kill(pid, self.stop_signal);
-            if tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+                .await
+                .is_err()
+            {
                 tracing::warn!(service = self.name, "did not stop in 15 s, killing it");
                 let _ = self.child.kill().await;
             }
@@ -209,7 +216,8 @@ pub async fn run(what: &str, mut cmd: Command) -> Result<String> {
         .output()
         .await
         .map_err(io(what.to_string()))?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     if out.status.success() {
         Ok(text)
     } else {
@@ -234,7 +242,11 @@ where
         service.check_alive()?;
         if start.elapsed() > limit {
             return Err(StackError::Failed {
-                what: format!("{} did not become ready in {} s", service.name, limit.as_secs()),
+                what: format!(
+                    "{} did not become ready in {} s",
+                    service.name,
+                    limit.as_secs()
+                ),
                 detail: log_tail(&service.log),
             });
         }

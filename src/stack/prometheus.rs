@@ -13,7 +13,11 @@ pub struct Prometheus {
 
 impl Prometheus {
     /// `None` when Prometheus is not installed (it is optional for `up`).
-    pub async fn start_if_installed(dir: &Path, port: u16, pglab: SocketAddr) -> process::Result<Option<Self>> {
+    pub async fn start_if_installed(
+        dir: &Path,
+        port: u16,
+        pglab: SocketAddr,
+    ) -> process::Result<Option<Self>> {
         let Ok(binary) = process::find_binary("prometheus", &[], "prometheus") else {
             tracing::info!("prometheus is not installed (apt-get install prometheus); the built-in /metrics still works");
             return Ok(None);
@@ -28,10 +32,14 @@ impl Prometheus {
         std::fs::write(&config, text).map_err(io(config.display().to_string()))?;
         let mut cmd = Command::new(binary);
         cmd.arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"));
         let log = dir.with_extension("log");
-        let mut service = Service::spawn("prometheus", cmd, &log, nix::sys::signal::Signal::SIGTERM)?;
+        let mut service =
+            Service::spawn("prometheus", cmd, &log, nix::sys::signal::Signal::SIGTERM)?;
         let url = format!("http://127.0.0.1:{port}/-/ready");
         let client = reqwest::Client::new();
         process::wait_ready(&mut service, Duration::from_secs(30), || {

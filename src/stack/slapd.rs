@@ -26,7 +26,10 @@ fn ssha(password: &str) -> String {
     h.update(salt);
     let mut bytes = h.finalize().to_vec();
     bytes.extend_from_slice(&salt);
-    format!("{{SSHA}}{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+    format!(
+        "{{SSHA}}{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
 }
 
 fn config_ldif(db_dir: &Path, base: &str, password: &str) -> String {
@@ -69,7 +72,12 @@ fn base_ldif(base: &str) -> String {
 }
 
 impl Slapd {
-    pub async fn start(dir: &Path, port: u16, base: &str, password: &Secret) -> process::Result<Self> {
+    pub async fn start(
+        dir: &Path,
+        port: u16,
+        base: &str,
+        password: &Secret,
+    ) -> process::Result<Self> {
         let slapd = process::find_binary("slapd", &[], "slapd")?;
         let slapadd = process::find_binary("slapadd", &[], "slapd")?;
         let run_as = RunAs::for_root("openldap", "slapd")?;
@@ -79,16 +87,23 @@ impl Slapd {
             std::fs::create_dir_all(&config_dir).map_err(io(config_dir.display().to_string()))?;
             std::fs::create_dir_all(&db_dir).map_err(io(db_dir.display().to_string()))?;
             let config = dir.join("config.ldif");
-            std::fs::write(&config, config_ldif(&db_dir, base, password.expose())).map_err(io("config.ldif"))?;
+            std::fs::write(&config, config_ldif(&db_dir, base, password.expose()))
+                .map_err(io("config.ldif"))?;
             let mut cmd = Command::new(&slapadd);
-            cmd.args(["-n0", "-F"]).arg(&config_dir).arg("-l").arg(&config);
+            cmd.args(["-n0", "-F"])
+                .arg(&config_dir)
+                .arg("-l")
+                .arg(&config);
             let result = process::run("slapadd (cn=config)", cmd).await;
             let _ = std::fs::remove_file(&config);
             result?;
             let entries = dir.join("base.ldif");
             std::fs::write(&entries, base_ldif(base)).map_err(io("base.ldif"))?;
             let mut cmd = Command::new(&slapadd);
-            cmd.args(["-n1", "-F"]).arg(&config_dir).arg("-l").arg(&entries);
+            cmd.args(["-n1", "-F"])
+                .arg(&config_dir)
+                .arg("-l")
+                .arg(&entries);
             process::run("slapadd (base entries)", cmd).await?;
         }
         if let Some(user) = &run_as {
@@ -106,7 +121,9 @@ impl Slapd {
         // SIGINT makes slapd close its database cleanly.
         let mut service = Service::spawn("slapd", cmd, &log, nix::sys::signal::Signal::SIGINT)?;
         process::wait_ready(&mut service, Duration::from_secs(30), || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
         })
         .await?;
         Ok(Self { port, service })

@@ -23,7 +23,11 @@ impl IntoResponse for WebError {
         if status.is_server_error() {
             tracing::error!(error = %self, cause = ?std::error::Error::source(&self), "request failed");
         }
-        let message = if status.is_server_error() { "Something went wrong on the server; the log has the details." } else { "Not found." };
+        let message = if status.is_server_error() {
+            "Something went wrong on the server; the log has the details."
+        } else {
+            "Not found."
+        };
         (status, message).into_response()
     }
 }

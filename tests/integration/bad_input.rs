@@ -6,24 +6,52 @@ use pglab::lab::{LabError, LoadedLab, Participants};
 #[tokio::test]
 async fn broken_reference_changes_nothing() {
     let env = TestEnv::start(1).await;
-    env.write("bad/reference.sql", "CREATE TABLE ok (x int);\nCREAT TABLE broken (y int);\n");
+    env.write(
+        "bad/reference.sql",
+        "CREATE TABLE ok (x int);\nCREAT TABLE broken (y int);\n",
+    );
     let lab = env.write(
         "bad/lab.yaml",
         "id: bad\ntitle: Bad\nreference: {sql: reference.sql}\ntasks:\n  - id: t\n    title: T\n    checks:\n      - table: public.ok\n",
     );
     let people = "username,name,email\nzed,Zed,zed@example.org\n";
-    let err = env.apply(&lab, people, false).await.expect_err("reference fails to load");
+    let err = env
+        .apply(&lab, people, false)
+        .await
+        .expect_err("reference fails to load");
     let text = err.to_string();
-    assert!(text.contains("reference of lab bad") && text.contains("syntax error at or near \"CREAT\""), "{text}");
-    assert!(text.contains("reference.sql:2"), "the error names the line: {text}");
+    assert!(
+        text.contains("reference of lab bad") && text.contains("syntax error at or near \"CREAT\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("reference.sql:2"),
+        "the error names the line: {text}"
+    );
     // Nothing else happened: no LDAP entry, no role, no database, no scratch left.
     let admin = env.admin(0, "postgres").await;
-    let roles: i64 = admin.query_one("SELECT count(*) FROM pg_roles WHERE rolname = 'zed'", &[]).await.expect("q").get(0);
+    let roles: i64 = admin
+        .query_one("SELECT count(*) FROM pg_roles WHERE rolname = 'zed'", &[])
+        .await
+        .expect("q")
+        .get(0);
     assert_eq!(roles, 0);
-    let dbs: i64 = admin.query_one("SELECT count(*) FROM pg_database WHERE datname LIKE '%bad%'", &[]).await.expect("q").get(0);
+    let dbs: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE '%bad%'",
+            &[],
+        )
+        .await
+        .expect("q")
+        .get(0);
     assert_eq!(dbs, 0);
     let plan = env.plan(&lab, people, false).await.expect("plan");
-    assert!(plan.changes.iter().any(|c| c.to_string().contains("ldap person uid=zed")), "{plan}");
+    assert!(
+        plan.changes
+            .iter()
+            .any(|c| c.to_string().contains("ldap person uid=zed")),
+        "{plan}"
+    );
 
     // The lab check command reports the same failure from a scratch database.
     let config = env.settings().data_dir.join("pglab.yaml");
@@ -39,11 +67,31 @@ async fn broken_reference_changes_nothing() {
     assert!(stderr.contains("CREAT"), "{stderr}");
 
     // A role that pglab did not make is never taken over.
-    admin.batch_execute("CREATE ROLE mallory LOGIN").await.expect("role");
+    admin
+        .batch_execute("CREATE ROLE mallory LOGIN")
+        .await
+        .expect("role");
     let good = shop_lab(&env, "good");
-    let err = env.plan(&good, "username,name,email\nmallory,M,m@example.org\n", false).await.expect_err("refused");
-    assert!(err.to_string().contains("refusing to take it over"), "{err}");
-    let err = env.plan(&good, "username,name,email\npostgres,P,p@example.org\n", false).await.expect_err("reserved");
+    let err = env
+        .plan(
+            &good,
+            "username,name,email\nmallory,M,m@example.org\n",
+            false,
+        )
+        .await
+        .expect_err("refused");
+    assert!(
+        err.to_string().contains("refusing to take it over"),
+        "{err}"
+    );
+    let err = env
+        .plan(
+            &good,
+            "username,name,email\npostgres,P,p@example.org\n",
+            false,
+        )
+        .await
+        .expect_err("reserved");
     assert!(err.to_string().contains("reserved"), "{err}");
     env.stop().await;
 }
@@ -65,7 +113,10 @@ fn malformed_files_name_file_line_and_field() {
         match LoadedLab::load(&path) {
             Err(LabError::Invalid(errors)) => {
                 let all: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-                assert!(all.iter().any(|e| e.contains(expected)), "expected {expected:?} in {all:?}");
+                assert!(
+                    all.iter().any(|e| e.contains(expected)),
+                    "expected {expected:?} in {all:?}"
+                );
             }
             other => panic!("{text}: {other:?}"),
         }
@@ -77,8 +128,16 @@ fn malformed_files_name_file_line_and_field() {
         \"x\"\"; DROP ROLE postgres; --\",Quote,q@example.org\n\
         zoë,Unicode,z@example.org\n\
         ok_user,Dup,d@example.org\n";
-    let err = Participants::parse("people.csv", csv).expect_err("rejected").to_string();
-    for line in ["people.csv:3:", "people.csv:4:", "people.csv:5:", "people.csv:6:", "people.csv:7: duplicate username ok_user"] {
+    let err = Participants::parse("people.csv", csv)
+        .expect_err("rejected")
+        .to_string();
+    for line in [
+        "people.csv:3:",
+        "people.csv:4:",
+        "people.csv:5:",
+        "people.csv:6:",
+        "people.csv:7: duplicate username ok_user",
+    ] {
         assert!(err.contains(line), "{line} in {err}");
     }
     assert!(!err.contains("people.csv:2:"), "{err}");

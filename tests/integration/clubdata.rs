@@ -7,12 +7,20 @@ use pglab::lab::LoadedLab;
 /// What a lab master does to the published file: drop the lines that create
 /// the authors' own database and user, switch database, or grant to them.
 fn cleaned_clubdata() -> String {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/datasets/clubdata/clubdata.sql"))
-        .expect("../shared/datasets/clubdata/clubdata.sql is beside the repository");
-    let start = text.find("\\c exercises").expect("the file switches database") + "\\c exercises".len();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/datasets/clubdata/clubdata.sql"
+    ))
+    .expect("../shared/datasets/clubdata/clubdata.sql is beside the repository");
+    let start = text
+        .find("\\c exercises")
+        .expect("the file switches database")
+        + "\\c exercises".len();
     text[start..]
         .lines()
-        .filter(|l| !l.contains("pgexercises") && !l.to_ascii_lowercase().starts_with("alter database"))
+        .filter(|l| {
+            !l.contains("pgexercises") && !l.to_ascii_lowercase().starts_with("alter database")
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -29,14 +37,33 @@ async fn clubdata_is_a_lab_reference_and_starter() {
     );
     // `pglab lab check` loads it into scratch databases and cleans up.
     let loaded = LoadedLab::load(&lab).expect("valid");
-    pglab::cli::load_check(&env.settings().postgres[0], &loaded).await.expect("clubdata loads");
+    pglab::cli::load_check(&env.settings().postgres[0], &loaded)
+        .await
+        .expect("clubdata loads");
 
-    env.apply(&lab, "username,name,email\nsam,Sam,sam@example.org\n", false).await.expect("apply");
+    env.apply(
+        &lab,
+        "username,name,email\nsam,Sam,sam@example.org\n",
+        false,
+    )
+    .await
+    .expect("apply");
     let reference = env.admin(0, "pglab.ref.club").await;
-    let want: i64 = reference.query_one("SELECT count(*) FROM cd.bookings", &[]).await.expect("q").get(0);
+    let want: i64 = reference
+        .query_one("SELECT count(*) FROM cd.bookings", &[])
+        .await
+        .expect("q")
+        .get(0);
     assert!(want > 4000, "clubdata has its bookings: {want}");
-    let sam = env.connect_as(0, "sam", &env.password("sam").await, "club_sam").await.expect("sam");
-    let got: i64 = sam.query_one("SELECT count(*) FROM cd.bookings", &[]).await.expect("q").get(0);
+    let sam = env
+        .connect_as(0, "sam", &env.password("sam").await, "club_sam")
+        .await
+        .expect("sam");
+    let got: i64 = sam
+        .query_one("SELECT count(*) FROM cd.bookings", &[])
+        .await
+        .expect("q")
+        .get(0);
     assert_eq!(got, want);
     sam.batch_execute("DELETE FROM cd.bookings WHERE bookid < 10; ALTER TABLE cd.members ADD COLUMN nickname text")
         .await
@@ -47,7 +74,18 @@ async fn clubdata_is_a_lab_reference_and_starter() {
     let s = &env.settings().postgres[0];
     let status = std::process::Command::new("pg_dump")
         .env("PGPASSWORD", s.admin_password.expose())
-        .args(["-h", &s.host, "-p", &s.port.to_string(), "-U", &s.admin_user, "-Fc", "-d", "pglab.ref.club", "-f"])
+        .args([
+            "-h",
+            &s.host,
+            "-p",
+            &s.port.to_string(),
+            "-U",
+            &s.admin_user,
+            "-Fc",
+            "-d",
+            "pglab.ref.club",
+            "-f",
+        ])
         .arg(&dump)
         .status()
         .expect("pg_dump runs");
@@ -56,10 +94,25 @@ async fn clubdata_is_a_lab_reference_and_starter() {
         "club/lab2.yaml",
         &format!("id: club2\ntitle: Country club (dump)\nreference: {{dump: clubdata.dump}}\nstarter: {{dump: clubdata.dump}}\n{TASKS}"),
     );
-    env.apply(&lab2, "username,name,email\nsam,Sam,sam@example.org\n", false).await.expect("apply dump lab");
-    let sam2 = env.connect_as(0, "sam", &env.password("sam").await, "club2_sam").await.expect("sam in the second lab");
-    let got: i64 = sam2.query_one("SELECT count(*) FROM cd.bookings", &[]).await.expect("q").get(0);
+    env.apply(
+        &lab2,
+        "username,name,email\nsam,Sam,sam@example.org\n",
+        false,
+    )
+    .await
+    .expect("apply dump lab");
+    let sam2 = env
+        .connect_as(0, "sam", &env.password("sam").await, "club2_sam")
+        .await
+        .expect("sam in the second lab");
+    let got: i64 = sam2
+        .query_one("SELECT count(*) FROM cd.bookings", &[])
+        .await
+        .expect("q")
+        .get(0);
     assert_eq!(got, want);
-    sam2.batch_execute("TRUNCATE cd.bookings").await.expect("owned after pg_restore too");
+    sam2.batch_execute("TRUNCATE cd.bookings")
+        .await
+        .expect("owned after pg_restore too");
     env.stop().await;
 }

@@ -12,8 +12,18 @@ async fn participants_spread_over_two_servers_and_stay() {
         .collect::<Vec<_>>()
         .join("\n");
     let (plan, _) = env.apply(&lab, &people, false).await.expect("apply");
-    let on = |server: &str| plan.placements.iter().filter(|p| p.server == server).count();
-    assert_eq!((on("main"), on("node2")), (3, 3), "placements: {:?}", plan.placements);
+    let on = |server: &str| {
+        plan.placements
+            .iter()
+            .filter(|p| p.server == server)
+            .count()
+    };
+    assert_eq!(
+        (on("main"), on("node2")),
+        (3, 3),
+        "placements: {:?}",
+        plan.placements
+    );
 
     let recorded = env.store.databases("multi").await.expect("records");
     assert_eq!(recorded.len(), 6);
@@ -22,18 +32,35 @@ async fn participants_spread_over_two_servers_and_stay() {
         let other = 1 - idx;
         let user = p.members[0].as_str();
         let pw = env.password(user).await;
-        let c = env.connect_as(idx, user, &pw, p.db.as_str()).await.expect("student reaches their server");
-        c.batch_execute("CREATE TABLE t (x int)").await.expect("works");
-        assert!(!env.database_exists(other, p.db.as_str()).await, "database only on its own server");
+        let c = env
+            .connect_as(idx, user, &pw, p.db.as_str())
+            .await
+            .expect("student reaches their server");
+        c.batch_execute("CREATE TABLE t (x int)")
+            .await
+            .expect("works");
+        assert!(
+            !env.database_exists(other, p.db.as_str()).await,
+            "database only on its own server"
+        );
     }
 
     // A seventh participant joins: the old ones stay where they are.
     let more = format!("{people}\ns7,Student 7,s7@example.org\n");
     let (plan2, _) = env.apply(&lab, &more, false).await.expect("apply");
     for p in &plan.placements {
-        let again = plan2.placements.iter().find(|q| q.db == p.db).expect("still placed");
+        let again = plan2
+            .placements
+            .iter()
+            .find(|q| q.db == p.db)
+            .expect("still placed");
         assert_eq!(again.server, p.server, "placement of {} moved", p.db);
     }
-    assert!(env.plan(&lab, &more, false).await.expect("plan").changes.is_empty());
+    assert!(env
+        .plan(&lab, &more, false)
+        .await
+        .expect("plan")
+        .changes
+        .is_empty());
     env.stop().await;
 }

@@ -27,7 +27,10 @@ fn free_ports(n: u16) -> u16 {
 
 pub fn temp_dir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::Builder::new().prefix("pglab-test-").tempdir().expect("temp dir");
+    let dir = tempfile::Builder::new()
+        .prefix("pglab-test-")
+        .tempdir()
+        .expect("temp dir");
     // The servers run as postgres / openldap when the tests run as root.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     dir
@@ -45,7 +48,9 @@ impl TestEnv {
             prometheus_port: None,
         };
         let stack = LocalStack::start(&opts).await.expect("local stack starts");
-        let store = Store::open_migrated(&stack.settings).await.expect("control store");
+        let store = Store::open_migrated(&stack.settings)
+            .await
+            .expect("control store");
         Self { dir, stack, store }
     }
 
@@ -71,18 +76,33 @@ impl TestEnv {
         provision::plan(self.settings(), &self.store, lab, people, prune).await
     }
 
-    pub async fn apply(&self, lab: &Path, csv: &str, prune: bool) -> Result<(Plan, ApplyReport), ProvisionError> {
+    pub async fn apply(
+        &self,
+        lab: &Path,
+        csv: &str,
+        prune: bool,
+    ) -> Result<(Plan, ApplyReport), ProvisionError> {
         let plan = self.plan(lab, csv, prune).await?;
         let report = provision::apply(self.settings(), &self.store, &plan, |_, _| {}).await?;
         Ok((plan, report))
     }
 
     pub async fn password(&self, user: &str) -> String {
-        self.store.initial_password(user).await.expect("store").expect("initial password kept")
+        self.store
+            .initial_password(user)
+            .await
+            .expect("store")
+            .expect("initial password kept")
     }
 
     /// Connects like a student's psql would: by LDAP password.
-    pub async fn connect_as(&self, server: usize, user: &str, password: &str, db: &str) -> Result<Client, tokio_postgres::Error> {
+    pub async fn connect_as(
+        &self,
+        server: usize,
+        user: &str,
+        password: &str,
+        db: &str,
+    ) -> Result<Client, tokio_postgres::Error> {
         let s = &self.settings().postgres[server];
         let (client, conn) = tokio_postgres::Config::new()
             .host(&s.host)
@@ -97,7 +117,9 @@ impl TestEnv {
     }
 
     pub async fn admin(&self, server: usize, db: &str) -> Client {
-        pglab::pgconn::connect(&self.settings().postgres[server], db).await.expect("admin connects")
+        pglab::pgconn::connect(&self.settings().postgres[server], db)
+            .await
+            .expect("admin connects")
     }
 
     pub async fn database_exists(&self, server: usize, db: &str) -> bool {
@@ -116,13 +138,20 @@ impl TestEnv {
 
 /// The SQLSTATE or message of a failed connection, for assertions.
 pub fn refusal(e: &tokio_postgres::Error) -> String {
-    e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string())
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), |d| d.message().to_string())
 }
 
 /// A small lab with a starter, like the demo lab.
 pub fn shop_lab(env: &TestEnv, id: &str) -> PathBuf {
-    env.write("lab/starter.sql", include_str!("../../src/demo/starter.sql"));
-    env.write("lab/reference.sql", include_str!("../../src/demo/reference.sql"));
+    env.write(
+        "lab/starter.sql",
+        include_str!("../../src/demo/starter.sql"),
+    );
+    env.write(
+        "lab/reference.sql",
+        include_str!("../../src/demo/reference.sql"),
+    );
     let yaml = include_str!("../../src/demo/lab.yaml").replace("id: demo", &format!("id: {id}"));
     env.write(&format!("lab/{id}.yaml"), &yaml)
 }

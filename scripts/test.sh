@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The second command of the README: install what is missing and run the
+# whole test suite (unit tests, and integration tests that start real slapd,
+# Postgres and Prometheus on free loopback ports).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh --test
+cargo test --no-fail-fast
