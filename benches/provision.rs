@@ -12,7 +12,11 @@ use pglab::lab::{LoadedLab, Participants};
 use pglab::provision;
 use pglab::settings::{PgServerSettings, Settings};
 use pglab::stack::{process::free_port, LocalStack, StackOptions};
+use std::collections::BTreeMap;
+use std::ops::Range;
 use std::time::{Duration, Instant};
+
+const ROUNDS: usize = 4;
 
 const STARTER: &str = "CREATE SCHEMA data;
 CREATE TABLE data.items AS
@@ -34,25 +38,35 @@ async fn admin(s: &PgServerSettings) -> tokio_postgres::Client {
 async fn drop_like(s: &PgServerSettings, db_prefix: &str, role_prefix: Option<&str>) {
     let c = admin(s).await;
     let dbs: Vec<String> = c
-        .query("SELECT datname::text FROM pg_database WHERE datname LIKE $1", &[&format!("{db_prefix}%")])
+        .query(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE $1",
+            &[&format!("{db_prefix}%")],
+        )
         .await
         .expect("list")
         .iter()
         .map(|r| r.get(0))
         .collect();
     for db in dbs {
-        c.batch_execute(&format!("DROP DATABASE {}", pglab::ident::quote_ident(&db))).await.expect("drop");
+        c.batch_execute(&format!("DROP DATABASE {}", pglab::ident::quote_ident(&db)))
+            .await
+            .expect("drop");
     }
     if let Some(rp) = role_prefix {
         let roles: Vec<String> = c
-            .query("SELECT rolname::text FROM pg_roles WHERE rolname LIKE $1", &[&format!("{rp}%")])
+            .query(
+                "SELECT rolname::text FROM pg_roles WHERE rolname LIKE $1",
+                &[&format!("{rp}%")],
+            )
             .await
             .expect("roles")
             .iter()
             .map(|r| r.get(0))
             .collect();
         for r in roles {
-            c.batch_execute(&format!("DROP ROLE {}", pglab::ident::quote_ident(&r))).await.expect("drop role");
+            c.batch_execute(&format!("DROP ROLE {}", pglab::ident::quote_ident(&r)))
+                .await
+                .expect("drop role");
         }
     }
     // Let the checkpointer catch up so that the next phase starts even.
@@ -63,9 +77,11 @@ async fn floor(s: &PgServerSettings, n: usize, strategy: &str, tag: &str) -> Dur
     let c = admin(s).await;
     let start = Instant::now();
     for i in 0..n {
-        c.batch_execute(&format!("CREATE DATABASE \"floor{tag}_{i}\" TEMPLATE \"pglab.tpl.bench\" STRATEGY {strategy}"))
-            .await
-            .expect("clone");
+        c.batch_execute(&format!(
+            "CREATE DATABASE \"floor{tag}_{i}\" TEMPLATE \"pglab.tpl.bench\" STRATEGY {strategy}"
+        ))
+        .await
+        .expect("clone");
     }
     let took = start.elapsed();
     drop_like(s, &format!("floor{tag}_"), None).await;
@@ -82,7 +98,10 @@ fn shell_env(settings: &Settings) -> Vec<(String, String)> {
         ("PGDATABASE".into(), "postgres".into()),
         ("LDAPURL".into(), settings.ldap.url.clone()),
         ("LDAPDN".into(), settings.ldap.bind_dn.clone()),
-        ("LDAPPW".into(), settings.ldap.bind_password.expose().to_string()),
+        (
+            "LDAPPW".into(),
+            settings.ldap.bind_password.expose().to_string(),
+        ),
         ("BASE".into(), settings.ldap.base_dn.clone()),
     ]
 }
@@ -93,12 +112,12 @@ fn entry(prefix: &str, i: usize, base: &str) -> String {
     )
 }
 
-async fn naive(settings: &Settings, n: usize, dir: &std::path::Path) -> Duration {
+async fn naive(settings: &Settings, range: Range<usize>, dir: &std::path::Path) -> Duration {
     let script = dir.join("naive.sh");
     std::fs::write(
         &script,
         r#"set -e
-for i in $(seq 0 $(($N - 1))); do
+for i in $(seq $FROM $(($TO - 1))); do
   u="naive$i"
   printf 'dn: uid=%s,ou=people,%s\nobjectClass: inetOrgPerson\nuid: %s\ncn: Student %s\nsn: %s\nmail: %s@example.org\nuserPassword: pw-%s\n' \
     "$u" "$BASE" "$u" "$i" "$i" "$u" "$i" | ldapadd -x -H "$LDAPURL" -D "$LDAPDN" -w "$LDAPPW" >/dev/null
@@ -113,7 +132,8 @@ done
     let status = tokio::process::Command::new("bash")
         .arg(&script)
         .envs(shell_env(settings))
-        .env("N", n.to_string())
+        .env("FROM", range.start.to_string())
+        .env("TO", range.end.to_string())
         .status()
         .await
         .expect("bash");
@@ -121,10 +141,13 @@ done
     start.elapsed()
 }
 
-async fn batched(settings: &Settings, n: usize, dir: &std::path::Path) -> Duration {
-    let ldif: String = (0..n).map(|i| entry("batch", i, &settings.ldap.base_dn)).collect();
+async fn batched(settings: &Settings, range: Range<usize>, dir: &std::path::Path) -> Duration {
+    let ldif: String = range
+        .clone()
+        .map(|i| entry("batch", i, &settings.ldap.base_dn))
+        .collect();
     std::fs::write(dir.join("batch.ldif"), ldif).expect("ldif");
-    let sql: String = (0..n)
+    let sql: String = range
         .map(|i| {
             format!(
                 "CREATE ROLE batch{i} LOGIN IN ROLE pglab_students;\nCREATE DATABASE \"batch_{i}\" TEMPLATE \"pglab.tpl.bench\" OWNER batch{i};\nREVOKE ALL ON DATABASE \"batch_{i}\" FROM PUBLIC;\n"
@@ -149,11 +172,21 @@ async fn batched(settings: &Settings, n: usize, dir: &std::path::Path) -> Durati
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(200);
-    let dir = tempfile::Builder::new().prefix("pglab-bench-").tempdir().expect("tempdir");
+    tracing_subscriber::fmt()
+        .with_env_filter("warn,pglab::provision=info")
+        .init();
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(200);
+    let dir = tempfile::Builder::new()
+        .prefix("pglab-bench-")
+        .tempdir()
+        .expect("tempdir");
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
     }
     let opts = StackOptions {
         data_dir: dir.path().join("data"),
@@ -177,58 +210,122 @@ async fn main() {
     )
     .expect("lab");
     let lab = LoadedLab::load(&lab_path).expect("lab");
-    let plan = provision::plan(&settings, &store, lab.clone(), Participants::default(), false).await.expect("plan");
-    provision::apply(&settings, &store, &plan, |_, _| {}).await.expect("build");
+    let plan = provision::plan(
+        &settings,
+        &store,
+        lab.clone(),
+        Participants::default(),
+        false,
+    )
+    .await
+    .expect("plan");
+    provision::apply(&settings, &store, &plan, |_, _| {})
+        .await
+        .expect("build");
     let size: i64 = admin(&s)
         .await
         .query_one("SELECT pg_database_size('pglab.tpl.bench')", &[])
         .await
         .expect("size")
         .get(0);
-    println!("template pglab.tpl.bench: {:.1} MB; {n} participants per run", size as f64 / 1e6);
+    println!(
+        "template pglab.tpl.bench: {:.1} MB; {n} participants per method in {ROUNDS} rounds",
+        size as f64 / 1e6
+    );
 
-    let floor_wal = floor(&s, n, "WAL_LOG", "w").await;
-    let floor_copy = floor(&s, n, "FILE_COPY", "c").await;
-    let naive_t = naive(&settings, n, dir.path()).await;
-    drop_like(&s, "naive_", Some("naive")).await;
-    let batch_t = batched(&settings, n, dir.path()).await;
-    drop_like(&s, "batch_", Some("batch")).await;
+    // Warm-up (discarded): the first clones also create WAL segments.
+    floor(&s, n / 4, "WAL_LOG", "warm").await;
 
-    let csv: String = std::iter::once("username,name,email".to_string())
-        .chain((0..n).map(|i| format!("p{i},Student {i},p{i}@example.org")))
+    // Rounds: each method provisions n / ROUNDS participants per round, in
+    // an order rotated every round, so that the machine's drift under
+    // sustained writes falls on every method alike.
+    let chunk = n / ROUNDS;
+    let methods = ["floor", "floor_file_copy", "naive", "batched", "pglab"];
+    let mut totals: BTreeMap<&str, Duration> = BTreeMap::new();
+    let mut pglab_timings: BTreeMap<&'static str, Duration> = BTreeMap::new();
+    for round in 0..ROUNDS {
+        let range = round * chunk..(round + 1) * chunk;
+        for k in 0..methods.len() {
+            let method = methods[(k + round) % methods.len()];
+            let took = match method {
+                "floor" => floor(&s, chunk, "WAL_LOG", &format!("w{round}")).await,
+                "floor_file_copy" => floor(&s, chunk, "FILE_COPY", &format!("c{round}")).await,
+                "naive" => naive(&settings, range.clone(), dir.path()).await,
+                "batched" => batched(&settings, range.clone(), dir.path()).await,
+                _ => {
+                    let csv: String = std::iter::once("username,name,email".to_string())
+                        .chain((0..range.end).map(|i| format!("p{i},Student {i},p{i}@example.org")))
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    let people = Participants::parse("bench.csv", &csv).expect("csv");
+                    let start = Instant::now();
+                    let plan = provision::plan(&settings, &store, lab.clone(), people, false)
+                        .await
+                        .expect("plan");
+                    let report = provision::apply(&settings, &store, &plan, |_, _| {})
+                        .await
+                        .expect("apply");
+                    for (k, v) in report.timings {
+                        *pglab_timings.entry(k).or_default() += v;
+                    }
+                    start.elapsed()
+                }
+            };
+            *totals.entry(method).or_default() += took;
+        }
+        eprintln!("round {}/{ROUNDS} done", round + 1);
+    }
+    let all: String = std::iter::once("username,name,email".to_string())
+        .chain((0..ROUNDS * chunk).map(|i| format!("p{i},Student {i},p{i}@example.org")))
         .collect::<Vec<_>>()
         .join("\n");
-    let people = Participants::parse("bench.csv", &csv).expect("csv");
+    let people = Participants::parse("bench.csv", &all).expect("csv");
     let start = Instant::now();
-    let plan = provision::plan(&settings, &store, lab.clone(), people.clone(), false).await.expect("plan");
-    let plan_t = start.elapsed();
-    let start = Instant::now();
-    provision::apply(&settings, &store, &plan, |_, _| {}).await.expect("apply");
-    let apply_t = start.elapsed();
-    let start = Instant::now();
-    let again = provision::plan(&settings, &store, lab, people, false).await.expect("plan");
+    let again = provision::plan(&settings, &store, lab, people, false)
+        .await
+        .expect("plan");
     let noop_t = start.elapsed();
     assert!(again.changes.is_empty());
-    let floor_again = floor(&s, n, "WAL_LOG", "w2").await;
 
-    let floor_ms = (ms(floor_wal, n) + ms(floor_again, n)) / 2.0;
-    let pglab_ms = ms(plan_t + apply_t, n);
+    let total = ROUNDS * chunk;
+    let per = |m: &str| ms(totals[m], total);
+    let floor_ms = per("floor");
     println!();
-    println!("{:<44} {:>10} {:>10}", "per participant", "ms", "x floor");
-    let row = |name: &str, v: f64| println!("{name:<44} {v:>10.1} {:>10.2}", v / floor_ms);
-    row("floor: CREATE DATABASE TEMPLATE (WAL_LOG)", floor_ms);
-    println!("{:<44} {:>10.1} {:>10.2}", "  (first / last floor run)", ms(floor_wal, n), ms(floor_again, n) / ms(floor_wal, n));
-    row("floor with STRATEGY FILE_COPY", ms(floor_copy, n));
-    row("naive shell loop", ms(naive_t, n));
-    row("batched ldapadd + one psql session", ms(batch_t, n));
-    row("pglab plan + apply", pglab_ms);
-    println!("{:<44} {:>10.1}", "  of which plan", ms(plan_t, n));
-    println!("{:<44} {:>10.0}", "pglab second plan (no changes), total ms", noop_t.as_secs_f64() * 1000.0);
-    println!();
+    println!("{:<46} {:>8} {:>8}", "per participant", "ms", "x floor");
+    let rows = [
+        ("floor: CREATE DATABASE TEMPLATE (WAL_LOG)", "floor"),
+        ("floor with STRATEGY FILE_COPY", "floor_file_copy"),
+        ("naive shell loop", "naive"),
+        ("batched: one ldapadd + one psql session", "batched"),
+        ("pglab plan + apply", "pglab"),
+    ];
+    for (label, m) in rows {
+        println!("{label:<46} {:>8.1} {:>8.2}", per(m), per(m) / floor_ms);
+    }
+    println!("pglab time by kind of change (ms per participant):");
+    for (k, v) in &pglab_timings {
+        println!("  {k:<44} {:>8.2}", ms(*v, total));
+    }
     println!(
-        "target: pglab within 1.3x of the floor ({}) and faster than both scripts ({})",
-        if pglab_ms <= 1.3 * floor_ms { "met" } else { "NOT met" },
-        if pglab_ms < ms(naive_t, n) && pglab_ms < ms(batch_t, n) { "met" } else { "NOT met" }
+        "{:<46} {:>8.0}",
+        "pglab plan with nothing to do, total ms",
+        noop_t.as_secs_f64() * 1000.0
     );
+    println!();
+    let pglab_ms = per("pglab");
+    println!(
+        "target: within 1.3x of the floor: {}; faster than both scripts: {}",
+        if pglab_ms <= 1.3 * floor_ms {
+            "met"
+        } else {
+            "NOT met"
+        },
+        if pglab_ms < per("naive") && pglab_ms < per("batched") {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    drop(store);
     stack.stop().await;
 }

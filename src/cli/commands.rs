@@ -159,7 +159,7 @@ pub fn psql_command(server: &PgServerSettings, c: &CredentialRecord) -> String {
     )
 }
 
-pub async fn credentials(config: &Path, lab: &str) -> anyhow::Result<()> {
+pub async fn credentials(config: &Path, lab: &str, forget: bool) -> anyhow::Result<()> {
     let settings = Settings::load(config)?;
     let store = Store::open_migrated(&settings).await?;
     let rows = store.credentials(lab).await?;
@@ -180,6 +180,12 @@ pub async fn credentials(config: &Path, lab: &str) -> anyhow::Result<()> {
             password,
             psql_command(server, c)
         );
+    }
+    if forget {
+        for c in rows.iter().filter(|c| c.initial_password.is_some()) {
+            store.forget_initial_password(&c.username).await?;
+        }
+        println!("initial passwords of lab {lab} forgotten: pglab no longer stores them");
     }
     Ok(())
 }

@@ -46,6 +46,9 @@ pub enum Command {
     Credentials {
         /// Lab id.
         lab: String,
+        /// Forget the stored initial passwords once they are handed out.
+        #[arg(long)]
+        forget: bool,
     },
     /// The config file.
     Config {
@@ -103,7 +106,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => commands::lab_check(&cli.config, &file, no_load).await,
         Command::Plan(args) => commands::plan(&cli.config, &args).await,
         Command::Apply(args) => commands::apply(&cli.config, &args).await,
-        Command::Credentials { lab } => commands::credentials(&cli.config, &lab).await,
+        Command::Credentials { lab, forget } => {
+            commands::credentials(&cli.config, &lab, forget).await
+        }
         Command::Config {
             command: ConfigCommand::Example,
         } => {

@@ -1,27 +1,37 @@
-//! Carrying out a plan, change by change, in an order where each step only
-//! needs what the earlier ones made; a second run picks up where one stopped.
+//! Carrying out a plan in its order (LDAP, roles, databases, prunes), so
+//! that each step only needs what the earlier ones made; a second run picks
+//! up where one stopped. Role statements for one server go in one batch, and
+//! databases are cloned by a few workers at once.
 
 use super::build::build_lab;
 use super::ldap::Directory;
 use super::plan::{Change, Plan};
 use super::postgres::{self as pg, sql_err};
-use super::{tools, ProvisionError};
+use super::prune::prune;
+use super::ProvisionError;
 use crate::control::{DatabaseRecord, ParticipantRecord, Store};
 use crate::ident::{PgName, Username};
 use crate::settings::Settings;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 use tokio_postgres::Client;
+
+/// Databases cloned at once per server: two keep both cores of a small
+/// server busy without starving the students already working on it.
+const CLONE_WORKERS: usize = 2;
 
 #[derive(Debug, Default)]
 pub struct ApplyReport {
     pub applied: usize,
     /// Dumps written by `--prune` before dropping.
     pub dumps: Vec<PathBuf>,
+    /// Time spent per kind of change.
+    pub timings: BTreeMap<&'static str, Duration>,
 }
 
 /// A readable initial password: 4 groups of 4 from an alphabet without
-/// look-alikes (about 79 bits).
+/// look-alikes (about 91 bits).
 pub fn initial_password() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789";
@@ -36,18 +46,41 @@ pub fn initial_password() -> String {
         .join("-")
 }
 
-struct Clients(BTreeMap<String, Client>);
+/// A failure inside a batch: which change, and how many before it succeeded.
+struct Failed<'a> {
+    change: &'a Change,
+    done: usize,
+    error: ProvisionError,
+}
 
-impl Clients {
-    async fn get(&mut self, settings: &Settings, server: &str) -> Result<&Client, ProvisionError> {
-        if !self.0.contains_key(server) {
-            let s = settings.server(server).expect("planned servers exist");
-            self.0.insert(
-                server.to_string(),
-                crate::pgconn::connect(s, "postgres").await?,
-            );
-        }
-        Ok(&self.0[server])
+struct Run<'a> {
+    settings: &'a Settings,
+    store: &'a Store,
+    plan: &'a Plan,
+    lab_id: String,
+    clients: BTreeMap<String, Vec<Client>>,
+    dir: Option<Directory>,
+    templates: BTreeMap<String, pg::TemplateInfo>,
+    lab_recorded: bool,
+    dumps: Vec<PathBuf>,
+}
+
+/// The changes from `i` on that run as one batch.
+fn batch_len(changes: &[Change], i: usize) -> usize {
+    let server_of = |c: &Change| match c {
+        Change::CreateRole { server, .. }
+        | Change::FixRole { server, .. }
+        | Change::CreateGroupRole { server, .. }
+        | Change::GrantGroup { server, .. } => Some(("role", server.clone())),
+        Change::CreateDatabase { server, .. } => Some(("db", server.clone())),
+        _ => None,
+    };
+    match server_of(&changes[i]) {
+        None => 1,
+        Some(key) => changes[i..]
+            .iter()
+            .take_while(|c| server_of(c).as_ref() == Some(&key))
+            .count(),
     }
 }
 
@@ -59,262 +92,292 @@ pub async fn apply(
     plan: &Plan,
     mut progress: impl FnMut(usize, &Change),
 ) -> Result<ApplyReport, ProvisionError> {
+    let mut run = Run {
+        settings,
+        store,
+        plan,
+        lab_id: plan.lab.lab.id.to_string(),
+        clients: BTreeMap::new(),
+        dir: None,
+        templates: BTreeMap::new(),
+        lab_recorded: false,
+        dumps: vec![],
+    };
     let mut report = ApplyReport::default();
-    let total = plan.changes.len();
-    let lab = &plan.lab.lab;
-    let lab_id = lab.id.to_string();
-    let mut clients = Clients(BTreeMap::new());
-    let mut dir: Option<Directory> = None;
-    let mut done = |report: &mut ApplyReport, c: &Change| {
-        report.applied += 1;
-        progress(report.applied, c);
-    };
-    let stopped = |report: &ApplyReport, c: &Change, e: ProvisionError| ProvisionError::Stopped {
-        done: report.applied,
-        total,
-        change: c.to_string(),
-        source: Box::new(e),
-    };
-
-    let mut templates: BTreeMap<String, pg::TemplateInfo> = BTreeMap::new();
-    // The lab is recorded once its databases built, so a reference that
-    // fails to load leaves no trace.
-    let mut lab_recorded = false;
-    for change in &plan.changes {
-        let result: Result<(), ProvisionError> = async {
-            if !lab_recorded && !matches!(change, Change::Baseline { .. } | Change::BuildLab { .. })
-            {
-                store.upsert_lab(&plan.lab).await?;
-                lab_recorded = true;
-            }
-            match change {
-                Change::Baseline { server } => {
-                    let s = settings.server(server).expect("planned");
-                    pg::ensure_baseline(s, clients.get(settings, server).await?).await?;
-                }
-                Change::BuildLab { server, .. } => {
-                    let s = settings.server(server).expect("planned");
-                    build_lab(s, clients.get(settings, server).await?, lab, true).await?;
-                    store.upsert_lab(&plan.lab).await?;
-                    store
-                        .set_lab_build(&lab_id, server, &plan.lab.sources_digest)
-                        .await?;
-                    templates.remove(server);
-                }
-                Change::AddPerson { user, name, email } => {
-                    ldap(&mut dir, settings)
-                        .await?
-                        .add_person(user, name, email)
-                        .await?;
-                }
-                Change::UpdatePerson { user, name, email } => {
-                    ldap(&mut dir, settings)
-                        .await?
-                        .update_person(user, name, email)
-                        .await?;
-                }
-                Change::SetPassword { user } => {
-                    // Kept first, so that a password set in LDAP is never lost.
-                    let password = initial_password();
-                    store.set_initial_password(user.as_str(), &password).await?;
-                    ldap(&mut dir, settings)
-                        .await?
-                        .set_password(user, &password)
-                        .await?;
-                }
-                Change::SetGroup {
-                    cn,
-                    exists,
-                    members,
-                    ..
-                } => {
-                    ldap(&mut dir, settings)
-                        .await?
-                        .set_group(cn, *exists, members)
-                        .await?;
-                }
-                Change::CreateRole {
-                    server,
-                    role,
-                    connection_limit,
-                } => {
-                    exec(
-                        settings,
-                        &mut clients,
-                        server,
-                        &pg::create_login_role_sql(role, *connection_limit),
-                    )
-                    .await?;
-                }
-                Change::FixRole {
-                    server,
-                    role,
-                    connection_limit,
-                } => {
-                    exec(
-                        settings,
-                        &mut clients,
-                        server,
-                        &pg::fix_login_role_sql(role, *connection_limit),
-                    )
-                    .await?;
-                }
-                Change::CreateGroupRole { server, role } => {
-                    exec(
-                        settings,
-                        &mut clients,
-                        server,
-                        &pg::create_group_role_sql(role),
-                    )
-                    .await?;
-                }
-                Change::GrantGroup {
-                    server,
-                    group,
-                    member,
-                } => {
-                    exec(
-                        settings,
-                        &mut clients,
-                        server,
-                        &pg::grant_group_sql(group, member),
-                    )
-                    .await?;
-                }
-                Change::CreateDatabase { server, db, owner } => {
-                    // Recorded before it is made: a crash between the two never
-                    // leaves a database pglab does not know about.
-                    let record = DatabaseRecord {
-                        name: db.to_string(),
-                        owner: owner.to_string(),
-                        server: server.clone(),
-                    };
-                    store.put_database(&lab_id, &record).await?;
-                    let s = settings.server(server).expect("planned");
-                    let client = clients.get(settings, server).await?;
-                    if !templates.contains_key(server) {
-                        let info =
-                            pg::template_info(s, client, &PgName::template_db(&lab.id)).await?;
-                        templates.insert(server.clone(), info);
-                    }
-                    pg::clone_database(s, client, &templates[server], db, owner).await?;
-                }
-                Change::RevokeConnect { server, db } => {
-                    exec(settings, &mut clients, server, &pg::revoke_connect_sql(db)).await?;
-                }
-                Change::Prune { server, db, users } => {
-                    let path = prune(
-                        settings,
-                        store,
-                        &mut clients,
-                        &mut dir,
-                        &lab_id,
-                        server,
-                        db,
-                        users,
-                    )
-                    .await?;
-                    report.dumps.push(path);
-                }
-            }
-            Ok(())
-        }
-        .await;
-        match result {
-            Ok(()) => done(&mut report, change),
-            Err(e) => return Err(stopped(&report, change, e)),
-        }
-    }
-
-    if !lab_recorded {
-        store.upsert_lab(&plan.lab).await?;
-    }
-    let by_user: BTreeMap<&Username, &PgName> = plan
-        .placements
-        .iter()
-        .flat_map(|p| p.members.iter().map(move |m| (m, &p.db)))
-        .collect();
-    for p in &plan.participants.0 {
-        let rec = ParticipantRecord {
-            username: p.username.to_string(),
-            name: p.name.clone(),
-            email: p.email.clone(),
-            group: p.group.as_ref().map(|g| g.to_string()),
-            database: by_user[&p.username].to_string(),
+    let changes = &plan.changes;
+    let mut i = 0;
+    while i < changes.len() {
+        let batch = &changes[i..i + batch_len(changes, i)];
+        let started = Instant::now();
+        let result = run.batch(batch).await;
+        *report.timings.entry(batch[0].kind()).or_default() += started.elapsed();
+        let done = match &result {
+            Ok(()) => batch.len(),
+            Err(f) => f.done,
         };
-        store.put_participant(&lab_id, &rec).await?;
+        for c in &batch[..done] {
+            report.applied += 1;
+            progress(report.applied, c);
+        }
+        if let Err(f) = result {
+            return Err(ProvisionError::Stopped {
+                done: report.applied,
+                total: changes.len(),
+                change: f.change.to_string(),
+                source: Box::new(f.error),
+            });
+        }
+        i += batch.len();
     }
-    for user in &plan.pruned_users {
-        store.delete_participant(&lab_id, user).await?;
-    }
-    if let Some(d) = dir {
+    run.record_participants().await?;
+    if let Some(d) = run.dir.take() {
         d.close().await;
     }
-    let summary = serde_json::json!({ "changes": plan.changes.iter().map(|c| c.to_string()).collect::<Vec<_>>() });
+    report.dumps = std::mem::take(&mut run.dumps);
+    tracing::info!(timings = ?report.timings, "applied");
+    let summary = serde_json::json!({
+        "changes": changes.iter().map(|c| c.to_string()).collect::<Vec<_>>()
+    });
     store
-        .record_apply(&lab_id, report.applied as i32, &summary)
+        .record_apply(&run.lab_id, report.applied as i32, &summary)
         .await?;
     Ok(report)
 }
 
-async fn ldap<'a>(
-    dir: &'a mut Option<Directory>,
-    settings: &Settings,
-) -> Result<&'a mut Directory, ProvisionError> {
-    if dir.is_none() {
-        *dir = Some(Directory::connect(&settings.ldap).await?);
+impl<'a> Run<'a> {
+    async fn admin(&mut self, server: &str, n: usize) -> Result<&[Client], ProvisionError> {
+        let s = self.settings.server(server).expect("planned servers exist");
+        let pool = self.clients.entry(server.to_string()).or_default();
+        while pool.len() < n {
+            pool.push(crate::pgconn::connect(s, "postgres").await?);
+        }
+        Ok(&pool[..n])
     }
-    Ok(dir.as_mut().expect("just connected"))
-}
 
-async fn exec(
-    settings: &Settings,
-    clients: &mut Clients,
-    server: &str,
-    sql: &str,
-) -> Result<(), ProvisionError> {
-    clients
-        .get(settings, server)
-        .await?
-        .batch_execute(sql)
-        .await
-        .map_err(sql_err(server, sql.to_string()))?;
-    Ok(())
-}
+    async fn ldap(&mut self) -> Result<&mut Directory, ProvisionError> {
+        if self.dir.is_none() {
+            self.dir = Some(Directory::connect(&self.settings.ldap).await?);
+        }
+        Ok(self.dir.as_mut().expect("just connected"))
+    }
 
-/// Dumps a database into `<data_dir>/pruned/<lab>/`, drops it, and removes
-/// its participants' roles and LDAP entries when no other lab uses them.
-#[allow(clippy::too_many_arguments)]
-async fn prune(
-    settings: &Settings,
-    store: &Store,
-    clients: &mut Clients,
-    dir: &mut Option<Directory>,
-    lab: &str,
-    server: &str,
-    db: &str,
-    users: &[String],
-) -> Result<PathBuf, ProvisionError> {
-    let s = settings.server(server).expect("planned");
-    let folder = settings.data_dir.join("pruned").join(lab);
-    std::fs::create_dir_all(&folder)
-        .map_err(|e| ProvisionError::Input(format!("cannot create {}: {e}", folder.display())))?;
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let path = folder.join(format!("{db}-{stamp}.dump"));
-    tools::pg_dump(s, db, &path).await?;
-    let client = clients.get(settings, server).await?;
-    pg::drop_database(s, client, db).await?;
-    store.delete_database(lab, db).await?;
-    for user in users {
-        store.delete_participant(lab, user).await?;
-        if store.labs_of_user(user).await? == 0 {
-            pg::drop_role(s, clients.get(settings, server).await?, user).await?;
-            if let Ok(u) = Username::parse(user) {
-                let d = ldap(dir, settings).await?;
-                let _ = d.delete_person(&u).await;
+    /// The lab is recorded once its databases are built, so a reference that
+    /// fails to load leaves no trace.
+    async fn record_lab(&mut self) -> Result<(), ProvisionError> {
+        if !self.lab_recorded {
+            self.store.upsert_lab(&self.plan.lab).await?;
+            self.lab_recorded = true;
+        }
+        Ok(())
+    }
+
+    async fn batch<'c>(&mut self, batch: &'c [Change]) -> Result<(), Failed<'c>> {
+        let fail = |done: usize| {
+            move |error: ProvisionError| Failed {
+                change: &batch[done],
+                done,
+                error,
             }
-            store.forget_initial_password(user).await?;
+        };
+        match &batch[0] {
+            Change::Baseline { .. } | Change::BuildLab { .. } => {}
+            _ => self.record_lab().await.map_err(fail(0))?,
+        }
+        match &batch[0] {
+            Change::CreateDatabase { server, .. } => self.clone_all(server, batch).await,
+            Change::CreateRole { server, .. }
+            | Change::FixRole { server, .. }
+            | Change::CreateGroupRole { server, .. }
+            | Change::GrantGroup { server, .. } => {
+                // One script, one transaction: all of these roles or none.
+                let sql: String = batch.iter().map(role_sql).collect::<Vec<_>>().join("\n");
+                let client = &self.admin(server, 1).await.map_err(fail(0))?[0];
+                client
+                    .batch_execute(&sql)
+                    .await
+                    .map_err(|e| fail(0)(sql_err(server, "create roles")(e).into()))
+            }
+            single => self.one(single).await.map_err(fail(0)),
         }
     }
-    Ok(path)
+
+    async fn one(&mut self, change: &Change) -> Result<(), ProvisionError> {
+        let (settings, store, lab_id) = (self.settings, self.store, self.lab_id.clone());
+        match change {
+            Change::Baseline { server } => {
+                let s = settings.server(server).expect("planned");
+                pg::ensure_baseline(s, &self.admin(server, 1).await?[0]).await?;
+            }
+            Change::BuildLab { server, .. } => {
+                let s = settings.server(server).expect("planned");
+                let lab = &self.plan.lab;
+                build_lab(s, &self.admin(server, 1).await?[0], &lab.lab, true).await?;
+                self.lab_recorded = false;
+                self.record_lab().await?;
+                store
+                    .set_lab_build(&lab_id, server, &lab.sources_digest)
+                    .await?;
+                self.templates.remove(server);
+            }
+            Change::AddPerson { user, name, email } => {
+                self.ldap().await?.add_person(user, name, email).await?;
+            }
+            Change::UpdatePerson { user, name, email } => {
+                self.ldap().await?.update_person(user, name, email).await?;
+            }
+            Change::SetPassword { user } => {
+                // Kept first, so that a password set in LDAP is never lost.
+                let password = initial_password();
+                store.set_initial_password(user.as_str(), &password).await?;
+                self.ldap().await?.set_password(user, &password).await?;
+            }
+            Change::SetGroup {
+                cn,
+                exists,
+                members,
+                ..
+            } => {
+                self.ldap().await?.set_group(cn, *exists, members).await?;
+            }
+            Change::RevokeConnect { server, db } => {
+                let client = &self.admin(server, 1).await?[0];
+                client
+                    .batch_execute(&pg::revoke_connect_sql(db))
+                    .await
+                    .map_err(sql_err(server, format!("revoke connect on {db}")))?;
+            }
+            Change::Prune { server, db, users } => {
+                self.ldap().await?;
+                self.admin(server, 1).await?;
+                let admin = &self.clients[server][0];
+                let dir = self.dir.as_mut().expect("connected above");
+                let path = prune(settings, store, admin, dir, &lab_id, server, db, users).await?;
+                self.dumps.push(path);
+            }
+            Change::CreateDatabase { .. }
+            | Change::CreateRole { .. }
+            | Change::FixRole { .. }
+            | Change::CreateGroupRole { .. }
+            | Change::GrantGroup { .. } => unreachable!("applied in batches"),
+        }
+        Ok(())
+    }
+
+    /// Clones every database of the batch with `CLONE_WORKERS` connections.
+    async fn clone_all<'c>(&mut self, server: &str, batch: &'c [Change]) -> Result<(), Failed<'c>> {
+        let fail = |done: usize| {
+            move |error: ProvisionError| Failed {
+                change: &batch[done],
+                done,
+                error,
+            }
+        };
+        let workers = CLONE_WORKERS.min(batch.len());
+        self.admin(server, workers).await.map_err(fail(0))?;
+        let s = self.settings.server(server).expect("planned");
+        if !self.templates.contains_key(server) {
+            let template = PgName::template_db(&self.plan.lab.lab.id);
+            let info = pg::template_info(s, &self.clients[server][0], &template).await;
+            self.templates
+                .insert(server.to_string(), info.map_err(|e| fail(0)(e.into()))?);
+        }
+        let template = &self.templates[server];
+        let (store, lab_id) = (self.store, &self.lab_id);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        // Worker w takes changes w, w + workers, ...; each reports the first
+        // index it could not do (or None).
+        let results =
+            futures_util::future::join_all(self.clients[server][..workers].iter().enumerate().map(
+                |(w, client)| {
+                    let stop = &stop;
+                    async move {
+                        for idx in (w..batch.len()).step_by(workers) {
+                            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                                return Some((idx, None));
+                            }
+                            let Change::CreateDatabase { db, owner, .. } = &batch[idx] else {
+                                unreachable!("a database batch holds only databases")
+                            };
+                            // Recorded before it is made: a crash between the two
+                            // never leaves a database pglab does not know about.
+                            let record = DatabaseRecord {
+                                name: db.to_string(),
+                                owner: owner.to_string(),
+                                server: s.name.clone(),
+                            };
+                            let result = match store.put_database(lab_id, &record).await {
+                                Ok(()) => pg::clone_database(s, client, template, db, owner)
+                                    .await
+                                    .map_err(ProvisionError::from),
+                                Err(e) => Err(e.into()),
+                            };
+                            if let Err(e) = result {
+                                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                                return Some((idx, Some(e)));
+                            }
+                        }
+                        None
+                    }
+                },
+            ))
+            .await;
+        // Report the earliest failure; the changes before it are all done
+        // except those another worker skipped, which a rerun picks up.
+        let first = results
+            .into_iter()
+            .flatten()
+            .filter(|(_, e)| e.is_some())
+            .min_by_key(|(i, _)| *i);
+        match first {
+            None => Ok(()),
+            Some((idx, Some(error))) => Err(Failed {
+                change: &batch[idx],
+                done: idx,
+                error,
+            }),
+            Some((_, None)) => unreachable!("filtered"),
+        }
+    }
+
+    async fn record_participants(&mut self) -> Result<(), ProvisionError> {
+        self.record_lab().await?;
+        let plan = self.plan;
+        let by_user: BTreeMap<&Username, &PgName> = plan
+            .placements
+            .iter()
+            .flat_map(|p| p.members.iter().map(move |m| (m, &p.db)))
+            .collect();
+        for p in &plan.participants.0 {
+            let rec = ParticipantRecord {
+                username: p.username.to_string(),
+                name: p.name.clone(),
+                email: p.email.clone(),
+                group: p.group.as_ref().map(|g| g.to_string()),
+                database: by_user[&p.username].to_string(),
+            };
+            self.store.put_participant(&self.lab_id, &rec).await?;
+        }
+        for user in &plan.pruned_users {
+            self.store.delete_participant(&self.lab_id, user).await?;
+        }
+        Ok(())
+    }
+}
+
+fn role_sql(change: &Change) -> String {
+    match change {
+        Change::CreateRole {
+            role,
+            connection_limit,
+            ..
+        } => pg::create_login_role_sql(role, *connection_limit),
+        Change::FixRole {
+            role,
+            connection_limit,
+            ..
+        } => pg::fix_login_role_sql(role, *connection_limit),
+        Change::CreateGroupRole { role, .. } => pg::create_group_role_sql(role),
+        Change::GrantGroup { group, member, .. } => pg::grant_group_sql(group, member),
+        _ => unreachable!("only role changes are batched"),
+    }
 }

@@ -6,6 +6,7 @@ pub mod build;
 pub mod ldap;
 mod plan;
 pub mod postgres;
+mod prune;
 pub mod tools;
 
 pub use apply::{apply, initial_password, ApplyReport};

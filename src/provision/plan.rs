@@ -75,6 +75,61 @@ pub enum Change {
     },
 }
 
+impl Change {
+    /// Apply order: each phase needs only what earlier phases made (a role
+    /// before the database it owns); within a phase the plan's order stays.
+    fn phase(&self) -> u8 {
+        match self {
+            Change::Baseline { .. } => 0,
+            Change::BuildLab { .. } => 1,
+            Change::AddPerson { .. } | Change::UpdatePerson { .. } | Change::SetPassword { .. } => {
+                2
+            }
+            Change::SetGroup { .. } => 3,
+            Change::CreateRole { .. } | Change::FixRole { .. } => 4,
+            Change::CreateGroupRole { .. } => 5,
+            Change::GrantGroup { .. } => 6,
+            Change::CreateDatabase { .. } => 7,
+            Change::RevokeConnect { .. } => 8,
+            Change::Prune { .. } => 9,
+        }
+    }
+
+    fn server(&self) -> Option<&str> {
+        match self {
+            Change::Baseline { server }
+            | Change::BuildLab { server, .. }
+            | Change::CreateRole { server, .. }
+            | Change::FixRole { server, .. }
+            | Change::CreateGroupRole { server, .. }
+            | Change::GrantGroup { server, .. }
+            | Change::CreateDatabase { server, .. }
+            | Change::RevokeConnect { server, .. }
+            | Change::Prune { server, .. } => Some(server),
+            _ => None,
+        }
+    }
+
+    /// A short name of the kind of change, for timings and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::Baseline { .. } => "baseline",
+            Change::BuildLab { .. } => "build_lab",
+            Change::AddPerson { .. } => "ldap_add_person",
+            Change::UpdatePerson { .. } => "ldap_update_person",
+            Change::SetPassword { .. } => "ldap_set_password",
+            Change::SetGroup { .. } => "ldap_set_group",
+            Change::CreateRole { .. } => "pg_create_role",
+            Change::FixRole { .. } => "pg_fix_role",
+            Change::CreateGroupRole { .. } => "pg_create_group_role",
+            Change::GrantGroup { .. } => "pg_grant_group",
+            Change::CreateDatabase { .. } => "pg_create_database",
+            Change::RevokeConnect { .. } => "pg_revoke_connect",
+            Change::Prune { .. } => "prune",
+        }
+    }
+}
+
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -314,6 +369,7 @@ pub async fn plan(
             ));
         }
     }
+    changes.sort_by_key(|c| (c.phase(), c.server().map(str::to_string)));
     Ok(Plan {
         lab,
         participants: people,

@@ -66,6 +66,8 @@ impl PgCluster {
         if !dir.join("PG_VERSION").exists() {
             init(dir, &bin_dir, password, run_as.as_ref()).await?;
         }
+        // max_wal_size: cloning a class's databases with WAL_LOG writes GBs
+        // of WAL; the default 1GB would force back-to-back checkpoints.
         let conf = format!(
             "# written by pglab at every start\n\
              listen_addresses = '127.0.0.1'\n\
@@ -74,6 +76,7 @@ impl PgCluster {
              max_connections = {MAX_CONNECTIONS}\n\
              shared_buffers = '256MB'\n\
              password_encryption = 'scram-sha-256'\n\
+             max_wal_size = '4GB'\n\
              track_activities = on\n\
              track_counts = on\n\
              log_line_prefix = '%m [%p] %q%u@%d '\n"

@@ -59,6 +59,7 @@ impl TestEnv {
     }
 
     pub async fn stop(self) {
+        drop(self.store);
         self.stack.stop().await;
     }
 
