@@ -251,7 +251,7 @@ impl<'a> Run<'a> {
                 self.admin(server, 1).await?;
                 let admin = &self.clients[server][0];
                 let dir = self.dir.as_mut().expect("connected above");
-                let path = prune(settings, store, admin, dir, &lab_id, server, db, users).await?;
+                let path = prune(settings, store, admin, dir, &lab_id, (server, db, users)).await?;
                 self.dumps.push(path);
             }
             Change::CreateDatabase { .. }

@@ -17,9 +17,7 @@ pub async fn prune(
     admin: &Client,
     dir: &mut Directory,
     lab: &str,
-    server: &str,
-    db: &str,
-    users: &[String],
+    (server, db, users): (&str, &str, &[String]),
 ) -> Result<PathBuf, ProvisionError> {
     let s = settings.server(server).expect("planned");
     let folder = settings.data_dir.join("pruned").join(lab);
