@@ -86,6 +86,13 @@ fn lower(c: char) -> bool {
     c.is_ascii_lowercase()
 }
 
+impl<'de> serde::Deserialize<'de> for LabId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 impl LabId {
     pub fn parse(s: &str) -> Result<Self, IdentError> {
         check(

@@ -11,6 +11,8 @@ pub mod lab;
 pub mod metrics;
 pub mod pgconn;
 pub mod provision;
+pub mod scoring;
+pub mod server;
 pub mod settings;
 pub mod stack;
 pub mod web;

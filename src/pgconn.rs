@@ -33,16 +33,30 @@ pub struct ConnectError {
 
 /// One admin connection; its driver task ends when the client is dropped.
 pub async fn connect(server: &PgServerSettings, dbname: &str) -> Result<Client, ConnectError> {
-    let (client, conn) = config(server, dbname)
-        .connect(NoTls)
-        .await
-        .map_err(|source| ConnectError {
-            server: server.name.clone(),
-            host: server.host.clone(),
-            port: server.port,
-            dbname: dbname.to_string(),
-            source,
-        })?;
+    connect_with(server, config(server, dbname)).await
+}
+
+/// A connection as the scorer role, which evaluates participants' checks.
+pub async fn connect_scorer(
+    server: &PgServerSettings,
+    dbname: &str,
+) -> Result<Client, ConnectError> {
+    let mut c = config(server, dbname);
+    c.user("pglab_scorer")
+        .password(server.scorer_password.expose())
+        .application_name("pglab-scorer");
+    connect_with(server, c).await
+}
+
+async fn connect_with(server: &PgServerSettings, config: Config) -> Result<Client, ConnectError> {
+    let dbname = config.get_dbname().unwrap_or_default().to_string();
+    let (client, conn) = config.connect(NoTls).await.map_err(|source| ConnectError {
+        server: server.name.clone(),
+        host: server.host.clone(),
+        port: server.port,
+        dbname,
+        source,
+    })?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "postgres connection ended");

@@ -36,6 +36,36 @@ pub struct Settings {
     pub postgres: Vec<PgServerSettings>,
     pub control: ControlSettings,
     pub ldap: LdapSettings,
+    #[serde(default)]
+    pub scoring: ScoringSettings,
+}
+
+/// How the scoring engine runs; every field has a default.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoringSettings {
+    /// Seconds between two rounds.
+    pub interval_secs: u64,
+    /// Longest a single check may run on a participant's database.
+    pub statement_timeout_ms: u64,
+    /// Longest a check waits for a lock a student holds.
+    pub lock_timeout_ms: u64,
+    /// Rows fetched from one result at most (more is reported as such).
+    pub max_rows: usize,
+    /// Databases evaluated at once per Postgres server.
+    pub concurrency_per_server: usize,
+}
+
+impl Default for ScoringSettings {
+    fn default() -> Self {
+        Self {
+            interval_secs: 10,
+            statement_timeout_ms: 2000,
+            lock_timeout_ms: 1000,
+            max_rows: 100_000,
+            concurrency_per_server: 4,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -48,6 +78,10 @@ pub struct PgServerSettings {
     /// Overridden by `PGLAB_PG_<NAME>_PASSWORD`.
     #[serde(default)]
     pub admin_password: Secret,
+    /// Password of `pglab_scorer`, the role that evaluates checks; overridden
+    /// by `PGLAB_PG_<NAME>_SCORER_PASSWORD`.
+    #[serde(default)]
+    pub scorer_password: Secret,
     /// Host name students put in `psql -h` (default: `host`).
     #[serde(default)]
     pub public_host: Option<String>,
@@ -115,6 +149,9 @@ impl Settings {
             if let Some(p) = get(&key) {
                 server.admin_password = Secret(p);
             }
+            if let Some(p) = get(&key.replace("_PASSWORD", "_SCORER_PASSWORD")) {
+                server.scorer_password = Secret(p);
+            }
         }
     }
 
@@ -163,6 +200,7 @@ impl Settings {
                 port: 5432,
                 admin_user: "pglab_admin".into(),
                 admin_password: Secret::default(),
+                scorer_password: Secret::default(),
                 public_host: None,
                 bin_dir: None,
             }],
@@ -176,6 +214,7 @@ impl Settings {
                 bind_dn: "cn=admin,dc=pglab,dc=local".into(),
                 bind_password: Secret::default(),
             },
+            scoring: ScoringSettings::default(),
         }
     }
 

@@ -46,17 +46,13 @@ pub async fn migrate(config: &Path) -> anyhow::Result<()> {
 }
 
 pub async fn serve(config: &Path) -> anyhow::Result<()> {
+    let shutdown = crate::shutdown_signal();
     let settings = Settings::load(config)?;
-    let store = Store::open_migrated(&settings).await?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let state = crate::web::AppState {
-        settings: std::sync::Arc::new(settings),
-        store,
-        metrics: Default::default(),
-    };
-    crate::web::serve(state, listener, crate::shutdown_signal()).await?;
+    let state = crate::server::start(settings).await?;
+    crate::web::serve(state, listener, shutdown).await?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! The command line: one `enum Command`, shared options flattened.
 
 mod commands;
+mod score;
 
 pub use commands::load_check;
 mod up;
@@ -49,6 +50,19 @@ pub enum Command {
         /// Forget the stored initial passwords once they are handed out.
         #[arg(long)]
         forget: bool,
+    },
+    /// Score a lab's participants now and print the table.
+    Score {
+        /// Lab id.
+        lab: String,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the pseudonym of each participant of a lab (for `pseudonymize: true`).
+    Pseudonyms {
+        /// Lab id.
+        lab: String,
     },
     /// The config file.
     Config {
@@ -109,6 +123,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Credentials { lab, forget } => {
             commands::credentials(&cli.config, &lab, forget).await
         }
+        Command::Score { lab, json } => score::score(&cli.config, &lab, json).await,
+        Command::Pseudonyms { lab } => score::pseudonyms(&cli.config, &lab).await,
         Command::Config {
             command: ConfigCommand::Example,
         } => {

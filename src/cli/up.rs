@@ -88,11 +88,7 @@ async fn serve(
         apply_demo(settings, &store).await?;
     }
     println!("web app:  {url}   (Ctrl-C stops everything)");
-    let state = crate::web::AppState {
-        settings: std::sync::Arc::new(settings.clone()),
-        store,
-        metrics: Default::default(),
-    };
+    let state = crate::server::start(settings.clone()).await?;
     crate::web::serve(state, listener, shutdown).await?;
     Ok(())
 }

@@ -2,8 +2,10 @@
 //! migrations.
 
 mod records;
+mod scores;
 
 pub use records::*;
+pub use scores::*;
 
 use crate::ident::quote_ident;
 use crate::pgconn;
@@ -11,7 +13,10 @@ use crate::settings::Settings;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
 /// Migrations in order; a version is never edited once released.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "init", include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("migrations/0001_init.sql")),
+    (2, "scores", include_str!("migrations/0002_scores.sql")),
+];
 
 /// Serialises migrations between pglab replicas that start together.
 const MIGRATION_LOCK: i64 = 0x0070_676c_6162;

@@ -17,3 +17,5 @@ GROUP BY c.customer_id, c.name
 HAVING sum(o.quantity * p.price) > 100;
 
 UPDATE shop.products SET stock = 20 WHERE name LIKE '%Teapot%';
+
+INSERT INTO shop.orders VALUES (8, 5, 3, 2, '2026-09-10 10:00+00');

@@ -6,7 +6,7 @@ use crate::ident::LabId;
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DatabaseMode {
     PerParticipant,
@@ -15,7 +15,7 @@ pub enum DatabaseMode {
 
 /// Where a database's content comes from, with the path resolved against the
 /// lab file's folder.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Sql(PathBuf),
@@ -31,7 +31,7 @@ impl Source {
 }
 
 /// `schema.name` of a table or view; quoted only where SQL is built.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ObjectName {
     pub schema: String,
     pub name: String,
@@ -56,7 +56,7 @@ impl std::fmt::Display for ObjectName {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Compare {
     Columns,
@@ -74,7 +74,7 @@ impl Compare {
     ];
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase", tag = "kind")]
 pub enum Check {
     Table {
@@ -95,7 +95,7 @@ pub enum Check {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Task {
     pub id: String,
     pub title: String,
@@ -104,7 +104,7 @@ pub struct Task {
     pub checks: Vec<Check>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LabOptions {
     /// Replace participant names by stable pseudonyms on public views.
     pub pseudonymize: bool,
@@ -112,7 +112,7 @@ pub struct LabOptions {
     pub connection_limit: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Lab {
     pub id: LabId,
     pub title: String,

@@ -134,7 +134,7 @@ pub async fn apply(
         d.close().await;
     }
     report.dumps = std::mem::take(&mut run.dumps);
-    tracing::info!(timings = ?report.timings, "applied");
+    tracing::debug!(timings = ?report.timings, "applied");
     let summary = serde_json::json!({
         "changes": changes.iter().map(|c| c.to_string()).collect::<Vec<_>>()
     });
@@ -239,12 +239,12 @@ impl<'a> Run<'a> {
             } => {
                 self.ldap().await?.set_group(cn, *exists, members).await?;
             }
-            Change::RevokeConnect { server, db } => {
+            Change::CloseDatabase { server, db } => {
                 let client = &self.admin(server, 1).await?[0];
                 client
-                    .batch_execute(&pg::revoke_connect_sql(db))
+                    .batch_execute(&pg::close_database_sql(db))
                     .await
-                    .map_err(sql_err(server, format!("revoke connect on {db}")))?;
+                    .map_err(sql_err(server, format!("close {db} to others")))?;
             }
             Change::Prune { server, db, users } => {
                 self.ldap().await?;

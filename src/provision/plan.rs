@@ -64,7 +64,7 @@ pub enum Change {
         db: PgName,
         owner: PgName,
     },
-    RevokeConnect {
+    CloseDatabase {
         server: String,
         db: PgName,
     },
@@ -90,7 +90,7 @@ impl Change {
             Change::CreateGroupRole { .. } => 5,
             Change::GrantGroup { .. } => 6,
             Change::CreateDatabase { .. } => 7,
-            Change::RevokeConnect { .. } => 8,
+            Change::CloseDatabase { .. } => 8,
             Change::Prune { .. } => 9,
         }
     }
@@ -104,7 +104,7 @@ impl Change {
             | Change::CreateGroupRole { server, .. }
             | Change::GrantGroup { server, .. }
             | Change::CreateDatabase { server, .. }
-            | Change::RevokeConnect { server, .. }
+            | Change::CloseDatabase { server, .. }
             | Change::Prune { server, .. } => Some(server),
             _ => None,
         }
@@ -124,7 +124,7 @@ impl Change {
             Change::CreateGroupRole { .. } => "pg_create_group_role",
             Change::GrantGroup { .. } => "pg_grant_group",
             Change::CreateDatabase { .. } => "pg_create_database",
-            Change::RevokeConnect { .. } => "pg_revoke_connect",
+            Change::CloseDatabase { .. } => "pg_close_database",
             Change::Prune { .. } => "prune",
         }
     }
@@ -146,7 +146,7 @@ impl fmt::Display for Change {
             Change::CreateGroupRole { server, role } => write!(f, "+ pg[{server}] group role {role}"),
             Change::GrantGroup { server, group, member } => write!(f, "+ pg[{server}] grant {group} to {member}"),
             Change::CreateDatabase { server, db, owner } => write!(f, "+ pg[{server}] database {db} from the lab template, owned by {owner}, CONNECT for its owner only"),
-            Change::RevokeConnect { server, db } => write!(f, "~ pg[{server}] revoke CONNECT on {db} from PUBLIC"),
+            Change::CloseDatabase { server, db } => write!(f, "~ pg[{server}] CONNECT on {db} for its owner and pglab_scorer only"),
             Change::Prune { server, db, users } => write!(f, "- pg[{server}] database {db} of {}: dump to the data directory, then drop", users.join(", ")),
         }
     }
@@ -507,7 +507,11 @@ fn pg_changes(
                         p.server
                     )))
                 }
-                Some(r) if r.connection_limit != -1 && (r.connection_limit as u32) < limit || !r.login => {
+                Some(r)
+                    if r.connection_limit != -1 && (r.connection_limit as u32) < limit
+                        || !r.login
+                        || !state.scorer_has(role.as_str()) =>
+                {
                     changes.push(Change::FixRole { server: p.server.clone(), role, connection_limit: limit })
                 }
                 Some(_) => {}
@@ -519,6 +523,12 @@ fn pg_changes(
                 changes.push(Change::CreateGroupRole {
                     server: p.server.clone(),
                     role: p.owner.clone(),
+                });
+            } else if !state.scorer_has(p.owner.as_str()) {
+                changes.push(Change::GrantGroup {
+                    server: p.server.clone(),
+                    group: p.owner.clone(),
+                    member: PgName::fixed(pg::SCORER_ROLE),
                 });
             }
             for member in &p.members {
@@ -543,8 +553,11 @@ fn pg_changes(
                     p.db, p.server
                 )))
             }
-            Some(true) => changes.push(Change::RevokeConnect { server: p.server.clone(), db: p.db.clone() }),
-            Some(false) => {}
+            Some(access) if !access.is_closed() => changes.push(Change::CloseDatabase {
+                server: p.server.clone(),
+                db: p.db.clone(),
+            }),
+            Some(_) => {}
         }
     }
     Ok(())

@@ -12,6 +12,9 @@ pub const STUDENTS_ROLE: &str = "pglab_students";
 /// Owns what a lab's starter created in its template, until a clone hands it
 /// to the participant with `REASSIGN OWNED`.
 pub const STARTER_ROLE: &str = "pglab_starter";
+/// Evaluates checks: a member of every participant (and group) role, so it
+/// can `SET ROLE` to them, with no privileges of its own (NOINHERIT).
+pub const SCORER_ROLE: &str = "pglab_scorer";
 /// Above this template size FILE_COPY beats WAL_LOG (which writes the whole
 /// template to WAL); see docs/performance.md.
 const WAL_LOG_LIMIT_BYTES: i64 = 256 * 1024 * 1024;
@@ -49,11 +52,24 @@ pub struct RoleState {
     pub member_of: BTreeSet<String>,
 }
 
+/// Who may connect to a database, as far as pglab cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbAccess {
+    pub public_connect: bool,
+    pub scorer_connect: bool,
+}
+
+impl DbAccess {
+    /// What every participant database must look like.
+    pub fn is_closed(&self) -> bool {
+        !self.public_connect && self.scorer_connect
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ServerState {
     pub roles: BTreeMap<String, RoleState>,
-    /// Database name → whether PUBLIC may still connect.
-    pub databases: BTreeMap<String, bool>,
+    pub databases: BTreeMap<String, DbAccess>,
     pub baseline_ok: bool,
 }
 
@@ -62,6 +78,13 @@ impl ServerState {
         self.roles
             .get(role)
             .is_some_and(|r| r.member_of.contains(STUDENTS_ROLE))
+    }
+
+    /// Whether the scorer may act as `role`.
+    pub fn scorer_has(&self, role: &str) -> bool {
+        self.roles
+            .get(SCORER_ROLE)
+            .is_some_and(|r| r.member_of.contains(role))
     }
 }
 
@@ -95,26 +118,45 @@ pub async fn read_state(
     }
     let rows = client
         .query(
-            "SELECT d.datname::text, EXISTS (
-                 SELECT 1 FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
-                 WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT')
+            "SELECT d.datname::text,
+                    EXISTS (SELECT 1 FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+                            WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT'),
+                    EXISTS (SELECT 1 FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+                            JOIN pg_roles r ON r.oid = a.grantee
+                            WHERE r.rolname = 'pglab_scorer' AND a.privilege_type = 'CONNECT')
              FROM pg_database d",
             &[],
         )
         .await
         .map_err(sql_err(&server.name, "read databases"))?;
     for r in rows {
-        state.databases.insert(r.get(0), r.get(1));
+        let access = DbAccess {
+            public_connect: r.get(1),
+            scorer_connect: r.get(2),
+        };
+        state.databases.insert(r.get(0), access);
     }
+    let public = |db: &str| state.databases.get(db).is_some_and(|a| a.public_connect);
     state.baseline_ok = state.roles.contains_key(STUDENTS_ROLE)
         && state.roles.contains_key(STARTER_ROLE)
-        && !state.databases.get("postgres").copied().unwrap_or(false)
-        && !state.databases.get("template1").copied().unwrap_or(false);
+        && state.roles.contains_key(SCORER_ROLE)
+        && !public("postgres")
+        && !public("template1");
     Ok(state)
 }
 
-/// Roles pglab relies on, and no way in to the maintenance databases.
+/// Roles pglab relies on, and no way in to the maintenance databases. Run
+/// by `apply` when missing and at every server start (the scorer's password
+/// follows the config).
 pub async fn ensure_baseline(server: &PgServerSettings, client: &Client) -> Result<(), PgError> {
+    // A SCRAM verifier, not the password, goes into the statement text.
+    let scorer_login = match server.scorer_password.expose() {
+        "" => "NOLOGIN".to_string(),
+        pw => format!(
+            "LOGIN PASSWORD {}",
+            crate::ident::quote_literal(&postgres_protocol::password::scram_sha_256(pw.as_bytes()))
+        ),
+    };
     let sql = format!(
         "DO $$ BEGIN
            IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{STUDENTS_ROLE}') THEN
@@ -123,7 +165,11 @@ pub async fn ensure_baseline(server: &PgServerSettings, client: &Client) -> Resu
            IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{STARTER_ROLE}') THEN
              CREATE ROLE {STARTER_ROLE} NOLOGIN;
            END IF;
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{SCORER_ROLE}') THEN
+             CREATE ROLE {SCORER_ROLE} NOINHERIT;
+           END IF;
          END $$;
+         ALTER ROLE {SCORER_ROLE} NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS {scorer_login};
          REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC;
          REVOKE CONNECT, TEMPORARY ON DATABASE template1 FROM PUBLIC;"
     );
@@ -133,17 +179,19 @@ pub async fn ensure_baseline(server: &PgServerSettings, client: &Client) -> Resu
         .map_err(sql_err(&server.name, "create pglab roles"))
 }
 
-/// A participant's login role: no password (LDAP checks it), no powers.
+/// A participant's login role: no password (LDAP checks it), no powers;
+/// the scorer may act as it.
 pub fn create_login_role_sql(role: &PgName, connection_limit: u32) -> String {
     format!(
-        "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {connection_limit} IN ROLE {STUDENTS_ROLE};",
-        role.quoted()
+        "CREATE ROLE {r} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {connection_limit} IN ROLE {STUDENTS_ROLE};\n\
+         GRANT {r} TO {SCORER_ROLE};",
+        r = role.quoted()
     )
 }
 
 pub fn fix_login_role_sql(role: &PgName, connection_limit: u32) -> String {
     format!(
-        "ALTER ROLE {r} CONNECTION LIMIT {connection_limit}; GRANT {STUDENTS_ROLE} TO {r};",
+        "ALTER ROLE {r} LOGIN CONNECTION LIMIT {connection_limit}; GRANT {STUDENTS_ROLE} TO {r}; GRANT {r} TO {SCORER_ROLE};",
         r = role.quoted()
     )
 }
@@ -151,8 +199,9 @@ pub fn fix_login_role_sql(role: &PgName, connection_limit: u32) -> String {
 /// A group's database owner: members act through it, nobody logs in as it.
 pub fn create_group_role_sql(role: &PgName) -> String {
     format!(
-        "CREATE ROLE {} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;",
-        role.quoted()
+        "CREATE ROLE {r} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;\n\
+         GRANT {r} TO {SCORER_ROLE};",
+        r = role.quoted()
     )
 }
 
@@ -160,6 +209,15 @@ pub fn grant_group_sql(group: &PgName, member: &PgName) -> String {
     format!("GRANT {} TO {};", group.quoted(), member.quoted())
 }
 
+/// CONNECT for the owner (implicit) and the scorer only.
+pub fn close_database_sql(db: &PgName) -> String {
+    format!(
+        "REVOKE ALL ON DATABASE {d} FROM PUBLIC; GRANT CONNECT ON DATABASE {d} TO {SCORER_ROLE};",
+        d = db.quoted()
+    )
+}
+
+/// No CONNECT for anybody but pglab's admin (reference, template).
 pub fn revoke_connect_sql(db: &PgName) -> String {
     format!("REVOKE ALL ON DATABASE {} FROM PUBLIC;", db.quoted())
 }
@@ -222,9 +280,9 @@ pub async fn clone_database(
         .await
         .map_err(sql_err(&server.name, format!("create database {db}")))?;
     client
-        .batch_execute(&revoke_connect_sql(db))
+        .batch_execute(&close_database_sql(db))
         .await
-        .map_err(sql_err(&server.name, format!("revoke connect on {db}")))?;
+        .map_err(sql_err(&server.name, format!("close {db} to others")))?;
     if template.has_starter_objects {
         let inside = pgconn::connect(server, db.as_str()).await?;
         inside

@@ -45,6 +45,7 @@ fn load_or_make_settings(opts: &StackOptions) -> Result<Settings, StackError> {
     };
     let pg_password = secret(previous.as_ref().map(|p| &p.postgres[0].admin_password));
     let ldap_password = secret(previous.as_ref().map(|p| &p.ldap.bind_password));
+    let scorer_password = secret(previous.as_ref().map(|p| &p.postgres[0].scorer_password));
     let data_dir = std::path::absolute(&opts.data_dir).map_err(process::io("data dir"))?;
     let postgres = (0..opts.pg_servers)
         .map(|i| PgServerSettings {
@@ -53,6 +54,7 @@ fn load_or_make_settings(opts: &StackOptions) -> Result<Settings, StackError> {
             port: opts.pg_port + i as u16,
             admin_user: postgres::ADMIN_USER.into(),
             admin_password: pg_password.clone(),
+            scorer_password: scorer_password.clone(),
             public_host: None,
             bin_dir: postgres::bin_dir().ok(),
         })
@@ -71,6 +73,7 @@ fn load_or_make_settings(opts: &StackOptions) -> Result<Settings, StackError> {
             bind_dn: slapd::admin_dn(BASE_DN),
             bind_password: ldap_password,
         },
+        scoring: previous.map(|p| p.scoring).unwrap_or_default(),
     })
 }
 

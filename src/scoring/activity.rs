@@ -1,0 +1,85 @@
+//! What changed since the last round, from Postgres' own statistics: one
+//! query per server over `pg_stat_database` and `pg_stat_activity`.
+
+use crate::pgconn::{self, ConnectError};
+use crate::settings::PgServerSettings;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+/// Changes when a database saw writes or DDL (rows inserted, updated or
+/// deleted, catalogs included), or when a session in it ran a statement.
+/// Statistics of idle sessions reach `pg_stat_database` with a delay; their
+/// `state_change` in `pg_stat_activity` does not, hence both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    oid: u32,
+    writes: i64,
+    last_statement: Option<DateTime<Utc>>,
+}
+
+impl Signature {
+    pub fn writes(&self) -> i64 {
+        self.writes
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Activity {
+    pub signature: Signature,
+    /// Participants' sessions now (pglab's own are not counted).
+    pub connected: i64,
+    /// Transactions rolled back in the database (failed statements).
+    pub errors_total: i64,
+    pub last_activity: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActivityError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("{}", pgconn::db_message(.0))]
+    Db(#[from] tokio_postgres::Error),
+}
+
+pub async fn read(
+    server: &PgServerSettings,
+    names: &[String],
+) -> Result<BTreeMap<String, Activity>, ActivityError> {
+    let client = pgconn::connect(server, "postgres").await?;
+    let rows = client
+        .query(
+            "SELECT d.datname::text, d.datid,
+                    (d.tup_inserted + d.tup_updated + d.tup_deleted)::int8,
+                    d.xact_rollback::int8,
+                    coalesce(a.sessions, 0)::int8,
+                    a.last_statement
+             FROM pg_stat_database d
+             LEFT JOIN (SELECT datid, count(*) AS sessions,
+                               max(coalesce(state_change, backend_start)) AS last_statement
+                        FROM pg_stat_activity
+                        WHERE backend_type = 'client backend' AND usename NOT IN ('pglab_scorer', $2)
+                        GROUP BY datid) a ON a.datid = d.datid
+             WHERE d.datname = ANY ($1)",
+            &[&names, &server.admin_user],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let last: Option<DateTime<Utc>> = r.get(5);
+            (
+                r.get(0),
+                Activity {
+                    signature: Signature {
+                        oid: r.get(1),
+                        writes: r.get(2),
+                        last_statement: last,
+                    },
+                    connected: r.get(4),
+                    errors_total: r.get(3),
+                    last_activity: last,
+                },
+            )
+        })
+        .collect())
+}

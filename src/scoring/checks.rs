@@ -1,0 +1,282 @@
+//! Running a lab's checks: once on the reference database to learn what is
+//! expected, then on each participant database, as the participant's role,
+//! read-only, with timeouts and a row cap.
+
+use super::inspect;
+use super::rows::{self, FetchError, RowSet};
+use crate::ident::quote_ident;
+use crate::lab::{Check, Compare, ObjectName};
+use std::time::Duration;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{CancelToken, GenericClient, NoTls};
+
+/// What a participant's database must show for one check.
+#[derive(Debug, Clone)]
+pub enum Expected {
+    Table {
+        columns: Vec<(String, String)>,
+        primary_key: Vec<String>,
+        foreign_keys: Vec<String>,
+        rows: Option<RowSet>,
+    },
+    Rows(RowSet),
+    /// `sql:` checks need nothing from the reference.
+    True,
+    /// The check fails on the reference itself: the lab needs fixing.
+    Broken(String),
+}
+
+/// Limits that keep a check on a hostile database bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub statement_timeout: Duration,
+    pub lock_timeout: Duration,
+    pub max_rows: usize,
+}
+
+/// Why a check failed, in words a student may read; `class` groups them
+/// for pglab's own error metric.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: String,
+    pub class: &'static str,
+}
+
+impl Failure {
+    fn wrong(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            class: "wrong",
+        }
+    }
+}
+
+fn describe(e: &tokio_postgres::Error, limits: &Limits) -> Failure {
+    match e.code() {
+        Some(c) if *c == SqlState::QUERY_CANCELED => Failure {
+            reason: format!(
+                "timed out after {} s",
+                limits.statement_timeout.as_secs_f64()
+            ),
+            class: "timeout",
+        },
+        Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE => Failure {
+            reason: format!(
+                "waited more than {} s for a lock",
+                limits.lock_timeout.as_secs_f64()
+            ),
+            class: "lock_timeout",
+        },
+        _ => Failure {
+            reason: format!("error: {}", crate::pgconn::db_message(e)),
+            class: "error",
+        },
+    }
+}
+
+fn fetch_failure(e: FetchError, limits: &Limits) -> Failure {
+    match e {
+        FetchError::TooMany(n) => Failure {
+            reason: format!("more than {n} rows"),
+            class: "too_many_rows",
+        },
+        FetchError::Db(e) => describe(&e, limits),
+    }
+}
+
+fn table_rows_sql(name: &ObjectName, columns: &[(String, String)]) -> String {
+    let cols: Vec<String> = columns.iter().map(|c| quote_ident(&c.0)).collect();
+    format!(
+        "SELECT {} FROM {}",
+        cols.join(", "),
+        inspect::regclass_text(name)
+    )
+}
+
+/// Learns on the reference database what `check` expects.
+pub async fn expect<C: GenericClient>(client: &C, check: &Check, limits: &Limits) -> Expected {
+    let broken = |e: &tokio_postgres::Error| Expected::Broken(crate::pgconn::db_message(e));
+    match check {
+        Check::Table { name, compare } => {
+            match inspect::exists(client, name, "rpf").await {
+                Ok(true) => {}
+                Ok(false) => return Expected::Broken(format!("the reference has no table {name}")),
+                Err(e) => return broken(&e),
+            }
+            let columns = match inspect::columns(client, name).await {
+                Ok(c) => c,
+                Err(e) => return broken(&e),
+            };
+            let (primary_key, foreign_keys) = match (
+                inspect::primary_key(client, name).await,
+                inspect::foreign_keys(client, name).await,
+            ) {
+                (Ok(p), Ok(f)) => (p, f),
+                (Err(e), _) | (_, Err(e)) => return broken(&e),
+            };
+            let rows = if compare.contains(&Compare::Rows) {
+                match rows::fetch(
+                    client,
+                    &table_rows_sql(name, &columns),
+                    false,
+                    limits.max_rows,
+                )
+                .await
+                {
+                    Ok(r) => Some(r),
+                    Err(e) => return Expected::Broken(fetch_failure(e, limits).reason),
+                }
+            } else {
+                None
+            };
+            Expected::Table {
+                columns,
+                primary_key,
+                foreign_keys,
+                rows,
+            }
+        }
+        Check::View {
+            name,
+            expect,
+            ordered,
+        } => {
+            let sql = match expect {
+                Some(sql) => rows::strip_sql(sql).to_string(),
+                None => format!("SELECT * FROM {}", inspect::regclass_text(name)),
+            };
+            match rows::fetch(client, &sql, *ordered, limits.max_rows).await {
+                Ok(r) => Expected::Rows(r),
+                Err(e) => Expected::Broken(fetch_failure(e, limits).reason),
+            }
+        }
+        Check::Query { sql, ordered } => {
+            match rows::fetch(client, rows::strip_sql(sql), *ordered, limits.max_rows).await {
+                Ok(r) => Expected::Rows(r),
+                Err(e) => Expected::Broken(fetch_failure(e, limits).reason),
+            }
+        }
+        Check::Sql { .. } => Expected::True,
+    }
+}
+
+/// Runs one check on a participant's database; `Ok` when it passes.
+pub async fn verify<C: GenericClient>(
+    client: &C,
+    check: &Check,
+    expected: &Expected,
+    limits: &Limits,
+) -> Result<(), Failure> {
+    let db = |e: tokio_postgres::Error| describe(&e, limits);
+    match (check, expected) {
+        (_, Expected::Broken(why)) => Err(Failure {
+            reason: format!("the check is broken on the reference: {why}"),
+            class: "broken_check",
+        }),
+        (
+            Check::Table { name, compare },
+            Expected::Table {
+                columns,
+                primary_key,
+                foreign_keys,
+                rows,
+            },
+        ) => {
+            if !inspect::exists(client, name, "rpf").await.map_err(db)? {
+                return Err(Failure::wrong(format!("missing table {name}")));
+            }
+            let got = inspect::columns(client, name).await.map_err(db)?;
+            if compare.contains(&Compare::Columns) {
+                if let Some(why) = inspect::compare_columns(&got, columns) {
+                    return Err(Failure::wrong(why));
+                }
+            }
+            if compare.contains(&Compare::PrimaryKey) {
+                let pk = inspect::primary_key(client, name).await.map_err(db)?;
+                if let Some(why) = inspect::compare_keys("primary key", &pk, primary_key) {
+                    return Err(Failure::wrong(why));
+                }
+            }
+            if compare.contains(&Compare::ForeignKeys) {
+                let fks = inspect::foreign_keys(client, name).await.map_err(db)?;
+                if let Some(why) = inspect::compare_keys("foreign key", &fks, foreign_keys) {
+                    return Err(Failure::wrong(why));
+                }
+            }
+            if let Some(want) = rows {
+                if let Some(why) =
+                    inspect::compare_columns(&got, columns).filter(|w| w.starts_with("missing"))
+                {
+                    return Err(Failure::wrong(why));
+                }
+                let got = rows::fetch(
+                    client,
+                    &table_rows_sql(name, columns),
+                    false,
+                    limits.max_rows,
+                )
+                .await
+                .map_err(|e| fetch_failure(e, limits))?;
+                if let Some(why) = rows::compare(&got, want) {
+                    return Err(Failure::wrong(why));
+                }
+            }
+            Ok(())
+        }
+        (Check::View { name, ordered, .. }, Expected::Rows(want)) => {
+            if !inspect::exists(client, name, "vmrpf").await.map_err(db)? {
+                return Err(Failure::wrong(format!("missing view {name}")));
+            }
+            let sql = format!("SELECT * FROM {}", inspect::regclass_text(name));
+            let got = rows::fetch(client, &sql, *ordered, limits.max_rows)
+                .await
+                .map_err(|e| fetch_failure(e, limits))?;
+            rows::compare(&got, want).map_or(Ok(()), |why| Err(Failure::wrong(why)))
+        }
+        (Check::Query { sql, ordered }, Expected::Rows(want)) => {
+            let got = rows::fetch(client, rows::strip_sql(sql), *ordered, limits.max_rows)
+                .await
+                .map_err(|e| fetch_failure(e, limits))?;
+            rows::compare(&got, want).map_or(Ok(()), |why| Err(Failure::wrong(why)))
+        }
+        (Check::Sql { sql }, _) => {
+            let rows = client.query(rows::strip_sql(sql), &[]).await.map_err(db)?;
+            let value = match rows.as_slice() {
+                [] => return Err(Failure::wrong("returned no row")),
+                [row] if row.len() == 1 => row
+                    .try_get::<_, Option<bool>>(0)
+                    .map_err(|_| Failure::wrong("did not return a boolean"))?,
+                _ => return Err(Failure::wrong("did not return exactly one value")),
+            };
+            match value {
+                Some(true) => Ok(()),
+                Some(false) => Err(Failure::wrong("returned false")),
+                None => Err(Failure::wrong("returned null")),
+            }
+        }
+        _ => Err(Failure {
+            reason: "the check changed since the reference was read".into(),
+            class: "broken_check",
+        }),
+    }
+}
+
+/// Runs `fut`; if Postgres' own timeout did not stop it in time (a student
+/// function may have changed `statement_timeout`), cancels the query from
+/// outside and waits for it to end.
+pub async fn guarded<T>(
+    cancel: &CancelToken,
+    limit: Duration,
+    fut: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::pin!(fut);
+    tokio::select! {
+        out = &mut fut => out,
+        _ = tokio::time::sleep(limit) => {
+            if let Err(e) = cancel.cancel_query(NoTls).await {
+                tracing::warn!(error = %e, "could not cancel a check that ran too long");
+            }
+            fut.await
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! The scoring loop: every round, one query per server tells which lab
+//! databases changed; only those are evaluated again (a few at a time per
+//! server), the rest keep their cached result; then a new board is published.
+
+use super::activity::{self, Activity};
+use super::board::{pseudonym, Board, LabBoard, ParticipantBoard, Snapshot, TaskBoard, TaskInfo};
+use super::checks::Limits;
+use super::evaluate::{self, Expectations, TaskOutcome};
+use super::health::Health;
+use crate::control::{LabSpecRecord, Store, StoredTask};
+use crate::lab::Lab;
+use crate::settings::Settings;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+struct DbCache {
+    signature: Option<activity::Signature>,
+    outcomes: Option<Vec<TaskOutcome>>,
+    first_passed: BTreeMap<String, DateTime<Utc>>,
+    last_progress: Option<DateTime<Utc>>,
+    last_activity: Option<DateTime<Utc>>,
+    error: Option<String>,
+}
+
+struct LabCache {
+    key: (String, DateTime<Utc>),
+    lab: Lab,
+    expected: Option<Arc<Expectations>>,
+    dbs: BTreeMap<String, DbCache>,
+}
+
+pub struct Engine {
+    settings: Arc<Settings>,
+    store: Store,
+    board: Board,
+    health: Arc<Health>,
+    labs: BTreeMap<String, LabCache>,
+    /// Per lab: (username, database, server) of every participant.
+    participant_index: BTreeMap<String, Vec<(String, String, String)>>,
+    pseudonym_key: Option<String>,
+}
+
+struct Job {
+    lab: String,
+    db: String,
+    server: String,
+    owner: String,
+}
+
+impl Engine {
+    pub fn new(settings: Arc<Settings>, store: Store, board: Board, health: Arc<Health>) -> Self {
+        Self {
+            settings,
+            store,
+            board,
+            health,
+            labs: BTreeMap::new(),
+            participant_index: BTreeMap::new(),
+            pseudonym_key: None,
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        let s = &self.settings.scoring;
+        Limits {
+            statement_timeout: Duration::from_millis(s.statement_timeout_ms),
+            lock_timeout: Duration::from_millis(s.lock_timeout_ms),
+            max_rows: s.max_rows,
+        }
+    }
+
+    /// Runs rounds until the process ends.
+    pub async fn run(mut self) {
+        let interval = Duration::from_secs(self.settings.scoring.interval_secs.max(1));
+        loop {
+            if let Err(e) = self.round(None).await {
+                tracing::error!(error = %e, "scoring round failed");
+                self.health.round_failed();
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+
+    /// One round over every lab (or one lab); returns the databases evaluated.
+    #[tracing::instrument(skip_all)]
+    pub async fn round(&mut self, only: Option<&str>) -> Result<usize, crate::control::StoreError> {
+        let started = Instant::now();
+        if self.pseudonym_key.is_none() {
+            self.pseudonym_key = Some(self.store.secret("pseudonym").await?);
+        }
+        let specs: Vec<LabSpecRecord> = self
+            .store
+            .lab_specs()
+            .await?
+            .into_iter()
+            .filter(|s| only.is_none_or(|o| o == s.lab.id.as_str()))
+            .collect();
+        self.labs
+            .retain(|id, _| specs.iter().any(|s| s.lab.id.as_str() == id));
+
+        let mut placements: BTreeMap<String, Vec<(String, String, String)>> = BTreeMap::new(); // server -> (lab, db, owner)
+        self.participant_index.clear();
+        for spec in &specs {
+            self.refresh_lab(spec).await?;
+            let id = spec.lab.id.to_string();
+            let dbs = self.store.databases(&id).await?;
+            let people = self.store.participants(&id).await?;
+            let index = people
+                .into_iter()
+                .filter_map(|p| {
+                    let server = dbs.iter().find(|d| d.name == p.database)?.server.clone();
+                    Some((p.username, p.database, server))
+                })
+                .collect();
+            self.participant_index.insert(id.clone(), index);
+            for d in dbs {
+                placements
+                    .entry(d.server.clone())
+                    .or_default()
+                    .push((id.clone(), d.name, d.owner));
+            }
+        }
+        for (id, cache) in &mut self.labs {
+            cache.dbs.retain(|db, _| {
+                placements
+                    .values()
+                    .flatten()
+                    .any(|(l, d, _)| l == id && d == db)
+            });
+        }
+
+        // One query per server: which databases changed, who is connected.
+        let mut activity: BTreeMap<(String, String), Activity> = BTreeMap::new();
+        let mut servers = Vec::new();
+        let mut jobs = Vec::new();
+        for (server, dbs) in &placements {
+            let Some(s) = self.settings.server(server) else {
+                continue;
+            };
+            let names: Vec<String> = dbs.iter().map(|(_, d, _)| d.clone()).collect();
+            match activity::read(s, &names).await {
+                Ok(found) => {
+                    servers.push((server.clone(), true));
+                    for (lab, db, owner) in dbs {
+                        let Some(a) = found.get(db) else { continue };
+                        let cache = self.labs.get_mut(lab).and_then(|l| l.dbs.get_mut(db));
+                        let changed = cache.is_none_or(|c| {
+                            c.signature.as_ref() != Some(&a.signature) || c.outcomes.is_none()
+                        });
+                        if changed {
+                            jobs.push(Job {
+                                lab: lab.clone(),
+                                db: db.clone(),
+                                server: server.clone(),
+                                owner: owner.clone(),
+                            });
+                        }
+                        if let Some(c) = self.labs.get_mut(lab).and_then(|l| l.dbs.get_mut(db)) {
+                            // A session that came and went between two rounds
+                            // leaves only its writes: date them to this round.
+                            let wrote = c
+                                .signature
+                                .as_ref()
+                                .is_some_and(|s| s.writes() != a.signature.writes());
+                            if let Some(at) = a.last_activity.or(wrote.then(Utc::now)) {
+                                c.last_activity = Some(at);
+                            }
+                        }
+                        activity.insert((lab.clone(), db.clone()), a.clone());
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(server = %server, error = %e, "cannot read activity");
+                    servers.push((server.clone(), false));
+                }
+            }
+        }
+        for s in &self.settings.postgres {
+            if !servers.iter().any(|(n, _)| n == &s.name) {
+                let up = crate::pgconn::connect(s, "postgres").await.is_ok();
+                servers.push((s.name.clone(), up));
+            }
+        }
+        let evaluated = jobs.len();
+        let skipped = activity.len().saturating_sub(evaluated);
+        self.evaluate(jobs, &activity).await;
+        self.publish(&activity, servers);
+        self.health
+            .round_done(started.elapsed(), evaluated, skipped);
+        Ok(evaluated)
+    }
+
+    /// Loads a lab's expectations when the lab is new or changed.
+    async fn refresh_lab(
+        &mut self,
+        spec: &LabSpecRecord,
+    ) -> Result<(), crate::control::StoreError> {
+        let id = spec.lab.id.to_string();
+        let key = (spec.sources_digest.clone(), spec.updated_at);
+        if self
+            .labs
+            .get(&id)
+            .is_some_and(|c| c.key == key && c.expected.is_some())
+        {
+            return Ok(());
+        }
+        let mut dbs = self.labs.remove(&id).map(|c| c.dbs).unwrap_or_default();
+        for db in dbs.values_mut() {
+            db.signature = None; // the checks may have changed: score everything again
+        }
+        if dbs.is_empty() {
+            for t in self.store.task_scores(&id).await? {
+                if let Some(at) = t.first_passed_at {
+                    dbs.entry(t.database.clone())
+                        .or_default()
+                        .first_passed
+                        .insert(t.task.clone(), at);
+                }
+            }
+            for (db, progress, activity) in self.store.progress(&id).await? {
+                let c = dbs.entry(db).or_default();
+                c.last_progress = progress;
+                c.last_activity = activity;
+            }
+        }
+        let server = self
+            .store
+            .databases(&id)
+            .await?
+            .first()
+            .and_then(|d| self.settings.server(&d.server))
+            .unwrap_or(&self.settings.postgres[0])
+            .clone();
+        let expected = match evaluate::expectations(&server, &spec.lab, &self.limits()).await {
+            Ok(e) => Some(Arc::new(e)),
+            Err(e) => {
+                tracing::warn!(lab = %id, error = %e, "cannot read the reference database");
+                None
+            }
+        };
+        self.labs.insert(
+            id,
+            LabCache {
+                key,
+                lab: spec.lab.clone(),
+                expected,
+                dbs,
+            },
+        );
+        Ok(())
+    }
+
+    async fn evaluate(&mut self, jobs: Vec<Job>, activity: &BTreeMap<(String, String), Activity>) {
+        let limits = self.limits();
+        let per_server = self.settings.scoring.concurrency_per_server.max(1);
+        let mut by_server: BTreeMap<String, Vec<Job>> = BTreeMap::new();
+        for j in jobs {
+            by_server.entry(j.server.clone()).or_default().push(j);
+        }
+        let labs = &self.labs;
+        let settings = &self.settings;
+        let runs = by_server.into_iter().map(|(server, jobs)| async move {
+            let s = settings
+                .server(&server)
+                .expect("placed on a configured server");
+            futures_util::stream::iter(jobs)
+                .map(|job| async move {
+                    let cache = &labs[&job.lab];
+                    let result = match &cache.expected {
+                        Some(expected) => evaluate::score_database(
+                            s, &job.db, &job.owner, &cache.lab, expected, &limits,
+                        )
+                        .await
+                        .map_err(|e| e.to_string()),
+                        None => Err("the lab's reference database cannot be read".to_string()),
+                    };
+                    (job, result)
+                })
+                .buffer_unordered(per_server)
+                .collect::<Vec<_>>()
+                .await
+        });
+        let results: Vec<_> = futures_util::future::join_all(runs)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        let now = Utc::now();
+        for (job, result) in results {
+            let a = &activity[&(job.lab.clone(), job.db.clone())];
+            let lab = self.labs.get_mut(&job.lab).expect("lab cached");
+            let tasks: Vec<String> = lab.lab.tasks.iter().map(|t| t.id.clone()).collect();
+            let cache = lab.dbs.entry(job.db.clone()).or_default();
+            match result {
+                Ok(outcomes) => {
+                    for o in &outcomes {
+                        if let Some(class) = o.class {
+                            self.health.check_failed(class);
+                        }
+                    }
+                    let before: u32 = cache.outcomes.iter().flatten().map(|o| o.points).sum();
+                    let before_passed =
+                        cache.outcomes.iter().flatten().filter(|o| o.passed).count();
+                    let after: u32 = outcomes.iter().map(|o| o.points).sum();
+                    let after_passed = outcomes.iter().filter(|o| o.passed).count();
+                    if after > before || after_passed > before_passed {
+                        cache.last_progress = Some(now);
+                    }
+                    let old = cache.outcomes.take().unwrap_or_default();
+                    for (i, (task, o)) in tasks.iter().zip(&outcomes).enumerate() {
+                        if old.get(i) == Some(o) {
+                            continue;
+                        }
+                        let stored = StoredTask {
+                            database: job.db.clone(),
+                            task: task.clone(),
+                            passed: o.passed,
+                            points: o.points as i32,
+                            reason: o.reason.clone(),
+                            first_passed_at: None,
+                        };
+                        match self.store.save_task(&job.lab, &stored, now).await {
+                            Ok(Some(at)) => {
+                                cache.first_passed.insert(task.clone(), at);
+                            }
+                            Ok(None) => {}
+                            Err(e) => tracing::warn!(error = %e, "cannot save a score"),
+                        }
+                    }
+                    if let Err(e) = self
+                        .store
+                        .save_progress(&job.lab, &job.db, cache.last_progress, a.last_activity)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "cannot save progress");
+                    }
+                    cache.outcomes = Some(outcomes);
+                    cache.signature = Some(a.signature.clone());
+                    cache.error = None;
+                }
+                Err(e) => {
+                    tracing::warn!(lab = %job.lab, db = %job.db, error = %e, "cannot score a database");
+                    self.health.check_failed("unreachable");
+                    cache.error = Some(e);
+                    cache.signature = None;
+                }
+            }
+        }
+    }
+
+    fn publish(
+        &self,
+        activity: &BTreeMap<(String, String), Activity>,
+        servers: Vec<(String, bool)>,
+    ) {
+        let key = self.pseudonym_key.clone().unwrap_or_default();
+        let labs = self
+            .labs
+            .iter()
+            .map(|(id, cache)| {
+                let participants = self.participants_of(id);
+                LabBoard {
+                    id: id.clone(),
+                    title: cache.lab.title.clone(),
+                    pseudonymize: cache.lab.options.pseudonymize,
+                    tasks: cache
+                        .lab
+                        .tasks
+                        .iter()
+                        .map(|t| TaskInfo {
+                            id: t.id.clone(),
+                            title: t.title.clone(),
+                            points: t.points,
+                        })
+                        .collect(),
+                    participants: participants
+                        .iter()
+                        .map(|(user, db, server)| {
+                            let c = cache.dbs.get(db);
+                            let a = activity.get(&(id.clone(), db.clone()));
+                            ParticipantBoard {
+                                username: user.clone(),
+                                pseudonym: pseudonym(&key, id, user),
+                                database: db.clone(),
+                                server: server.clone(),
+                                tasks: c.and_then(|c| c.outcomes.as_ref()).map(|o| {
+                                    o.iter()
+                                        .zip(&cache.lab.tasks)
+                                        .map(|(o, t)| TaskBoard {
+                                            passed: o.passed,
+                                            points: o.points,
+                                            reason: o.reason.clone(),
+                                            first_passed: c
+                                                .and_then(|c| c.first_passed.get(&t.id).copied()),
+                                        })
+                                        .collect()
+                                }),
+                                error: c.and_then(|c| c.error.clone()),
+                                connected: a.map_or(0, |a| a.connected),
+                                errors_total: a.map_or(0, |a| a.errors_total),
+                                last_activity: c.and_then(|c| c.last_activity),
+                                last_progress: c.and_then(|c| c.last_progress),
+                            }
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        self.board.publish(Snapshot {
+            labs,
+            servers,
+            at: Some(Utc::now()),
+        });
+    }
+
+    fn participants_of(&self, lab: &str) -> Vec<(String, String, String)> {
+        self.participant_index.get(lab).cloned().unwrap_or_default()
+    }
+}

@@ -1,0 +1,14 @@
+//! Scoring: every participant database against the lab's reference, live.
+
+pub mod activity;
+pub mod board;
+pub mod checks;
+mod engine;
+pub mod evaluate;
+pub mod health;
+pub mod inspect;
+pub mod rows;
+
+pub use board::{Board, LabBoard, ParticipantBoard, Snapshot};
+pub use engine::Engine;
+pub use health::Health;

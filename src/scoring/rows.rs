@@ -1,0 +1,165 @@
+//! Result sets as multisets (or sequences) of rows in their Postgres text
+//! form, and what tells two apart without giving the answer away.
+
+use tokio_postgres::GenericClient;
+
+/// The rows of a result, each in its Postgres text form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowSet {
+    pub columns: usize,
+    /// Sorted unless `ordered`.
+    pub rows: Vec<String>,
+    pub ordered: bool,
+}
+
+/// Why fetching rows stopped short.
+#[derive(Debug)]
+pub enum FetchError {
+    TooMany(usize),
+    Db(tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for FetchError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        FetchError::Db(e)
+    }
+}
+
+/// Removes what would break wrapping a query in a subquery.
+pub fn strip_sql(sql: &str) -> &str {
+    sql.trim().trim_end_matches(';').trim_end()
+}
+
+/// Runs `inner` (a SELECT) and returns its rows as text; at most `max_rows`.
+pub async fn fetch<C: GenericClient>(
+    client: &C,
+    inner: &str,
+    ordered: bool,
+    max_rows: usize,
+) -> Result<RowSet, FetchError> {
+    let statement = client.prepare(inner).await?;
+    let columns = statement.columns().len();
+    let outer = format!("SELECT t::text FROM ({inner}) AS t LIMIT {}", max_rows + 1);
+    let rows = client.query(&outer, &[]).await?;
+    if rows.len() > max_rows {
+        return Err(FetchError::TooMany(max_rows));
+    }
+    let mut rows: Vec<String> = rows
+        .iter()
+        .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default())
+        .collect();
+    if !ordered {
+        rows.sort_unstable();
+    }
+    Ok(RowSet {
+        columns,
+        rows,
+        ordered,
+    })
+}
+
+/// `None` when equal, else a reason a student may read.
+pub fn compare(got: &RowSet, want: &RowSet) -> Option<String> {
+    if got.columns != want.columns {
+        return Some(format!(
+            "column count {}, expected {}",
+            got.columns, want.columns
+        ));
+    }
+    if want.ordered {
+        if got.rows == want.rows {
+            return None;
+        }
+        let mut sorted_got = got.rows.clone();
+        let mut sorted_want = want.rows.clone();
+        sorted_got.sort_unstable();
+        sorted_want.sort_unstable();
+        if sorted_got == sorted_want {
+            return Some("right rows in the wrong order".into());
+        }
+        return Some(difference(&sorted_got, &sorted_want));
+    }
+    (got.rows != want.rows).then(|| difference(&got.rows, &want.rows))
+}
+
+/// Counts rows missing and unexpected between two sorted lists.
+fn difference(got: &[String], want: &[String]) -> String {
+    let (mut i, mut j, mut missing, mut unexpected) = (0, 0, 0usize, 0usize);
+    while i < got.len() || j < want.len() {
+        match (got.get(i), want.get(j)) {
+            (Some(g), Some(w)) if g == w => {
+                i += 1;
+                j += 1;
+            }
+            (Some(g), Some(w)) if g < w => {
+                unexpected += 1;
+                i += 1;
+            }
+            (Some(_), None) => {
+                unexpected += 1;
+                i += 1;
+            }
+            _ => {
+                missing += 1;
+                j += 1;
+            }
+        }
+    }
+    let rows = |n: usize| {
+        if n == 1 {
+            "1 row".to_string()
+        } else {
+            format!("{n} rows")
+        }
+    };
+    match (missing, unexpected) {
+        (0, u) => format!("{} unexpected", rows(u)),
+        (m, 0) => format!("{} missing", rows(m)),
+        (m, u) => format!("{} missing, {u} unexpected", rows(m)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(rows: &[&str], ordered: bool) -> RowSet {
+        let mut rows: Vec<String> = rows.iter().map(|s| s.to_string()).collect();
+        if !ordered {
+            rows.sort();
+        }
+        RowSet {
+            columns: 2,
+            rows,
+            ordered,
+        }
+    }
+
+    #[test]
+    fn multisets_and_reasons() {
+        let want = set(&["(1,a)", "(2,b)", "(2,b)", "(3,c)"], false);
+        assert_eq!(
+            compare(&set(&["(2,b)", "(1,a)", "(3,c)", "(2,b)"], false), &want),
+            None
+        );
+        assert_eq!(
+            compare(&set(&["(1,a)", "(2,b)", "(9,z)"], false), &want).as_deref(),
+            Some("2 rows missing, 1 unexpected")
+        );
+        assert_eq!(
+            compare(&set(&["(1,a)", "(2,b)", "(2,b)"], false), &want).as_deref(),
+            Some("1 row missing")
+        );
+        let mut narrow = set(&["(1)"], false);
+        narrow.columns = 1;
+        assert_eq!(
+            compare(&narrow, &want).as_deref(),
+            Some("column count 1, expected 2")
+        );
+        let want = set(&["(1,a)", "(2,b)"], true);
+        assert_eq!(
+            compare(&set(&["(2,b)", "(1,a)"], true), &want).as_deref(),
+            Some("right rows in the wrong order")
+        );
+    }
+}

@@ -1,0 +1,37 @@
+//! Starting pglab's server side (the same for `pglab serve` and `pglab up`):
+//! control store, the servers' baseline roles, the scoring loop, web state.
+
+use crate::control::Store;
+use crate::metrics::Metrics;
+use crate::scoring::{Board, Engine, Health};
+use crate::settings::Settings;
+use crate::web::AppState;
+use std::sync::Arc;
+
+pub async fn start(settings: Settings) -> anyhow::Result<AppState> {
+    let store = Store::open_migrated(&settings).await?;
+    for server in &settings.postgres {
+        // The scorer's password follows the config at every start.
+        match crate::pgconn::connect(server, "postgres").await {
+            Ok(admin) => crate::provision::postgres::ensure_baseline(server, &admin).await?,
+            Err(e) => {
+                tracing::warn!(server = %server.name, error = %e, "server unreachable at start")
+            }
+        }
+    }
+    let settings = Arc::new(settings);
+    let board = Board::default();
+    let health = Arc::new(Health::new());
+    let engine = Engine::new(
+        Arc::clone(&settings),
+        store.clone(),
+        board.clone(),
+        Arc::clone(&health),
+    );
+    tokio::spawn(engine.run());
+    Ok(AppState {
+        settings,
+        store,
+        metrics: Arc::new(Metrics::new(health, board)),
+    })
+}
