@@ -41,6 +41,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         ldap_port: args.ldap_port,
         http_port: args.http_port,
         prometheus_port: (!args.no_prometheus).then_some(args.prometheus_port),
+        scrape_interval: std::time::Duration::from_secs(10),
     };
     let stack = LocalStack::start(&opts).await?;
     let result = match tokio::net::TcpListener::bind(stack.settings.listen).await {

@@ -24,6 +24,8 @@ pub struct StackOptions {
     pub http_port: u16,
     /// `None`: do not start Prometheus.
     pub prometheus_port: Option<u16>,
+    /// How often Prometheus scrapes pglab.
+    pub scrape_interval: std::time::Duration,
 }
 
 pub struct LocalStack {
@@ -142,6 +144,7 @@ impl LocalStack {
                     &dir.join("prometheus"),
                     port,
                     settings.listen,
+                    opts.scrape_interval,
                 )
                 .await?
             }

@@ -17,6 +17,7 @@ impl Prometheus {
         dir: &Path,
         port: u16,
         pglab: SocketAddr,
+        scrape_interval: Duration,
     ) -> process::Result<Option<Self>> {
         let Ok(binary) = process::find_binary("prometheus", &[], "prometheus") else {
             tracing::info!("prometheus is not installed (apt-get install prometheus); the built-in /metrics still works");
@@ -25,9 +26,10 @@ impl Prometheus {
         std::fs::create_dir_all(dir.join("data")).map_err(io(dir.display().to_string()))?;
         let config = dir.join("prometheus.yml");
         let text = format!(
-            "# written by pglab up\nglobal:\n  scrape_interval: 10s\n  evaluation_interval: 10s\n\
+            "# written by pglab up\nglobal:\n  scrape_interval: {every}s\n  evaluation_interval: {every}s\n\
              scrape_configs:\n  - job_name: pglab\n    static_configs:\n      - targets: ['{pglab}']\n\
-             \x20 - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+             \x20 - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n",
+            every = scrape_interval.as_secs().max(1)
         );
         std::fs::write(&config, text).map_err(io(config.display().to_string()))?;
         let mut cmd = Command::new(binary);

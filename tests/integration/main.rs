@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod clubdata;
+mod hostile;
 mod provisioning;
 mod servers;
 mod support;

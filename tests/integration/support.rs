@@ -7,6 +7,7 @@ use pglab::provision::{self, ApplyReport, Plan, ProvisionError};
 use pglab::settings::Settings;
 use pglab::stack::{process::free_port, LocalStack, StackOptions};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tokio_postgres::{Client, NoTls};
 
 pub struct TestEnv {
@@ -38,6 +39,11 @@ pub fn temp_dir() -> tempfile::TempDir {
 
 impl TestEnv {
     pub async fn start(pg_servers: usize) -> Self {
+        Self::start_with(pg_servers, false).await
+    }
+
+    /// With `prometheus`, a real Prometheus scrapes the web app's port every second.
+    pub async fn start_with(pg_servers: usize, prometheus: bool) -> Self {
         let dir = temp_dir();
         let opts = StackOptions {
             data_dir: dir.path().join("data"),
@@ -45,9 +51,14 @@ impl TestEnv {
             pg_servers,
             ldap_port: free_port(),
             http_port: free_port(),
-            prometheus_port: None,
+            prometheus_port: prometheus.then(free_port),
+            scrape_interval: Duration::from_secs(1),
         };
-        let stack = LocalStack::start(&opts).await.expect("local stack starts");
+        let mut stack = LocalStack::start(&opts).await.expect("local stack starts");
+        // Short limits keep the hostile-database tests quick.
+        stack.settings.scoring.statement_timeout_ms = 1000;
+        stack.settings.scoring.lock_timeout_ms = 500;
+        stack.settings.scoring.max_rows = 10_000;
         let store = Store::open_migrated(&stack.settings)
             .await
             .expect("control store");
@@ -155,4 +166,51 @@ pub fn shop_lab(env: &TestEnv, id: &str) -> PathBuf {
     );
     let yaml = include_str!("../../src/demo/lab.yaml").replace("id: demo", &format!("id: {id}"));
     env.write(&format!("lab/{id}.yaml"), &yaml)
+}
+
+/// A scoring engine on the test's stack, rounds run by the test.
+pub struct Scorer {
+    pub engine: pglab::scoring::Engine,
+    pub board: pglab::scoring::Board,
+}
+
+impl TestEnv {
+    pub fn scorer(&self) -> Scorer {
+        let board = pglab::scoring::Board::default();
+        let engine = pglab::scoring::Engine::new(
+            std::sync::Arc::new(self.settings().clone()),
+            self.store.clone(),
+            board.clone(),
+            std::sync::Arc::new(pglab::scoring::Health::new()),
+        );
+        Scorer { engine, board }
+    }
+}
+
+impl Scorer {
+    pub async fn round(&mut self) -> usize {
+        self.engine.round(None).await.expect("round")
+    }
+
+    /// (passed, reason) of a participant's task in the latest round.
+    pub fn task(&self, lab: &str, user: &str, task: &str) -> (bool, Option<String>) {
+        let snap = self.board.get();
+        let lab = snap.labs.iter().find(|l| l.id == lab).expect("lab on the board");
+        let i = lab.tasks.iter().position(|t| t.id == task).expect("task");
+        let p = lab.participants.iter().find(|p| p.username == user).expect("participant");
+        let t = &p.tasks.as_ref().unwrap_or_else(|| panic!("{user} not evaluated: {:?}", p.error))[i];
+        (t.passed, t.reason.clone())
+    }
+
+    pub fn passed(&self, lab: &str, user: &str) -> Vec<String> {
+        let snap = self.board.get();
+        let lab = snap.labs.iter().find(|l| l.id == lab).expect("lab");
+        let p = lab.participants.iter().find(|p| p.username == user).expect("participant");
+        lab.tasks
+            .iter()
+            .zip(p.tasks.iter().flatten())
+            .filter(|(_, t)| t.passed)
+            .map(|(i, _)| i.id.clone())
+            .collect()
+    }
 }
