@@ -195,7 +195,7 @@ async fn main() {
         ldap_port: free_port(),
         http_port: free_port(),
         prometheus_port: None,
-            scrape_interval: Duration::from_secs(1),
+        scrape_interval: Duration::from_secs(1),
     };
     let stack = LocalStack::start(&opts).await.expect("stack");
     let settings = stack.settings.clone();

@@ -6,7 +6,7 @@ use pglab::lab::LoadedLab;
 
 /// What a lab master does to the published file: drop the lines that create
 /// the authors' own database and user, switch database, or grant to them.
-fn cleaned_clubdata() -> String {
+pub fn cleaned_clubdata() -> String {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../shared/datasets/clubdata/clubdata.sql"

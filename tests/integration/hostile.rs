@@ -65,44 +65,96 @@ async fn hostile_objects_are_bounded_and_harmless() {
     let lab = env.write("hostile/lab.yaml", LAB);
     let people = "username,name,email\neve,Eve,eve@example.org\ngood,Good,good@example.org\n";
     env.apply(&lab, people, false).await.expect("apply");
-    let eve = env.connect_as(0, "eve", &env.password("eve").await, "hostile_eve").await.expect("eve");
-    eve.batch_execute(HOSTILE).await.expect("eve builds her traps");
-    let good = env.connect_as(0, "good", &env.password("good").await, "hostile_good").await.expect("good");
-    good.batch_execute(REFERENCE).await.expect("good solves everything");
+    let eve = env
+        .connect_as(0, "eve", &env.password("eve").await, "hostile_eve")
+        .await
+        .expect("eve");
+    eve.batch_execute(HOSTILE)
+        .await
+        .expect("eve builds her traps");
+    let good = env
+        .connect_as(0, "good", &env.password("good").await, "hostile_good")
+        .await
+        .expect("good");
+    good.batch_execute(REFERENCE)
+        .await
+        .expect("good solves everything");
     // Eve holds an exclusive lock in an open transaction during the round.
-    eve.batch_execute("BEGIN; LOCK TABLE t_locked IN ACCESS EXCLUSIVE MODE").await.expect("lock");
+    eve.batch_execute("BEGIN; LOCK TABLE t_locked IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
 
     let mut scorer = env.scorer();
     let started = Instant::now();
     scorer.round().await;
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(60), "a round over hostile objects took {took:?}");
+    assert!(
+        took < Duration::from_secs(60),
+        "a round over hostile objects took {took:?}"
+    );
 
     let reason = |task: &str| scorer.task("hostile", "eve", task);
     assert_eq!(reason("sleep"), (false, Some("timed out after 1 s".into())));
-    assert_eq!(reason("recursive"), (false, Some("timed out after 1 s".into())));
+    assert_eq!(
+        reason("recursive"),
+        (false, Some("timed out after 1 s".into()))
+    );
     assert_eq!(reason("big"), (false, Some("more than 10000 rows".into())));
     let (ok, why) = reason("write");
-    assert!(!ok && why.as_deref().unwrap_or("").contains("read-only transaction"), "{why:?}");
-    assert_eq!(reason("escalate"), (false, Some("returned false".into())), "RESET ROLE must not reach a superuser");
+    assert!(
+        !ok && why
+            .as_deref()
+            .unwrap_or("")
+            .contains("read-only transaction"),
+        "{why:?}"
+    );
+    assert_eq!(
+        reason("escalate"),
+        (false, Some("returned false".into())),
+        "RESET ROLE must not reach a superuser"
+    );
     assert_eq!(reason("raise"), (false, Some("error: boom".into())));
     let (ok, why) = reason("notimeout");
     // statement_timeout was switched off by the function: pglab's outer limit cancels it.
-    assert!(!ok && why.as_deref().unwrap_or("").starts_with("timed out"), "{why:?}");
-    assert_eq!(reason("locked"), (false, Some("waited more than 0.5 s for a lock".into())));
-    assert_eq!(reason("weird"), (true, None), "names with quotes and semicolons are quoted");
+    assert!(
+        !ok && why.as_deref().unwrap_or("").starts_with("timed out"),
+        "{why:?}"
+    );
+    assert_eq!(
+        reason("locked"),
+        (false, Some("waited more than 0.5 s for a lock".into()))
+    );
+    assert_eq!(
+        reason("weird"),
+        (true, None),
+        "names with quotes and semicolons are quoted"
+    );
 
     // The other participant is scored normally, in the same round.
-    assert_eq!(scorer.passed("hostile", "good").len(), 9, "{:?}", scorer.passed("hostile", "good"));
+    assert_eq!(
+        scorer.passed("hostile", "good").len(),
+        9,
+        "{:?}",
+        scorer.passed("hostile", "good")
+    );
 
     // Nothing was written, nothing dropped, and no scorer session is left.
     eve.batch_execute("ROLLBACK").await.expect("rollback");
-    let loot: i64 = eve.query_one("SELECT count(*) FROM loot", &[]).await.expect("loot").get(0);
+    let loot: i64 = eve
+        .query_one("SELECT count(*) FROM loot", &[])
+        .await
+        .expect("loot")
+        .get(0);
     assert_eq!(loot, 0);
-    eve.query_one("SELECT count(*) FROM t_locked", &[]).await.expect("t_locked still there");
+    eve.query_one("SELECT count(*) FROM t_locked", &[])
+        .await
+        .expect("t_locked still there");
     let admin = env.admin(0, "postgres").await;
     let left: i64 = admin
-        .query_one("SELECT count(*) FROM pg_stat_activity WHERE usename = 'pglab_scorer'", &[])
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = 'pglab_scorer'",
+            &[],
+        )
         .await
         .expect("q")
         .get(0);

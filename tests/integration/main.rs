@@ -5,6 +5,7 @@ mod bad_input;
 mod clubdata;
 mod hostile;
 mod provisioning;
+mod scoring;
 mod servers;
 mod support;
 mod up_binary;

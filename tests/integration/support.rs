@@ -195,17 +195,32 @@ impl Scorer {
     /// (passed, reason) of a participant's task in the latest round.
     pub fn task(&self, lab: &str, user: &str, task: &str) -> (bool, Option<String>) {
         let snap = self.board.get();
-        let lab = snap.labs.iter().find(|l| l.id == lab).expect("lab on the board");
+        let lab = snap
+            .labs
+            .iter()
+            .find(|l| l.id == lab)
+            .expect("lab on the board");
         let i = lab.tasks.iter().position(|t| t.id == task).expect("task");
-        let p = lab.participants.iter().find(|p| p.username == user).expect("participant");
-        let t = &p.tasks.as_ref().unwrap_or_else(|| panic!("{user} not evaluated: {:?}", p.error))[i];
+        let p = lab
+            .participants
+            .iter()
+            .find(|p| p.username == user)
+            .expect("participant");
+        let t = &p
+            .tasks
+            .as_ref()
+            .unwrap_or_else(|| panic!("{user} not evaluated: {:?}", p.error))[i];
         (t.passed, t.reason.clone())
     }
 
     pub fn passed(&self, lab: &str, user: &str) -> Vec<String> {
         let snap = self.board.get();
         let lab = snap.labs.iter().find(|l| l.id == lab).expect("lab");
-        let p = lab.participants.iter().find(|p| p.username == user).expect("participant");
+        let p = lab
+            .participants
+            .iter()
+            .find(|p| p.username == user)
+            .expect("participant");
         lab.tasks
             .iter()
             .zip(p.tasks.iter().flatten())
