@@ -3,6 +3,7 @@
 
 use super::checks::{self, Expected, Failure, Limits};
 use crate::ident::{quote_ident, PgName};
+
 use crate::lab::Lab;
 use crate::pgconn::{self, ConnectError};
 use crate::settings::PgServerSettings;
@@ -67,11 +68,11 @@ pub async fn expectations(
         ..*limits
     };
     let tx = begin(&mut client, &limits, None).await?;
+    tx.batch_execute("SAVEPOINT c").await?;
     let mut out = Vec::new();
     for task in &lab.tasks {
         let mut per_task = Vec::new();
         for check in &task.checks {
-            tx.batch_execute("SAVEPOINT c").await?;
             per_task.push(checks::expect(&tx, check, &limits).await);
             tx.batch_execute("ROLLBACK TO SAVEPOINT c").await?;
         }
@@ -96,12 +97,14 @@ pub async fn score_database(
     // catches checks whose student code turned that timeout off.
     let hard_limit = limits.statement_timeout + Duration::from_secs(2);
     let tx = begin(&mut client, limits, Some(role)).await?;
-    let reset = format!("SAVEPOINT c; SET LOCAL ROLE {}", quote_ident(role));
+    // Each check ends with a rollback to this savepoint: whatever it did
+    // (an error, a role or setting changed by student code) is undone, and
+    // the role set in `begin` is back.
+    tx.batch_execute("SAVEPOINT c").await?;
     let mut outcomes = Vec::with_capacity(lab.tasks.len());
     for (task, expected) in lab.tasks.iter().zip(expected) {
         let mut failure: Option<Failure> = None;
         for (check, want) in task.checks.iter().zip(expected) {
-            tx.batch_execute(&reset).await?;
             let result = checks::guarded(
                 &cancel,
                 hard_limit,

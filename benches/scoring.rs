@@ -1,0 +1,173 @@
+//! Scoring benchmark (issue 3): 300 participants x 20 checks over
+//! clubdata-sized databases on one local server. Prints the time of a full
+//! round (everything changed), of a round where nothing changed, /metrics
+//! time and size, and pglab's peak RSS, next to a naive baseline measured in
+//! the same run: connect to every database and run every check, every round.
+//!
+//! Run: cargo bench --bench scoring [-- N]   (default N = 300)
+
+use pglab::control::Store;
+use pglab::lab::{LoadedLab, Participants};
+use pglab::provision;
+use pglab::scoring::{Board, Engine, Health};
+use pglab::stack::{process::free_port, LocalStack, StackOptions};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const VIEWS: &str = "
+CREATE VIEW cd.member_hours AS SELECT m.memid, m.surname, sum(b.slots) / 2.0 AS hours
+  FROM cd.members m JOIN cd.bookings b USING (memid) GROUP BY m.memid, m.surname;
+CREATE VIEW cd.facility_revenue AS SELECT f.name, sum(b.slots * CASE WHEN b.memid = 0 THEN f.guestcost ELSE f.membercost END) AS revenue
+  FROM cd.bookings b JOIN cd.facilities f USING (facid) GROUP BY f.name;
+CREATE VIEW cd.monthly AS SELECT date_trunc('month', starttime) AS month, facid, sum(slots) AS slots
+  FROM cd.bookings GROUP BY 1, 2;
+CREATE VIEW cd.recommenders AS SELECT r.memid, r.surname, count(*) AS recommended
+  FROM cd.members m JOIN cd.members r ON r.memid = m.recommendedby GROUP BY r.memid, r.surname;
+CREATE VIEW cd.busy_days AS SELECT starttime::date AS day, count(*) AS bookings
+  FROM cd.bookings GROUP BY 1 HAVING count(*) > 20;
+";
+
+fn lab_yaml() -> String {
+    let mut tasks = String::new();
+    let views = ["member_hours", "facility_revenue", "monthly", "recommenders", "busy_days"];
+    let queries = [
+        "SELECT facid, count(*) FROM cd.bookings GROUP BY facid",
+        "SELECT m.surname, count(b.*) FROM cd.members m LEFT JOIN cd.bookings b USING (memid) GROUP BY m.surname",
+        "SELECT f.name, avg(b.slots) FROM cd.facilities f JOIN cd.bookings b USING (facid) GROUP BY f.name",
+        "SELECT memid, max(starttime) FROM cd.bookings GROUP BY memid",
+        "SELECT date_part('dow', starttime) AS dow, sum(slots) FROM cd.bookings GROUP BY 1",
+    ];
+    let tables = ["members", "bookings", "facilities", "members", "bookings"];
+    for i in 0..5 {
+        tasks.push_str(&format!(
+            "  - id: view{i}\n    title: View {i}\n    checks:\n      - view: cd.{}\n      - query: \"{}\"\n",
+            views[i], queries[i]
+        ));
+        tasks.push_str(&format!(
+            "  - id: table{i}\n    title: Table {i}\n    checks:\n      - table: cd.{}\n        compare: [columns, primary_key, foreign_keys, rows]\n      - sql: SELECT count(*) > {i} FROM cd.{}\n",
+            tables[i], tables[i]
+        ));
+    }
+    format!("id: bench\ntitle: Scoring bench\nreference: {{sql: club.sql}}\nstarter: {{sql: club.sql}}\ntasks:\n{tasks}")
+}
+
+fn cleaned_clubdata() -> String {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/datasets/clubdata/clubdata.sql")).expect("clubdata");
+    let start = text.find("\\c exercises").expect("\\c") + "\\c exercises".len();
+    text[start..]
+        .lines()
+        .filter(|l| !l.contains("pgexercises") && !l.to_ascii_lowercase().starts_with("alter database"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn rss_peak_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The naive way: every database, every check, no change detection.
+async fn naive_round(settings: &pglab::settings::Settings, dbs: &[String], lab: &pglab::lab::Lab) -> Duration {
+    let s = &settings.postgres[0];
+    let start = Instant::now();
+    for db in dbs {
+        let client = pglab::pgconn::connect(s, db).await.expect("connect");
+        for task in &lab.tasks {
+            for check in &task.checks {
+                let sql = match check {
+                    pglab::lab::Check::View { name, .. } | pglab::lab::Check::Table { name, .. } => format!("SELECT * FROM {name}"),
+                    pglab::lab::Check::Query { sql, .. } | pglab::lab::Check::Sql { sql } => sql.clone(),
+                };
+                client.query(&sql, &[]).await.expect("check");
+            }
+        }
+    }
+    start.elapsed()
+}
+
+#[tokio::main]
+async fn main() {
+    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(300);
+    let dir = tempfile::Builder::new().prefix("pglab-bench-").tempdir().expect("tempdir");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let opts = StackOptions {
+        data_dir: dir.path().join("data"),
+        pg_port: free_port(),
+        pg_servers: 1,
+        ldap_port: free_port(),
+        http_port: free_port(),
+        prometheus_port: None,
+        scrape_interval: Duration::from_secs(10),
+    };
+    let stack = LocalStack::start(&opts).await.expect("stack");
+    let settings = stack.settings.clone();
+    let store = Store::open_migrated(&settings).await.expect("store");
+    std::fs::write(dir.path().join("club.sql"), cleaned_clubdata() + VIEWS).expect("sql");
+    std::fs::write(dir.path().join("lab.yaml"), lab_yaml()).expect("lab");
+    let lab = LoadedLab::load(&dir.path().join("lab.yaml")).expect("lab loads");
+    let csv: String = std::iter::once("username,name,email".to_string())
+        .chain((0..n).map(|i| format!("s{i},Student {i},s{i}@example.org")))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let people = Participants::parse("bench.csv", &csv).expect("csv");
+    let started = Instant::now();
+    let plan = provision::plan(&settings, &store, lab.clone(), people, false).await.expect("plan");
+    provision::apply(&settings, &store, &plan, |_, _| {}).await.expect("apply");
+    println!("provisioned {n} participants in {:.1} s; {} checks each", started.elapsed().as_secs_f64(), lab.lab.tasks.iter().map(|t| t.checks.len()).sum::<usize>());
+
+    let dbs: Vec<String> = store.databases("bench").await.expect("dbs").into_iter().map(|d| d.name).collect();
+    let naive = naive_round(&settings, &dbs, &lab.lab).await;
+
+    let _ = std::fs::write("/proc/self/clear_refs", "5"); // reset the peak RSS
+    let rss_before = rss_peak_kb();
+    let board = Board::default();
+    let health = Arc::new(Health::new());
+    let mut engine = Engine::new(Arc::new(settings.clone()), store.clone(), board.clone(), Arc::clone(&health));
+    let t = Instant::now();
+    let evaluated = engine.round(None).await.expect("round");
+    let full = t.elapsed();
+    let t = Instant::now();
+    let evaluated_again = engine.round(None).await.expect("round");
+    let unchanged = t.elapsed();
+    let snapshot = board.get();
+    let passed: usize = snapshot.labs[0].participants.iter().map(|p| p.passed()).sum();
+    let metrics = pglab::metrics::Metrics::new(health, board);
+    let mut render_times = vec![];
+    let mut size = 0;
+    for _ in 0..20 {
+        let t = Instant::now();
+        size = metrics.render().len();
+        render_times.push(t.elapsed());
+    }
+    render_times.sort();
+    let rss_peak = rss_peak_kb();
+
+    println!();
+    println!("{:<52} {:>10} {:>10}", "", "pglab", "naive");
+    println!("{:<52} {:>9.2}s {:>9.2}s", "full round (every database changed)", full.as_secs_f64(), naive.as_secs_f64());
+    println!("{:<52} {:>9.3}s {:>9.2}s", "round where nothing changed", unchanged.as_secs_f64(), naive.as_secs_f64());
+    println!("{:<52} {:>10} {:>10}", "databases evaluated (full / unchanged)", format!("{evaluated} / {evaluated_again}"), format!("{n} / {n}"));
+    println!("{:<52} {:>10}", "tasks passed in the full round", passed);
+    println!("{:<52} {:>8.1}ms", "/metrics render, median of 20", render_times[10].as_secs_f64() * 1000.0);
+    println!("{:<52} {:>8.0}kB", "/metrics size", size as f64 / 1000.0);
+    println!("{:<52} {:>8.1}MB", "peak RSS during the rounds (VmHWM)", rss_peak as f64 / 1024.0);
+    println!("{:<52} {:>8.1}MB", "  (RSS peak before the rounds)", rss_before as f64 / 1024.0);
+    println!();
+    println!(
+        "targets: full round < 10 s: {}; unchanged < 0.5 s: {}; /metrics < 50 ms: {}; RSS < 100 MB: {}",
+        if full.as_secs_f64() < 10.0 { "met" } else { "NOT met" },
+        if unchanged.as_secs_f64() < 0.5 { "met" } else { "NOT met" },
+        if render_times[10].as_secs_f64() < 0.05 { "met" } else { "NOT met" },
+        if rss_peak < 100 * 1024 { "met" } else { "NOT met" },
+    );
+    drop(engine);
+    drop(store);
+    stack.stop().await;
+}
