@@ -29,7 +29,13 @@ CREATE VIEW cd.busy_days AS SELECT starttime::date AS day, count(*) AS bookings
 
 fn lab_yaml() -> String {
     let mut tasks = String::new();
-    let views = ["member_hours", "facility_revenue", "monthly", "recommenders", "busy_days"];
+    let views = [
+        "member_hours",
+        "facility_revenue",
+        "monthly",
+        "recommenders",
+        "busy_days",
+    ];
     let queries = [
         "SELECT facid, count(*) FROM cd.bookings GROUP BY facid",
         "SELECT m.surname, count(b.*) FROM cd.members m LEFT JOIN cd.bookings b USING (memid) GROUP BY m.surname",
@@ -52,11 +58,17 @@ fn lab_yaml() -> String {
 }
 
 fn cleaned_clubdata() -> String {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/datasets/clubdata/clubdata.sql")).expect("clubdata");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/datasets/clubdata/clubdata.sql"
+    ))
+    .expect("clubdata");
     let start = text.find("\\c exercises").expect("\\c") + "\\c exercises".len();
     text[start..]
         .lines()
-        .filter(|l| !l.contains("pgexercises") && !l.to_ascii_lowercase().starts_with("alter database"))
+        .filter(|l| {
+            !l.contains("pgexercises") && !l.to_ascii_lowercase().starts_with("alter database")
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -71,7 +83,11 @@ fn rss_peak_kb() -> u64 {
 }
 
 /// The naive way: every database, every check, no change detection.
-async fn naive_round(settings: &pglab::settings::Settings, dbs: &[String], lab: &pglab::lab::Lab) -> Duration {
+async fn naive_round(
+    settings: &pglab::settings::Settings,
+    dbs: &[String],
+    lab: &pglab::lab::Lab,
+) -> Duration {
     let s = &settings.postgres[0];
     let start = Instant::now();
     for db in dbs {
@@ -79,8 +95,11 @@ async fn naive_round(settings: &pglab::settings::Settings, dbs: &[String], lab: 
         for task in &lab.tasks {
             for check in &task.checks {
                 let sql = match check {
-                    pglab::lab::Check::View { name, .. } | pglab::lab::Check::Table { name, .. } => format!("SELECT * FROM {name}"),
-                    pglab::lab::Check::Query { sql, .. } | pglab::lab::Check::Sql { sql } => sql.clone(),
+                    pglab::lab::Check::View { name, .. }
+                    | pglab::lab::Check::Table { name, .. } => format!("SELECT * FROM {name}"),
+                    pglab::lab::Check::Query { sql, .. } | pglab::lab::Check::Sql { sql } => {
+                        sql.clone()
+                    }
                 };
                 client.query(&sql, &[]).await.expect("check");
             }
@@ -91,11 +110,18 @@ async fn naive_round(settings: &pglab::settings::Settings, dbs: &[String], lab: 
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(300);
-    let dir = tempfile::Builder::new().prefix("pglab-bench-").tempdir().expect("tempdir");
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(300);
+    let dir = tempfile::Builder::new()
+        .prefix("pglab-bench-")
+        .tempdir()
+        .expect("tempdir");
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
     }
     let opts = StackOptions {
         data_dir: dir.path().join("data"),
@@ -118,18 +144,37 @@ async fn main() {
         .join("\n");
     let people = Participants::parse("bench.csv", &csv).expect("csv");
     let started = Instant::now();
-    let plan = provision::plan(&settings, &store, lab.clone(), people, false).await.expect("plan");
-    provision::apply(&settings, &store, &plan, |_, _| {}).await.expect("apply");
-    println!("provisioned {n} participants in {:.1} s; {} checks each", started.elapsed().as_secs_f64(), lab.lab.tasks.iter().map(|t| t.checks.len()).sum::<usize>());
+    let plan = provision::plan(&settings, &store, lab.clone(), people, false)
+        .await
+        .expect("plan");
+    provision::apply(&settings, &store, &plan, |_, _| {})
+        .await
+        .expect("apply");
+    println!(
+        "provisioned {n} participants in {:.1} s; {} checks each",
+        started.elapsed().as_secs_f64(),
+        lab.lab.tasks.iter().map(|t| t.checks.len()).sum::<usize>()
+    );
 
-    let dbs: Vec<String> = store.databases("bench").await.expect("dbs").into_iter().map(|d| d.name).collect();
+    let dbs: Vec<String> = store
+        .databases("bench")
+        .await
+        .expect("dbs")
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
     let naive = naive_round(&settings, &dbs, &lab.lab).await;
 
     let _ = std::fs::write("/proc/self/clear_refs", "5"); // reset the peak RSS
     let rss_before = rss_peak_kb();
     let board = Board::default();
     let health = Arc::new(Health::new());
-    let mut engine = Engine::new(Arc::new(settings.clone()), store.clone(), board.clone(), Arc::clone(&health));
+    let mut engine = Engine::new(
+        Arc::new(settings.clone()),
+        store.clone(),
+        board.clone(),
+        Arc::clone(&health),
+    );
     let t = Instant::now();
     let evaluated = engine.round(None).await.expect("round");
     let full = t.elapsed();
@@ -137,7 +182,11 @@ async fn main() {
     let evaluated_again = engine.round(None).await.expect("round");
     let unchanged = t.elapsed();
     let snapshot = board.get();
-    let passed: usize = snapshot.labs[0].participants.iter().map(|p| p.passed()).sum();
+    let passed: usize = snapshot.labs[0]
+        .participants
+        .iter()
+        .map(|p| p.passed())
+        .sum();
     let metrics = pglab::metrics::Metrics::new(health, board);
     let mut render_times = vec![];
     let mut size = 0;
@@ -151,14 +200,41 @@ async fn main() {
 
     println!();
     println!("{:<52} {:>10} {:>10}", "", "pglab", "naive");
-    println!("{:<52} {:>9.2}s {:>9.2}s", "full round (every database changed)", full.as_secs_f64(), naive.as_secs_f64());
-    println!("{:<52} {:>9.3}s {:>9.2}s", "round where nothing changed", unchanged.as_secs_f64(), naive.as_secs_f64());
-    println!("{:<52} {:>10} {:>10}", "databases evaluated (full / unchanged)", format!("{evaluated} / {evaluated_again}"), format!("{n} / {n}"));
+    println!(
+        "{:<52} {:>9.2}s {:>9.2}s",
+        "full round (every database changed)",
+        full.as_secs_f64(),
+        naive.as_secs_f64()
+    );
+    println!(
+        "{:<52} {:>9.3}s {:>9.2}s",
+        "round where nothing changed",
+        unchanged.as_secs_f64(),
+        naive.as_secs_f64()
+    );
+    println!(
+        "{:<52} {:>10} {:>10}",
+        "databases evaluated (full / unchanged)",
+        format!("{evaluated} / {evaluated_again}"),
+        format!("{n} / {n}")
+    );
     println!("{:<52} {:>10}", "tasks passed in the full round", passed);
-    println!("{:<52} {:>8.1}ms", "/metrics render, median of 20", render_times[10].as_secs_f64() * 1000.0);
+    println!(
+        "{:<52} {:>8.1}ms",
+        "/metrics render, median of 20",
+        render_times[10].as_secs_f64() * 1000.0
+    );
     println!("{:<52} {:>8.0}kB", "/metrics size", size as f64 / 1000.0);
-    println!("{:<52} {:>8.1}MB", "peak RSS during the rounds (VmHWM)", rss_peak as f64 / 1024.0);
-    println!("{:<52} {:>8.1}MB", "  (RSS peak before the rounds)", rss_before as f64 / 1024.0);
+    println!(
+        "{:<52} {:>8.1}MB",
+        "peak RSS during the rounds (VmHWM)",
+        rss_peak as f64 / 1024.0
+    );
+    println!(
+        "{:<52} {:>8.1}MB",
+        "  (RSS peak before the rounds)",
+        rss_before as f64 / 1024.0
+    );
     println!();
     println!(
         "targets: full round < 10 s: {}; unchanged < 0.5 s: {}; /metrics < 50 ms: {}; RSS < 100 MB: {}",

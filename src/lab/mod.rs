@@ -1,5 +1,6 @@
 //! Lab files (YAML) and participant lists (CSV).
 
+mod checks;
 pub mod participants;
 mod spec;
 mod walk;

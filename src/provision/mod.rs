@@ -3,8 +3,10 @@
 
 mod apply;
 pub mod build;
+mod change;
 pub mod ldap;
 mod plan;
+mod plan_ldap;
 pub mod postgres;
 mod prune;
 pub mod tools;

@@ -1,156 +1,16 @@
 //! What `apply` would change: the difference between the lab and its
 //! participants (desired) and LDAP, Postgres and the control store (actual).
 
-use super::ldap::Directory;
 use super::postgres::{self as pg, ServerState};
 use super::ProvisionError;
 use crate::control::Store;
 use crate::ident::{GroupName, PgName, Username};
-use crate::lab::{DatabaseMode, LoadedLab, Participant, Participants};
+use crate::lab::{DatabaseMode, LoadedLab, Participants};
 use crate::settings::Settings;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    Baseline {
-        server: String,
-    },
-    BuildLab {
-        server: String,
-        rebuild: bool,
-    },
-    AddPerson {
-        user: Username,
-        name: String,
-        email: String,
-    },
-    UpdatePerson {
-        user: Username,
-        name: String,
-        email: String,
-    },
-    SetPassword {
-        user: Username,
-    },
-    SetGroup {
-        cn: String,
-        exists: bool,
-        members: BTreeSet<Username>,
-        added: usize,
-        removed: usize,
-    },
-    CreateRole {
-        server: String,
-        role: PgName,
-        connection_limit: u32,
-    },
-    FixRole {
-        server: String,
-        role: PgName,
-        connection_limit: u32,
-    },
-    CreateGroupRole {
-        server: String,
-        role: PgName,
-    },
-    GrantGroup {
-        server: String,
-        group: PgName,
-        member: PgName,
-    },
-    CreateDatabase {
-        server: String,
-        db: PgName,
-        owner: PgName,
-    },
-    CloseDatabase {
-        server: String,
-        db: PgName,
-    },
-    Prune {
-        server: String,
-        db: String,
-        users: Vec<String>,
-    },
-}
-
-impl Change {
-    /// Apply order: each phase needs only what earlier phases made (a role
-    /// before the database it owns); within a phase the plan's order stays.
-    fn phase(&self) -> u8 {
-        match self {
-            Change::Baseline { .. } => 0,
-            Change::BuildLab { .. } => 1,
-            Change::AddPerson { .. } | Change::UpdatePerson { .. } | Change::SetPassword { .. } => {
-                2
-            }
-            Change::SetGroup { .. } => 3,
-            Change::CreateRole { .. } | Change::FixRole { .. } => 4,
-            Change::CreateGroupRole { .. } => 5,
-            Change::GrantGroup { .. } => 6,
-            Change::CreateDatabase { .. } => 7,
-            Change::CloseDatabase { .. } => 8,
-            Change::Prune { .. } => 9,
-        }
-    }
-
-    fn server(&self) -> Option<&str> {
-        match self {
-            Change::Baseline { server }
-            | Change::BuildLab { server, .. }
-            | Change::CreateRole { server, .. }
-            | Change::FixRole { server, .. }
-            | Change::CreateGroupRole { server, .. }
-            | Change::GrantGroup { server, .. }
-            | Change::CreateDatabase { server, .. }
-            | Change::CloseDatabase { server, .. }
-            | Change::Prune { server, .. } => Some(server),
-            _ => None,
-        }
-    }
-
-    /// A short name of the kind of change, for timings and logs.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Change::Baseline { .. } => "baseline",
-            Change::BuildLab { .. } => "build_lab",
-            Change::AddPerson { .. } => "ldap_add_person",
-            Change::UpdatePerson { .. } => "ldap_update_person",
-            Change::SetPassword { .. } => "ldap_set_password",
-            Change::SetGroup { .. } => "ldap_set_group",
-            Change::CreateRole { .. } => "pg_create_role",
-            Change::FixRole { .. } => "pg_fix_role",
-            Change::CreateGroupRole { .. } => "pg_create_group_role",
-            Change::GrantGroup { .. } => "pg_grant_group",
-            Change::CreateDatabase { .. } => "pg_create_database",
-            Change::CloseDatabase { .. } => "pg_close_database",
-            Change::Prune { .. } => "prune",
-        }
-    }
-}
-
-impl fmt::Display for Change {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Change::Baseline { server } => write!(f, "+ pg[{server}] roles pglab_students, pglab_starter; no CONNECT for PUBLIC on postgres, template1"),
-            Change::BuildLab { server, rebuild: false } => write!(f, "+ pg[{server}] reference and template databases of the lab"),
-            Change::BuildLab { server, rebuild: true } => write!(f, "~ pg[{server}] rebuild reference and template databases (sources changed; existing participant databases keep their content)"),
-            Change::AddPerson { user, name, email } => write!(f, "+ ldap person uid={user} ({name} <{email}>)"),
-            Change::UpdatePerson { user, name, email } => write!(f, "~ ldap person uid={user}: name {name:?}, email {email}"),
-            Change::SetPassword { user } => write!(f, "+ ldap password of uid={user} (random initial password, for the credentials page)"),
-            Change::SetGroup { cn, exists: false, members, .. } => write!(f, "+ ldap group cn={cn} with {} members", members.len()),
-            Change::SetGroup { cn, added, removed, .. } => write!(f, "~ ldap group cn={cn}: +{added} -{removed} members"),
-            Change::CreateRole { server, role, connection_limit } => write!(f, "+ pg[{server}] role {role} (login by LDAP, connection limit {connection_limit})"),
-            Change::FixRole { server, role, connection_limit } => write!(f, "~ pg[{server}] role {role}: member of pglab_students, connection limit {connection_limit}"),
-            Change::CreateGroupRole { server, role } => write!(f, "+ pg[{server}] group role {role}"),
-            Change::GrantGroup { server, group, member } => write!(f, "+ pg[{server}] grant {group} to {member}"),
-            Change::CreateDatabase { server, db, owner } => write!(f, "+ pg[{server}] database {db} from the lab template, owned by {owner}, CONNECT for its owner only"),
-            Change::CloseDatabase { server, db } => write!(f, "~ pg[{server}] CONNECT on {db} for its owner and pglab_scorer only"),
-            Change::Prune { server, db, users } => write!(f, "- pg[{server}] database {db} of {}: dump to the data directory, then drop", users.join(", ")),
-        }
-    }
-}
+pub use super::change::Change;
 
 /// A participant or group database and where it lives.
 #[derive(Debug, Clone)]
@@ -326,7 +186,7 @@ pub async fn plan(
         states.insert(name.clone(), state);
     }
 
-    ldap_changes(settings, &lab, &people, store, prune, &mut changes).await?;
+    super::plan_ldap::ldap_changes(settings, &lab, &people, store, prune, &mut changes).await?;
     pg_changes(&lab, &people, &placements, &states, &recorded, &mut changes)?;
 
     // Participants no longer listed.
@@ -378,107 +238,6 @@ pub async fn plan(
         notices,
         pruned_users: if prune { gone } else { vec![] },
     })
-}
-
-async fn ldap_changes(
-    settings: &Settings,
-    lab: &LoadedLab,
-    people: &Participants,
-    store: &Store,
-    prune: bool,
-    changes: &mut Vec<Change>,
-) -> Result<(), ProvisionError> {
-    let mut dir = Directory::connect(&settings.ldap).await?;
-    let existing = dir.people().await?;
-    for Participant {
-        username,
-        name,
-        email,
-        ..
-    } in &people.0
-    {
-        match existing.get(username.as_str()) {
-            None => {
-                changes.push(Change::AddPerson {
-                    user: username.clone(),
-                    name: name.clone(),
-                    email: email.clone(),
-                });
-                changes.push(Change::SetPassword {
-                    user: username.clone(),
-                });
-            }
-            Some(person) => {
-                let shown_name = if name.is_empty() {
-                    username.as_str()
-                } else {
-                    name
-                };
-                if person.name != shown_name || &person.email != email {
-                    changes.push(Change::UpdatePerson {
-                        user: username.clone(),
-                        name: name.clone(),
-                        email: email.clone(),
-                    });
-                }
-                if !person.has_password {
-                    changes.push(Change::SetPassword {
-                        user: username.clone(),
-                    });
-                }
-            }
-        }
-    }
-    // Groups: the lab's, and one per participant group. Without --prune,
-    // people who left the list stay members (nothing is taken away).
-    let lab_id = lab.lab.id.to_string();
-    let kept: Vec<Username> = if prune {
-        vec![]
-    } else {
-        let listed: BTreeSet<&str> = people.0.iter().map(|p| p.username.as_str()).collect();
-        store
-            .participants(&lab_id)
-            .await?
-            .into_iter()
-            .filter(|p| !listed.contains(p.username.as_str()))
-            .filter_map(|p| Username::parse(&p.username).ok())
-            .collect()
-    };
-    let mut groups: BTreeMap<String, BTreeSet<Username>> = BTreeMap::new();
-    groups.insert(
-        lab_id.clone(),
-        people
-            .0
-            .iter()
-            .map(|p| p.username.clone())
-            .chain(kept)
-            .collect(),
-    );
-    for p in &people.0 {
-        if let Some(g) = &p.group {
-            groups
-                .entry(format!("{lab_id}.{g}"))
-                .or_default()
-                .insert(p.username.clone());
-        }
-    }
-    for (cn, members) in groups {
-        let current = dir.group_members(&cn).await?;
-        let now: BTreeSet<String> = members.iter().map(|m| m.to_string()).collect();
-        let before = current.clone().unwrap_or_default();
-        if current.is_some() && before == now || current.is_none() && now.is_empty() {
-            continue;
-        }
-        changes.push(Change::SetGroup {
-            cn,
-            exists: current.is_some(),
-            added: now.difference(&before).count(),
-            removed: before.difference(&now).count(),
-            members,
-        });
-    }
-    dir.close().await;
-    Ok(())
 }
 
 fn pg_changes(

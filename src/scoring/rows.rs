@@ -33,7 +33,12 @@ pub fn strip_sql(sql: &str) -> &str {
 /// Runs `inner` (a SELECT) and returns its rows as text; at most `max_rows`.
 /// The simple query protocol gives every value in its Postgres text form,
 /// in one round trip.
-pub async fn fetch<C: GenericClient>(client: &C, inner: &str, ordered: bool, max_rows: usize) -> Result<RowSet, FetchError> {
+pub async fn fetch<C: GenericClient>(
+    client: &C,
+    inner: &str,
+    ordered: bool,
+    max_rows: usize,
+) -> Result<RowSet, FetchError> {
     let sql = format!("SELECT * FROM ({inner}) AS t LIMIT {}", max_rows + 1);
     let mut columns = 0;
     let mut rows = Vec::new();
@@ -61,7 +66,11 @@ pub async fn fetch<C: GenericClient>(client: &C, inner: &str, ordered: bool, max
     if !ordered {
         rows.sort_unstable();
     }
-    Ok(RowSet { columns, rows, ordered })
+    Ok(RowSet {
+        columns,
+        rows,
+        ordered,
+    })
 }
 
 /// `None` when equal, else a reason a student may read.

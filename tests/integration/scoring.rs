@@ -222,16 +222,27 @@ async fn scripted_students_show_up_in_scores_metrics_and_prometheus() {
 async fn pseudonymized_lab_hides_usernames_on_metrics() {
     let env = TestEnv::start(1).await;
     let lab_path = crate::support::shop_lab(&env, "anon");
-    let text = std::fs::read_to_string(&lab_path).expect("read").replace("pseudonymize: false", "pseudonymize: true");
+    let text = std::fs::read_to_string(&lab_path)
+        .expect("read")
+        .replace("pseudonymize: false", "pseudonymize: true");
     let lab = env.write("lab/anon.yaml", &text);
-    env.apply(&lab, "username,name,email\nzoe,Zoe,zoe@example.org\n", false).await.expect("apply");
+    env.apply(
+        &lab,
+        "username,name,email\nzoe,Zoe,zoe@example.org\n",
+        false,
+    )
+    .await
+    .expect("apply");
     let mut scorer = env.scorer();
     scorer.round().await;
     let health = std::sync::Arc::new(pglab::scoring::Health::new());
     let text = pglab::metrics::Metrics::new(health, scorer.board.clone()).render();
     assert!(!text.contains("zoe"), "{text}");
     let pseudonym = scorer.board.get().labs[0].participants[0].pseudonym.clone();
-    assert!(pseudonym.starts_with("p-") && text.contains(&format!("participant=\"{pseudonym}\"")), "{text}");
+    assert!(
+        pseudonym.starts_with("p-") && text.contains(&format!("participant=\"{pseudonym}\"")),
+        "{text}"
+    );
 
     // The lab master maps pseudonyms back with the CLI; they are stable.
     let config = env.settings().data_dir.join("pglab.yaml");
@@ -241,9 +252,15 @@ async fn pseudonymized_lab_hides_usernames_on_metrics() {
         .args(["pseudonyms", "anon"])
         .output()
         .expect("pglab pseudonyms");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("{pseudonym}  zoe"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{pseudonym}  zoe")
+    );
     let mut again = env.scorer();
     again.round().await;
-    assert_eq!(again.board.get().labs[0].participants[0].pseudonym, pseudonym);
+    assert_eq!(
+        again.board.get().labs[0].participants[0].pseudonym,
+        pseudonym
+    );
     env.stop().await;
 }

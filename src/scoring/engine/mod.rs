@@ -2,8 +2,10 @@
 //! databases changed; only those are evaluated again (a few at a time per
 //! server), the rest keep their cached result; then a new board is published.
 
+mod publish;
+
 use super::activity::{self, Activity};
-use super::board::{pseudonym, Board, LabBoard, ParticipantBoard, Snapshot, TaskBoard, TaskInfo};
+use super::board::Board;
 use super::checks::Limits;
 use super::evaluate::{self, Expectations, TaskOutcome};
 use super::health::Health;
@@ -350,74 +352,5 @@ impl Engine {
                 }
             }
         }
-    }
-
-    fn publish(
-        &self,
-        activity: &BTreeMap<(String, String), Activity>,
-        servers: Vec<(String, bool)>,
-    ) {
-        let key = self.pseudonym_key.clone().unwrap_or_default();
-        let labs = self
-            .labs
-            .iter()
-            .map(|(id, cache)| {
-                let participants = self.participants_of(id);
-                LabBoard {
-                    id: id.clone(),
-                    title: cache.lab.title.clone(),
-                    pseudonymize: cache.lab.options.pseudonymize,
-                    tasks: cache
-                        .lab
-                        .tasks
-                        .iter()
-                        .map(|t| TaskInfo {
-                            id: t.id.clone(),
-                            title: t.title.clone(),
-                            points: t.points,
-                        })
-                        .collect(),
-                    participants: participants
-                        .iter()
-                        .map(|(user, db, server)| {
-                            let c = cache.dbs.get(db);
-                            let a = activity.get(&(id.clone(), db.clone()));
-                            ParticipantBoard {
-                                username: user.clone(),
-                                pseudonym: pseudonym(&key, id, user),
-                                database: db.clone(),
-                                server: server.clone(),
-                                tasks: c.and_then(|c| c.outcomes.as_ref()).map(|o| {
-                                    o.iter()
-                                        .zip(&cache.lab.tasks)
-                                        .map(|(o, t)| TaskBoard {
-                                            passed: o.passed,
-                                            points: o.points,
-                                            reason: o.reason.clone(),
-                                            first_passed: c
-                                                .and_then(|c| c.first_passed.get(&t.id).copied()),
-                                        })
-                                        .collect()
-                                }),
-                                error: c.and_then(|c| c.error.clone()),
-                                connected: a.map_or(0, |a| a.connected),
-                                errors_total: a.map_or(0, |a| a.errors_total),
-                                last_activity: c.and_then(|c| c.last_activity),
-                                last_progress: c.and_then(|c| c.last_progress),
-                            }
-                        })
-                        .collect(),
-                }
-            })
-            .collect();
-        self.board.publish(Snapshot {
-            labs,
-            servers,
-            at: Some(Utc::now()),
-        });
-    }
-
-    fn participants_of(&self, lab: &str) -> Vec<(String, String, String)> {
-        self.participant_index.get(lab).cloned().unwrap_or_default()
     }
 }
