@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod control;
 pub mod demo;
+pub mod generate;
 pub mod ident;
 pub mod lab;
 pub mod metrics;

@@ -82,6 +82,10 @@ pub struct PgServerSettings {
     /// by `PGLAB_PG_<NAME>_SCORER_PASSWORD`.
     #[serde(default)]
     pub scorer_password: Secret,
+    /// Password of `pglab_monitor`, the role the generated SQL-exporter
+    /// config connects as; overridden by `PGLAB_PG_<NAME>_MONITOR_PASSWORD`.
+    #[serde(default)]
+    pub monitor_password: Secret,
     /// Host name students put in `psql -h` (default: `host`).
     #[serde(default)]
     pub public_host: Option<String>,
@@ -152,6 +156,9 @@ impl Settings {
             if let Some(p) = get(&key.replace("_PASSWORD", "_SCORER_PASSWORD")) {
                 server.scorer_password = Secret(p);
             }
+            if let Some(p) = get(&key.replace("_PASSWORD", "_MONITOR_PASSWORD")) {
+                server.monitor_password = Secret(p);
+            }
         }
     }
 
@@ -201,6 +208,7 @@ impl Settings {
                 admin_user: "pglab_admin".into(),
                 admin_password: Secret::default(),
                 scorer_password: Secret::default(),
+                monitor_password: Secret::default(),
                 public_host: None,
                 bin_dir: None,
             }],

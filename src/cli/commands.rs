@@ -137,6 +137,19 @@ pub async fn apply(config: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
     for d in &report.dumps {
         println!("dumped before dropping: {}", d.display());
     }
+    let id = plan.lab.lab.id.to_string();
+    match super::generate::write(
+        &settings,
+        &store,
+        &id,
+        None,
+        &super::generate::default_options(&settings),
+    )
+    .await
+    {
+        Ok(out) => println!("monitoring files written to {}", out.display()),
+        Err(e) => println!("! monitoring files not written: {e:#}"),
+    }
     println!(
         "lab {}: {} participants, {} changes applied",
         plan.lab.lab.id,

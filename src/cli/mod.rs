@@ -1,9 +1,11 @@
 //! The command line: one `enum Command`, shared options flattened.
 
 mod commands;
+mod generate;
 mod score;
 
 pub use commands::load_check;
+pub use generate::{default_options, write as write_generated};
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +45,8 @@ pub enum Command {
     Plan(ApplyArgs),
     /// Provision the lab and its participants in LDAP and Postgres.
     Apply(ApplyArgs),
+    /// Write the lab's SQL-exporter config, Prometheus config and rules, Grafana board.
+    Generate(generate::GenerateArgs),
     /// Print the initial passwords of a lab's participants.
     Credentials {
         /// Lab id.
@@ -123,6 +127,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Credentials { lab, forget } => {
             commands::credentials(&cli.config, &lab, forget).await
         }
+        Command::Generate(args) => generate::run(&cli.config, &args).await,
         Command::Score { lab, json } => score::score(&cli.config, &lab, json).await,
         Command::Pseudonyms { lab } => score::pseudonyms(&cli.config, &lab).await,
         Command::Config {

@@ -105,6 +105,18 @@ async fn apply_demo(settings: &crate::settings::Settings, store: &Store) -> anyh
         plan.participants.0.len(),
         report.applied
     );
+    let out = super::generate::write(
+        settings,
+        store,
+        "demo",
+        None,
+        &super::generate::default_options(settings),
+    )
+    .await?;
+    println!(
+        "  monitoring files (SQL exporter, Prometheus, Grafana): {}",
+        out.display()
+    );
     let creds = store.credentials("demo").await?;
     if let Some(c) = creds.iter().find(|c| c.initial_password.is_some()) {
         let server = settings

@@ -269,7 +269,7 @@ fn pg_changes(
                 Some(r)
                     if r.connection_limit != -1 && (r.connection_limit as u32) < limit
                         || !r.login
-                        || !state.scorer_has(role.as_str()) =>
+                        || !state.readers_have(role.as_str()) =>
                 {
                     changes.push(Change::FixRole { server: p.server.clone(), role, connection_limit: limit })
                 }
@@ -283,12 +283,14 @@ fn pg_changes(
                     server: p.server.clone(),
                     role: p.owner.clone(),
                 });
-            } else if !state.scorer_has(p.owner.as_str()) {
-                changes.push(Change::GrantGroup {
-                    server: p.server.clone(),
-                    group: p.owner.clone(),
-                    member: PgName::fixed(pg::SCORER_ROLE),
-                });
+            } else if !state.readers_have(p.owner.as_str()) {
+                for reader in pg::READERS {
+                    changes.push(Change::GrantGroup {
+                        server: p.server.clone(),
+                        group: p.owner.clone(),
+                        member: PgName::fixed(reader),
+                    });
+                }
             }
             for member in &p.members {
                 let is_member = state

@@ -15,6 +15,10 @@ pub const STARTER_ROLE: &str = "pglab_starter";
 /// Evaluates checks: a member of every participant (and group) role, so it
 /// can `SET ROLE` to them, with no privileges of its own (NOINHERIT).
 pub const SCORER_ROLE: &str = "pglab_scorer";
+/// Connects for the generated SQL-exporter config; made like the scorer.
+pub const MONITOR_ROLE: &str = "pglab_monitor";
+/// The roles that read participant databases on pglab's behalf.
+pub const READERS: [&str; 2] = [SCORER_ROLE, MONITOR_ROLE];
 /// Above this template size FILE_COPY beats WAL_LOG (which writes the whole
 /// template to WAL); see docs/performance.md.
 const WAL_LOG_LIMIT_BYTES: i64 = 256 * 1024 * 1024;
@@ -56,13 +60,14 @@ pub struct RoleState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DbAccess {
     pub public_connect: bool,
-    pub scorer_connect: bool,
+    /// Whether every reader (scorer, monitor) has CONNECT.
+    pub readers_connect: bool,
 }
 
 impl DbAccess {
     /// What every participant database must look like.
     pub fn is_closed(&self) -> bool {
-        !self.public_connect && self.scorer_connect
+        !self.public_connect && self.readers_connect
     }
 }
 
@@ -80,11 +85,13 @@ impl ServerState {
             .is_some_and(|r| r.member_of.contains(STUDENTS_ROLE))
     }
 
-    /// Whether the scorer may act as `role`.
-    pub fn scorer_has(&self, role: &str) -> bool {
-        self.roles
-            .get(SCORER_ROLE)
-            .is_some_and(|r| r.member_of.contains(role))
+    /// Whether every reader may act as `role`.
+    pub fn readers_have(&self, role: &str) -> bool {
+        READERS.iter().all(|reader| {
+            self.roles
+                .get(*reader)
+                .is_some_and(|r| r.member_of.contains(role))
+        })
     }
 }
 
@@ -121,9 +128,9 @@ pub async fn read_state(
             "SELECT d.datname::text,
                     EXISTS (SELECT 1 FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
                             WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT'),
-                    EXISTS (SELECT 1 FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+                    (SELECT count(*) = 2 FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
                             JOIN pg_roles r ON r.oid = a.grantee
-                            WHERE r.rolname = 'pglab_scorer' AND a.privilege_type = 'CONNECT')
+                            WHERE r.rolname IN ('pglab_scorer', 'pglab_monitor') AND a.privilege_type = 'CONNECT')
              FROM pg_database d",
             &[],
         )
@@ -132,14 +139,14 @@ pub async fn read_state(
     for r in rows {
         let access = DbAccess {
             public_connect: r.get(1),
-            scorer_connect: r.get(2),
+            readers_connect: r.get(2),
         };
         state.databases.insert(r.get(0), access);
     }
     let public = |db: &str| state.databases.get(db).is_some_and(|a| a.public_connect);
     state.baseline_ok = state.roles.contains_key(STUDENTS_ROLE)
         && state.roles.contains_key(STARTER_ROLE)
-        && state.roles.contains_key(SCORER_ROLE)
+        && READERS.iter().all(|r| state.roles.contains_key(*r))
         && !public("postgres")
         && !public("template1");
     Ok(state)
@@ -150,14 +157,14 @@ pub async fn read_state(
 /// follows the config).
 pub async fn ensure_baseline(server: &PgServerSettings, client: &Client) -> Result<(), PgError> {
     // A SCRAM verifier, not the password, goes into the statement text.
-    let scorer_login = match server.scorer_password.expose() {
+    let login = |password: &str| match password {
         "" => "NOLOGIN".to_string(),
         pw => format!(
             "LOGIN PASSWORD {}",
             crate::ident::quote_literal(&postgres_protocol::password::scram_sha_256(pw.as_bytes()))
         ),
     };
-    let sql = format!(
+    let mut sql = format!(
         "DO $$ BEGIN
            IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{STUDENTS_ROLE}') THEN
              CREATE ROLE {STUDENTS_ROLE} NOLOGIN;
@@ -168,11 +175,22 @@ pub async fn ensure_baseline(server: &PgServerSettings, client: &Client) -> Resu
            IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{SCORER_ROLE}') THEN
              CREATE ROLE {SCORER_ROLE} NOINHERIT;
            END IF;
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{MONITOR_ROLE}') THEN
+             CREATE ROLE {MONITOR_ROLE} NOINHERIT;
+           END IF;
          END $$;
-         ALTER ROLE {SCORER_ROLE} NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS {scorer_login};
          REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC;
          REVOKE CONNECT, TEMPORARY ON DATABASE template1 FROM PUBLIC;"
     );
+    for (role, password) in [
+        (SCORER_ROLE, &server.scorer_password),
+        (MONITOR_ROLE, &server.monitor_password),
+    ] {
+        sql.push_str(&format!(
+            "\nALTER ROLE {role} NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS {};",
+            login(password.expose())
+        ));
+    }
     client
         .batch_execute(&sql)
         .await
@@ -184,14 +202,14 @@ pub async fn ensure_baseline(server: &PgServerSettings, client: &Client) -> Resu
 pub fn create_login_role_sql(role: &PgName, connection_limit: u32) -> String {
     format!(
         "CREATE ROLE {r} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {connection_limit} IN ROLE {STUDENTS_ROLE};\n\
-         GRANT {r} TO {SCORER_ROLE};",
+         GRANT {r} TO {SCORER_ROLE}, {MONITOR_ROLE};",
         r = role.quoted()
     )
 }
 
 pub fn fix_login_role_sql(role: &PgName, connection_limit: u32) -> String {
     format!(
-        "ALTER ROLE {r} LOGIN CONNECTION LIMIT {connection_limit}; GRANT {STUDENTS_ROLE} TO {r}; GRANT {r} TO {SCORER_ROLE};",
+        "ALTER ROLE {r} LOGIN CONNECTION LIMIT {connection_limit}; GRANT {STUDENTS_ROLE} TO {r}; GRANT {r} TO {SCORER_ROLE}, {MONITOR_ROLE};",
         r = role.quoted()
     )
 }
@@ -200,7 +218,7 @@ pub fn fix_login_role_sql(role: &PgName, connection_limit: u32) -> String {
 pub fn create_group_role_sql(role: &PgName) -> String {
     format!(
         "CREATE ROLE {r} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;\n\
-         GRANT {r} TO {SCORER_ROLE};",
+         GRANT {r} TO {SCORER_ROLE}, {MONITOR_ROLE};",
         r = role.quoted()
     )
 }
@@ -209,10 +227,10 @@ pub fn grant_group_sql(group: &PgName, member: &PgName) -> String {
     format!("GRANT {} TO {};", group.quoted(), member.quoted())
 }
 
-/// CONNECT for the owner (implicit) and the scorer only.
+/// CONNECT for the owner (implicit), the scorer and the monitor only.
 pub fn close_database_sql(db: &PgName) -> String {
     format!(
-        "REVOKE ALL ON DATABASE {d} FROM PUBLIC; GRANT CONNECT ON DATABASE {d} TO {SCORER_ROLE};",
+        "REVOKE ALL ON DATABASE {d} FROM PUBLIC; GRANT CONNECT ON DATABASE {d} TO {SCORER_ROLE}, {MONITOR_ROLE};",
         d = db.quoted()
     )
 }

@@ -1,0 +1,200 @@
+//! `prometheus/prometheus.yml`, `prometheus/rules/{pglab,<lab>}.yml` and
+//! promtool unit tests for every alert in `prometheus/tests/`.
+
+use super::{header, GenerateOptions};
+use crate::lab::Lab;
+use std::path::PathBuf;
+
+fn config(lab: &Lab, o: &GenerateOptions) -> String {
+    format!(
+        r#"{}global:
+  scrape_interval: 15s
+  evaluation_interval: 15s
+rule_files:
+  - rules/*.yml
+scrape_configs:
+  - job_name: pglab
+    static_configs:
+      - targets: ['{}']
+  - job_name: sql-exporter
+    static_configs:
+      - targets: ['{}']
+    # The participant label is enough; the exporter's own labels would
+    # show database names even where the lab pseudonymizes participants.
+    metric_relabel_configs:
+      - action: labeldrop
+        regex: (database|host|user|driver|col|sql_job)
+  - job_name: prometheus
+    static_configs:
+      - targets: ['{}']
+"#,
+        header(lab, "#"),
+        o.pglab_address,
+        o.exporter_address,
+        o.prometheus_address
+    )
+}
+
+/// Alerts about pglab itself, the same for every lab.
+fn global_rules(lab: &Lab) -> String {
+    format!(
+        r#"{}groups:
+  - name: pglab
+    rules:
+      - alert: PglabDown
+        expr: up{{job="pglab"}} == 0
+        for: 1m
+        labels:
+          severity: critical
+        annotations:
+          summary: pglab does not answer on /metrics
+      - alert: PglabPostgresDown
+        expr: pglab_postgres_up == 0
+        for: 1m
+        labels:
+          severity: critical
+        annotations:
+          summary: "Postgres server {{{{ $labels.server }}}} does not answer"
+      - alert: PglabScoringFailing
+        expr: increase(pglab_scoring_rounds_failed_total[5m]) > 0
+        for: 2m
+        labels:
+          severity: warning
+        annotations:
+          summary: pglab's scoring rounds are failing
+"#,
+        header(lab, "#")
+    )
+}
+
+fn lab_rules(lab: &Lab) -> String {
+    let id = lab.id.as_str();
+    format!(
+        r#"{h}groups:
+  - name: pglab_{g}_records
+    rules:
+      - record: lab:pglab_participant_score_ratio:avg
+        expr: avg by (lab) (pglab_participant_score_ratio{{lab="{id}"}})
+      - record: lab_task:pglab_task_passed:ratio
+        expr: avg by (lab, task) (pglab_task_passed{{lab="{id}"}})
+      - record: lab:pglab_participant_connected:count
+        expr: count by (lab) (pglab_participant_connected{{lab="{id}"}} > 0)
+  - name: pglab_{g}_alerts
+    rules:
+      - alert: PglabParticipantStuck
+        expr: pglab_participant_connected{{lab="{id}"}} > 0 unless on (lab, participant) (time() - pglab_participant_last_progress_timestamp_seconds{{lab="{id}"}} < 900)
+        for: 15m
+        labels:
+          severity: info
+        annotations:
+          summary: "{{{{ $labels.participant }}}} has been connected for 15 minutes without progress"
+"#,
+        h = header(lab, "#"),
+        g = id.replace('-', "_"),
+    )
+}
+
+fn lab_tests(lab: &Lab) -> String {
+    let id = lab.id.as_str();
+    format!(
+        r#"{h}rule_files:
+  - ../rules/{id}.yml
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'pglab_participant_connected{{lab="{id}",participant="stuck"}}'
+        values: '1x30'
+      - series: 'pglab_participant_connected{{lab="{id}",participant="busy"}}'
+        values: '1x30'
+      - series: 'pglab_participant_last_progress_timestamp_seconds{{lab="{id}",participant="busy"}}'
+        values: '0+60x30'
+      - series: 'pglab_participant_connected{{lab="{id}",participant="away"}}'
+        values: '0x30'
+      - series: 'pglab_participant_score_ratio{{lab="{id}",participant="busy"}}'
+        values: '1x30'
+      - series: 'pglab_participant_score_ratio{{lab="{id}",participant="stuck"}}'
+        values: '0x30'
+    promql_expr_test:
+      - expr: lab:pglab_participant_score_ratio:avg
+        eval_time: 5m
+        exp_samples:
+          - labels: 'lab:pglab_participant_score_ratio:avg{{lab="{id}"}}'
+            value: 0.5
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: PglabParticipantStuck
+        exp_alerts: []
+      - eval_time: 20m
+        alertname: PglabParticipantStuck
+        exp_alerts:
+          - exp_labels:
+              severity: info
+              lab: {id}
+              participant: stuck
+            exp_annotations:
+              summary: stuck has been connected for 15 minutes without progress
+"#,
+        h = header(lab, "#"),
+    )
+}
+
+fn global_tests(lab: &Lab) -> String {
+    format!(
+        r#"{}rule_files:
+  - ../rules/pglab.yml
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'up{{job="pglab",instance="pglab:8080"}}'
+        values: '1 1 0 0 0 0 0'
+      - series: 'pglab_postgres_up{{server="main"}}'
+        values: '1 1 0 0 0 0 0'
+      - series: 'pglab_postgres_up{{server="node2"}}'
+        values: '1 1 1 1 1 1 1'
+      - series: 'pglab_scoring_rounds_failed_total'
+        values: '0 0 1 2 3 4 5'
+    alert_rule_test:
+      - eval_time: 2m
+        alertname: PglabDown
+        exp_alerts: []
+      - eval_time: 5m
+        alertname: PglabDown
+        exp_alerts:
+          - exp_labels: {{severity: critical, job: pglab, instance: "pglab:8080"}}
+            exp_annotations: {{summary: pglab does not answer on /metrics}}
+      - eval_time: 2m
+        alertname: PglabPostgresDown
+        exp_alerts: []
+      - eval_time: 5m
+        alertname: PglabPostgresDown
+        exp_alerts:
+          - exp_labels: {{severity: critical, server: main}}
+            exp_annotations: {{summary: Postgres server main does not answer}}
+      - eval_time: 1m
+        alertname: PglabScoringFailing
+        exp_alerts: []
+      - eval_time: 6m
+        alertname: PglabScoringFailing
+        exp_alerts:
+          - exp_labels: {{severity: warning}}
+            exp_annotations: {{summary: "pglab's scoring rounds are failing"}}
+"#,
+        header(lab, "#")
+    )
+}
+
+pub fn files(lab: &Lab, o: &GenerateOptions) -> Vec<(PathBuf, String)> {
+    let id = lab.id.as_str();
+    vec![
+        ("prometheus/prometheus.yml".into(), config(lab, o)),
+        ("prometheus/rules/pglab.yml".into(), global_rules(lab)),
+        (format!("prometheus/rules/{id}.yml").into(), lab_rules(lab)),
+        ("prometheus/tests/pglab.test.yml".into(), global_tests(lab)),
+        (
+            format!("prometheus/tests/{id}.test.yml").into(),
+            lab_tests(lab),
+        ),
+    ]
+}
