@@ -32,10 +32,13 @@ pub enum GenerateError {
     },
 }
 
-/// Per task and check: the fingerprint expression and its value on the
-/// reference (`None` for `sql` checks), or why it could not be computed.
+/// A check's fingerprint expression and its value on the reference.
+pub type Fingerprint = (String, Option<String>);
+
+/// Per task and check: the fingerprint (`None` for `sql` checks), or why it
+/// could not be computed.
 pub struct Reference {
-    pub fingerprints: Vec<Vec<Result<Option<(String, Option<String>)>, String>>>,
+    pub fingerprints: Vec<Vec<Result<Option<Fingerprint>, String>>>,
 }
 
 /// The first line(s) of every generated file.
