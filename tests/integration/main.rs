@@ -4,6 +4,7 @@
 mod bad_input;
 mod clubdata;
 mod hostile;
+mod observability;
 mod provisioning;
 mod scoring;
 mod servers;
