@@ -10,6 +10,7 @@ if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
 fi
 if [ "${1:-}" = "--test" ]; then
   packages+=(postgresql-client)
+  command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 fi
 
 missing=()

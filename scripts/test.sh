@@ -5,4 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --test
+# JSON schemas of Grafana dashboards and of the Compose specification.
+npm ci --prefix tests/schema --no-audit --no-fund --loglevel=error
 cargo test --no-fail-fast

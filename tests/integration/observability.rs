@@ -112,6 +112,28 @@ async fn generated_files_work_with_promtool_the_stock_exporter_and_prometheus() 
     files.write(out.path()).expect("write");
     let gen = out.path();
 
+    // The dashboard against @grafana/schema, compose.yaml against the
+    // Compose specification (tests/schema, installed by scripts/test.sh).
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let schema = std::process::Command::new("node")
+        .arg(format!("{repo}/tests/schema/validate.mjs"))
+        .arg("--dashboard")
+        .arg(gen.join("grafana/dashboards/obs.json"))
+        .arg("--compose")
+        .arg(format!("{repo}/compose.yaml"))
+        .output()
+        .expect("node runs (scripts/test.sh installs it)");
+    let report = String::from_utf8_lossy(&schema.stdout).into_owned()
+        + &String::from_utf8_lossy(&schema.stderr);
+    assert!(
+        schema.status.success(),
+        "schema validation failed (run `npm ci --prefix tests/schema`):\n{report}"
+    );
+    assert!(
+        report.contains("compose.yaml") && report.contains("obs.json") && !report.contains("FAIL"),
+        "{report}"
+    );
+
     // promtool: config, rules, and the unit tests of every alert.
     promtool(&["check", "config", "prometheus/prometheus.yml"], gen);
     promtool(
