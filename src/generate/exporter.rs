@@ -48,7 +48,14 @@ pub fn metric_name(lab: &Lab, task: &str) -> String {
     format!("pglab_{}_{}_passed", clean(lab.id.as_str()), clean(task))
 }
 
-pub fn render(lab: &Lab, reference: &Reference, targets: &[Target]) -> String {
+/// What one server can take, for the connection arithmetic in the header.
+pub struct Budget {
+    pub server: String,
+    pub databases: u32,
+    pub max_connections: u32,
+}
+
+pub fn render(lab: &Lab, reference: &Reference, targets: &[Target], budgets: &[Budget]) -> String {
     let mut notes = Vec::new();
     let mut queries = Vec::new();
     // The participant label comes from the database name, mapped with a CASE
@@ -132,19 +139,31 @@ pub fn render(lab: &Lab, reference: &Reference, targets: &[Target]) -> String {
         }],
     };
     let mut out = header(lab, "#");
-    out.push_str(&format!(
+    out.push_str(
         "#\n# Connects as pglab_monitor (no privileges of its own; a member of every\n\
          # participant role, so it acts as the database owner, read-only).\n\
-         # Connection count: the exporter keeps one connection per database, {n} here.\n\
-         # Budget: max_connections >= {n} (exporter) + participants x connection_limit\n\
-         # ({n} x {limit} = {students}) + pglab (control pool 8, scoring {scoring}, clones 2)\n\
-         # + superuser_reserved_connections 3 = {total}.\n",
-        n = targets.len(),
-        limit = lab.options.connection_limit,
-        students = targets.len() as u32 * lab.options.connection_limit,
-        scoring = 4,
-        total = targets.len() as u32 * (1 + lab.options.connection_limit) + 8 + 4 + 2 + 3,
-    ));
+         #\n# Connections: the exporter keeps one open per participant database. Per server:\n\
+         #   exporter (1 per database) + participants x connection_limit\n\
+         #   + pglab (control pool 8, scoring 4, clone workers 2) + 3 reserved for superusers\n\
+         #   must stay within max_connections.\n",
+    );
+    for b in budgets {
+        let students = b.databases * lab.options.connection_limit;
+        let need = b.databases + students + 8 + 4 + 2 + 3;
+        out.push_str(&format!(
+            "#   {}: {} + {} x {} + 14 + 3 = {need} of max_connections {}: {}\n",
+            b.server,
+            b.databases,
+            b.databases,
+            lab.options.connection_limit,
+            b.max_connections,
+            if need <= b.max_connections {
+                "ok"
+            } else {
+                "TOO MANY: raise max_connections or lower options.connection_limit"
+            }
+        ));
+    }
     if lab.databases == DatabaseMode::PerGroup {
         out.push_str("# One database per group: the participant label is the group.\n");
     }

@@ -173,9 +173,27 @@ pub async fn generate(
             })
         })
         .collect();
+    let mut budgets = Vec::new();
+    for s in &settings.postgres {
+        let databases = targets.iter().filter(|t| t.server.name == s.name).count() as u32;
+        if databases == 0 {
+            continue;
+        }
+        let client = pgconn::connect(s, "postgres").await?;
+        let max: String = client
+            .query_one("SHOW max_connections", &[])
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or_default();
+        budgets.push(exporter::Budget {
+            server: s.name.clone(),
+            databases,
+            max_connections: max.parse().unwrap_or(0),
+        });
+    }
     let mut files = vec![(
         PathBuf::from(format!("exporter/{lab_id}.yml")),
-        exporter::render(&lab, &reference, &targets),
+        exporter::render(&lab, &reference, &targets, &budgets),
     )];
     files.extend(prometheus::files(&lab, opts));
     files.extend(grafana::files(&lab));

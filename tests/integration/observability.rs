@@ -165,7 +165,7 @@ async fn generated_files_work_with_promtool_the_stock_exporter_and_prometheus() 
     }));
 
     // The stock exporter agrees with pglab on every participant and task.
-    let _exporter = Command::new("prometheus-sql-exporter")
+    let mut exporter = Command::new("prometheus-sql-exporter")
         .arg("-config.file")
         .arg(gen.join("exporter/obs.yml"))
         .args(["-web.listen-address", &format!("127.0.0.1:{exporter_port}")])
@@ -260,6 +260,35 @@ async fn generated_files_work_with_promtool_the_stock_exporter_and_prometheus() 
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         assert!(series > 0, "dashboard query returns nothing: {query}");
+    }
+    // Stale and blocking monitoring: the stock exporter holds a connection
+    // to every database, so a participant's database cannot be dropped...
+    let admin = env.admin(0, "postgres").await;
+    let blocked = admin
+        .batch_execute("DROP DATABASE obs_cy")
+        .await
+        .expect_err("the exporter holds a connection");
+    assert!(
+        pglab::pgconn::db_message(&blocked).contains("being accessed by other users"),
+        "{blocked}"
+    );
+    // ...while pglab, scoring every second, holds none between rounds.
+    exporter.kill().await.expect("stop the exporter");
+    let _ = exporter.wait().await;
+    let started = Instant::now();
+    loop {
+        match admin.batch_execute("DROP DATABASE obs_cy").await {
+            Ok(()) => break,
+            // A round may be scoring it at this very moment: try again.
+            Err(e) if started.elapsed() < Duration::from_secs(10) => {
+                assert!(
+                    pglab::pgconn::db_message(&e).contains("being accessed"),
+                    "{e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("pglab blocks DROP DATABASE: {e}"),
+        }
     }
     let _ = stop_tx.send(());
     let _ = web.await;
