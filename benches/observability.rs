@@ -7,10 +7,10 @@
 //!
 //! Run: cargo bench --bench observability [-- N]   (default N = 100)
 
-use pglab::control::Store;
+mod common;
+
 use pglab::lab::{LoadedLab, Participants};
 use pglab::scoring::{Board, Engine, Health};
-use pglab::stack::{process::free_port, LocalStack, StackOptions};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -121,27 +121,10 @@ async fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(100);
-    let dir = tempfile::Builder::new()
-        .prefix("pglab-bench-")
-        .tempdir()
-        .expect("tempdir");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
-    }
-    let opts = StackOptions {
-        data_dir: dir.path().join("data"),
-        pg_port: free_port(),
-        pg_servers: 1,
-        ldap_port: free_port(),
-        http_port: free_port(),
-        prometheus_port: None,
-        scrape_interval: Duration::from_secs(10),
-    };
-    let stack = LocalStack::start(&opts).await.expect("stack");
-    let settings = stack.settings.clone();
-    let store = Store::open_migrated(&settings).await.expect("store");
+    let bench = common::Bench::start().await;
+    let dir = &bench.dir;
+    let settings = bench.stack.settings.clone();
+    let store = bench.store.clone();
     std::fs::write(dir.path().join("starter.sql"), STARTER).expect("starter");
     std::fs::write(dir.path().join("lab.yaml"), LAB).expect("lab");
     let lab = LoadedLab::load(&dir.path().join("lab.yaml")).expect("lab");
@@ -163,7 +146,7 @@ async fn main() {
         .await
         .expect("size")
         .get(0);
-    let exporter_port = free_port();
+    let exporter_port = pglab::stack::process::free_port();
     let gen_opts = pglab::generate::GenerateOptions {
         exporter_address: format!("127.0.0.1:{exporter_port}"),
         pglab_address: settings.listen.to_string(),
@@ -278,5 +261,5 @@ async fn main() {
     );
     drop(engine);
     drop(store);
-    stack.stop().await;
+    bench.stop().await;
 }

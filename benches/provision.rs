@@ -7,11 +7,11 @@
 //!
 //! Run: cargo bench --bench provision [-- N]   (default N = 200)
 
-use pglab::control::Store;
+mod common;
+
 use pglab::lab::{LoadedLab, Participants};
 use pglab::provision;
 use pglab::settings::{PgServerSettings, Settings};
-use pglab::stack::{process::free_port, LocalStack, StackOptions};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -179,28 +179,11 @@ async fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(200);
-    let dir = tempfile::Builder::new()
-        .prefix("pglab-bench-")
-        .tempdir()
-        .expect("tempdir");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
-    }
-    let opts = StackOptions {
-        data_dir: dir.path().join("data"),
-        pg_port: free_port(),
-        pg_servers: 1,
-        ldap_port: free_port(),
-        http_port: free_port(),
-        prometheus_port: None,
-        scrape_interval: Duration::from_secs(1),
-    };
-    let stack = LocalStack::start(&opts).await.expect("stack");
-    let settings = stack.settings.clone();
+    let bench = common::Bench::start().await;
+    let dir = &bench.dir;
+    let settings = bench.stack.settings.clone();
+    let store = bench.store.clone();
     let s = settings.postgres[0].clone();
-    let store = Store::open_migrated(&settings).await.expect("store");
 
     // The lab, built once (reference and template) with no participants.
     std::fs::write(dir.path().join("starter.sql"), STARTER).expect("starter");
@@ -328,5 +311,5 @@ async fn main() {
         }
     );
     drop(store);
-    stack.stop().await;
+    bench.stop().await;
 }

@@ -6,11 +6,11 @@
 //!
 //! Run: cargo bench --bench scoring [-- N]   (default N = 300)
 
-use pglab::control::Store;
+mod common;
+
 use pglab::lab::{LoadedLab, Participants};
 use pglab::provision;
 use pglab::scoring::{Board, Engine, Health};
-use pglab::stack::{process::free_port, LocalStack, StackOptions};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,22 +57,6 @@ fn lab_yaml() -> String {
     format!("id: bench\ntitle: Scoring bench\nreference: {{sql: club.sql}}\nstarter: {{sql: club.sql}}\ntasks:\n{tasks}")
 }
 
-fn cleaned_clubdata() -> String {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/datasets/clubdata/clubdata.sql"
-    ))
-    .expect("clubdata");
-    let start = text.find("\\c exercises").expect("\\c") + "\\c exercises".len();
-    text[start..]
-        .lines()
-        .filter(|l| {
-            !l.contains("pgexercises") && !l.to_ascii_lowercase().starts_with("alter database")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 fn rss_peak_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
@@ -114,28 +98,15 @@ async fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(300);
-    let dir = tempfile::Builder::new()
-        .prefix("pglab-bench-")
-        .tempdir()
-        .expect("tempdir");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
-    }
-    let opts = StackOptions {
-        data_dir: dir.path().join("data"),
-        pg_port: free_port(),
-        pg_servers: 1,
-        ldap_port: free_port(),
-        http_port: free_port(),
-        prometheus_port: None,
-        scrape_interval: Duration::from_secs(10),
-    };
-    let stack = LocalStack::start(&opts).await.expect("stack");
-    let settings = stack.settings.clone();
-    let store = Store::open_migrated(&settings).await.expect("store");
-    std::fs::write(dir.path().join("club.sql"), cleaned_clubdata() + VIEWS).expect("sql");
+    let bench = common::Bench::start().await;
+    let dir = &bench.dir;
+    let settings = bench.stack.settings.clone();
+    let store = bench.store.clone();
+    std::fs::write(
+        dir.path().join("club.sql"),
+        common::clubdata::cleaned_clubdata() + VIEWS,
+    )
+    .expect("sql");
     std::fs::write(dir.path().join("lab.yaml"), lab_yaml()).expect("lab");
     let lab = LoadedLab::load(&dir.path().join("lab.yaml")).expect("lab loads");
     let csv: String = std::iter::once("username,name,email".to_string())
@@ -245,5 +216,5 @@ async fn main() {
     );
     drop(engine);
     drop(store);
-    stack.stop().await;
+    bench.stop().await;
 }

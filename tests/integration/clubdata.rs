@@ -4,26 +4,9 @@
 use crate::support::TestEnv;
 use pglab::lab::LoadedLab;
 
-/// What a lab master does to the published file: drop the lines that create
-/// the authors' own database and user, switch database, or grant to them.
-pub fn cleaned_clubdata() -> String {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/datasets/clubdata/clubdata.sql"
-    ))
-    .expect("../shared/datasets/clubdata/clubdata.sql is beside the repository");
-    let start = text
-        .find("\\c exercises")
-        .expect("the file switches database")
-        + "\\c exercises".len();
-    text[start..]
-        .lines()
-        .filter(|l| {
-            !l.contains("pgexercises") && !l.to_ascii_lowercase().starts_with("alter database")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+#[path = "../common/clubdata.rs"]
+mod source;
+pub use source::cleaned_clubdata;
 
 const TASKS: &str = "tasks:\n  - id: members\n    title: Members\n    checks:\n      - table: cd.members\n        compare: [columns, primary_key, foreign_keys, rows]\n";
 

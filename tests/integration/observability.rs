@@ -152,17 +152,8 @@ async fn generated_files_work_with_promtool_the_stock_exporter_and_prometheus() 
     assert_eq!(tests.matches("SUCCESS").count(), 2, "{tests}");
 
     // pglab itself, scoring every second.
-    let listener = tokio::net::TcpListener::bind(env.settings().listen)
-        .await
-        .expect("listen");
-    let state = pglab::server::start(env.settings().clone())
-        .await
-        .expect("server");
-    let board = state.metrics.board.clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let web = tokio::spawn(pglab::web::serve(state, listener, async move {
-        let _ = stop_rx.await;
-    }));
+    let server = env.serve().await;
+    let board = server.metrics.board.clone();
 
     // The stock exporter agrees with pglab on every participant and task.
     let mut exporter = Command::new("prometheus-sql-exporter")
@@ -290,7 +281,6 @@ async fn generated_files_work_with_promtool_the_stock_exporter_and_prometheus() 
             Err(e) => panic!("pglab blocks DROP DATABASE: {e}"),
         }
     }
-    let _ = stop_tx.send(());
-    let _ = web.await;
+    server.stop().await;
     env.stop().await;
 }

@@ -156,17 +156,8 @@ async fn scripted_students_show_up_in_scores_metrics_and_prometheus() {
     );
 
     // The web app's /metrics, scraped by a real Prometheus.
-    let listener = tokio::net::TcpListener::bind(env.settings().listen)
-        .await
-        .expect("listen");
-    let state = pglab::server::start(env.settings().clone())
-        .await
-        .expect("server");
-    let metrics = state.metrics.clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let web = tokio::spawn(pglab::web::serve(state, listener, async move {
-        let _ = stop_rx.await;
-    }));
+    let server = env.serve().await;
+    let metrics = server.metrics.clone();
     let port = env
         .stack
         .prometheus
@@ -213,8 +204,7 @@ async fn scripted_students_show_up_in_scores_metrics_and_prometheus() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let _ = stop_tx.send(());
-    let _ = web.await;
+    server.stop().await;
     env.stop().await;
 }
 

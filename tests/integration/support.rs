@@ -229,3 +229,38 @@ impl Scorer {
             .collect()
     }
 }
+
+/// The web app with its scoring loop, as `pglab serve` runs it.
+pub struct Server {
+    pub metrics: std::sync::Arc<pglab::metrics::Metrics>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl TestEnv {
+    pub async fn serve(&self) -> Server {
+        let listener = tokio::net::TcpListener::bind(self.settings().listen)
+            .await
+            .expect("listen");
+        let state = pglab::server::start(self.settings().clone())
+            .await
+            .expect("server");
+        let metrics = state.metrics.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(pglab::web::serve(state, listener, async move {
+            let _ = stopped.await;
+        }));
+        Server {
+            metrics,
+            stop,
+            task,
+        }
+    }
+}
+
+impl Server {
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
