@@ -41,7 +41,7 @@ CREATE VIEW v_sleep AS SELECT pg_sleep(600)::text::int AS x;
 CREATE VIEW v_rec AS WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) AS n FROM r;
 -- 10 million rows, produced as they are read (one generate_series of 10M
 -- would be materialized first).
-CREATE VIEW v_big AS SELECT a.g * 1000 + b.g AS g FROM generate_series(1, 10000) a, generate_series(1, 1000) b;
+CREATE VIEW v_big AS SELECT a * 1000 + b AS g FROM generate_series(1, 10000) a, generate_series(1, 1000) b;
 CREATE TABLE loot (x text);
 CREATE FUNCTION f_write() RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN INSERT INTO loot VALUES ('written'); RETURN true; END $$;
