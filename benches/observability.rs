@@ -259,6 +259,10 @@ async fn main() {
         "  (of the exporter's run: Postgres {:.2} s, exporter process {:.2} s; it runs everything again each interval)",
         exporter_pg, exporter_own
     );
+    println!(
+        "  (of pglab's full round: Postgres {:.2} s, pglab process {:.2} s)",
+        full.1, full.2
+    );
     drop(engine);
     drop(store);
     bench.stop().await;

@@ -41,7 +41,7 @@ pub fn participant_side(check: &Check, reference_columns: &[String]) -> Option<S
                          JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey) \
                          WHERE c.conrelid = {rc} AND c.contype = 'p')"
                     ),
-                    // As `scoring::inspect::foreign_keys` describes them.
+                    // As `scoring::inspect::table` describes them.
                     Compare::ForeignKeys => format!(
                         "(SELECT string_agg(k, ';' ORDER BY k) FROM (SELECT \
                          (SELECT string_agg(a.attname::text, ',' ORDER BY x.i) FROM unnest(c.conkey) WITH ORDINALITY x(n, i) \

@@ -98,21 +98,14 @@ pub async fn expect<C: GenericClient>(client: &C, check: &Check, limits: &Limits
     let broken = |e: &tokio_postgres::Error| Expected::Broken(crate::pgconn::db_message(e));
     match check {
         Check::Table { name, compare } => {
-            match inspect::exists(client, name, "rpf").await {
-                Ok(true) => {}
-                Ok(false) => return Expected::Broken(format!("the reference has no table {name}")),
+            let inspect::TableShape {
+                columns,
+                primary_key,
+                foreign_keys,
+            } = match inspect::table(client, name).await {
+                Ok(Some(shape)) => shape,
+                Ok(None) => return Expected::Broken(format!("the reference has no table {name}")),
                 Err(e) => return broken(&e),
-            }
-            let columns = match inspect::columns(client, name).await {
-                Ok(c) => c,
-                Err(e) => return broken(&e),
-            };
-            let (primary_key, foreign_keys) = match (
-                inspect::primary_key(client, name).await,
-                inspect::foreign_keys(client, name).await,
-            ) {
-                (Ok(p), Ok(f)) => (p, f),
-                (Err(e), _) | (_, Err(e)) => return broken(&e),
             };
             let rows = if compare.contains(&Compare::Rows) {
                 match rows::fetch(
@@ -182,30 +175,31 @@ pub async fn verify<C: GenericClient>(
                 rows,
             },
         ) => {
-            if !inspect::exists(client, name, "rpf").await.map_err(db)? {
+            let Some(got) = inspect::table(client, name).await.map_err(db)? else {
                 return Err(Failure::wrong(format!("missing table {name}")));
-            }
-            let got = inspect::columns(client, name).await.map_err(db)?;
+            };
             if compare.contains(&Compare::Columns) {
-                if let Some(why) = inspect::compare_columns(&got, columns) {
+                if let Some(why) = inspect::compare_columns(&got.columns, columns) {
                     return Err(Failure::wrong(why));
                 }
             }
             if compare.contains(&Compare::PrimaryKey) {
-                let pk = inspect::primary_key(client, name).await.map_err(db)?;
-                if let Some(why) = inspect::compare_keys("primary key", &pk, primary_key) {
+                if let Some(why) =
+                    inspect::compare_keys("primary key", &got.primary_key, primary_key)
+                {
                     return Err(Failure::wrong(why));
                 }
             }
             if compare.contains(&Compare::ForeignKeys) {
-                let fks = inspect::foreign_keys(client, name).await.map_err(db)?;
-                if let Some(why) = inspect::compare_keys("foreign key", &fks, foreign_keys) {
+                if let Some(why) =
+                    inspect::compare_keys("foreign key", &got.foreign_keys, foreign_keys)
+                {
                     return Err(Failure::wrong(why));
                 }
             }
             if let Some(want) = rows {
-                if let Some(why) =
-                    inspect::compare_columns(&got, columns).filter(|w| w.starts_with("missing"))
+                if let Some(why) = inspect::compare_columns(&got.columns, columns)
+                    .filter(|w| w.starts_with("missing"))
                 {
                     return Err(Failure::wrong(why));
                 }

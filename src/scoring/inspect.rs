@@ -43,46 +43,6 @@ pub async fn columns<C: GenericClient>(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// The primary key's column names, sorted (empty: none).
-pub async fn primary_key<C: GenericClient>(
-    client: &C,
-    name: &ObjectName,
-) -> Result<Vec<String>, tokio_postgres::Error> {
-    let row = client
-        .query_one(
-            "SELECT coalesce((SELECT array_agg(a.attname::text ORDER BY a.attname)
-                              FROM pg_catalog.pg_constraint c
-                              JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
-                              WHERE c.conrelid = pg_catalog.to_regclass($1) AND c.contype = 'p'), '{}')",
-            &[&regclass_text(name)],
-        )
-        .await?;
-    Ok(row.get(0))
-}
-
-/// Foreign keys as `cols->table(cols)`, sorted.
-pub async fn foreign_keys<C: GenericClient>(
-    client: &C,
-    name: &ObjectName,
-) -> Result<Vec<String>, tokio_postgres::Error> {
-    let rows = client
-        .query(
-            "SELECT (SELECT pg_catalog.string_agg(a.attname::text, ',' ORDER BY k.i)
-                     FROM unnest(c.conkey) WITH ORDINALITY k(n, i)
-                     JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n)
-                    || '->' || c.confrelid::regclass::text || '(' ||
-                    (SELECT pg_catalog.string_agg(a.attname::text, ',' ORDER BY k.i)
-                     FROM unnest(c.confkey) WITH ORDINALITY k(n, i)
-                     JOIN pg_catalog.pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n) || ')'
-             FROM pg_catalog.pg_constraint c
-             WHERE c.conrelid = pg_catalog.to_regclass($1) AND c.contype = 'f'
-             ORDER BY 1",
-            &[&regclass_text(name)],
-        )
-        .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
-}
-
 /// Compares columns; `None` when they match.
 pub fn compare_columns(got: &[(String, String)], want: &[(String, String)]) -> Option<String> {
     let missing: Vec<&str> = want
@@ -144,4 +104,53 @@ pub fn compare_keys(kind: &str, got: &[String], want: &[String]) -> Option<Strin
             if m > 1 { "s" } else { "" }
         ),
     })
+}
+
+/// Everything a table check compares, read in one round trip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableShape {
+    pub columns: Vec<(String, String)>,
+    pub primary_key: Vec<String>,
+    pub foreign_keys: Vec<String>,
+}
+
+/// The shape of a table (or partitioned or foreign table); `None` if there
+/// is no such table.
+pub async fn table<C: GenericClient>(
+    client: &C,
+    name: &ObjectName,
+) -> Result<Option<TableShape>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+                    ARRAY(SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
+                          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum),
+                    coalesce((SELECT array_agg(a.attname::text ORDER BY a.attname)
+                              FROM pg_catalog.pg_constraint k
+                              JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = ANY (k.conkey)
+                              WHERE k.conrelid = c.oid AND k.contype = 'p'), '{}'),
+                    ARRAY(SELECT (SELECT pg_catalog.string_agg(a.attname::text, ',' ORDER BY x.i)
+                                  FROM unnest(k.conkey) WITH ORDINALITY x(n, i)
+                                  JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = x.n)
+                                 || '->' || k.confrelid::regclass::text || '(' ||
+                                 (SELECT pg_catalog.string_agg(a.attname::text, ',' ORDER BY x.i)
+                                  FROM unnest(k.confkey) WITH ORDINALITY x(n, i)
+                                  JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = x.n) || ')'
+                          FROM pg_catalog.pg_constraint k
+                          WHERE k.conrelid = c.oid AND k.contype = 'f' ORDER BY 1)
+             FROM pg_catalog.pg_class c
+             WHERE c.oid = pg_catalog.to_regclass($1) AND c.relkind IN ('r', 'p', 'f')",
+            &[&regclass_text(name)],
+        )
+        .await?;
+    Ok(row.map(|r| {
+        let names: Vec<String> = r.get(0);
+        let types: Vec<String> = r.get(1);
+        TableShape {
+            columns: names.into_iter().zip(types).collect(),
+            primary_key: r.get(2),
+            foreign_keys: r.get(3),
+        }
+    }))
 }
