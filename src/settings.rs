@@ -38,6 +38,10 @@ pub struct Settings {
     pub ldap: LdapSettings,
     #[serde(default)]
     pub scoring: ScoringSettings,
+    /// Bearer token of the JSON API (`/api/...`); overridden by
+    /// `PGLAB_API_TOKEN`. Empty: the API answers 401 to everything.
+    #[serde(default)]
+    pub api_token: Secret,
 }
 
 /// How the scoring engine runs; every field has a default.
@@ -142,6 +146,9 @@ impl Settings {
 
     /// Secrets from the environment win over the file.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(t) = get("PGLAB_API_TOKEN") {
+            self.api_token = Secret(t);
+        }
         if let Some(p) = get("PGLAB_LDAP_BIND_PASSWORD") {
             self.ldap.bind_password = Secret(p);
         }
@@ -223,6 +230,7 @@ impl Settings {
                 bind_password: Secret::default(),
             },
             scoring: ScoringSettings::default(),
+            api_token: Secret::default(),
         }
     }
 

@@ -77,6 +77,7 @@ fn load_or_make_settings(opts: &StackOptions) -> Result<Settings, StackError> {
             bind_dn: slapd::admin_dn(BASE_DN),
             bind_password: ldap_password,
         },
+        api_token: secret(previous.as_ref().map(|p| &p.api_token)),
         scoring: previous.map(|p| p.scoring).unwrap_or_default(),
     })
 }

@@ -8,6 +8,12 @@ use axum::response::{IntoResponse, Response};
 pub enum WebError {
     #[error("not found")]
     NotFound,
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Generate(#[from] crate::generate::GenerateError),
     #[error(transparent)]
     Store(#[from] crate::control::StoreError),
     #[error("template: {0}")]
@@ -17,16 +23,21 @@ pub enum WebError {
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let status = match self {
-            WebError::NotFound => StatusCode::NOT_FOUND,
+            WebError::NotFound
+            | WebError::Generate(crate::generate::GenerateError::NotApplied(_)) => {
+                StatusCode::NOT_FOUND
+            }
+            WebError::Unauthorized => StatusCode::UNAUTHORIZED,
+            WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
             tracing::error!(error = %self, cause = ?std::error::Error::source(&self), "request failed");
         }
         let message = if status.is_server_error() {
-            "Something went wrong on the server; the log has the details."
+            "Something went wrong on the server; the log has the details.".to_string()
         } else {
-            "Not found."
+            self.to_string()
         };
         (status, message).into_response()
     }

@@ -1,5 +1,6 @@
 //! The web app: pages, `/healthz` and `/metrics`.
 
+mod api;
 mod error;
 mod health;
 mod pages;
@@ -24,6 +25,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(pages::router())
         .merge(health::router())
+        .merge(api::router())
         .with_state(state)
 }
 

@@ -252,6 +252,45 @@ async fn generated_files_work_with_promtool_the_stock_exporter_and_prometheus() 
         }
         assert!(series > 0, "dashboard query returns nothing: {query}");
     }
+    // The same files on request through the server's JSON API (bearer token).
+    let api = format!("http://{}/api/labs/obs/generate", env.settings().listen);
+    let client = reqwest::Client::new();
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(status(client.post(&api).send().await.expect("post")), 401);
+    let wrong = client
+        .post(&api)
+        .header("Authorization", "Bearer nope")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(status(wrong), 401);
+    let token = format!("Bearer {}", env.settings().api_token.expose());
+    let unknown = client
+        .post(api.replace("/obs/", "/nolab/"))
+        .header("Authorization", &token)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(status(unknown), 404);
+    let done = client
+        .post(&api)
+        .header("Authorization", &token)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(done.status().as_u16(), 200);
+    let body: serde_json::Value = done.json().await.expect("json");
+    assert_eq!(
+        body["files"].as_array().map(|f| f.len()),
+        Some(files.files.len()),
+        "{body}"
+    );
+    assert!(env
+        .settings()
+        .data_dir
+        .join("generated/exporter/obs.yml")
+        .is_file());
+
     // Stale and blocking monitoring: the stock exporter holds a connection
     // to every database, so a participant's database cannot be dropped...
     let admin = env.admin(0, "postgres").await;

@@ -1,0 +1,60 @@
+//! The JSON API, for scripts: bearer-token authentication (no cookies, so no
+//! CSRF), one route per action.
+
+use super::{AppState, WebError};
+use crate::ident::LabId;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Json, Router};
+
+/// Compares the bearer token in constant time.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), WebError> {
+    let expected = state.settings.api_token.expose().as_bytes();
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .as_bytes();
+    let same = !expected.is_empty()
+        && given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(WebError::Unauthorized)
+    }
+}
+
+/// `POST /api/labs/{lab}/generate`: writes the lab's monitoring files into
+/// `<data_dir>/generated` and lists them.
+async fn generate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(lab): Path<String>,
+) -> Result<Json<serde_json::Value>, WebError> {
+    authorize(&state, &headers)?;
+    let lab = LabId::parse(&lab).map_err(|e| WebError::BadRequest(e.to_string()))?;
+    let settings = &state.settings;
+    let opts = crate::cli::default_options(settings);
+    let files = crate::generate::generate(settings, &state.store, lab.as_str(), &opts).await?;
+    let out = settings.data_dir.join("generated");
+    files.write(&out)?;
+    let names: Vec<String> = files
+        .files
+        .iter()
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    Ok(Json(
+        serde_json::json!({ "lab": lab, "folder": out, "files": names }),
+    ))
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/labs/{lab}/generate", post(generate))
+}
