@@ -128,10 +128,7 @@ async fn main() {
     std::fs::write(dir.path().join("starter.sql"), STARTER).expect("starter");
     std::fs::write(dir.path().join("lab.yaml"), LAB).expect("lab");
     let lab = LoadedLab::load(&dir.path().join("lab.yaml")).expect("lab");
-    let csv: String = std::iter::once("username,name,email".to_string())
-        .chain((0..n).map(|i| format!("s{i},Student {i},s{i}@example.org")))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let csv: String = common::participants_csv("s", n);
     let people = Participants::parse("bench.csv", &csv).expect("csv");
     let plan = pglab::provision::plan(&settings, &store, lab, people, false)
         .await

@@ -237,10 +237,7 @@ async fn main() {
                 "naive" => naive(&settings, range.clone(), dir.path()).await,
                 "batched" => batched(&settings, range.clone(), dir.path()).await,
                 _ => {
-                    let csv: String = std::iter::once("username,name,email".to_string())
-                        .chain((0..range.end).map(|i| format!("p{i},Student {i},p{i}@example.org")))
-                        .collect::<Vec<_>>()
-                        .join("\n");
+                    let csv: String = common::participants_csv("p", range.end);
                     let people = Participants::parse("bench.csv", &csv).expect("csv");
                     let start = Instant::now();
                     let plan = provision::plan(&settings, &store, lab.clone(), people, false)
@@ -259,10 +256,7 @@ async fn main() {
         }
         eprintln!("round {}/{ROUNDS} done", round + 1);
     }
-    let all: String = std::iter::once("username,name,email".to_string())
-        .chain((0..ROUNDS * chunk).map(|i| format!("p{i},Student {i},p{i}@example.org")))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let all: String = common::participants_csv("p", ROUNDS * chunk);
     let people = Participants::parse("bench.csv", &all).expect("csv");
     let start = Instant::now();
     let again = provision::plan(&settings, &store, lab, people, false)

@@ -109,10 +109,7 @@ async fn main() {
     .expect("sql");
     std::fs::write(dir.path().join("lab.yaml"), lab_yaml()).expect("lab");
     let lab = LoadedLab::load(&dir.path().join("lab.yaml")).expect("lab loads");
-    let csv: String = std::iter::once("username,name,email".to_string())
-        .chain((0..n).map(|i| format!("s{i},Student {i},s{i}@example.org")))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let csv: String = common::participants_csv("s", n);
     let people = Participants::parse("bench.csv", &csv).expect("csv");
     let started = Instant::now();
     let plan = provision::plan(&settings, &store, lab.clone(), people, false)

@@ -164,21 +164,20 @@ pub async fn ensure_baseline(server: &PgServerSettings, client: &Client) -> Resu
             crate::ident::quote_literal(&postgres_protocol::password::scram_sha_256(pw.as_bytes()))
         ),
     };
+    // Created when missing; the scorer's and monitor's attributes follow below.
+    let creates: String = [
+        (STUDENTS_ROLE, "NOLOGIN"),
+        (STARTER_ROLE, "NOLOGIN"),
+        (SCORER_ROLE, "NOINHERIT"),
+        (MONITOR_ROLE, "NOINHERIT"),
+    ]
+    .iter()
+    .map(|(role, attrs)| {
+        format!("IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN CREATE ROLE {role} {attrs}; END IF;\n")
+    })
+    .collect();
     let mut sql = format!(
-        "DO $$ BEGIN
-           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{STUDENTS_ROLE}') THEN
-             CREATE ROLE {STUDENTS_ROLE} NOLOGIN;
-           END IF;
-           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{STARTER_ROLE}') THEN
-             CREATE ROLE {STARTER_ROLE} NOLOGIN;
-           END IF;
-           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{SCORER_ROLE}') THEN
-             CREATE ROLE {SCORER_ROLE} NOINHERIT;
-           END IF;
-           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{MONITOR_ROLE}') THEN
-             CREATE ROLE {MONITOR_ROLE} NOINHERIT;
-           END IF;
-         END $$;
+        "DO $$ BEGIN\n{creates}END $$;
          REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC;
          REVOKE CONNECT, TEMPORARY ON DATABASE template1 FROM PUBLIC;"
     );
