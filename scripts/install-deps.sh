@@ -9,7 +9,7 @@ if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
   packages+=(postgresql)
 fi
 if [ "${1:-}" = "--test" ]; then
-  packages+=(postgresql-client)
+  packages+=(postgresql-client chromium chromium-driver)
   command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 fi
 

@@ -5,6 +5,7 @@ use crate::control::Store;
 use crate::metrics::Metrics;
 use crate::scoring::{Board, Engine, Health};
 use crate::settings::Settings;
+use crate::web::session::SessionKey;
 use crate::web::AppState;
 use std::sync::Arc;
 
@@ -29,9 +30,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<AppState> {
         Arc::clone(&health),
     );
     tokio::spawn(engine.run());
+    let sessions = SessionKey::new(&store.secret("session_key").await?);
     Ok(AppState {
         settings,
         store,
-        metrics: Arc::new(Metrics::new(health, board)),
+        metrics: Arc::new(Metrics::new(health, board.clone())),
+        board,
+        sessions,
+        limiter: Default::default(),
+        jobs: Default::default(),
     })
 }

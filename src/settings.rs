@@ -42,6 +42,46 @@ pub struct Settings {
     /// `PGLAB_API_TOKEN`. Empty: the API answers 401 to everything.
     #[serde(default)]
     pub api_token: Secret,
+    #[serde(default)]
+    pub web: WebSettings,
+}
+
+/// Who may use the web app, and how its sessions work.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSettings {
+    /// LDAP group (`cn=<name>,ou=groups,<base_dn>`, groupOfNames) of the lab
+    /// masters: they manage labs and participants.
+    pub master_group: String,
+    /// LDAP group of the staff (TAs): read-only pages.
+    pub staff_group: String,
+    /// A lab master who is not in LDAP, for the first login; empty: none.
+    pub admin_user: String,
+    /// Overridden by `PGLAB_ADMIN_PASSWORD`.
+    pub admin_password: Secret,
+    /// Mark session cookies `Secure` (set when pglab is served over HTTPS).
+    pub secure_cookies: bool,
+    /// Hours a login lasts.
+    pub session_hours: u32,
+    /// Shortest password a student may choose.
+    pub min_password_length: usize,
+    /// Base URL of Grafana; when set, boards link to the generated dashboard.
+    pub grafana_url: Option<String>,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        Self {
+            master_group: "labmasters".into(),
+            staff_group: "labstaff".into(),
+            admin_user: String::new(),
+            admin_password: Secret::default(),
+            secure_cookies: false,
+            session_hours: 12,
+            min_password_length: 10,
+            grafana_url: None,
+        }
+    }
 }
 
 /// How the scoring engine runs; every field has a default.
@@ -149,6 +189,9 @@ impl Settings {
         if let Some(t) = get("PGLAB_API_TOKEN") {
             self.api_token = Secret(t);
         }
+        if let Some(p) = get("PGLAB_ADMIN_PASSWORD") {
+            self.web.admin_password = Secret(p);
+        }
         if let Some(p) = get("PGLAB_LDAP_BIND_PASSWORD") {
             self.ldap.bind_password = Secret(p);
         }
@@ -197,6 +240,31 @@ impl Settings {
         if !self.ldap.url.starts_with("ldap://") && !self.ldap.url.starts_with("ldapi://") {
             return Err(format!("ldap.url {:?} must start with ldap:// (TLS is not built in; use a loopback or ldapi URL)", self.ldap.url));
         }
+        let w = &self.web;
+        for (field, group) in [
+            ("master_group", &w.master_group),
+            ("staff_group", &w.staff_group),
+        ] {
+            if crate::ident::GroupName::parse(group).is_err()
+                && crate::ident::LabId::parse(group).is_err()
+            {
+                return Err(format!(
+                    "web.{field} {group:?}: use lowercase letters, digits and '_'"
+                ));
+            }
+        }
+        if w.master_group == w.staff_group {
+            return Err("web.master_group and web.staff_group must differ".into());
+        }
+        if !w.admin_user.is_empty() && w.admin_password.expose().len() < 12 {
+            return Err("web.admin_password: at least 12 characters when web.admin_user is set (or PGLAB_ADMIN_PASSWORD)".into());
+        }
+        if w.min_password_length < 8 {
+            return Err("web.min_password_length: at least 8".into());
+        }
+        if w.session_hours == 0 {
+            return Err("web.session_hours: at least 1".into());
+        }
         Ok(())
     }
 
@@ -231,6 +299,7 @@ impl Settings {
             },
             scoring: ScoringSettings::default(),
             api_token: Secret::default(),
+            web: WebSettings::default(),
         }
     }
 

@@ -4,7 +4,7 @@ mod commands;
 mod generate;
 mod score;
 
-pub use commands::load_check;
+pub use commands::{load_check, psql_command};
 pub use generate::{default_options, write as write_generated};
 mod up;
 

@@ -19,6 +19,15 @@ pub struct ParticipantRecord {
     pub database: String,
 }
 
+/// A lab a user takes part in.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Membership {
+    pub lab: String,
+    pub title: String,
+    pub database: String,
+    pub server: String,
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LabSummary {
     pub id: String,
@@ -64,6 +73,26 @@ impl Store {
                 databases: r.get(3),
             })
             .collect())
+    }
+
+    /// A lab as last applied (or uploaded): its spec, YAML text and digest.
+    pub async fn lab(&self, id: &str) -> Result<Option<LoadedLab>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT spec, source_yaml, sources_digest FROM labs WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+        Ok(row.and_then(|r| {
+            let lab = serde_json::from_value(r.get(0)).ok()?;
+            Some(LoadedLab {
+                lab,
+                text: r.get(1),
+                sources_digest: r.get(2),
+            })
+        }))
     }
 
     /// The digest of the sources the lab's databases on `server` were built from.
@@ -197,6 +226,31 @@ impl Store {
             )
             .await?;
         Ok(())
+    }
+
+    /// The labs a user takes part in, with their database and its server.
+    pub async fn memberships(&self, username: &str) -> Result<Vec<Membership>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT l.id, l.title, p.database, d.server
+                 FROM participants p
+                 JOIN labs l ON l.id = p.lab_id
+                 JOIN lab_databases d ON d.lab_id = p.lab_id AND d.name = p.database
+                 WHERE p.username = $1 ORDER BY l.id",
+                &[&username],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Membership {
+                lab: r.get(0),
+                title: r.get(1),
+                database: r.get(2),
+                server: r.get(3),
+            })
+            .collect())
     }
 
     /// In how many labs this user takes part (an LDAP account is shared).

@@ -27,6 +27,16 @@ pub enum CsvError {
 
 const MAX_NAME: usize = 200;
 
+impl CsvError {
+    /// One message per bad line.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            CsvError::Invalid(lines) => lines.clone(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
 impl Participants {
     pub fn load(path: &Path) -> Result<Self, CsvError> {
         let text = std::fs::read_to_string(path).map_err(|source| CsvError::Read {
@@ -44,13 +54,27 @@ impl Participants {
     pub fn parse(file: &str, text: &str) -> Result<Self, CsvError> {
         let mut errors = Vec::new();
         let mut out: Vec<Participant> = Vec::new();
+        // A pasted list may come without the header line: then the columns
+        // are username,name,email,group and line numbers stay the user's.
+        let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let has_header = first
+            .split(',')
+            .next()
+            .is_some_and(|f| f.trim().trim_matches('"').eq_ignore_ascii_case("username"));
         let mut reader = csv::ReaderBuilder::new()
             .trim(csv::Trim::All)
             .flexible(true)
+            .has_headers(has_header)
             .from_reader(text.as_bytes());
-        let header: Vec<String> = match reader.headers() {
-            Ok(h) => h.iter().map(|s| s.to_ascii_lowercase()).collect(),
-            Err(e) => return Err(CsvError::Invalid(vec![format!("{file}:1: {e}")])),
+        let header: Vec<String> = if has_header {
+            match reader.headers() {
+                Ok(h) => h.iter().map(|s| s.to_ascii_lowercase()).collect(),
+                Err(e) => return Err(CsvError::Invalid(vec![format!("{file}:1: {e}")])),
+            }
+        } else {
+            ["username", "name", "email", "group"]
+                .map(String::from)
+                .to_vec()
         };
         let col = |name: &str| header.iter().position(|h| h == name);
         let (Some(iu), Some(in_), Some(ie)) = (col("username"), col("name"), col("email")) else {
@@ -121,6 +145,30 @@ impl Participants {
         } else {
             Err(CsvError::Invalid(errors))
         }
+    }
+}
+
+impl Participants {
+    /// The list as CSV with a header, as `parse` reads it back.
+    pub fn to_csv(&self) -> String {
+        let mut w = csv::Writer::from_writer(vec![]);
+        let _ = w.write_record(["username", "name", "email", "group"]);
+        for p in &self.0 {
+            let group = p.group.as_ref().map_or("", |g| g.as_str());
+            let _ = w.write_record([p.username.as_str(), &p.name, &p.email, group]);
+        }
+        String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+    }
+
+    /// This list with `more` added; a username in both takes `more`'s row.
+    pub fn merged(mut self, more: Participants) -> Participants {
+        for p in more.0 {
+            match self.0.iter_mut().find(|q| q.username == p.username) {
+                Some(q) => *q = p,
+                None => self.0.push(p),
+            }
+        }
+        self
     }
 }
 

@@ -110,6 +110,9 @@ pub struct LabOptions {
     pub pseudonymize: bool,
     /// Postgres connection limit of each participant's role.
     pub connection_limit: u32,
+    /// Show a pseudonymised board to anyone, without login.
+    #[serde(default)]
+    pub public_board: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -229,9 +232,15 @@ fn options(w: &mut Walker, f: &Fields) -> Option<LabOptions> {
     let mut out = LabOptions {
         pseudonymize: false,
         connection_limit: 5,
+        public_board: false,
     };
     if let Some(node) = f.get("options") {
-        let o = w.fields(node, "options", &["pseudonymize", "connection_limit"])?;
+        let o = w.fields(
+            node,
+            "options",
+            &["pseudonymize", "connection_limit", "public_board"],
+        )?;
+        out.public_board = w.boolean(&o, "public_board").unwrap_or(false);
         out.pseudonymize = w.boolean(&o, "pseudonymize").unwrap_or(false);
         out.connection_limit = w.number(&o, "connection_limit", 1, 100).unwrap_or(5);
     }

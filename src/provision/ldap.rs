@@ -31,6 +31,91 @@ pub struct Person {
     pub has_password: bool,
 }
 
+pub fn person_dn(base: &str, user: &Username) -> String {
+    format!("uid={},ou=people,{}", escape_dn_value(user.as_str()), base)
+}
+
+/// A connection bound as a person with their own password, or `None` when
+/// the password is wrong (or empty: an empty password would be an
+/// unauthenticated bind, which LDAP calls a success).
+async fn bind_as(
+    settings: &LdapSettings,
+    user: &Username,
+    password: &str,
+) -> Result<Option<ldap3::Ldap>, LdapError> {
+    if password.is_empty() {
+        return Ok(None);
+    }
+    let conn_settings = LdapConnSettings::new().set_conn_timeout(LDAP_TIMEOUT);
+    let (conn, mut ldap) = LdapConnAsync::with_settings(conn_settings, &settings.url)
+        .await
+        .map_err(|source| LdapError::Connect {
+            url: settings.url.clone(),
+            source,
+        })?;
+    ldap3::drive!(conn);
+    let dn = person_dn(&settings.base_dn, user);
+    let result = ldap
+        .with_timeout(LDAP_TIMEOUT)
+        .simple_bind(&dn, password)
+        .await
+        .map_err(op("bind"))?;
+    match result.rc {
+        0 => Ok(Some(ldap)),
+        // invalidCredentials (also for an unknown person), inappropriateAuthentication
+        49 | 48 | 32 => {
+            let _ = ldap.unbind().await;
+            Ok(None)
+        }
+        _ => Err(op("bind")(ldap3::LdapError::from(result))),
+    }
+}
+
+/// Whether `password` is `user`'s LDAP password.
+#[tracing::instrument(skip_all, fields(uid = %user))]
+pub async fn check_password(
+    settings: &LdapSettings,
+    user: &Username,
+    password: &str,
+) -> Result<bool, LdapError> {
+    Ok(match bind_as(settings, user, password).await? {
+        Some(mut ldap) => {
+            let _ = ldap.unbind().await;
+            true
+        }
+        None => false,
+    })
+}
+
+/// A person changes their own password (Password Modify with the old one,
+/// bound as themselves); `false` when `old` is wrong.
+#[tracing::instrument(skip_all, fields(uid = %user))]
+pub async fn change_own_password(
+    settings: &LdapSettings,
+    user: &Username,
+    old: &str,
+    new: &str,
+) -> Result<bool, LdapError> {
+    let Some(mut ldap) = bind_as(settings, user, old).await? else {
+        return Ok(false);
+    };
+    let dn = person_dn(&settings.base_dn, user);
+    let result = ldap
+        .with_timeout(LDAP_TIMEOUT)
+        .extended(PasswordModify {
+            user_id: Some(&dn),
+            old_pass: Some(old),
+            new_pass: Some(new),
+        })
+        .await
+        .and_then(|r| r.success())
+        .map(|_| ())
+        .map_err(op("change own password"));
+    let _ = ldap.unbind().await;
+    result?;
+    Ok(true)
+}
+
 pub struct Directory {
     ldap: ldap3::Ldap,
     base: String,
@@ -66,11 +151,27 @@ impl Directory {
     }
 
     pub fn person_dn(&self, user: &Username) -> String {
-        format!(
-            "uid={},ou=people,{}",
-            escape_dn_value(user.as_str()),
-            self.base
-        )
+        person_dn(&self.base, user)
+    }
+
+    /// Whether `user` is a member of the group `cn` (under `ou=groups`).
+    pub async fn is_member(&mut self, cn: &str, user: &Username) -> Result<bool, LdapError> {
+        Ok(self
+            .group_members(cn)
+            .await?
+            .is_some_and(|m| m.contains(user.as_str())))
+    }
+
+    /// Adds `user` to the group `cn`, creating the group if needed.
+    pub async fn add_member(&mut self, cn: &str, user: &Username) -> Result<(), LdapError> {
+        let current = self.group_members(cn).await?;
+        let mut members: BTreeSet<Username> = current
+            .iter()
+            .flatten()
+            .filter_map(|u| Username::parse(u).ok())
+            .collect();
+        members.insert(user.clone());
+        self.set_group(cn, current.is_some(), &members).await
     }
 
     pub fn group_dn(&self, cn: &str) -> String {

@@ -109,6 +109,13 @@ pub async fn plan(
         )));
     }
     let lab_id = lab.lab.id.to_string();
+    // The lab's LDAP group is cn=<lab id>: it must not be a role group, or
+    // every participant would become a lab master.
+    if lab_id == settings.web.master_group || lab_id == settings.web.staff_group {
+        return Err(ProvisionError::Input(format!(
+            "lab id {lab_id} is the name of the LDAP group of lab masters or staff (web.master_group / web.staff_group); choose another id"
+        )));
+    }
     let wanted = databases_wanted(&lab, &people)?;
     let recorded: BTreeMap<String, String> = store
         .databases(&lab_id)

@@ -52,6 +52,7 @@ pub struct LabBoard {
     pub id: String,
     pub title: String,
     pub pseudonymize: bool,
+    pub public_board: bool,
     pub tasks: Vec<TaskInfo>,
     pub participants: Vec<ParticipantBoard>,
 }

@@ -9,6 +9,6 @@ pub mod health;
 pub mod inspect;
 pub mod rows;
 
-pub use board::{Board, LabBoard, ParticipantBoard, Snapshot};
+pub use board::{Board, LabBoard, ParticipantBoard, Snapshot, TaskBoard};
 pub use engine::Engine;
 pub use health::Health;

@@ -6,7 +6,9 @@ pub mod process;
 pub mod prometheus;
 pub mod slapd;
 
-use crate::settings::{ControlSettings, LdapSettings, PgServerSettings, Secret, Settings};
+use crate::settings::{
+    ControlSettings, LdapSettings, PgServerSettings, Secret, Settings, WebSettings,
+};
 use process::{ensure_port_free, StackError};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -78,6 +80,11 @@ fn load_or_make_settings(opts: &StackOptions) -> Result<Settings, StackError> {
             bind_password: ldap_password,
         },
         api_token: secret(previous.as_ref().map(|p| &p.api_token)),
+        web: WebSettings {
+            admin_user: "admin".into(),
+            admin_password: secret(previous.as_ref().map(|p| &p.web.admin_password)),
+            ..previous.as_ref().map(|p| p.web.clone()).unwrap_or_default()
+        },
         scoring: previous.map(|p| p.scoring).unwrap_or_default(),
     })
 }

@@ -1,6 +1,7 @@
 //! The JSON API, for scripts: bearer-token authentication (no cookies, so no
 //! CSRF), one route per action.
 
+use super::error::ApiError;
 use super::{AppState, WebError};
 use crate::ident::LabId;
 use axum::extract::{Path, State};
@@ -10,21 +11,13 @@ use axum::{Json, Router};
 
 /// Compares the bearer token in constant time.
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), WebError> {
-    let expected = state.settings.api_token.expose().as_bytes();
+    let expected = state.settings.api_token.expose();
     let given = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("")
-        .as_bytes();
-    let same = !expected.is_empty()
-        && given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
+        .unwrap_or("");
+    if !expected.is_empty() && super::session::same(given, expected) {
         Ok(())
     } else {
         Err(WebError::Unauthorized)
@@ -37,7 +30,7 @@ async fn generate(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(lab): Path<String>,
-) -> Result<Json<serde_json::Value>, WebError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&state, &headers)?;
     let lab = LabId::parse(&lab).map_err(|e| WebError::BadRequest(e.to_string()))?;
     let settings = &state.settings;

@@ -1,16 +1,31 @@
-//! The web app: pages, `/healthz` and `/metrics`.
+//! The web app: server-rendered pages for lab masters, staff and students,
+//! the JSON API, `/healthz` and `/metrics`.
 
 mod api;
+mod assets;
+mod board;
+mod credentials;
 mod error;
 mod health;
-mod pages;
+mod jobs;
+mod labs;
+mod login;
+mod participants;
+pub mod session;
+mod student;
 
+pub use board::{render_grid, BoardView};
 pub use error::WebError;
+pub use jobs::Jobs;
+pub use login::Limiter;
 
 use crate::control::Store;
+use crate::scoring::Board;
 use crate::settings::Settings;
 use axum::Router;
+use session::{Role, Session, SessionKey};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -19,13 +34,47 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub store: Store,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub board: Board,
+    pub sessions: SessionKey,
+    pub limiter: Arc<Limiter>,
+    pub jobs: Jobs,
+}
+
+/// What the page header needs to know about the logged-in user.
+pub struct Nav {
+    pub user: String,
+    pub role: Role,
+    pub csrf: String,
+}
+
+impl Nav {
+    pub fn of(s: &Session) -> Option<Nav> {
+        Some(Nav {
+            user: s.user.clone(),
+            role: s.role,
+            csrf: s.csrf.clone(),
+        })
+    }
+
+    pub fn is_staff(&self) -> bool {
+        self.role >= Role::Staff
+    }
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .merge(pages::router())
+        .merge(login::router())
+        .merge(labs::router())
+        .merge(participants::router())
+        .merge(credentials::router())
+        .merge(student::router())
+        .merge(board::router())
+        .merge(jobs::router())
+        .merge(assets::router())
         .merge(health::router())
         .merge(api::router())
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn(assets::security_headers))
         .with_state(state)
 }
 
@@ -37,7 +86,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "web app listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

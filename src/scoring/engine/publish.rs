@@ -22,6 +22,7 @@ impl Engine {
                     id: id.clone(),
                     title: cache.lab.title.clone(),
                     pseudonymize: cache.lab.options.pseudonymize,
+                    public_board: cache.lab.options.public_board,
                     tasks: cache
                         .lab
                         .tasks

@@ -1,0 +1,316 @@
+//! The live board: participants x tasks, a "needs help" column, updated in
+//! place by polling a server-rendered fragment (304 while nothing changed).
+//! Staff see usernames; the public variant (lab option `public_board`)
+//! shows pseudonyms and needs no login.
+
+use super::labs::{grafana_link, parse_id};
+use super::session::{Role, Session};
+use super::{AppState, Nav, WebError};
+use crate::scoring::LabBoard;
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+
+/// The same rule as the generated `PglabParticipantStuck` alert: connected
+/// and no new passed task for this long.
+const STUCK_MINUTES: i64 = 15;
+
+pub struct Cell {
+    pub passed: bool,
+    pub checked: bool,
+    pub title: String,
+}
+
+pub struct Row {
+    pub who: String,
+    pub cells: Vec<Cell>,
+    pub points: u32,
+    pub status: &'static str,
+    pub status_text: String,
+}
+
+/// Counts for the labs list.
+pub struct LabStats {
+    pub average_percent: u32,
+    pub finished: usize,
+    pub needs_help: usize,
+}
+
+fn status(
+    p: &crate::scoring::ParticipantBoard,
+    tasks: usize,
+    now: DateTime<Utc>,
+) -> (&'static str, String) {
+    if let Some(e) = &p.error {
+        return ("help", format!("needs help: cannot be checked ({e})"));
+    }
+    let Some(done) = p.tasks.as_ref() else {
+        return ("idle", "not checked yet".into());
+    };
+    if tasks > 0 && done.iter().all(|t| t.passed) {
+        return ("done", "done".into());
+    }
+    let quiet = p.last_progress.map(|t| (now - t).num_minutes());
+    match quiet {
+        Some(m) if p.connected > 0 && m >= STUCK_MINUTES => {
+            ("help", format!("needs help: no progress for {m} min"))
+        }
+        _ if p.connected > 0 => ("working", "working".into()),
+        _ if p.last_activity.is_none() => ("idle", "not started".into()),
+        _ => ("idle", "not connected".into()),
+    }
+}
+
+pub fn summarize(board: &LabBoard, now: DateTime<Utc>) -> LabStats {
+    let max = board.max_points().max(1);
+    let n = board.participants.len();
+    let mut total = 0u64;
+    let (mut finished, mut needs_help) = (0, 0);
+    for p in &board.participants {
+        total += u64::from(p.points()) * 100 / u64::from(max);
+        match status(p, board.tasks.len(), now).0 {
+            "done" => finished += 1,
+            "help" => needs_help += 1,
+            _ => {}
+        }
+    }
+    LabStats {
+        average_percent: (total / n.max(1) as u64) as u32,
+        finished,
+        needs_help,
+    }
+}
+
+/// The grid, rendered for the page and for every update.
+#[derive(Template)]
+#[template(path = "board_grid.html")]
+pub struct BoardView {
+    pub tasks: Vec<(String, u32)>,
+    pub rows: Vec<Row>,
+    pub max_points: u32,
+    pub at: String,
+    pub stats: LabStats,
+}
+
+impl BoardView {
+    pub fn new(
+        board: &LabBoard,
+        at: Option<DateTime<Utc>>,
+        public: bool,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let rows = board
+            .participants
+            .iter()
+            .map(|p| {
+                let (status, status_text) = status(p, board.tasks.len(), now);
+                let cells = board
+                    .tasks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        let state = p.tasks.as_ref().and_then(|ts| ts.get(i));
+                        Cell {
+                            passed: state.is_some_and(|s| s.passed),
+                            checked: state.is_some(),
+                            title: match state {
+                                Some(s) if s.passed => format!("{}: passed", t.title),
+                                Some(s) if public => {
+                                    format!("{}: not yet ({} points)", t.title, s.points)
+                                }
+                                Some(s) => format!(
+                                    "{}: not yet{}",
+                                    t.title,
+                                    s.reason
+                                        .as_deref()
+                                        .map(|r| format!(" ({r})"))
+                                        .unwrap_or_default()
+                                ),
+                                None => format!("{}: not checked yet", t.title),
+                            },
+                        }
+                    })
+                    .collect();
+                Row {
+                    who: if public {
+                        p.pseudonym.clone()
+                    } else {
+                        p.username.clone()
+                    },
+                    cells,
+                    points: p.points(),
+                    status,
+                    status_text,
+                }
+            })
+            .collect();
+        BoardView {
+            tasks: board
+                .tasks
+                .iter()
+                .map(|t| (t.title.clone(), t.points))
+                .collect(),
+            rows,
+            max_points: board.max_points(),
+            at: at.map_or_else(
+                || "no round yet".into(),
+                |t| t.format("%H:%M:%S UTC").to_string(),
+            ),
+            stats: summarize(board, now),
+        }
+    }
+}
+
+/// Renders the grid of a lab (the benchmark calls this too).
+pub fn render_grid(
+    board: &LabBoard,
+    at: Option<DateTime<Utc>>,
+    public: bool,
+) -> Result<String, askama::Error> {
+    BoardView::new(board, at, public, Utc::now()).render()
+}
+
+#[derive(Template)]
+#[template(path = "board.html")]
+struct BoardPage {
+    nav: Option<Nav>,
+    lab: String,
+    title: String,
+    grid: String,
+    grid_url: String,
+    version: String,
+    grafana: Option<String>,
+    public: bool,
+    projector: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct BoardQuery {
+    #[serde(default)]
+    projector: bool,
+}
+
+/// The lab's board and a version that changes with every round.
+fn lab_board(
+    state: &AppState,
+    lab: &str,
+    public: bool,
+) -> Result<(LabBoard, Option<DateTime<Utc>>, String), WebError> {
+    let snapshot = state.board.get();
+    let board = snapshot
+        .labs
+        .iter()
+        .find(|l| l.id == lab)
+        .filter(|l| !public || l.public_board)
+        .cloned()
+        .ok_or(WebError::NotFound)?;
+    let version = format!(
+        "\"{}-{}\"",
+        snapshot
+            .at
+            .map_or(0, |t| t.timestamp_nanos_opt().unwrap_or(0)),
+        u8::from(public)
+    );
+    Ok((board, snapshot.at, version))
+}
+
+async fn page(
+    state: &AppState,
+    nav: Option<Nav>,
+    lab: &str,
+    public: bool,
+    projector: bool,
+) -> Result<Response, WebError> {
+    let id = parse_id(lab)?;
+    let (board, at, version) = lab_board(state, id.as_str(), public)?;
+    let prefix = if public { "/public" } else { "" };
+    Ok(Html(
+        BoardPage {
+            nav,
+            lab: id.to_string(),
+            title: board.title.clone(),
+            grid: render_grid(&board, at, public)?,
+            grid_url: format!("{prefix}/labs/{id}/board/grid"),
+            version,
+            grafana: if public {
+                None
+            } else {
+                grafana_link(state, &id)
+            },
+            public,
+            projector,
+        }
+        .render()?,
+    )
+    .into_response())
+}
+
+async fn grid(
+    state: &AppState,
+    headers: &HeaderMap,
+    lab: &str,
+    public: bool,
+) -> Result<Response, WebError> {
+    let id = parse_id(lab)?;
+    let (board, at, version) = lab_board(state, id.as_str(), public)?;
+    let cache = [
+        (header::ETAG, version.clone()),
+        (header::CACHE_CONTROL, "no-cache".to_string()),
+    ];
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(version.as_str())
+    {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    }
+    Ok((cache, Html(render_grid(&board, at, public)?)).into_response())
+}
+
+async fn staff_page(
+    State(state): State<AppState>,
+    s: Session,
+    Path(lab): Path<String>,
+    Query(q): Query<BoardQuery>,
+) -> Result<Response, WebError> {
+    s.require(Role::Staff)?;
+    page(&state, Nav::of(&s), &lab, false, q.projector).await
+}
+
+async fn staff_grid(
+    State(state): State<AppState>,
+    s: Session,
+    headers: HeaderMap,
+    Path(lab): Path<String>,
+) -> Result<Response, WebError> {
+    s.require(Role::Staff)?;
+    grid(&state, &headers, &lab, false).await
+}
+
+async fn public_page(
+    State(state): State<AppState>,
+    Path(lab): Path<String>,
+    Query(q): Query<BoardQuery>,
+) -> Result<Response, WebError> {
+    page(&state, None, &lab, true, q.projector).await
+}
+
+async fn public_grid(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(lab): Path<String>,
+) -> Result<Response, WebError> {
+    grid(&state, &headers, &lab, true).await
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/labs/{lab}/board", get(staff_page))
+        .route("/labs/{lab}/board/grid", get(staff_grid))
+        .route("/public/labs/{lab}/board", get(public_page))
+        .route("/public/labs/{lab}/board/grid", get(public_grid))
+}

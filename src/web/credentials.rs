@@ -1,0 +1,157 @@
+//! Initial passwords of a lab (lab masters only): printable slips, a CSV
+//! download, and resetting one participant's password.
+
+use super::labs::{load_lab, parse_id};
+use super::login::CsrfOnly;
+use super::session::{Role, Session};
+use super::{AppState, Nav, WebError};
+use crate::cli::psql_command;
+use crate::ident::Username;
+use crate::provision::{self, ldap};
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+
+pub struct Slip {
+    pub username: String,
+    pub name: String,
+    pub database: String,
+    pub password: Option<String>,
+    pub psql: String,
+}
+
+#[derive(Template)]
+#[template(path = "credentials.html")]
+struct CredentialsPage {
+    nav: Option<Nav>,
+    lab: String,
+    title: String,
+    slips: Vec<Slip>,
+    login_url: String,
+}
+
+async fn slips(state: &AppState, lab: &str) -> Result<Vec<Slip>, WebError> {
+    let rows = state.store.credentials(lab).await?;
+    Ok(rows
+        .into_iter()
+        .map(|c| {
+            let psql = state
+                .settings
+                .server(&c.server)
+                .map_or_else(String::new, |server| psql_command(server, &c));
+            Slip {
+                psql,
+                username: c.username,
+                name: c.name,
+                database: c.database,
+                password: c.initial_password,
+            }
+        })
+        .collect())
+}
+
+async fn page(
+    State(state): State<AppState>,
+    s: Session,
+    Path(lab): Path<String>,
+) -> Result<Html<String>, WebError> {
+    s.require(Role::Master)?;
+    let lab = parse_id(&lab)?;
+    let loaded = load_lab(&state, &lab).await?;
+    Ok(Html(
+        CredentialsPage {
+            nav: Nav::of(&s),
+            lab: lab.to_string(),
+            title: loaded.lab.title,
+            slips: slips(&state, lab.as_str()).await?,
+            login_url: format!("http://{}/login", state.settings.listen),
+        }
+        .render()?,
+    ))
+}
+
+async fn csv(
+    State(state): State<AppState>,
+    s: Session,
+    Path(lab): Path<String>,
+) -> Result<Response, WebError> {
+    s.require(Role::Master)?;
+    let lab = parse_id(&lab)?;
+    let mut w = csv::Writer::from_writer(vec![]);
+    let _ = w.write_record(["username", "name", "database", "initial_password", "psql"]);
+    for slip in slips(&state, lab.as_str()).await? {
+        let password = slip.password.unwrap_or_default();
+        let _ = w.write_record([
+            &slip.username,
+            // A cell starting with = + - @ would be a formula in a spreadsheet.
+            &neutralize(&slip.name),
+            &slip.database,
+            &password,
+            &slip.psql,
+        ]);
+    }
+    let body = w.into_inner().unwrap_or_default();
+    tracing::info!(%lab, user = %s.user, "credentials downloaded");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{lab}-credentials.csv\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+fn neutralize(cell: &str) -> String {
+    if cell.starts_with(['=', '+', '-', '@']) {
+        format!("'{cell}")
+    } else {
+        cell.to_string()
+    }
+}
+
+async fn reset(
+    State(state): State<AppState>,
+    s: Session,
+    Path((lab, user)): Path<(String, String)>,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Response, WebError> {
+    s.require(Role::Master)?;
+    s.check_csrf(&form.csrf)?;
+    let lab = parse_id(&lab)?;
+    let user = Username::parse(&user).map_err(|_| WebError::NotFound)?;
+    let takes_part = state
+        .store
+        .participants(lab.as_str())
+        .await?
+        .iter()
+        .any(|p| p.username == user.as_str());
+    if !takes_part {
+        return Err(WebError::NotFound);
+    }
+    let password = provision::initial_password();
+    let mut dir = ldap::Directory::connect(&state.settings.ldap).await?;
+    let result = dir.set_password(&user, &password).await;
+    dir.close().await;
+    result?;
+    state
+        .store
+        .set_initial_password(user.as_str(), &password)
+        .await?;
+    tracing::info!(%lab, %user, by = %s.user, "password reset");
+    Ok(Redirect::to(&format!("/labs/{lab}/credentials#slip-{user}")).into_response())
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/labs/{lab}/credentials", get(page))
+        .route("/labs/{lab}/credentials.csv", get(csv))
+        .route("/labs/{lab}/participants/{user}/reset", post(reset))
+}

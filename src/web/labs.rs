@@ -1,0 +1,150 @@
+//! Labs: the list, one lab's page, and creating a lab from uploaded files.
+
+mod upload;
+
+use super::session::{Role, Session};
+use super::{AppState, Nav, WebError};
+use crate::ident::LabId;
+use crate::lab::{Lab, LoadedLab};
+use crate::scoring::LabBoard;
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::Html;
+use axum::routing::get;
+use axum::Router;
+use std::path::PathBuf;
+
+/// Where the files of labs created in the browser live.
+pub fn lab_dir(state: &AppState, id: &LabId) -> PathBuf {
+    state.settings.data_dir.join("labs").join(id.as_str())
+}
+
+pub fn parse_id(id: &str) -> Result<LabId, WebError> {
+    LabId::parse(id).map_err(|_| WebError::NotFound)
+}
+
+/// The lab with its sources: from its folder when it was created here, else
+/// as last applied (from the CLI).
+pub async fn load_lab(state: &AppState, id: &LabId) -> Result<LoadedLab, WebError> {
+    let file = lab_dir(state, id).join("lab.yaml");
+    if file.exists() {
+        return LoadedLab::load(&file).map_err(|e| WebError::BadRequest(e.to_string()));
+    }
+    state
+        .store
+        .lab(id.as_str())
+        .await?
+        .ok_or(WebError::NotFound)
+}
+
+/// One row of the labs list.
+pub struct LabRow {
+    pub id: String,
+    pub title: String,
+    pub participants: i64,
+    pub average_percent: u32,
+    pub finished: usize,
+    pub needs_help: usize,
+    pub status: String,
+}
+
+#[derive(Template)]
+#[template(path = "labs.html")]
+struct LabsPage {
+    nav: Option<Nav>,
+    labs: Vec<LabRow>,
+}
+
+fn board_of(state: &AppState, id: &str) -> Option<LabBoard> {
+    state.board.get().labs.iter().find(|l| l.id == id).cloned()
+}
+
+async fn list(State(state): State<AppState>, s: Session) -> Result<Html<String>, WebError> {
+    s.require(Role::Staff)?;
+    let now = chrono::Utc::now();
+    let labs = state
+        .store
+        .labs()
+        .await?
+        .into_iter()
+        .map(|l| {
+            let board = board_of(&state, &l.id);
+            let summary = board.as_ref().map(|b| super::board::summarize(b, now));
+            LabRow {
+                status: match (&summary, l.databases) {
+                    (_, 0) => "no participants yet".into(),
+                    (None, _) => "waiting for the first scoring round".into(),
+                    (Some(_), n) => format!("{n} databases, scored live"),
+                },
+                average_percent: summary.as_ref().map_or(0, |s| s.average_percent),
+                finished: summary.as_ref().map_or(0, |s| s.finished),
+                needs_help: summary.as_ref().map_or(0, |s| s.needs_help),
+                id: l.id,
+                title: l.title,
+                participants: l.participants,
+            }
+        })
+        .collect();
+    Ok(Html(
+        LabsPage {
+            nav: Nav::of(&s),
+            labs,
+        }
+        .render()?,
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "lab.html")]
+struct LabPage {
+    nav: Option<Nav>,
+    lab: Lab,
+    participants: i64,
+    databases: i64,
+    grafana: Option<String>,
+    is_master: bool,
+}
+
+async fn show(
+    State(state): State<AppState>,
+    s: Session,
+    Path(id): Path<String>,
+) -> Result<Html<String>, WebError> {
+    s.require(Role::Staff)?;
+    let id = parse_id(&id)?;
+    let lab = load_lab(&state, &id).await?;
+    let summary = state
+        .store
+        .labs()
+        .await?
+        .into_iter()
+        .find(|l| l.id == id.as_str());
+    Ok(Html(
+        LabPage {
+            nav: Nav::of(&s),
+            participants: summary.as_ref().map_or(0, |l| l.participants),
+            databases: summary.as_ref().map_or(0, |l| l.databases),
+            grafana: grafana_link(&state, &id),
+            is_master: s.role == Role::Master,
+            lab: lab.lab,
+        }
+        .render()?,
+    ))
+}
+
+/// The generated Grafana dashboard of a lab, when Grafana is configured.
+pub fn grafana_link(state: &AppState, id: &LabId) -> Option<String> {
+    state
+        .settings
+        .web
+        .grafana_url
+        .as_ref()
+        .map(|g| format!("{}/d/pglab-{id}", g.trim_end_matches('/')))
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/labs", get(list))
+        .route("/labs/{lab}", get(show))
+        .merge(upload::router())
+}

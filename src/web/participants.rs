@@ -1,0 +1,281 @@
+//! Participants of a lab: add rows or paste CSV, see the plan, apply it as a
+//! background job whose progress the browser follows.
+
+use super::labs::{load_lab, parse_id};
+use super::session::{Role, Session};
+use super::{AppState, Nav, WebError};
+use crate::control::ParticipantRecord;
+use crate::ident::{GroupName, LabId, Username};
+use crate::lab::{Participant, Participants};
+use crate::provision;
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+
+/// Empty rows the form offers.
+const FORM_ROWS: usize = 3;
+
+#[derive(Template)]
+#[template(path = "participants.html")]
+struct ParticipantsPage {
+    nav: Option<Nav>,
+    lab: String,
+    title: String,
+    current: Vec<ParticipantRecord>,
+    pasted: String,
+    rows: Vec<[String; 4]>,
+    errors: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "plan.html")]
+struct PlanPage {
+    nav: Option<Nav>,
+    lab: String,
+    title: String,
+    changes: Vec<String>,
+    notices: Vec<String>,
+    participants: usize,
+    added: Vec<String>,
+    csv: String,
+}
+
+fn csrf_of(form: &[(String, String)]) -> &str {
+    form.iter()
+        .find(|(k, _)| k == "csrf")
+        .map_or("", |(_, v)| v.as_str())
+}
+
+fn field<'a>(form: &'a [(String, String)], key: &str) -> &'a str {
+    form.iter()
+        .find(|(k, _)| k == key)
+        .map_or("", |(_, v)| v.as_str())
+}
+
+/// The rows typed into the form (username, name, email, group).
+fn form_rows(form: &[(String, String)]) -> Vec<[String; 4]> {
+    let all = |key: &str| -> Vec<String> {
+        form.iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.trim().to_string())
+            .collect()
+    };
+    let (u, n, e, g) = (all("username"), all("name"), all("email"), all("group"));
+    (0..u.len())
+        .map(|i| {
+            let get = |v: &Vec<String>| v.get(i).cloned().unwrap_or_default();
+            [get(&u), get(&n), get(&e), get(&g)]
+        })
+        .collect()
+}
+
+fn current_list(records: &[ParticipantRecord]) -> Participants {
+    Participants(
+        records
+            .iter()
+            .filter_map(|r| {
+                Some(Participant {
+                    username: Username::parse(&r.username).ok()?,
+                    name: r.name.clone(),
+                    email: r.email.clone(),
+                    group: r.group.as_deref().and_then(|g| GroupName::parse(g).ok()),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// The new rows from the form and the paste, checked like a CSV file.
+fn new_rows(pasted: &str, rows: &[[String; 4]]) -> Result<Participants, Vec<String>> {
+    let mut errors = vec![];
+    let pasted = if pasted.trim().is_empty() {
+        Participants::default()
+    } else {
+        Participants::parse("pasted CSV", pasted).unwrap_or_else(|e| {
+            errors.extend(e.lines());
+            Participants::default()
+        })
+    };
+    let mut w = csv::Writer::from_writer(vec![]);
+    for r in rows.iter().filter(|r| r.iter().any(|f| !f.is_empty())) {
+        let _ = w.write_record(r);
+    }
+    let typed = String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default();
+    let typed = if typed.is_empty() {
+        Participants::default()
+    } else {
+        Participants::parse("form row", &typed).unwrap_or_else(|e| {
+            errors.extend(e.lines());
+            Participants::default()
+        })
+    };
+    if errors.is_empty() {
+        Ok(pasted.merged(typed))
+    } else {
+        Err(errors)
+    }
+}
+
+async fn page_for(
+    state: &AppState,
+    s: &Session,
+    lab: &LabId,
+    pasted: String,
+    rows: Vec<[String; 4]>,
+    errors: Vec<String>,
+) -> Result<ParticipantsPage, WebError> {
+    let loaded = load_lab(state, lab).await?;
+    let mut rows = rows;
+    rows.resize(rows.len().max(FORM_ROWS), Default::default());
+    Ok(ParticipantsPage {
+        nav: Nav::of(s),
+        lab: lab.to_string(),
+        title: loaded.lab.title,
+        current: state.store.participants(lab.as_str()).await?,
+        pasted,
+        rows,
+        errors,
+    })
+}
+
+async fn show(
+    State(state): State<AppState>,
+    s: Session,
+    Path(lab): Path<String>,
+) -> Result<Html<String>, WebError> {
+    s.require(Role::Master)?;
+    let lab = parse_id(&lab)?;
+    Ok(Html(
+        page_for(&state, &s, &lab, String::new(), vec![], vec![])
+            .await?
+            .render()?,
+    ))
+}
+
+/// The complete list after the change, and the plan to get there.
+async fn plan_for(
+    state: &AppState,
+    lab: &LabId,
+    wanted: Participants,
+) -> Result<provision::Plan, WebError> {
+    let loaded = load_lab(state, lab).await?;
+    provision::plan(&state.settings, &state.store, loaded, wanted, false)
+        .await
+        .map_err(|e| match e {
+            provision::ProvisionError::Input(m) => WebError::BadRequest(m),
+            other => other.into(),
+        })
+}
+
+async fn plan(
+    State(state): State<AppState>,
+    s: Session,
+    Path(lab): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, WebError> {
+    s.require(Role::Master)?;
+    s.check_csrf(csrf_of(&form))?;
+    let lab = parse_id(&lab)?;
+    let pasted = field(&form, "csv").to_string();
+    let rows = form_rows(&form);
+    let added = match new_rows(&pasted, &rows) {
+        Ok(p) if p.0.is_empty() => {
+            let errors = vec!["Add at least one participant: type a row or paste CSV.".to_string()];
+            return invalid(page_for(&state, &s, &lab, pasted, rows, errors).await?);
+        }
+        Ok(p) => p,
+        Err(errors) => return invalid(page_for(&state, &s, &lab, pasted, rows, errors).await?),
+    };
+    let current = current_list(&state.store.participants(lab.as_str()).await?);
+    let wanted = current.merged(added.clone());
+    let plan = match plan_for(&state, &lab, wanted.clone()).await {
+        Ok(p) => p,
+        Err(WebError::BadRequest(m)) => {
+            return invalid(page_for(&state, &s, &lab, pasted, rows, vec![m]).await?)
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(Html(
+        PlanPage {
+            nav: Nav::of(&s),
+            lab: lab.to_string(),
+            title: plan.lab.lab.title.clone(),
+            changes: plan.changes.iter().map(|c| c.to_string()).collect(),
+            notices: plan.notices.clone(),
+            participants: wanted.0.len(),
+            added: added.0.iter().map(|p| p.username.to_string()).collect(),
+            csv: wanted.to_csv(),
+        }
+        .render()?,
+    )
+    .into_response())
+}
+
+fn invalid(page: ParticipantsPage) -> Result<Response, WebError> {
+    let mut r = Html(page.render()?).into_response();
+    *r.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+    Ok(r)
+}
+
+async fn apply(
+    State(state): State<AppState>,
+    s: Session,
+    Path(lab): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, WebError> {
+    s.require(Role::Master)?;
+    s.check_csrf(csrf_of(&form))?;
+    let lab = parse_id(&lab)?;
+    let wanted = Participants::parse("participants", field(&form, "csv"))
+        .map_err(|e| WebError::BadRequest(e.to_string()))?;
+    // Planned again: the state may have moved since the plan was shown.
+    let plan = plan_for(&state, &lab, wanted).await?;
+    let total = plan.changes.len();
+    let job = state
+        .jobs
+        .start(lab.as_str(), format!("Apply of lab {lab}"), &s.user, total)?;
+    let id = job.id().to_string();
+    tracing::info!(%lab, user = %s.user, changes = total, "apply started from the web");
+    tokio::spawn(run_apply(state.clone(), plan, job));
+    Ok(Redirect::to(&format!("/jobs/{id}")).into_response())
+}
+
+#[tracing::instrument(skip_all, fields(lab = %plan.lab.lab.id))]
+async fn run_apply(state: AppState, plan: provision::Plan, job: super::jobs::JobHandle) {
+    let total = plan.changes.len();
+    let report = provision::apply(&state.settings, &state.store, &plan, |i, change| {
+        job.progress(i, format!("[{i}/{total}] {change}"))
+    })
+    .await;
+    match report {
+        Ok(report) => {
+            let id = plan.lab.lab.id.to_string();
+            let mut summary = vec![format!(
+                "lab {id}: {} participants, {} changes applied",
+                plan.participants.0.len(),
+                report.applied
+            )];
+            summary.extend(plan.notices.iter().map(|n| format!("note: {n}")));
+            let opts = crate::cli::default_options(&state.settings);
+            match crate::cli::write_generated(&state.settings, &state.store, &id, None, &opts).await
+            {
+                Ok(out) => summary.push(format!("monitoring files written to {}", out.display())),
+                Err(e) => summary.push(format!("monitoring files not written: {e:#}")),
+            }
+            job.succeed(summary);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "apply failed");
+            job.fail(e.to_string());
+        }
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/labs/{lab}/participants", get(show))
+        .route("/labs/{lab}/participants/plan", post(plan))
+        .route("/labs/{lab}/participants/apply", post(apply))
+}

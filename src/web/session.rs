@@ -1,0 +1,201 @@
+//! Logins live in a signed cookie (HMAC-SHA256 with a key kept in the
+//! control database, so every replica accepts it): HttpOnly, SameSite=Strict,
+//! `Secure` when configured. Each session carries its own CSRF token that
+//! every form sends back.
+
+use super::{AppState, WebError};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+pub const COOKIE: &str = "pglab_session";
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub enum Role {
+    Student,
+    Staff,
+    Master,
+}
+
+impl Role {
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Student => "student",
+            Role::Staff => "staff",
+            Role::Master => "lab master",
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Session {
+    pub user: String,
+    pub role: Role,
+    pub csrf: String,
+    /// Unix seconds after which the cookie is refused.
+    pub expires: i64,
+}
+
+/// The installation's cookie-signing key.
+#[derive(Clone)]
+pub struct SessionKey(Vec<u8>);
+
+impl SessionKey {
+    pub fn new(secret: &str) -> Self {
+        Self(secret.as_bytes().to_vec())
+    }
+
+    fn mac(&self, payload: &str) -> Hmac<Sha256> {
+        // HMAC accepts keys of any length.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("hmac key");
+        mac.update(payload.as_bytes());
+        mac
+    }
+
+    pub fn sign(&self, session: &Session) -> String {
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(session).unwrap_or_default());
+        let tag = URL_SAFE_NO_PAD.encode(self.mac(&payload).finalize().into_bytes());
+        format!("{payload}.{tag}")
+    }
+
+    /// The session in `value` if its signature is right and it has not expired.
+    pub fn verify(&self, value: &str) -> Option<Session> {
+        let (payload, tag) = value.split_once('.')?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        self.mac(payload).verify_slice(&tag).ok()?;
+        let session: Session =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+        (session.expires > chrono::Utc::now().timestamp()).then_some(session)
+    }
+}
+
+pub fn random_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Compares two strings without stopping at the first difference.
+pub fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// A `Set-Cookie` value; `max_age` 0 deletes the cookie.
+pub fn cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> String {
+    let secure = if state.settings.web.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
+}
+
+pub fn read_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+impl Session {
+    pub fn new(user: String, role: Role, hours: u32) -> Self {
+        Self {
+            user,
+            role,
+            csrf: random_token(),
+            expires: chrono::Utc::now().timestamp() + i64::from(hours) * 3600,
+        }
+    }
+
+    /// Refuses the request unless the session has at least `role`.
+    pub fn require(&self, role: Role) -> Result<(), WebError> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(WebError::Forbidden)
+        }
+    }
+
+    /// Refuses a form whose CSRF token is missing or not this session's.
+    pub fn check_csrf(&self, token: &str) -> Result<(), WebError> {
+        if same(token, &self.csrf) {
+            Ok(())
+        } else {
+            Err(WebError::Csrf)
+        }
+    }
+}
+
+/// The logged-in user, or `None`.
+pub struct MaybeSession(pub Option<Session>);
+
+impl FromRequestParts<AppState> for MaybeSession {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        Ok(MaybeSession(
+            read_cookie(&parts.headers, COOKIE).and_then(|v| state.sessions.verify(v)),
+        ))
+    }
+}
+
+/// Handlers that take a `Session` need a login; without one the browser is
+/// sent to the login page and comes back afterwards.
+impl FromRequestParts<AppState> for Session {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        match MaybeSession::from_request_parts(parts, state).await?.0 {
+            Some(s) => Ok(s),
+            None => Err(WebError::LoginRequired(
+                parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/".to_string(), |p| p.to_string()),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_sessions_cannot_be_forged() {
+        let key = SessionKey::new("k1");
+        let s = Session::new("alice".into(), Role::Student, 1);
+        let v = key.sign(&s);
+        assert_eq!(key.verify(&v).map(|s| s.user), Some("alice".to_string()));
+        assert!(SessionKey::new("k2").verify(&v).is_none());
+        // A student who edits the payload to become lab master is refused.
+        let forged = Session {
+            role: Role::Master,
+            ..s.clone()
+        };
+        let payload = key.sign(&forged);
+        let tampered = format!(
+            "{}.{}",
+            payload.split_once('.').map_or("", |p| p.0),
+            v.split_once('.').map_or("", |p| p.1)
+        );
+        assert!(key.verify(&tampered).is_none());
+        let expired = Session { expires: 0, ..s };
+        assert!(key.verify(&key.sign(&expired)).is_none());
+    }
+}

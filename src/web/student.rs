@@ -1,0 +1,191 @@
+//! A student's own page: their database, the `psql` command, their progress
+//! per task with the scoring engine's reasons, and the password change.
+
+use super::session::{Role, Session};
+use super::{AppState, Nav, WebError};
+use crate::cli::psql_command;
+use crate::control::CredentialRecord;
+use crate::ident::Username;
+use crate::provision::ldap;
+use crate::scoring::TaskBoard;
+use askama::Template;
+use axum::extract::{ConnectInfo, State};
+use axum::response::Html;
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use std::net::SocketAddr;
+
+pub struct TaskRow {
+    pub title: String,
+    pub points: u32,
+    pub state: Option<TaskBoard>,
+}
+
+pub struct StudentLab {
+    pub id: String,
+    pub title: String,
+    pub database: String,
+    pub psql: String,
+    pub tasks: Vec<TaskRow>,
+    pub points: u32,
+    pub max_points: u32,
+    /// Why the database could not be scored in the latest round.
+    pub error: Option<String>,
+    pub scored: bool,
+}
+
+#[derive(Template)]
+#[template(path = "student.html")]
+struct StudentPage {
+    nav: Option<Nav>,
+    user: String,
+    labs: Vec<StudentLab>,
+    min_length: usize,
+    message: Option<String>,
+    error: Option<String>,
+}
+
+async fn labs_of(state: &AppState, user: &str) -> Result<Vec<StudentLab>, WebError> {
+    let snapshot = state.board.get();
+    let memberships = state.store.memberships(user).await?;
+    Ok(memberships
+        .into_iter()
+        .map(|m| {
+            let board = snapshot.labs.iter().find(|l| l.id == m.lab);
+            let me = board.and_then(|b| b.participants.iter().find(|p| p.username == user));
+            let psql = state
+                .settings
+                .server(&m.server)
+                .map_or_else(String::new, |server| {
+                    psql_command(
+                        server,
+                        &CredentialRecord {
+                            username: user.to_string(),
+                            name: String::new(),
+                            database: m.database.clone(),
+                            server: m.server.clone(),
+                            initial_password: None,
+                        },
+                    )
+                });
+            let tasks = board.map_or_else(Vec::new, |b| {
+                b.tasks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| TaskRow {
+                        title: t.title.clone(),
+                        points: t.points,
+                        state: me
+                            .and_then(|p| p.tasks.as_ref())
+                            .and_then(|ts| ts.get(i).cloned()),
+                    })
+                    .collect()
+            });
+            StudentLab {
+                id: m.lab,
+                title: m.title,
+                database: m.database,
+                psql,
+                points: me.map_or(0, |p| p.points()),
+                max_points: board.map_or(0, |b| b.max_points()),
+                error: me.and_then(|p| p.error.clone()),
+                scored: me.is_some_and(|p| p.tasks.is_some()),
+                tasks,
+            }
+        })
+        .collect())
+}
+
+async fn render(
+    state: &AppState,
+    s: &Session,
+    message: Option<String>,
+    error: Option<String>,
+) -> Result<Html<String>, WebError> {
+    Ok(Html(
+        StudentPage {
+            nav: Nav::of(s),
+            user: s.user.clone(),
+            labs: labs_of(state, &s.user).await?,
+            min_length: state.settings.web.min_password_length,
+            message,
+            error,
+        }
+        .render()?,
+    ))
+}
+
+async fn me(State(state): State<AppState>, s: Session) -> Result<Html<String>, WebError> {
+    if s.role != Role::Student {
+        // Staff have no lab database of their own.
+        return Err(WebError::Forbidden);
+    }
+    render(&state, &s, None, None).await
+}
+
+#[derive(serde::Deserialize)]
+struct PasswordForm {
+    #[serde(default)]
+    csrf: String,
+    current: String,
+    new: String,
+    confirm: String,
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    s: Session,
+    Form(form): Form<PasswordForm>,
+) -> Result<Html<String>, WebError> {
+    s.check_csrf(&form.csrf)?;
+    if s.role != Role::Student {
+        return Err(WebError::Forbidden);
+    }
+    let user = Username::parse(&s.user).map_err(|_| WebError::Forbidden)?;
+    let min = state.settings.web.min_password_length;
+    let problem = if form.new != form.confirm {
+        Some("The new password and its confirmation differ.".to_string())
+    } else if form.new.chars().count() < min {
+        Some(format!("The new password needs at least {min} characters."))
+    } else if form.new == form.current {
+        Some("The new password must differ from the current one.".to_string())
+    } else if form.new.chars().any(char::is_control) {
+        Some("The new password cannot contain control characters.".to_string())
+    } else {
+        None
+    };
+    if let Some(p) = problem {
+        return render(&state, &s, None, Some(p)).await;
+    }
+    let keys = super::login::attempt_keys(&s.user, addr);
+    if let Some(wait) = state.limiter.blocked(&keys) {
+        return Err(WebError::TooManyAttempts(wait));
+    }
+    if !ldap::change_own_password(&state.settings.ldap, &user, &form.current, &form.new).await? {
+        state.limiter.fail(&keys);
+        return render(
+            &state,
+            &s,
+            None,
+            Some("The current password is wrong.".into()),
+        )
+        .await;
+    }
+    // The initial password no longer works: pglab stops keeping it.
+    state.store.forget_initial_password(user.as_str()).await?;
+    tracing::info!(%user, "password changed by its owner");
+    render(
+        &state,
+        &s,
+        Some("Your password was changed. Use the new one for psql and for this site.".into()),
+        None,
+    )
+    .await
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/me", get(me))
+        .route("/me/password", post(change_password))
+}
