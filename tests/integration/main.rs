@@ -2,6 +2,7 @@
 //! by pglab's own stack code. One binary, to keep link time low.
 
 mod bad_input;
+mod browser;
 mod clubdata;
 mod hostile;
 mod observability;
@@ -10,3 +11,4 @@ mod scoring;
 mod servers;
 mod support;
 mod up_binary;
+mod web;
