@@ -164,6 +164,16 @@ async fn lab_master_to_student_to_live_board_in_chromium() {
     b.client.set_window_size(390, 844).await.expect("phone size");
     b.goto("/public/labs/web/board").await;
     b.shot("14-public-board-phone").await;
+    // Only the grid scrolls sideways on a phone, never the page.
+    let widths = b
+        .client
+        .execute(
+            "return [window.innerWidth, document.documentElement.scrollWidth];",
+            vec![],
+        )
+        .await
+        .expect("widths");
+    assert_eq!(widths[0], widths[1], "page wider than a phone: {widths}");
     b.goto("/nowhere").await;
     assert!(b.text("main").await.contains("does not exist"));
     b.shot("15-not-found").await;
