@@ -9,6 +9,6 @@ pub mod health;
 pub mod inspect;
 pub mod rows;
 
-pub use board::{Board, LabBoard, ParticipantBoard, Snapshot, TaskBoard};
+pub use board::{Board, LabBoard, ParticipantBoard, Snapshot, TaskBoard, TaskInfo};
 pub use engine::Engine;
 pub use health::Health;

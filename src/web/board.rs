@@ -6,7 +6,7 @@
 use super::labs::{grafana_link, parse_id};
 use super::session::{Role, Session};
 use super::{AppState, Nav, WebError};
-use crate::scoring::LabBoard;
+use crate::scoring::{LabBoard, TaskInfo};
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -194,20 +194,40 @@ struct BoardQuery {
     projector: bool,
 }
 
-/// The lab's board and a version that changes with every round.
-fn lab_board(
+/// The lab's board and a version that changes with every round. Before the
+/// first round the board has the lab's tasks and nobody in it yet.
+async fn lab_board(
     state: &AppState,
     lab: &str,
     public: bool,
 ) -> Result<(LabBoard, Option<DateTime<Utc>>, String), WebError> {
     let snapshot = state.board.get();
-    let board = snapshot
-        .labs
-        .iter()
-        .find(|l| l.id == lab)
-        .filter(|l| !public || l.public_board)
-        .cloned()
-        .ok_or(WebError::NotFound)?;
+    let board = match snapshot.labs.iter().find(|l| l.id == lab) {
+        Some(b) => b.clone(),
+        None => {
+            let loaded = state.store.lab(lab).await?.ok_or(WebError::NotFound)?;
+            let l = loaded.lab;
+            LabBoard {
+                id: l.id.to_string(),
+                title: l.title,
+                pseudonymize: l.options.pseudonymize,
+                public_board: l.options.public_board,
+                tasks: l
+                    .tasks
+                    .iter()
+                    .map(|t| TaskInfo {
+                        id: t.id.clone(),
+                        title: t.title.clone(),
+                        points: t.points,
+                    })
+                    .collect(),
+                participants: vec![],
+            }
+        }
+    };
+    if public && !board.public_board {
+        return Err(WebError::NotFound);
+    }
     let version = format!(
         "\"{}-{}\"",
         snapshot
@@ -226,7 +246,7 @@ async fn page(
     projector: bool,
 ) -> Result<Response, WebError> {
     let id = parse_id(lab)?;
-    let (board, at, version) = lab_board(state, id.as_str(), public)?;
+    let (board, at, version) = lab_board(state, id.as_str(), public).await?;
     let prefix = if public { "/public" } else { "" };
     Ok(Html(
         BoardPage {
@@ -256,7 +276,7 @@ async fn grid(
     public: bool,
 ) -> Result<Response, WebError> {
     let id = parse_id(lab)?;
-    let (board, at, version) = lab_board(state, id.as_str(), public)?;
+    let (board, at, version) = lab_board(state, id.as_str(), public).await?;
     let cache = [
         (header::ETAG, version.clone()),
         (header::CACHE_CONTROL, "no-cache".to_string()),

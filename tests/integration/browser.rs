@@ -146,7 +146,10 @@ impl Browser {
             if loaded == serde_json::json!(true) {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{css}: no new page within 60 s");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{css}: no new page within 60 s"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -280,13 +283,22 @@ impl Http {
         (status, location.unwrap_or(text))
     }
 
+    pub async fn post_owned(&mut self, path: &str, form: &[(String, String)]) -> (u16, String) {
+        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.post(path, &pairs).await
+    }
+
     /// Logs in through the form, as a browser would; returns the status.
     pub async fn login(&mut self, user: &str, password: &str) -> (u16, String) {
         let (_, page) = self.get("/login").await;
         let token = hidden(&page, "token");
         self.post(
             "/login",
-            &[("username", user), ("password", password), ("token", &token)],
+            &[
+                ("username", user),
+                ("password", password),
+                ("token", &token),
+            ],
         )
         .await
     }

@@ -12,3 +12,4 @@ mod servers;
 mod support;
 mod up_binary;
 mod web;
+mod web_security;

@@ -14,7 +14,9 @@ use std::time::Duration;
 /// Adds an LDAP person with a password, optionally to a role group.
 pub async fn add_person(env: &TestEnv, user: &str, password: &str, group: Option<&str>) {
     let user = Username::parse(user).expect("username");
-    let mut dir = Directory::connect(&env.settings().ldap).await.expect("ldap");
+    let mut dir = Directory::connect(&env.settings().ldap)
+        .await
+        .expect("ldap");
     dir.add_person(&user, "Ada Lovelace", "ada@example.org")
         .await
         .expect("add person");
@@ -49,12 +51,18 @@ async fn lab_master_to_student_to_live_board_in_chromium() {
     b.set_value("#yaml", BROKEN_YAML).await;
     b.click("form.stack button[type=submit]").await;
     let errors = b.text(".listing").await;
-    assert!(errors.contains("line 7") && errors.contains("pointz"), "{errors}");
+    assert!(
+        errors.contains("line 7") && errors.contains("pointz"),
+        "{errors}"
+    );
     b.shot("03-lab-errors").await;
     let dir = env.dir.path().join("upload");
     std::fs::create_dir_all(&dir).expect("dir");
     for (name, text) in [
-        ("reference.sql", include_str!("../../src/demo/reference.sql")),
+        (
+            "reference.sql",
+            include_str!("../../src/demo/reference.sql"),
+        ),
         ("starter.sql", include_str!("../../src/demo/starter.sql")),
     ] {
         std::fs::write(dir.join(name), text).expect("write");
@@ -74,7 +82,12 @@ async fn lab_master_to_student_to_live_board_in_chromium() {
         .await
         .expect("choose files");
     b.click("form.stack button[type=submit]").await;
-    assert_eq!(b.path().await, "/labs/web", "{}", b.client.source().await.unwrap_or_default());
+    assert_eq!(
+        b.path().await,
+        "/labs/web",
+        "{}",
+        b.client.source().await.unwrap_or_default()
+    );
     b.shot("04-lab").await;
 
     // Participants: one typed row, the rest pasted; a hostile display name.
@@ -90,11 +103,16 @@ async fn lab_master_to_student_to_live_board_in_chromium() {
     b.shot("05-participants").await;
     b.click("form.stack button[type=submit]").await;
     let plan = b.text("main").await;
-    assert!(plan.contains("3 participants") && plan.contains("changes"), "{plan}");
+    assert!(
+        plan.contains("3 participants") && plan.contains("changes"),
+        "{plan}"
+    );
     assert!(plan.contains("Nothing has changed yet"), "{plan}");
     b.shot("06-plan").await;
     b.click("main form button[type=submit]").await;
-    let state = b.wait_text("#job-state", "succeeded", Duration::from_secs(120)).await;
+    let state = b
+        .wait_text("#job-state", "succeeded", Duration::from_secs(120))
+        .await;
     assert_eq!(state, "succeeded", "{}", b.text("main").await);
     b.shot("07-apply-done").await;
 
@@ -102,7 +120,10 @@ async fn lab_master_to_student_to_live_board_in_chromium() {
     b.goto("/labs/web/credentials").await;
     let initial = b.text("#slip-alice .password").await;
     assert_eq!(initial.len(), 19, "{initial}");
-    assert!(b.text("#slip-bob").await.contains("<script>alert(1)</script>"));
+    assert!(b
+        .text("#slip-bob")
+        .await
+        .contains("<script>alert(1)</script>"));
     b.shot("08-credentials").await;
     b.logout().await;
 
@@ -159,9 +180,15 @@ async fn lab_master_to_student_to_live_board_in_chromium() {
     b.logout().await;
     b.goto("/public/labs/web/board?projector=true").await;
     let public = b.text("table.grid").await;
-    assert!(!public.contains("alice") && public.contains("p-"), "{public}");
+    assert!(
+        !public.contains("alice") && public.contains("p-"),
+        "{public}"
+    );
     b.shot("13-public-board-projector").await;
-    b.client.set_window_size(390, 844).await.expect("phone size");
+    b.client
+        .set_window_size(390, 844)
+        .await
+        .expect("phone size");
     b.goto("/public/labs/web/board").await;
     b.shot("14-public-board-phone").await;
     // Only the grid scrolls sideways on a phone, never the page.

@@ -1,0 +1,249 @@
+//! What the web app refuses: forms without a CSRF token, pages of another
+//! role, script in participant names, old passwords, password guessing,
+//! forged cookies.
+
+use crate::browser::Http;
+use crate::support::{shop_lab, TestEnv};
+use crate::web::add_person;
+
+const PEOPLE: &str = "username,name,email,group\n\
+    alice,Alice Archer,alice@example.org,\n\
+    bob,<script>alert(1)</script>,bob@example.org,\n";
+
+const SCRIPT: &str = "<script>alert(1)</script>";
+const ESCAPED: &str = "&#60;script&#62;alert(1)&#60;/script&#62;";
+
+fn escaped_only(page: &str, what: &str) {
+    assert!(!page.contains(SCRIPT), "{what}: raw script in the page");
+    assert!(
+        page.contains(ESCAPED) || page.contains("&lt;script&gt;"),
+        "{what}: the name is not shown at all"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn roles_csrf_escaping_passwords_and_rate_limit() {
+    let env = TestEnv::start(1).await;
+    let lab = shop_lab(&env, "sec");
+    let yaml = std::fs::read_to_string(&lab).expect("lab");
+    std::fs::write(
+        &lab,
+        yaml.replace("public_board: true", "public_board: false"),
+    )
+    .expect("lab");
+    env.apply(&lab, PEOPLE, false).await.expect("apply");
+    add_person(&env, "ada", "ada-master-pw-1", Some("labmasters")).await;
+    add_person(&env, "tina", "tina-staff-pw-1", Some("labstaff")).await;
+    add_person(&env, "eve", "eve-nobody-pw-1", None).await;
+    let server = env.serve().await;
+    let base = format!("http://{}", env.settings().listen);
+    let alice_pw = env.password("alice").await;
+
+    // Without a login every page sends the browser to the login form.
+    let mut anon = Http::new(&base);
+    for page in ["/labs", "/labs/sec/credentials", "/me", "/labs/sec/board"] {
+        let (status, location) = anon.get(page).await;
+        assert_eq!(status, 303, "{page}");
+        let _ = location;
+    }
+    // The lab does not allow a public board.
+    assert_eq!(anon.get("/public/labs/sec/board").await.0, 404);
+    // A login form without its token is refused, as is a session cookie
+    // someone edited.
+    let (status, _) = anon
+        .post(
+            "/login",
+            &[("username", "ada"), ("password", "ada-master-pw-1")],
+        )
+        .await;
+    assert_eq!(status, 403);
+    anon.cookies
+        .push(("pglab_session".into(), "eyJ1c2VyIjoiYWRhIn0.AAAA".into()));
+    assert_eq!(anon.get("/labs").await.0, 303);
+    // An LDAP person in no lab and no group gets no session; nor does an
+    // empty password (an anonymous bind in LDAP terms).
+    let mut eve = Http::new(&base);
+    let (status, page) = eve.login("eve", "eve-nobody-pw-1").await;
+    assert_eq!(status, 401);
+    assert!(page.contains("no lab"), "{page}");
+    assert_eq!(eve.login("alice", "").await.0, 401);
+
+    // Session cookie flags.
+    let mut ada = Http::new(&base);
+    let r = ada
+        .client
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .expect("login page");
+    let set = r.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    assert_eq!(
+        ada.login("ada", "ada-master-pw-1").await,
+        (303, "/labs".to_string())
+    );
+
+    // CSRF: the same lab master's form without or with a wrong token.
+    let plan_form = [("csv", "dave,Dave,dave@example.org,")];
+    let (status, _) = ada.post("/labs/sec/participants/plan", &plan_form).await;
+    assert_eq!(status, 403);
+    let (status, _) = ada
+        .post(
+            "/labs/sec/participants/plan",
+            &[("csv", "dave,Dave,dave@example.org,"), ("csrf", "forged")],
+        )
+        .await;
+    assert_eq!(status, 403);
+    let token = ada.csrf("/labs/sec/participants").await;
+    let (status, plan) = ada
+        .post(
+            "/labs/sec/participants/plan",
+            &[("csv", "dave,Dave,dave@example.org,"), ("csrf", &token)],
+        )
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    assert!(plan.contains("dave"));
+    // A username with script is rejected, and the error shows it escaped.
+    let (status, page) = ada
+        .post(
+            "/labs/sec/participants/plan",
+            &[
+                ("csv", &format!("{SCRIPT},X,x@example.org,")),
+                ("csrf", &token),
+            ],
+        )
+        .await;
+    assert_eq!(status, 422);
+    escaped_only(&page, "rejected username");
+    // The display name with script is shown escaped everywhere.
+    for page in [
+        "/labs/sec/participants",
+        "/labs/sec/credentials",
+        "/labs/sec/board",
+    ] {
+        let (status, html) = ada.get(page).await;
+        assert_eq!(status, 200, "{page}");
+        if page != "/labs/sec/board" {
+            escaped_only(&html, page);
+        }
+    }
+    let (_, csv) = ada.get("/labs/sec/credentials.csv").await;
+    assert!(csv.contains(&alice_pw), "CSV has the initial passwords");
+    // Logout needs the token too.
+    assert_eq!(ada.post("/logout", &[]).await.0, 403);
+
+    // Staff: read-only pages.
+    let mut tina = Http::new(&base);
+    assert_eq!(tina.login("tina", "tina-staff-pw-1").await.0, 303);
+    assert_eq!(tina.get("/labs").await.0, 200);
+    assert_eq!(tina.get("/labs/sec/board").await.0, 200);
+    assert_eq!(tina.get("/labs/sec/credentials").await.0, 403);
+    assert_eq!(tina.get("/labs/sec/credentials.csv").await.0, 403);
+    assert_eq!(tina.get("/labs/sec/participants").await.0, 403);
+    let staff_token = tina.csrf("/labs").await;
+    let (status, _) = tina
+        .post(
+            "/labs/sec/participants/plan",
+            &[
+                ("csv", "dave,Dave,dave@example.org,"),
+                ("csrf", &staff_token),
+            ],
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    // Student: only their own page.
+    let mut alice = Http::new(&base);
+    assert_eq!(
+        alice.login("alice", &alice_pw).await,
+        (303, "/me".to_string())
+    );
+    let (status, me) = alice.get("/me").await;
+    assert_eq!(status, 200);
+    assert!(me.contains("sec_alice") && !me.contains("sec_bob"));
+    for page in [
+        "/labs",
+        "/labs/sec",
+        "/labs/sec/credentials",
+        "/labs/sec/credentials.csv",
+        "/labs/sec/participants",
+        "/labs/sec/board",
+        "/labs/sec/board/grid",
+    ] {
+        let (status, body) = alice.get(page).await;
+        assert_eq!(status, 403, "{page}");
+        assert!(
+            !body.contains(&alice_pw) && !body.contains("sec_bob"),
+            "{page}"
+        );
+    }
+    let token = alice.csrf("/me").await;
+    let (status, _) = alice
+        .post("/labs/sec/participants/bob/reset", &[("csrf", &token)])
+        .await;
+    assert_eq!(status, 403);
+
+    // Password change: wrong current, too short, then right.
+    let new_pw = "a-much-longer-secret";
+    let change = |current: &str, new: &str| {
+        vec![
+            ("csrf".to_string(), token.clone()),
+            ("current".to_string(), current.to_string()),
+            ("new".to_string(), new.to_string()),
+            ("confirm".to_string(), new.to_string()),
+        ]
+    };
+    let (_, page) = alice
+        .post_owned("/me/password", &change("wrong-password", new_pw))
+        .await;
+    assert!(page.contains("current password is wrong"), "{page}");
+    let (_, page) = alice
+        .post_owned("/me/password", &change(&alice_pw, "short"))
+        .await;
+    assert!(page.contains("at least 10 characters"), "{page}");
+    let (status, _) = alice
+        .post(
+            "/me/password",
+            &[("current", &alice_pw), ("new", new_pw), ("confirm", new_pw)],
+        )
+        .await;
+    assert_eq!(status, 403, "password change without CSRF token");
+    let (_, page) = alice
+        .post_owned("/me/password", &change(&alice_pw, new_pw))
+        .await;
+    assert!(page.contains("password was changed"), "{page}");
+    // The old password stops working: web, LDAP (psql) alike.
+    let mut again = Http::new(&base);
+    assert_eq!(again.login("alice", &alice_pw).await.0, 401);
+    assert!(env
+        .connect_as(0, "alice", &alice_pw, "sec_alice")
+        .await
+        .is_err());
+    assert!(env
+        .connect_as(0, "alice", new_pw, "sec_alice")
+        .await
+        .is_ok());
+    assert_eq!(again.login("alice", new_pw).await.0, 303);
+    // pglab no longer keeps (nor shows) the initial password.
+    let (_, creds) = ada.get("/labs/sec/credentials").await;
+    assert!(!creds.contains(&alice_pw));
+
+    // Guessing: after 5 failures even the right password waits.
+    let mut guesser = Http::new(&base);
+    for i in 0..5 {
+        assert_eq!(guesser.login("bob", &format!("guess-{i}")).await.0, 401);
+    }
+    let bob_pw = env.password("bob").await;
+    let (status, page) = guesser.login("bob", &bob_pw).await;
+    assert_eq!(status, 429, "{page}");
+    assert!(page.contains("Too many failed logins"));
+
+    server.stop().await;
+    env.stop().await;
+}
