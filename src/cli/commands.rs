@@ -198,3 +198,50 @@ pub async fn credentials(config: &Path, lab: &str, forget: bool) -> anyhow::Resu
     }
     Ok(())
 }
+
+/// `pglab staff add`: an LDAP person in the lab masters' or staff group.
+pub async fn staff_add(
+    config: &Path,
+    username: &str,
+    name: &str,
+    email: &str,
+    read_only: bool,
+) -> anyhow::Result<()> {
+    let settings = Settings::load(config)?;
+    let user = crate::ident::Username::parse(username)?;
+    if name.trim().is_empty() || name.chars().any(char::is_control) {
+        bail!("--name: give the person's name in printable characters");
+    }
+    if !email.contains('@') || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!("--email {email:?} is not an address like name@example.org");
+    }
+    let group = if read_only {
+        &settings.web.staff_group
+    } else {
+        &settings.web.master_group
+    };
+    let mut dir = provision::ldap::Directory::connect(&settings.ldap).await?;
+    let exists = dir.people().await?.contains_key(user.as_str());
+    let password = if exists {
+        None
+    } else {
+        let pw = provision::initial_password();
+        dir.add_person(&user, name, email).await?;
+        dir.set_password(&user, &pw).await?;
+        Some(pw)
+    };
+    dir.add_member(group, &user).await?;
+    dir.close().await;
+    let role = if read_only {
+        "staff (read-only)"
+    } else {
+        "lab master"
+    };
+    match password {
+        Some(pw) => println!("{user} is now {role} (group {group}); password: {pw}"),
+        None => println!(
+            "{user} (existing LDAP person, password unchanged) is now {role} (group {group})"
+        ),
+    }
+    Ok(())
+}

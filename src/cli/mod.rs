@@ -68,6 +68,11 @@ pub enum Command {
         /// Lab id.
         lab: String,
     },
+    /// Lab masters and staff of the web app (LDAP people in the role groups).
+    Staff {
+        #[command(subcommand)]
+        command: StaffCommand,
+    },
     /// The config file.
     Config {
         #[command(subcommand)]
@@ -91,6 +96,23 @@ pub enum LabCommand {
         /// Only validate the file; do not load anything.
         #[arg(long)]
         no_load: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StaffCommand {
+    /// Create an LDAP person (or take an existing one) and put them in the
+    /// lab masters' group (or, with --read-only, the staff group); prints a
+    /// new password when the person is new.
+    Add {
+        username: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: String,
+        /// Staff (TA): read-only pages instead of lab master.
+        #[arg(long)]
+        read_only: bool,
     },
 }
 
@@ -139,6 +161,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config {
             command: ConfigCommand::Check,
         } => commands::config_check(&cli.config).await,
+        Command::Staff {
+            command:
+                StaffCommand::Add {
+                    username,
+                    name,
+                    email,
+                    read_only,
+                },
+        } => commands::staff_add(&cli.config, &username, &name, &email, read_only).await,
         Command::Migrate => commands::migrate(&cli.config).await,
         Command::Healthcheck { url } => commands::healthcheck(&cli.config, url).await,
     }

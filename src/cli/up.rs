@@ -88,6 +88,16 @@ async fn serve(
     if with_demo {
         apply_demo(settings, &store).await?;
     }
+    if !settings.web.admin_user.is_empty() {
+        println!(
+            "lab master login: {} / {}   (web.admin_user / web.admin_password in the config)",
+            settings.web.admin_user,
+            settings.web.admin_password.expose()
+        );
+    }
+    if with_demo {
+        println!("live board: {url}/labs/demo/board   public: {url}/public/labs/demo/board");
+    }
     println!("web app:  {url}   (Ctrl-C stops everything)");
     let state = crate::server::start(settings.clone()).await?;
     crate::web::serve(state, listener, shutdown).await?;

@@ -10,7 +10,7 @@ use crate::ident::Username;
 use crate::provision::{self, ldap};
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -53,9 +53,28 @@ async fn slips(state: &AppState, lab: &str) -> Result<Vec<Slip>, WebError> {
         .collect())
 }
 
+/// The address students log in at, as the lab master's browser reached pglab.
+fn login_url(state: &AppState, headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '[' | ']'))
+        })
+        .map_or_else(|| state.settings.listen.to_string(), str::to_string);
+    let scheme = if state.settings.web.secure_cookies {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}/login")
+}
+
 async fn page(
     State(state): State<AppState>,
     s: Session,
+    headers: HeaderMap,
     Path(lab): Path<String>,
 ) -> Result<Html<String>, WebError> {
     s.require(Role::Master)?;
@@ -67,7 +86,7 @@ async fn page(
             lab: lab.to_string(),
             title: loaded.lab.title,
             slips: slips(&state, lab.as_str()).await?,
-            login_url: format!("http://{}/login", state.settings.listen),
+            login_url: login_url(&state, &headers),
         }
         .render()?,
     ))

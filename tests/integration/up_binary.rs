@@ -108,13 +108,58 @@ async fn up_demo_serves_stops_and_restarts_with_its_data() {
         "{}",
         String::from_utf8_lossy(&health.stderr)
     );
-    let page = reqwest::get(format!("http://127.0.0.1:{http}/"))
+    let page = reqwest::get(format!("http://127.0.0.1:{http}/public/labs/demo/board"))
         .await
         .expect("page")
         .text()
         .await
         .expect("body");
     assert!(page.contains("Demo: a small shop"), "{page}");
+
+    // The printed lab master login works; `staff add` makes a TA who can
+    // log in with the printed password and read, not manage.
+    let admin = first
+        .lines
+        .iter()
+        .find_map(|l| l.split_once("lab master login: admin / "))
+        .map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_string())
+        .unwrap_or_else(|| panic!("{text}"));
+    let base = format!("http://127.0.0.1:{http}");
+    let mut web = crate::browser::Http::new(&base);
+    assert_eq!(web.login("admin", &admin).await, (303, "/labs".to_string()));
+    assert!(web.get("/labs").await.1.contains("Demo: a small shop"));
+    let staff = pglab()
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "staff",
+            "add",
+            "tess",
+            "--name",
+            "Tess Assistant",
+            "--email",
+            "tess@example.org",
+            "--read-only",
+        ])
+        .output()
+        .await
+        .expect("staff add");
+    let out = String::from_utf8_lossy(&staff.stdout).to_string();
+    assert!(staff.status.success(), "{staff:?}");
+    let tess_pw = out
+        .rsplit("password: ")
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let mut tess = crate::browser::Http::new(&base);
+    assert_eq!(
+        tess.login("tess", &tess_pw).await,
+        (303, "/labs".to_string()),
+        "{out}"
+    );
+    assert_eq!(tess.get("/labs/demo/board").await.0, 200);
+    assert_eq!(tess.get("/labs/demo/credentials").await.0, 403);
 
     let demo = data.join("demo");
     let plan = pglab()

@@ -176,14 +176,19 @@ async fn validate(
             return Err(errors
                 .into_iter()
                 .map(|e| {
+                    // Paths on the server mean nothing to the lab master.
+                    let message = match e.message.split_once(" (looked in ") {
+                        Some((head, _)) => format!("{head}: add it under \"Files\""),
+                        None => e.message,
+                    };
                     let text = if e.field.is_empty() {
-                        e.message
+                        message
                     } else {
-                        format!("{}: {}", e.field, e.message)
+                        format!("{}: {message}", e.field)
                     };
                     (e.line, text)
                 })
-                .collect())
+                .collect());
         }
         Err(LabError::Read { path, .. }) => {
             let name = Path::new(&path)
