@@ -234,6 +234,29 @@ async fn roles_csrf_escaping_passwords_and_rate_limit() {
     let (_, creds) = ada.get("/labs/sec/credentials").await;
     assert!(!creds.contains(&alice_pw));
 
+    // The lab master resets bob's password: the old one stops working.
+    let bob_old = env.password("bob").await;
+    let token = ada.csrf("/labs/sec/credentials").await;
+    let (status, location) = ada
+        .post("/labs/sec/participants/bob/reset", &[("csrf", &token)])
+        .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/labs/sec/credentials#slip-bob")
+    );
+    let bob_new = env.password("bob").await;
+    assert_ne!(bob_old, bob_new);
+    assert!(ada.get("/labs/sec/credentials").await.1.contains(&bob_new));
+    assert!(env.connect_as(0, "bob", &bob_old, "sec_bob").await.is_err());
+    assert!(env.connect_as(0, "bob", &bob_new, "sec_bob").await.is_ok());
+    // Nobody outside the lab can be reset through it.
+    assert_eq!(
+        ada.post("/labs/sec/participants/ada/reset", &[("csrf", &token)])
+            .await
+            .0,
+        404
+    );
+
     // Guessing: after 5 failures even the right password waits.
     let mut guesser = Http::new(&base);
     for i in 0..5 {

@@ -132,6 +132,16 @@ async fn receive(s: &Session, mut form: Multipart, dir: &Path) -> Result<Upload,
                 }
             }
             "replace" => up.replace = true,
+            // Small SQL files may be typed instead of uploaded.
+            "reference_sql" | "starter_sql" => {
+                let text = field.text().await.map_err(bad)?;
+                if !text.trim().is_empty() {
+                    let fname = name.replace("_sql", ".sql");
+                    std::fs::write(dir.join(&fname), text)
+                        .map_err(|e| WebError::Internal(format!("writing {fname}: {e}")))?;
+                    up.files.push(fname);
+                }
+            }
             "files" => {
                 let Some(fname) = field.file_name().and_then(file_name) else {
                     if field.file_name().is_some_and(|f| !f.is_empty()) {
