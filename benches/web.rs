@@ -12,7 +12,7 @@ mod common;
 
 use pglab::lab::{LoadedLab, Participants};
 use pglab::provision;
-use pglab::scoring::{LabBoard, ParticipantBoard, TaskBoard, TaskInfo};
+use pglab::scoring::{LabBoard, ParticipantBoard, TaskBoard};
 use std::time::{Duration, Instant};
 
 const TASKS: usize = 12;
@@ -103,15 +103,6 @@ async fn naive_grid(store: &pglab::control::Store, lab: &LabBoard) -> String {
         .collect();
     let board = LabBoard {
         participants,
-        tasks: lab
-            .tasks
-            .iter()
-            .map(|t| TaskInfo {
-                id: t.id.clone(),
-                title: t.title.clone(),
-                points: t.points,
-            })
-            .collect(),
         ..lab.clone()
     };
     pglab::web::render_grid(&board, None, false).expect("render")

@@ -58,6 +58,26 @@ pub struct LabBoard {
 }
 
 impl LabBoard {
+    /// The board of `lab` with these participants.
+    pub fn of(lab: &crate::lab::Lab, participants: Vec<ParticipantBoard>) -> Self {
+        LabBoard {
+            id: lab.id.to_string(),
+            title: lab.title.clone(),
+            pseudonymize: lab.options.pseudonymize,
+            public_board: lab.options.public_board,
+            tasks: lab
+                .tasks
+                .iter()
+                .map(|t| TaskInfo {
+                    id: t.id.clone(),
+                    title: t.title.clone(),
+                    points: t.points,
+                })
+                .collect(),
+            participants,
+        }
+    }
+
     pub fn max_points(&self) -> u32 {
         self.tasks.iter().map(|t| t.points).sum()
     }

@@ -6,7 +6,7 @@
 use super::labs::{grafana_link, parse_id};
 use super::session::{Role, Session};
 use super::{AppState, Nav, WebError};
-use crate::scoring::{LabBoard, TaskInfo};
+use crate::scoring::LabBoard;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -206,23 +206,7 @@ async fn lab_board(
         Some(b) => b.clone(),
         None => {
             let loaded = state.store.lab(lab).await?.ok_or(WebError::NotFound)?;
-            let l = loaded.lab;
-            LabBoard {
-                id: l.id.to_string(),
-                title: l.title,
-                pseudonymize: l.options.pseudonymize,
-                public_board: l.options.public_board,
-                tasks: l
-                    .tasks
-                    .iter()
-                    .map(|t| TaskInfo {
-                        id: t.id.clone(),
-                        title: t.title.clone(),
-                        points: t.points,
-                    })
-                    .collect(),
-                participants: vec![],
-            }
+            LabBoard::of(&loaded.lab, vec![])
         }
     };
     if public && !board.public_board {

@@ -181,6 +181,19 @@ impl Browser {
         }
     }
 
+    /// Whether the page fits the window's width (nothing scrolls sideways
+    /// but elements meant to, like the board's grid).
+    pub async fn fits_width(&self) -> bool {
+        self.client
+            .execute(
+                "return document.documentElement.scrollWidth <= document.documentElement.clientWidth;",
+                vec![],
+            )
+            .await
+            .expect("widths")
+            == serde_json::json!(true)
+    }
+
     pub async fn login(&self, user: &str, password: &str) {
         self.goto("/login").await;
         self.fill("#username", user).await;

@@ -2,6 +2,7 @@
 //! stock SQL exporter (same pass/fail as pglab), and a Prometheus on which
 //! every dashboard expression returns data.
 
+use crate::browser::encode;
 use crate::support::{shop_lab, temp_dir, TestEnv};
 use pglab::generate::{self, GenerateOptions};
 use pglab::stack::process::free_port;
@@ -27,18 +28,6 @@ fn promtool(args: &[&str], dir: &std::path::Path) -> String {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "promtool {args:?}: {text}");
     text
-}
-
-/// Percent-encodes a query-string value.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 async fn get_text(url: &str) -> String {

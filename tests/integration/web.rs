@@ -192,31 +192,11 @@ async fn lab_master_to_student_to_live_board_in_chromium() {
     b.goto("/public/labs/web/board").await;
     b.shot("14-public-board-phone").await;
     // Only the grid scrolls sideways on a phone, never the page.
-    let widths = b
-        .client
-        .execute(
-            "return document.documentElement.scrollWidth <= document.documentElement.clientWidth;",
-            vec![],
-        )
-        .await
-        .expect("widths");
-    assert_eq!(widths, serde_json::json!(true), "page wider than a phone");
+    assert!(b.fits_width().await, "board page wider than a phone");
     b.login("alice", new_password).await;
     assert_eq!(b.path().await, "/me");
     b.shot("15-student-phone").await;
-    let widths = b
-        .client
-        .execute(
-            "return document.documentElement.scrollWidth <= document.documentElement.clientWidth;",
-            vec![],
-        )
-        .await
-        .expect("widths");
-    assert_eq!(
-        widths,
-        serde_json::json!(true),
-        "student page wider than a phone"
-    );
+    assert!(b.fits_width().await, "student page wider than a phone");
     b.goto("/nowhere").await;
     assert!(b.text("main").await.contains("does not exist"));
     b.shot("16-not-found").await;

@@ -2,7 +2,7 @@
 
 use super::Engine;
 use crate::scoring::activity::Activity;
-use crate::scoring::board::{pseudonym, LabBoard, ParticipantBoard, Snapshot, TaskBoard, TaskInfo};
+use crate::scoring::board::{pseudonym, LabBoard, ParticipantBoard, Snapshot, TaskBoard};
 use chrono::Utc;
 use std::collections::BTreeMap;
 
@@ -18,22 +18,9 @@ impl Engine {
             .iter()
             .map(|(id, cache)| {
                 let participants = self.participants_of(id);
-                LabBoard {
-                    id: id.clone(),
-                    title: cache.lab.title.clone(),
-                    pseudonymize: cache.lab.options.pseudonymize,
-                    public_board: cache.lab.options.public_board,
-                    tasks: cache
-                        .lab
-                        .tasks
-                        .iter()
-                        .map(|t| TaskInfo {
-                            id: t.id.clone(),
-                            title: t.title.clone(),
-                            points: t.points,
-                        })
-                        .collect(),
-                    participants: participants
+                LabBoard::of(
+                    &cache.lab,
+                    participants
                         .iter()
                         .map(|(user, db, server)| {
                             let c = cache.dbs.get(db);
@@ -63,7 +50,7 @@ impl Engine {
                             }
                         })
                         .collect(),
-                }
+                )
             })
             .collect();
         self.board.publish(Snapshot {
