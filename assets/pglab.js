@@ -49,7 +49,55 @@ function followJob(el) {
   if (el.dataset.state === "running") setTimeout(tick, 300);
 }
 
+// Dump upload: drag and drop, a progress bar, then the submission's page.
+function enhanceUpload(form) {
+  const input = form.querySelector("input[type=file]");
+  const zone = form.querySelector(".dropzone");
+  const bar = form.querySelector(".upload-progress");
+  if (zone) {
+    zone.addEventListener("dragover", (ev) => { ev.preventDefault(); zone.classList.add("over"); });
+    zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+    zone.addEventListener("drop", (ev) => {
+      ev.preventDefault();
+      zone.classList.remove("over");
+      if (ev.dataTransfer.files.length) input.files = ev.dataTransfer.files;
+    });
+  }
+  form.addEventListener("submit", (ev) => {
+    if (!input.files.length) return;
+    ev.preventDefault();
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", form.action);
+    bar.hidden = false;
+    xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = Math.floor(e.loaded * 100 / e.total); };
+    xhr.onload = () => {
+      if (xhr.responseURL && xhr.responseURL.includes("/submissions/")) { location.href = xhr.responseURL; return; }
+      document.open(); document.write(xhr.responseText); document.close();
+    };
+    xhr.onerror = () => { bar.hidden = true; alert("The upload was interrupted; nothing was stored. Try again."); };
+    xhr.send(new FormData(form));
+  });
+}
+
+// A submission's page follows its job until it ends.
+function followSubmission(el) {
+  async function tick() {
+    try {
+      const r = await fetch(el.dataset.status, { credentials: "same-origin" });
+      if (r.ok) {
+        const s = await r.json();
+        if (s.status !== el.dataset.state) { location.reload(); return; }
+      }
+    } catch (e) { /* retried below */ }
+    setTimeout(tick, 1000);
+  }
+  if (el.dataset.state === "queued" || el.dataset.state === "running") setTimeout(tick, 1000);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  for (const f of document.querySelectorAll("form.upload")) enhanceUpload(f);
+  const sub = document.getElementById("sub-status");
+  if (sub) followSubmission(sub);
   const board = document.getElementById("board");
   if (board) followBoard(board);
   const job = document.getElementById("job");

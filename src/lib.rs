@@ -16,6 +16,7 @@ pub mod scoring;
 pub mod server;
 pub mod settings;
 pub mod stack;
+pub mod submissions;
 pub mod web;
 
 /// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is

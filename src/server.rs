@@ -31,6 +31,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<AppState> {
     );
     tokio::spawn(engine.run());
     let sessions = SessionKey::new(&store.secret("session_key").await?);
+    let queue = crate::submissions::Queue::default();
+    crate::submissions::worker::start(Arc::clone(&settings), store.clone(), queue.clone());
     Ok(AppState {
         settings,
         store,
@@ -39,5 +41,6 @@ pub async fn start(settings: Settings) -> anyhow::Result<AppState> {
         sessions,
         limiter: Default::default(),
         jobs: Default::default(),
+        queue,
     })
 }

@@ -3,9 +3,11 @@
 
 mod records;
 mod scores;
+mod submissions;
 
 pub use records::*;
 pub use scores::*;
+pub use submissions::*;
 
 use crate::ident::quote_ident;
 use crate::pgconn;
@@ -16,6 +18,11 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "init", include_str!("migrations/0001_init.sql")),
     (2, "scores", include_str!("migrations/0002_scores.sql")),
+    (
+        3,
+        "submissions",
+        include_str!("migrations/0003_submissions.sql"),
+    ),
 ];
 
 /// Serialises migrations between pglab replicas that start together.

@@ -3,6 +3,7 @@
 mod checks;
 pub mod participants;
 mod spec;
+pub mod submissions;
 mod walk;
 mod yaml;
 

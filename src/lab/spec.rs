@@ -125,9 +125,13 @@ pub struct Lab {
     pub starter: Option<Source>,
     pub tasks: Vec<Task>,
     pub options: LabOptions,
+    /// Whether and how participants hand in `pg_dump` files.
+    #[serde(default)]
+    pub submissions: Option<super::submissions::SubmissionRules>,
 }
 
 const LAB_KEYS: &[&str] = &[
+    "submissions",
     "id",
     "title",
     "deadline",
@@ -152,20 +156,7 @@ pub fn lab_from_tree(w: &mut Walker, root: &Node, dir: &Path) -> Option<Lab> {
             }
         });
     let title = w.required_string(&f, "title");
-    let deadline = w
-        .string(&f, "deadline")
-        .and_then(|s| match DateTime::parse_from_rfc3339(&s) {
-            Ok(d) => Some(d.with_timezone(&Utc)),
-            Err(e) => {
-                let line = f.get("deadline").map_or(f.line, |n| n.line);
-                w.error(
-                    line,
-                    "deadline",
-                    format!("{s:?} is not an RFC 3339 time ({e}), e.g. 2026-12-01T18:00:00+01:00"),
-                );
-                None
-            }
-        });
+    let deadline = w.time(&f, "deadline");
     let databases = match w.string(&f, "databases").as_deref() {
         None | Some("per-participant") => Some(DatabaseMode::PerParticipant),
         Some("per-group") => Some(DatabaseMode::PerGroup),
@@ -189,6 +180,10 @@ pub fn lab_from_tree(w: &mut Walker, root: &Node, dir: &Path) -> Option<Lab> {
     let starter = f.get("starter").map(|n| source(w, n, "starter", dir));
     let options = options(w, &f);
     let tasks = tasks(w, &f);
+    let submissions = match f.get("submissions") {
+        Some(node) => Some(super::submissions::rules(w, node)?),
+        None => None,
+    };
     Some(Lab {
         id: id?,
         title: title?,
@@ -198,6 +193,7 @@ pub fn lab_from_tree(w: &mut Walker, root: &Node, dir: &Path) -> Option<Lab> {
         starter: starter.unwrap_or(None),
         tasks: tasks?,
         options: options?,
+        submissions,
     })
 }
 

@@ -174,6 +174,23 @@ impl Walker {
         parsed
     }
 
+    /// An RFC 3339 time, e.g. `2026-12-01T18:00:00+01:00`.
+    pub fn time(&mut self, f: &Fields, key: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        let s = self.string(f, key)?;
+        match chrono::DateTime::parse_from_rfc3339(&s) {
+            Ok(d) => Some(d.with_timezone(&chrono::Utc)),
+            Err(e) => {
+                let line = f.get(key).map_or(f.line, |n| n.line);
+                self.error(
+                    line,
+                    &f.child(key),
+                    format!("{s:?} is not an RFC 3339 time ({e}), e.g. 2026-12-01T18:00:00+01:00"),
+                );
+                None
+            }
+        }
+    }
+
     /// The items of a list field (an absent field is an empty list).
     pub fn list<'a>(&mut self, f: &Fields<'a>, key: &str) -> Vec<&'a Node> {
         let Some(node) = f.get(key) else {

@@ -19,7 +19,7 @@ pub enum ToolError {
     },
 }
 
-fn tool(server: &PgServerSettings, name: &str) -> Result<PathBuf, ToolError> {
+pub(crate) fn tool(server: &PgServerSettings, name: &str) -> Result<PathBuf, ToolError> {
     let dirs: Vec<PathBuf> = server.bin_dir.iter().cloned().collect();
     crate::stack::process::find_binary(name, &dirs, "postgresql-client")
         .map_err(|_| ToolError::Missing { tool: name.into() })
@@ -33,11 +33,30 @@ fn command(
     db: &str,
     role: Option<&str>,
 ) -> Result<Command, ToolError> {
+    command_as(
+        server,
+        name,
+        db,
+        &server.admin_user,
+        server.admin_password.expose(),
+        role,
+    )
+}
+
+/// The same, logged in as `user` (a restore runs as a role of its own).
+pub(crate) fn command_as(
+    server: &PgServerSettings,
+    name: &str,
+    db: &str,
+    user: &str,
+    password: &str,
+    role: Option<&str>,
+) -> Result<Command, ToolError> {
     let mut cmd = Command::new(tool(server, name)?);
     cmd.env("PGHOST", &server.host)
         .env("PGPORT", server.port.to_string())
-        .env("PGUSER", &server.admin_user)
-        .env("PGPASSWORD", server.admin_password.expose())
+        .env("PGUSER", user)
+        .env("PGPASSWORD", password)
         .env("PGDATABASE", db)
         .env("PGAPPNAME", "pglab")
         .env("PGCONNECT_TIMEOUT", "5")

@@ -34,6 +34,8 @@ pub enum WebError {
     Provision(Box<crate::provision::ProvisionError>),
     #[error(transparent)]
     Ldap(Box<crate::provision::ldap::LdapError>),
+    #[error(transparent)]
+    Upload(#[from] crate::submissions::UploadError),
     #[error("template: {0}")]
     Template(#[from] askama::Error),
     #[error("{0}")]
@@ -65,6 +67,7 @@ impl WebError {
             WebError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::Conflict(_) => StatusCode::CONFLICT,
+            WebError::Upload(e) => e.status(),
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -7,12 +7,14 @@ mod board;
 mod credentials;
 mod error;
 mod health;
+mod highlight;
 mod jobs;
 mod labs;
 mod login;
 mod participants;
 pub mod session;
 mod student;
+mod submissions;
 
 pub use board::{render_grid, BoardView};
 pub use error::WebError;
@@ -38,6 +40,8 @@ pub struct AppState {
     pub sessions: SessionKey,
     pub limiter: Arc<Limiter>,
     pub jobs: Jobs,
+    /// Wakes the restore workers when a dump was queued.
+    pub queue: crate::submissions::Queue,
 }
 
 /// What the page header needs to know about the logged-in user.
@@ -68,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         .merge(participants::router())
         .merge(credentials::router())
         .merge(student::router())
+        .merge(submissions::router())
         .merge(board::router())
         .merge(jobs::router())
         .merge(assets::router())

@@ -32,6 +32,47 @@ pub struct StudentLab {
     /// Why the database could not be scored in the latest round.
     pub error: Option<String>,
     pub scored: bool,
+    /// Dump uploads, when the lab takes them.
+    pub handin: Option<Handin>,
+}
+
+/// What the student page shows of a lab's `submissions:`.
+pub struct Handin {
+    pub formats: String,
+    pub max_size: String,
+    pub deadline: Option<String>,
+    pub late_policy: &'static str,
+    pub replace: bool,
+    pub past: Vec<crate::control::SubmissionRecord>,
+}
+
+async fn handin(state: &AppState, lab: &str, database: &str) -> Result<Option<Handin>, WebError> {
+    let Some(loaded) = state.store.lab(lab).await? else {
+        return Ok(None);
+    };
+    let Some(rules) = loaded.lab.submissions.clone() else {
+        return Ok(None);
+    };
+    Ok(Some(Handin {
+        formats: rules
+            .formats
+            .iter()
+            .map(|f| format!("{} ({})", f.name(), f.how()))
+            .collect::<Vec<_>>()
+            .join("; "),
+        max_size: crate::submissions::human_size(rules.max_bytes),
+        deadline: rules
+            .deadline(loaded.lab.deadline)
+            .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string()),
+        late_policy: match rules.late {
+            crate::lab::submissions::LatePolicy::Reject => "uploads after it are refused",
+            crate::lab::submissions::LatePolicy::AcceptFlagged => {
+                "uploads after it are accepted and marked late"
+            }
+        },
+        replace: rules.replace,
+        past: state.store.database_submissions(lab, database).await?,
+    }))
 }
 
 #[derive(Template)]
@@ -48,9 +89,14 @@ struct StudentPage {
 async fn labs_of(state: &AppState, user: &str) -> Result<Vec<StudentLab>, WebError> {
     let snapshot = state.board.get();
     let memberships = state.store.memberships(user).await?;
+    let mut handins = vec![];
+    for m in &memberships {
+        handins.push(handin(state, &m.lab, &m.database).await?);
+    }
     Ok(memberships
         .into_iter()
-        .map(|m| {
+        .zip(handins)
+        .map(|(m, handin)| {
             let board = snapshot.labs.iter().find(|l| l.id == m.lab);
             let me = board.and_then(|b| b.participants.iter().find(|p| p.username == user));
             let psql = state
@@ -91,12 +137,13 @@ async fn labs_of(state: &AppState, user: &str) -> Result<Vec<StudentLab>, WebErr
                 error: me.and_then(|p| p.error.clone()),
                 scored: me.is_some_and(|p| p.tasks.is_some()),
                 tasks,
+                handin,
             }
         })
         .collect())
 }
 
-async fn render(
+pub(super) async fn render(
     state: &AppState,
     s: &Session,
     message: Option<String>,

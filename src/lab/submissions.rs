@@ -1,0 +1,206 @@
+//! The `submissions:` section of a lab: participants (or groups) hand in a
+//! `pg_dump` of their database, which pglab restores into it.
+//!
+//! ```yaml
+//! submissions:
+//!   formats: [custom, tar, directory, plain]   # default: all four
+//!   max_size: 100MB                            # default 100MB, at most 10GB
+//!   deadline: 2026-12-01T18:00:00+01:00        # default: the lab's deadline
+//!   late: reject                               # or accept-flagged
+//!   replace: true                              # a new upload replaces the last
+//! ```
+
+use super::walk::Walker;
+use super::yaml::Node;
+use chrono::{DateTime, Utc};
+
+/// What `pg_dump` wrote; `Directory` arrives as a tar of the folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DumpFormat {
+    Custom,
+    Tar,
+    Directory,
+    Plain,
+}
+
+impl DumpFormat {
+    pub const ALL: [DumpFormat; 4] = [
+        DumpFormat::Custom,
+        DumpFormat::Tar,
+        DumpFormat::Directory,
+        DumpFormat::Plain,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DumpFormat::Custom => "custom",
+            DumpFormat::Tar => "tar",
+            DumpFormat::Directory => "directory",
+            DumpFormat::Plain => "plain",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == s)
+    }
+
+    /// How `pg_dump` makes it, for help texts.
+    pub fn how(self) -> &'static str {
+        match self {
+            DumpFormat::Custom => "pg_dump -Fc -f db.dump DB",
+            DumpFormat::Tar => "pg_dump -Ft -f db.tar DB",
+            DumpFormat::Directory => "pg_dump -Fd -f dir DB && tar -cf db-dir.tar dir",
+            DumpFormat::Plain => "pg_dump -f db.sql DB",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LatePolicy {
+    Reject,
+    AcceptFlagged,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SubmissionRules {
+    pub formats: Vec<DumpFormat>,
+    pub max_bytes: u64,
+    /// `None`: the lab's deadline (and none when the lab has none).
+    pub deadline: Option<DateTime<Utc>>,
+    pub late: LatePolicy,
+    /// Whether a new upload replaces an earlier successful one.
+    pub replace: bool,
+}
+
+const KEYS: &[&str] = &["formats", "max_size", "deadline", "late", "replace"];
+const DEFAULT_MAX: u64 = 100 * 1024 * 1024;
+const LIMIT: u64 = 10 * 1024 * 1024 * 1024;
+
+/// `100MB`, `1.5GB`, `512kB`, `1000` (bytes); binary units (1 MB = 1024 kB).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" | "kib" => 1024.0,
+        "mb" | "m" | "mib" => 1024.0 * 1024.0,
+        "gb" | "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = number * factor;
+    (bytes >= 1.0 && bytes.is_finite()).then_some(bytes as u64)
+}
+
+pub fn rules(w: &mut Walker, node: &Node) -> Option<SubmissionRules> {
+    let f = w.fields(node, "submissions", KEYS)?;
+    let mut ok = true;
+    let formats = if f.has("formats") {
+        let mut out = vec![];
+        for item in w.list(&f, "formats") {
+            let name = match &item.value {
+                super::yaml::Value::Scalar(s) => s.clone(),
+                _ => String::new(),
+            };
+            match DumpFormat::parse(&name) {
+                Some(fmt) if !out.contains(&fmt) => out.push(fmt),
+                Some(_) => {}
+                None => {
+                    w.error(
+                        item.line,
+                        "submissions.formats",
+                        format!(
+                            "unknown format {name:?} (expected custom, tar, directory or plain)"
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if out.is_empty() && ok {
+            w.error(f.line, "submissions.formats", "list at least one format");
+            ok = false;
+        }
+        out
+    } else {
+        DumpFormat::ALL.to_vec()
+    };
+    let max_bytes = match w.string(&f, "max_size") {
+        None => DEFAULT_MAX,
+        Some(s) => match parse_size(&s).filter(|b| *b <= LIMIT) {
+            Some(b) => b,
+            None => {
+                let line = f.get("max_size").map_or(f.line, |n| n.line);
+                w.error(
+                    line,
+                    "submissions.max_size",
+                    format!("{s:?} is not a size like 100MB or 2GB (at most 10GB)"),
+                );
+                ok = false;
+                0
+            }
+        },
+    };
+    let deadline = w.time(&f, "deadline");
+    if f.has("deadline") && deadline.is_none() {
+        ok = false;
+    }
+    let late = match w.string(&f, "late").as_deref() {
+        None | Some("reject") => LatePolicy::Reject,
+        Some("accept-flagged") => LatePolicy::AcceptFlagged,
+        Some(other) => {
+            let line = f.get("late").map_or(f.line, |n| n.line);
+            w.error(
+                line,
+                "submissions.late",
+                format!("unknown policy {other:?} (expected reject or accept-flagged)"),
+            );
+            ok = false;
+            LatePolicy::Reject
+        }
+    };
+    let replace = if f.has("replace") {
+        match w.boolean(&f, "replace") {
+            Some(b) => b,
+            None => {
+                ok = false;
+                true
+            }
+        }
+    } else {
+        true
+    };
+    ok.then_some(SubmissionRules {
+        formats,
+        max_bytes,
+        deadline,
+        late,
+        replace,
+    })
+}
+
+impl SubmissionRules {
+    /// The deadline that applies: the section's, else the lab's.
+    pub fn deadline(&self, lab_deadline: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+        self.deadline.or(lab_deadline)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("100MB"), Some(100 * 1024 * 1024));
+        assert_eq!(parse_size("1.5 GB"), Some(1536 * 1024 * 1024));
+        assert_eq!(parse_size("2048"), Some(2048));
+        assert_eq!(parse_size("12 parsecs"), None);
+        assert_eq!(parse_size("0"), None);
+    }
+}

@@ -1,0 +1,179 @@
+//! Taking an upload: the lab's rules (deadline on the server's clock, late
+//! policy, replace), the body streamed to disk with the size limit enforced
+//! as it arrives, the preflight, then a queued job.
+
+use super::Queue;
+use crate::control::{NewSubmission, Store};
+use crate::ident::LabId;
+use crate::lab::submissions::LatePolicy;
+use crate::settings::Settings;
+use axum::body::Bytes;
+use chrono::{DateTime, Utc};
+use futures_util::{Stream, StreamExt};
+use std::path::{Path, PathBuf};
+use tokio::io::AsyncWriteExt;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Accepted {
+    pub id: i64,
+    pub format: String,
+    pub size: u64,
+    pub late: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("lab {0} does not take submissions")]
+    Closed(String),
+    #[error("you take no part in lab {0}")]
+    NotParticipant(String),
+    #[error("the deadline was {0}; this lab does not accept late submissions")]
+    Late(String),
+    #[error("your database was already restored from a dump, and this lab does not replace it")]
+    AlreadyHandedIn,
+    #[error("the file is larger than this lab's limit of {0}; the upload was stopped there")]
+    TooLarge(String),
+    #[error("the upload was interrupted ({0}); nothing was stored")]
+    Interrupted(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("storing the upload: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] crate::control::StoreError),
+}
+
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["bytes", "kB", "MB", "GB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// Removes the upload (and what was unpacked of it) unless it was kept.
+struct Upload {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+            let _ = std::fs::remove_dir_all(super::detect::unpacked_dir(&self.path));
+        }
+    }
+}
+
+/// Writes the stream to `path`; stops as soon as `max` bytes are passed.
+async fn receive<S, E>(body: &mut S, path: &Path, max: u64) -> Result<u64, UploadError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut out = tokio::fs::File::create(path).await?;
+    let mut size: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| UploadError::Interrupted(e.to_string()))?;
+        size += chunk.len() as u64;
+        if size > max {
+            return Err(UploadError::TooLarge(human_size(max)));
+        }
+        out.write_all(&chunk).await?;
+    }
+    out.flush().await?;
+    Ok(size)
+}
+
+/// Takes `user`'s upload into lab `lab`; `now` is the server's time of
+/// arrival, which decides lateness.
+#[tracing::instrument(skip_all, fields(lab = %lab, user = %user))]
+pub async fn accept<S, E>(
+    settings: &Settings,
+    store: &Store,
+    queue: &Queue,
+    lab: &LabId,
+    user: &str,
+    now: DateTime<Utc>,
+    body: &mut S,
+) -> Result<Accepted, UploadError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let spec = store
+        .lab(lab.as_str())
+        .await?
+        .ok_or_else(|| UploadError::Closed(lab.to_string()))?
+        .lab;
+    let rules = spec
+        .submissions
+        .clone()
+        .ok_or_else(|| UploadError::Closed(lab.to_string()))?;
+    let (database, server_name, owner, group) = store
+        .database_of(lab.as_str(), user)
+        .await?
+        .ok_or_else(|| UploadError::NotParticipant(lab.to_string()))?;
+    let deadline = rules.deadline(spec.deadline);
+    let late = deadline.is_some_and(|d| now > d);
+    if late && rules.late == LatePolicy::Reject {
+        return Err(UploadError::Late(deadline.map_or_else(String::new, |d| {
+            d.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+        })));
+    }
+    if !rules.replace && store.has_restored(lab.as_str(), &database).await? {
+        return Err(UploadError::AlreadyHandedIn);
+    }
+    let server = settings.server(&server_name).ok_or_else(|| {
+        UploadError::Refused(format!("server {server_name} is not in the config"))
+    })?;
+    let dir = settings.data_dir.join("submissions").join(lab.as_str());
+    tokio::fs::create_dir_all(&dir).await?;
+    let mut upload = Upload {
+        path: dir.join(crate::web::session::random_token()),
+        keep: false,
+    };
+    let size = receive(body, &upload.path, rules.max_bytes).await?;
+    let pre = super::detect::preflight(server, &upload.path, &rules.formats)
+        .await
+        .map_err(UploadError::Refused)?;
+    let file = upload.path.display().to_string();
+    let id = store
+        .insert_submission(&NewSubmission {
+            lab: lab.as_str(),
+            database: &database,
+            server: &server_name,
+            owner: &owner,
+            group: group.as_deref(),
+            uploaded_by: user,
+            size: size as i64,
+            format: pre.format.name(),
+            file: &file,
+            late,
+            contents: pre.contents.as_deref(),
+        })
+        .await?;
+    upload.keep = true;
+    queue.queued();
+    tracing::info!(
+        id,
+        size,
+        format = pre.format.name(),
+        late,
+        "submission queued"
+    );
+    Ok(Accepted {
+        id,
+        format: pre.format.name().to_string(),
+        size,
+        late,
+    })
+}

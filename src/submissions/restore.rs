@@ -1,0 +1,317 @@
+//! One restore: a fresh scratch database owned by the group's role, the
+//! dump restored by a login role made for this job that is a member of the
+//! group's role only (never pglab's admin, never a superuser), then an
+//! atomic swap: the group's database becomes `pglab.prev.<job>` and the
+//! scratch database takes its name. On failure the group's database is
+//! untouched and the scratch database is dropped.
+
+use super::issues::{self, RestoreIssue};
+use super::tools::{self, RestoreLogin};
+use crate::control::{Store, SubmissionRecord};
+use crate::ident::{quote_ident, quote_literal};
+use crate::lab::submissions::DumpFormat;
+use crate::settings::{PgServerSettings, Settings};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio_postgres::Client;
+
+/// Names of a job's scratch database, login role and kept previous database.
+pub struct JobNames {
+    pub scratch: String,
+    pub role: String,
+    pub previous: String,
+}
+
+impl JobNames {
+    pub fn of(id: i64) -> Self {
+        Self {
+            scratch: format!("pglab.restore.{id}"),
+            role: format!("pglab_restore_{id}"),
+            previous: format!("pglab.prev.{id}"),
+        }
+    }
+}
+
+pub enum Outcome {
+    Succeeded(String),
+    Failed(Vec<RestoreIssue>),
+}
+
+fn issue(what: &str, e: impl std::fmt::Display) -> Vec<RestoreIssue> {
+    vec![RestoreIssue::message(format!("{what}: {e}"))]
+}
+
+fn db_error(e: &tokio_postgres::Error) -> String {
+    crate::pgconn::db_message(e)
+}
+
+pub async fn database_exists(admin: &Client, name: &str) -> Result<bool, tokio_postgres::Error> {
+    Ok(admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some())
+}
+
+/// Removes what a job made, whatever state it is in: scratch database
+/// (terminating any session still in it) and login role.
+pub async fn clean_up(admin: &Client, names: &JobNames) -> Result<(), tokio_postgres::Error> {
+    admin
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(&names.scratch)
+        ))
+        .await?;
+    let role_exists = admin
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&names.role])
+        .await?
+        .is_some();
+    if role_exists {
+        // Its only privileges were on the scratch database, dropped above.
+        admin
+            .batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(&names.role)))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The folder holding `toc.dat` of an unpacked directory dump.
+fn directory_root(file: &Path) -> Option<PathBuf> {
+    let root = super::detect::unpacked_dir(file);
+    if root.join("toc.dat").is_file() {
+        return Some(root);
+    }
+    std::fs::read_dir(&root)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.join("toc.dat").is_file())
+}
+
+/// Renames the live database away and the scratch one into its place, in
+/// one transaction, after closing the live database to new sessions and
+/// ending the open ones (a student's psql).
+async fn swap(admin: &mut Client, live: &str, scratch: &str, previous: &str) -> Result<(), String> {
+    let (l, s, p) = (
+        quote_ident(live),
+        quote_ident(scratch),
+        quote_ident(previous),
+    );
+    admin
+        .batch_execute(&format!("ALTER DATABASE {l} ALLOW_CONNECTIONS false"))
+        .await
+        .map_err(|e| db_error(&e))?;
+    let mut last = String::new();
+    for _ in 0..10 {
+        let result = async {
+            admin
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    &[&live],
+                )
+                .await?;
+            let tx = admin.transaction().await?;
+            tx.batch_execute(&format!(
+                "ALTER DATABASE {l} RENAME TO {p}; ALTER DATABASE {s} RENAME TO {l};"
+            ))
+            .await?;
+            tx.commit().await
+        }
+        .await;
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) => last = db_error(&e),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Give the group its database back as it was.
+    let _ = admin
+        .batch_execute(&format!("ALTER DATABASE {l} ALLOW_CONNECTIONS true"))
+        .await;
+    Err(format!("could not replace the database: {last}"))
+}
+
+/// Dumps and drops previous databases kept by earlier jobs of this database.
+async fn retire_older(
+    settings: &Settings,
+    store: &Store,
+    server: &PgServerSettings,
+    admin: &Client,
+    job: &SubmissionRecord,
+) -> Vec<String> {
+    let mut notes = vec![];
+    let Ok(older) = store.older_previous(&job.lab, &job.database, job.id).await else {
+        return notes;
+    };
+    for (id, name) in older {
+        let q = quote_ident(&name);
+        let result = async {
+            if database_exists(admin, &name)
+                .await
+                .map_err(|e| db_error(&e))?
+            {
+                admin
+                    .batch_execute(&format!("ALTER DATABASE {q} ALLOW_CONNECTIONS true"))
+                    .await
+                    .map_err(|e| db_error(&e))?;
+                let dir = settings.data_dir.join("replaced").join(&job.lab);
+                std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+                let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+                let file = dir.join(format!("{}-{stamp}.dump", job.database));
+                crate::provision::tools::pg_dump(server, &name, &file)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                admin
+                    .batch_execute(&format!("DROP DATABASE {q} WITH (FORCE)"))
+                    .await
+                    .map_err(|e| db_error(&e))?;
+                Ok::<_, String>(format!(
+                    "older database dumped to {} and dropped",
+                    file.display()
+                ))
+            } else {
+                Ok("older database already gone".to_string())
+            }
+        }
+        .await;
+        match result {
+            Ok(note) => {
+                let _ = store.forget_previous(id, &note).await;
+                notes.push(note);
+            }
+            Err(e) => {
+                tracing::warn!(database = %name, error = %e, "could not retire an older database")
+            }
+        }
+    }
+    notes
+}
+
+/// Runs the job to its end; every failure becomes issues, never a panic.
+#[tracing::instrument(skip_all, fields(job = job.id, lab = %job.lab, db = %job.database))]
+pub async fn run(settings: &Settings, store: &Store, job: &SubmissionRecord) -> Outcome {
+    let Some(server) = settings.server(&job.server) else {
+        return Outcome::Failed(issue(
+            "server",
+            format!("{} is not in the config", job.server),
+        ));
+    };
+    let mut admin = match crate::pgconn::connect(server, "postgres").await {
+        Ok(c) => c,
+        Err(e) => return Outcome::Failed(issue("connecting", e)),
+    };
+    let names = JobNames::of(job.id);
+    if let Err(e) = clean_up(&admin, &names).await {
+        return Outcome::Failed(issue("cleaning up an earlier attempt", db_error(&e)));
+    }
+    let outcome = restore(settings, store, server, &mut admin, job, &names).await;
+    if let Err(e) = clean_up(&admin, &names).await {
+        tracing::warn!(error = %db_error(&e), "cleaning up after the restore");
+    }
+    let _ = std::fs::remove_dir_all(super::detect::unpacked_dir(Path::new(&job.file)));
+    outcome
+}
+
+async fn restore(
+    settings: &Settings,
+    store: &Store,
+    server: &PgServerSettings,
+    admin: &mut Client,
+    job: &SubmissionRecord,
+    names: &JobNames,
+) -> Outcome {
+    let (scratch, role, owner) = (
+        quote_ident(&names.scratch),
+        quote_ident(&names.role),
+        quote_ident(&job.owner),
+    );
+    let password = crate::stack::random_secret();
+    let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
+    if let Err(e) = store.set_scratch(job.id, Some(&names.scratch)).await {
+        return Outcome::Failed(issue("control database", e));
+    }
+    // The login role: may act as the owner and nothing else.
+    let setup = async {
+        admin
+            .batch_execute(&format!(
+                "CREATE ROLE {role} LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
+                 CONNECTION LIMIT 4 PASSWORD {} VALID UNTIL {} IN ROLE {owner}",
+                quote_literal(&verifier),
+                quote_literal(&(chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339()),
+            ))
+            .await?;
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {scratch} OWNER {owner} TEMPLATE template0"
+            ))
+            .await?;
+        admin
+            .batch_execute(&format!(
+                "REVOKE ALL ON DATABASE {scratch} FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE {scratch} TO {role};"
+            ))
+            .await
+    };
+    if let Err(e) = setup.await {
+        return Outcome::Failed(issue("preparing the scratch database", db_error(&e)));
+    }
+    // While the dump runs, this session keeps the group's database from
+    // being dropped by it (DROP DATABASE refuses while others are connected).
+    let guard = crate::pgconn::connect(server, &job.database).await.ok();
+    let login = RestoreLogin {
+        user: &names.role,
+        password: password.expose(),
+        owner: &job.owner,
+    };
+    let file = PathBuf::from(&job.file);
+    let format = DumpFormat::parse(&job.format).unwrap_or(DumpFormat::Plain);
+    let run = match format {
+        DumpFormat::Plain => tools::restore_plain(server, &names.scratch, &file, &login).await,
+        DumpFormat::Directory => match directory_root(&file) {
+            Some(dir) => tools::restore_archive(server, &names.scratch, &dir, &login).await,
+            None => Err("the unpacked directory dump is gone".into()),
+        },
+        DumpFormat::Custom | DumpFormat::Tar => {
+            tools::restore_archive(server, &names.scratch, &file, &login).await
+        }
+    };
+    let run = match run {
+        Ok(r) => r,
+        Err(e) => return Outcome::Failed(issue("restore", e)),
+    };
+    let mut found = match format {
+        DumpFormat::Plain => issues::from_psql(&run.stderr, &file),
+        _ => issues::from_pg_restore(&run.stderr),
+    };
+    if !run.ok || !found.is_empty() {
+        if found.is_empty() {
+            found.push(RestoreIssue::message(run.stderr.trim().to_string()));
+        }
+        return Outcome::Failed(found);
+    }
+    // The restored database gets the grants of a lab database; the login
+    // role goes (clean_up drops it).
+    let finish = admin
+        .batch_execute(&format!(
+            "{} REVOKE ALL ON DATABASE {scratch} FROM {role};",
+            crate::provision::postgres::close_database_sql(&crate::ident::PgName::from_catalog(
+                names.scratch.clone()
+            ))
+        ))
+        .await;
+    if let Err(e) = finish {
+        return Outcome::Failed(issue("granting", db_error(&e)));
+    }
+    if let Err(e) = store.set_previous(job.id, Some(&names.previous)).await {
+        return Outcome::Failed(issue("control database", e));
+    }
+    drop(guard);
+    if let Err(e) = swap(admin, &job.database, &names.scratch, &names.previous).await {
+        let _ = store.set_previous(job.id, None).await;
+        return Outcome::Failed(issue("replacing the database", e));
+    }
+    let mut notes = vec![format!(
+        "restored; the database before it is kept as {} until the next successful restore",
+        names.previous
+    )];
+    notes.extend(retire_older(settings, store, server, admin, job).await);
+    Outcome::Succeeded(notes.join("; "))
+}

@@ -1,0 +1,162 @@
+//! The restore queue: workers claim jobs from the control database (so any
+//! number of pglab processes can share it), keep a heartbeat while they run
+//! one, and sweep jobs whose worker died: a job interrupted by a crash is
+//! retried once or marked failed, and what it left behind is removed.
+
+use super::restore::{self, JobNames, Outcome};
+use crate::control::{Store, SubmissionRecord};
+use crate::settings::Settings;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Restores running at once in one pglab process.
+pub const WORKERS: usize = 2;
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// A running job not heard of for this long belongs to a dead worker.
+const STALE_SECS: f64 = 20.0;
+const IDLE_POLL: Duration = Duration::from_secs(2);
+/// Attempts before an interrupted job is given up.
+const MAX_ATTEMPTS: i32 = 2;
+
+/// Wakes the workers when an upload was queued.
+#[derive(Clone, Default)]
+pub struct Queue(Arc<Notify>);
+
+impl Queue {
+    pub fn queued(&self) {
+        self.0.notify_waiters();
+    }
+}
+
+/// Starts the workers and the sweeper of this process.
+pub fn start(settings: Arc<Settings>, store: Store, queue: Queue) {
+    let instance = format!(
+        "{}-{}",
+        std::process::id(),
+        crate::web::session::random_token()
+    );
+    tokio::spawn(sweep_loop(Arc::clone(&settings), store.clone()));
+    for i in 0..WORKERS {
+        tokio::spawn(work_loop(
+            Arc::clone(&settings),
+            store.clone(),
+            queue.clone(),
+            format!("{instance}-{i}"),
+        ));
+    }
+}
+
+async fn work_loop(settings: Arc<Settings>, store: Store, queue: Queue, worker: String) {
+    loop {
+        let notified = queue.0.notified();
+        match store.claim_submission(&worker).await {
+            Ok(Some(job)) => run_job(&settings, &store, &worker, job).await,
+            Ok(None) => {
+                let _ = tokio::time::timeout(IDLE_POLL, notified).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "restore queue unavailable");
+                tokio::time::sleep(IDLE_POLL).await;
+            }
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(job = job.id, lab = %job.lab, db = %job.database))]
+async fn run_job(settings: &Settings, store: &Store, worker: &str, job: SubmissionRecord) {
+    tracing::info!(attempt = job.attempts, format = %job.format, "restore started");
+    let beat = {
+        let (store, worker, id) = (store.clone(), worker.to_string(), job.id);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT).await;
+                let _ = store.heartbeat(id, &worker).await;
+            }
+        })
+    };
+    let outcome = restore::run(settings, store, &job).await;
+    beat.abort();
+    let saved = match &outcome {
+        Outcome::Succeeded(note) => {
+            tracing::info!("restore succeeded");
+            store.finish_submission(job.id, true, &[], Some(note)).await
+        }
+        Outcome::Failed(issues) => {
+            tracing::info!(errors = issues.len(), "restore failed");
+            store.finish_submission(job.id, false, issues, None).await
+        }
+    };
+    if let Err(e) = saved {
+        tracing::error!(error = %e, "could not record the end of a restore");
+    }
+}
+
+async fn sweep_loop(settings: Arc<Settings>, store: Store) {
+    loop {
+        if let Err(e) = sweep(&settings, &store).await {
+            tracing::warn!(error = %e, "sweeping interrupted restores");
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// Ends or requeues the jobs whose worker stopped (pglab was killed).
+pub async fn sweep(settings: &Settings, store: &Store) -> anyhow::Result<()> {
+    for job in store.stale_submissions(STALE_SECS).await? {
+        let Some(server) = settings.server(&job.server) else {
+            continue;
+        };
+        let admin = crate::pgconn::connect(server, "postgres").await?;
+        let names = JobNames::of(job.id);
+        let scratch_left = restore::database_exists(&admin, &names.scratch).await?;
+        let swapped = job.previous.is_some()
+            && !scratch_left
+            && restore::database_exists(&admin, &names.previous).await?;
+        restore::clean_up(&admin, &names).await?;
+        if swapped {
+            tracing::info!(
+                job = job.id,
+                "interrupted restore had completed: recorded as succeeded"
+            );
+            store
+                .finish_submission(
+                    job.id,
+                    true,
+                    &[],
+                    Some("restored (pglab stopped just after; recorded at the next start)"),
+                )
+                .await?;
+            continue;
+        }
+        // The swap did not happen: the group's database must accept
+        // sessions again if it was closed for it.
+        let live = crate::ident::quote_ident(&job.database);
+        let _ = admin
+            .batch_execute(&format!("ALTER DATABASE {live} ALLOW_CONNECTIONS true"))
+            .await;
+        if job.attempts < MAX_ATTEMPTS {
+            tracing::info!(job = job.id, "interrupted restore queued again");
+            store
+                .requeue_submission(
+                    job.id,
+                    "interrupted (pglab stopped during the restore); retried",
+                )
+                .await?;
+        } else {
+            tracing::info!(job = job.id, "interrupted restore failed");
+            store
+                .finish_submission(
+                    job.id,
+                    false,
+                    &[super::RestoreIssue::message(format!(
+                        "the restore was interrupted {} times (pglab stopped); nothing was changed",
+                        job.attempts
+                    ))],
+                    None,
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
