@@ -120,12 +120,14 @@ fn statement_at(file: &Path, line: usize) -> Option<(usize, String)> {
     Some((first + start, lines[start..end].join("\n")))
 }
 
-/// The error of `psql -v ON_ERROR_STOP=1 -f FILE`:
-/// `psql:FILE:12: ERROR:  syntax error at or near "CRATE"` and the lines
-/// after it, with the failing statement read back from the file.
-pub fn from_psql(stderr: &str, file: &Path) -> Vec<RestoreIssue> {
+/// The error of `psql -v ON_ERROR_STOP=1 -f RUN`:
+/// `psql:RUN:12: ERROR:  syntax error at or near "CRATE"` and the lines
+/// after it, with the failing statement read back from `source` (the
+/// uploaded file, whose lines are those of `RUN`).
+pub fn from_psql(stderr: &str, run: &Path, source: &Path) -> Vec<RestoreIssue> {
     let mut out: Vec<RestoreIssue> = vec![];
-    let prefix = format!("psql:{}:", file.display());
+    let prefix = format!("psql:{}:", run.display());
+    let file = source;
     for line in stderr.lines() {
         if let Some(rest) = line.strip_prefix(&prefix) {
             let (number, msg) = rest.split_once(": ").unwrap_or(("", rest));
@@ -199,7 +201,7 @@ mod tests {
             "psql:{}:4: ERROR:  syntax error at or near \"CRATE\"\nLINE 1: CRATE TABLE b\n        ^\n",
             file.display()
         );
-        let issues = from_psql(&stderr, &file);
+        let issues = from_psql(&stderr, &file, &file);
         assert_eq!(issues.len(), 1);
         assert_eq!(issues[0].line, Some(3));
         assert_eq!(

@@ -41,6 +41,11 @@ pub struct Scanner {
     pub refusal: Option<Refusal>,
     /// Whether anything that looks like SQL was seen.
     pub saw_sql: bool,
+    /// Statements completed on the current line, and the last one's text.
+    ended_here: usize,
+    last_statement: String,
+    /// Whether the current line started outside any statement.
+    clean_start: bool,
 }
 
 impl Default for Scanner {
@@ -79,7 +84,25 @@ impl Scanner {
             line: 0,
             refusal: None,
             saw_sql: false,
+            ended_here: 0,
+            last_statement: String::new(),
+            clean_start: true,
         }
+    }
+
+    /// Whether the line just fed is exactly one statement that sets an
+    /// owner or privileges (`ALTER ... OWNER TO`, `GRANT`, `REVOKE`): the
+    /// restore skips those, as `pg_restore --no-owner --no-privileges` does
+    /// for archives, since the dump's roles are not the group's.
+    pub fn owner_or_privilege_line(&self) -> bool {
+        let s = &self.last_statement;
+        self.clean_start
+            && self.ended_here == 1
+            && self.statement.trim().is_empty()
+            && self.state == State::Code
+            && (s.starts_with("alter ") && s.contains(" owner to ")
+                || s.starts_with("grant ")
+                || s.starts_with("revoke "))
     }
 
     fn refuse(&mut self, message: String) {
@@ -94,6 +117,9 @@ impl Scanner {
     /// Feeds one line (without its newline).
     pub fn line(&mut self, text: &str) {
         self.line += 1;
+        self.clean_start =
+            self.state == State::Code && self.statement.trim().is_empty() && !self.in_copy;
+        self.ended_here = 0;
         if self.refusal.is_some() {
             return;
         }
@@ -217,12 +243,41 @@ impl Scanner {
 
     fn end_statement(&mut self) {
         let s = self.statement.trim().to_ascii_lowercase();
+        self.ended_here += 1;
+        self.last_statement = s.clone();
         // COPY ... FROM stdin: data lines follow until "\.".
         if s.starts_with("copy ") && s.ends_with("from stdin") {
             self.in_copy = true;
         }
         self.statement.clear();
     }
+}
+
+/// Copies a plain dump for psql, with the owner and privilege statements
+/// commented out (line numbers stay the same); refuses psql commands.
+pub fn prepare(src: &std::path::Path, dst: &std::path::Path) -> Result<usize, String> {
+    use std::io::{BufRead, Write};
+    let io = |e: std::io::Error| format!("preparing the dump: {e}");
+    let reader = std::io::BufReader::new(std::fs::File::open(src).map_err(io)?);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(dst).map_err(io)?);
+    let mut scanner = Scanner::new();
+    let mut skipped = 0;
+    for line in reader.split(b'\n') {
+        let bytes = line.map_err(io)?;
+        let text = String::from_utf8_lossy(&bytes);
+        scanner.line(text.strip_suffix('\r').unwrap_or(&text));
+        if let Some(r) = &scanner.refusal {
+            return Err(format!("line {}: {}", r.line, r.message));
+        }
+        if scanner.owner_or_privilege_line() {
+            out.write_all(b"-- (pglab: skipped) ").map_err(io)?;
+            skipped += 1;
+        }
+        out.write_all(&bytes).map_err(io)?;
+        out.write_all(b"\n").map_err(io)?;
+    }
+    out.flush().map_err(io)?;
+    Ok(skipped)
 }
 
 /// Scans a whole text (for tests and small files).
@@ -252,6 +307,28 @@ mod tests {
         let s = scan(dump);
         assert_eq!(s.refusal, None);
         assert!(s.saw_sql);
+    }
+
+    #[test]
+    fn owner_and_privilege_lines_are_found() {
+        let mut s = Scanner::new();
+        let mut found = vec![];
+        for (i, l) in [
+            "ALTER TABLE cd.bookings OWNER TO pglab_admin;",
+            "ALTER TABLE cd.bookings ADD PRIMARY KEY (bookid);",
+            "GRANT SELECT ON cd.members TO PUBLIC;",
+            "CREATE TABLE x (a int); GRANT ALL ON x TO y;",
+            "COMMENT ON TABLE x IS 'GRANT';",
+        ]
+        .iter()
+        .enumerate()
+        {
+            s.line(l);
+            if s.owner_or_privilege_line() {
+                found.push(i);
+            }
+        }
+        assert_eq!(found, vec![0, 2]);
     }
 
     #[test]

@@ -263,27 +263,44 @@ async fn restore(
     };
     let file = PathBuf::from(&job.file);
     let format = DumpFormat::parse(&job.format).unwrap_or(DumpFormat::Plain);
-    let run = match format {
-        DumpFormat::Plain => tools::restore_plain(server, &names.scratch, &file, &login).await,
+    let found = match format {
+        DumpFormat::Plain => {
+            // psql reads a copy without owner and privilege statements.
+            let prepared = super::detect::unpacked_dir(&file).with_extension("sql");
+            let result = match super::plain::prepare(&file, &prepared) {
+                Ok(_) => tools::restore_plain(server, &names.scratch, &prepared, &login)
+                    .await
+                    .map(|run| {
+                        (
+                            run.ok,
+                            issues::from_psql(&run.stderr, &prepared, &file),
+                            run.stderr,
+                        )
+                    }),
+                Err(e) => Err(e),
+            };
+            let _ = std::fs::remove_file(&prepared);
+            result
+        }
         DumpFormat::Directory => match directory_root(&file) {
-            Some(dir) => tools::restore_archive(server, &names.scratch, &dir, &login).await,
+            Some(dir) => tools::restore_archive(server, &names.scratch, &dir, &login)
+                .await
+                .map(|run| (run.ok, issues::from_pg_restore(&run.stderr), run.stderr)),
             None => Err("the unpacked directory dump is gone".into()),
         },
         DumpFormat::Custom | DumpFormat::Tar => {
-            tools::restore_archive(server, &names.scratch, &file, &login).await
+            tools::restore_archive(server, &names.scratch, &file, &login)
+                .await
+                .map(|run| (run.ok, issues::from_pg_restore(&run.stderr), run.stderr))
         }
     };
-    let run = match run {
+    let (ok, mut found, stderr) = match found {
         Ok(r) => r,
         Err(e) => return Outcome::Failed(issue("restore", e)),
     };
-    let mut found = match format {
-        DumpFormat::Plain => issues::from_psql(&run.stderr, &file),
-        _ => issues::from_pg_restore(&run.stderr),
-    };
-    if !run.ok || !found.is_empty() {
+    if !ok || !found.is_empty() {
         if found.is_empty() {
-            found.push(RestoreIssue::message(run.stderr.trim().to_string()));
+            found.push(RestoreIssue::message(stderr.trim().to_string()));
         }
         return Outcome::Failed(found);
     }

@@ -233,6 +233,7 @@ impl Scorer {
 /// The web app with its scoring loop, as `pglab serve` runs it.
 pub struct Server {
     pub metrics: std::sync::Arc<pglab::metrics::Metrics>,
+    pub board: pglab::scoring::Board,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -246,12 +247,14 @@ impl TestEnv {
             .await
             .expect("server");
         let metrics = state.metrics.clone();
+        let board = state.board.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(pglab::web::serve(state, listener, async move {
             let _ = stopped.await;
         }));
         Server {
             metrics,
+            board,
             stop,
             task,
         }
