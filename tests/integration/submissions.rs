@@ -340,3 +340,279 @@ async fn every_format_restores_as_the_group_and_is_scored() {
     server.stop().await;
     env.stop().await;
 }
+
+/// A plain dump of `club_src` with `extra` SQL inserted before the data.
+async fn doctored_plain(env: &TestEnv, name: &str, extra: &str) -> Vec<u8> {
+    let path = env.dir.path().join("dumps").join(format!("{name}.sql"));
+    std::fs::create_dir_all(path.parent().expect("dir")).expect("dir");
+    pg_dump(env, &[], &path).await;
+    let text = std::fs::read_to_string(&path).expect("read");
+    let at = text
+        .find("CREATE TABLE cd.bookings")
+        .expect("a table to put it before");
+    format!("{}{extra}\n{}", &text[..at], &text[at..]).into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broken_and_hostile_dumps_fail_harmlessly_and_say_why() {
+    let (env, _) = setup("hand", "  max_size: 2MB").await;
+    source_db(&env).await;
+    let server = env.serve().await;
+    let base = format!("http://{}", env.settings().listen);
+    let alice = env.password("alice").await;
+    let dir = env.dir.path().join("dumps");
+    std::fs::create_dir_all(&dir).expect("dir");
+
+    // A good restore first: the database the failures must leave alone.
+    pg_dump(&env, &["-Fc"], &dir.join("good.dump")).await;
+    let good = std::fs::read(dir.join("good.dump")).expect("read");
+    let (_, body) = upload(&base, "hand", "alice", &alice, good.clone()).await;
+    let job = finished(&base, body["id"].as_i64().expect("id"), "alice", &alice).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let bookings = count(&env, "hand.g1", "SELECT count(*) FROM cd.bookings").await;
+
+    // A broken statement: the job fails, shows the statement and its line.
+    let broken = doctored_plain(&env, "broken", "CRATE TABLE cd.oops (id int);").await;
+    let line = String::from_utf8_lossy(&broken)
+        .lines()
+        .position(|l| l.starts_with("CRATE"))
+        .expect("line")
+        + 1;
+    let (status, body) = upload(&base, "hand", "alice", &alice, broken).await;
+    assert_eq!(status, 202, "{body}");
+    let broken_id = body["id"].as_i64().expect("id");
+    let job = finished(&base, broken_id, "alice", &alice).await;
+    assert_eq!(job["status"], "failed");
+    let issue = &job["errors"][0];
+    assert!(
+        issue["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("syntax error"),
+        "{job}"
+    );
+    assert_eq!(issue["statement"], "CRATE TABLE cd.oops (id int);");
+    assert_eq!(issue["line"].as_u64(), Some(line as u64));
+    assert_eq!(
+        count(&env, "hand.g1", "SELECT count(*) FROM cd.bookings").await,
+        bookings
+    );
+    // The page shows it highlighted, with its line number.
+    let mut web = Http::new(&base);
+    web.login("alice", &alice).await;
+    let (status, page) = web.get(&format!("/submissions/{broken_id}")).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("syntax error") && page.contains("<span class=\"sql-keyword\">TABLE</span>"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("<span class=\"ln\">{line}</span>")),
+        "{page}"
+    );
+
+    // Hostile dumps: each fails as the group's role, and says why.
+    let admin_user = env.settings().postgres[0].admin_user.clone();
+    let marker = env.dir.path().join("pwned");
+    let hostile = [
+        (
+            "alter-system",
+            "ALTER SYSTEM SET work_mem = '1GB';".to_string(),
+            "ALTER SYSTEM",
+        ),
+        (
+            "copy-program",
+            format!("COPY (SELECT 1) TO PROGRAM 'touch {}';", marker.display()),
+            "pg_execute_server_program",
+        ),
+        (
+            "extension",
+            "CREATE EXTENSION dblink SCHEMA public;".to_string(),
+            "extension",
+        ),
+        (
+            "set-role",
+            format!("SET ROLE {admin_user};"),
+            "permission denied to set role",
+        ),
+        (
+            "other-group",
+            "RESET ROLE; SET ROLE \"hand.g2\";".to_string(),
+            "permission denied to set role",
+        ),
+        (
+            "create-database",
+            "CREATE DATABASE evil;".to_string(),
+            "CREATE DATABASE",
+        ),
+        (
+            "drop-own-database",
+            "DROP DATABASE \"hand.g1\";".to_string(),
+            "DROP DATABASE",
+        ),
+    ];
+    for (name, sql, why) in hostile {
+        let dump = doctored_plain(&env, name, &sql).await;
+        let (status, body) = upload(&base, "hand", "alice", &alice, dump).await;
+        assert_eq!(status, 202, "{name}: {body}");
+        let job = finished(&base, body["id"].as_i64().expect("id"), "alice", &alice).await;
+        assert_eq!(job["status"], "failed", "{name}: {job}");
+        let message = job["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert!(message.contains(why), "{name}: {message}");
+        assert_eq!(
+            count(&env, "hand.g1", "SELECT count(*) FROM cd.bookings").await,
+            bookings,
+            "{name}"
+        );
+    }
+    assert!(!marker.exists(), "COPY TO PROGRAM ran");
+    let evil = env.database_exists(0, "evil").await;
+    assert!(!evil, "a database was created");
+    // psql commands are refused before anything runs.
+    for (name, sql) in [
+        ("connect", "\\connect postgres"),
+        ("shell", "SELECT 1; \\! touch /tmp/pglab-pwned"),
+    ] {
+        let dump = doctored_plain(&env, name, sql).await;
+        let (status, body) = upload(&base, "hand", "alice", &alice, dump).await;
+        assert_eq!(status, 422, "{name}: {body}");
+        assert!(
+            body["error"].as_str().unwrap_or("").contains("line "),
+            "{name}: {body}"
+        );
+    }
+
+    // Not a dump, empty, truncated, too big.
+    let (status, body) = upload(
+        &base,
+        "hand",
+        "alice",
+        &alice,
+        b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a pg_dump"),
+        "{body}"
+    );
+    let (status, body) = upload(&base, "hand", "alice", &alice, vec![]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("the file is empty"))
+    );
+    let truncated = good[..good.len() / 2].to_vec();
+    let (status, body) = upload(&base, "hand", "alice", &alice, truncated).await;
+    if status == 202 {
+        let job = finished(&base, body["id"].as_i64().expect("id"), "alice", &alice).await;
+        assert_eq!(job["status"], "failed", "{job}");
+    } else {
+        assert_eq!(status, 422, "{body}");
+    }
+    assert_eq!(
+        count(&env, "hand.g1", "SELECT count(*) FROM cd.bookings").await,
+        bookings
+    );
+    let uploads = env.settings().data_dir.join("submissions").join("hand");
+    let files_before = std::fs::read_dir(&uploads).expect("dir").count();
+    let (status, body) = upload(&base, "hand", "alice", &alice, vec![b'x'; 3 * 1024 * 1024]).await;
+    // The server answers 413 as soon as the limit is passed and closes the
+    // connection; the client may see that or the cut connection.
+    assert!(status == 413 || status == 0, "{status} {body}");
+    assert_eq!(
+        std::fs::read_dir(&uploads).expect("dir").count(),
+        files_before,
+        "a partial upload was kept"
+    );
+
+    // An upload cut off halfway: nothing is stored, nothing is queued.
+    let jobs_before = env.store.lab_submissions("hand").await.expect("jobs").len();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut tcp = tokio::net::TcpStream::connect(env.settings().listen)
+            .await
+            .expect("tcp");
+        let auth = base64_basic("alice", &alice);
+        let head = format!(
+            "POST /api/labs/hand/submissions HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n"
+        );
+        tcp.write_all(head.as_bytes()).await.expect("head");
+        tcp.write_all(&good[..good.len().min(50_000)])
+            .await
+            .expect("half");
+        tcp.flush().await.expect("flush");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        env.store.lab_submissions("hand").await.expect("jobs").len(),
+        jobs_before
+    );
+    assert_eq!(
+        std::fs::read_dir(&uploads).expect("dir").count(),
+        files_before,
+        "an interrupted upload was kept"
+    );
+
+    // The API needs the student's password.
+    let (status, _) = upload(&base, "hand", "alice", "wrong", good.clone()).await;
+    assert_eq!(status, 401);
+    no_leftovers(&env).await;
+    server.stop().await;
+    env.stop().await;
+}
+
+fn base64_basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deadlines_follow_the_late_policy_on_server_time() {
+    let past = "  deadline: 2020-01-01T00:00:00Z";
+    let (env, lab) = setup("late", &format!("{past}\n  late: reject\n  replace: false")).await;
+    source_db(&env).await;
+    let server = env.serve().await;
+    let base = format!("http://{}", env.settings().listen);
+    let alice = env.password("alice").await;
+    let dump = env.dir.path().join("c.dump");
+    pg_dump(&env, &["-Fc"], &dump).await;
+    let bytes = std::fs::read(&dump).expect("read");
+    let (status, body) = upload(&base, "late", "alice", &alice, bytes.clone()).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("deadline"),
+        "{body}"
+    );
+
+    // The lab master switches to accept-flagged: accepted, marked late.
+    std::fs::write(
+        &lab,
+        lab_yaml(
+            "late",
+            &format!("{past}\n  late: accept-flagged\n  replace: false"),
+        ),
+    )
+    .expect("lab");
+    env.apply(&lab, PEOPLE, false).await.expect("apply");
+    let (status, body) = upload(&base, "late", "alice", &alice, bytes.clone()).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["late"], true);
+    let job = finished(&base, body["id"].as_i64().expect("id"), "alice", &alice).await;
+    assert_eq!(
+        (job["status"].as_str(), job["late"].as_bool()),
+        (Some("succeeded"), Some(true)),
+        "{job}"
+    );
+    // replace: false — the group handed in already.
+    let (status, body) = upload(&base, "late", "bob", &env.password("bob").await, bytes).await;
+    assert_eq!(status, 409, "{body}");
+    server.stop().await;
+    env.stop().await;
+}
