@@ -213,7 +213,7 @@ impl Store {
         self.client()
             .await?
             .execute(
-                "UPDATE submissions SET status = $2, errors = $3, note = $4, finished_at = now(), scratch = NULL WHERE id = $1",
+                "UPDATE submissions SET status = $2, errors = $3, note = NULLIF(concat_ws('; ', note, $4::text), ''), finished_at = now(), scratch = NULL WHERE id = $1",
                 &[&id, &status, &errors, &note],
             )
             .await?;

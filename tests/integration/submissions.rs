@@ -616,3 +616,161 @@ async fn deadlines_follow_the_late_policy_on_server_time() {
     server.stop().await;
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_interrupted_by_a_crash_is_retried_and_leaves_nothing_behind() {
+    let (env, _) = setup("crash", "  max_size: 20MB").await;
+    source_db(&env).await;
+    let config = env.settings().data_dir.join("pglab.yaml");
+    let serve = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_pglab"))
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("pglab serve")
+    };
+    let base = format!("http://{}", env.settings().listen);
+    let healthy = || async {
+        for _ in 0..100 {
+            if let Ok(r) = reqwest::get(format!("{base}/healthz")).await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("pglab serve did not get healthy");
+    };
+    let mut first = serve();
+    healthy().await;
+    let alice = env.password("alice").await;
+    // A dump that takes a while to restore.
+    let slow = doctored_plain(&env, "slow", "SELECT pg_sleep(6);").await;
+    let (status, body) = upload(&base, "crash", "alice", &alice, slow).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_i64().expect("id");
+    let scratch = format!("pglab.restore.{id}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !env.database_exists(0, &scratch).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the restore did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.kill().await.expect("SIGKILL");
+    let _ = first.wait().await;
+    // The group's database is as before: nothing of the dump in it.
+    let untouched: bool = env
+        .admin(0, "crash.g1")
+        .await
+        .query_one("SELECT to_regclass('cd.bookings') IS NULL", &[])
+        .await
+        .expect("q")
+        .get(0);
+    assert!(untouched, "half a restore reached the group's database");
+
+    let mut second = serve();
+    healthy().await;
+    let job = finished(&base, id, "alice", &alice).await;
+    assert!(job["attempts"].as_i64() == Some(2), "{job}");
+    assert!(
+        job["status"] == "succeeded" && job["note"].as_str().unwrap_or("").contains("restored")
+            || job["status"] == "failed",
+        "{job}"
+    );
+    if job["status"] == "succeeded" {
+        assert!(count(&env, "crash.g1", "SELECT count(*) FROM cd.bookings").await > 4000);
+    }
+    no_leftovers(&env).await;
+    second.kill().await.expect("stop");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn students_hand_in_from_their_page_in_chromium() {
+    let (env, _) = setup("hand", "  max_size: 20MB\n  deadline: 2099-01-01T00:00:00Z").await;
+    source_db(&env).await;
+    let server = env.serve().await;
+    let base = format!("http://{}", env.settings().listen);
+    let alice = env.password("alice").await;
+    let dump = env.dir.path().join("club.dump");
+    pg_dump(&env, &["-Fc"], &dump).await;
+    let broken =
+        String::from_utf8(doctored_plain(&env, "broken", "CRATE TABLE cd.oops (id int);").await)
+            .expect("utf-8");
+
+    let b = crate::browser::Browser::start(&base, "submissions").await;
+    b.login("alice", &alice).await;
+    assert_eq!(b.path().await, "/me");
+    b.shot("01-student-handin").await;
+    // Choose the file and upload: the progress bar, then the job's page.
+    b.client
+        .find(fantoccini::Locator::Css("form.upload input[type=file]"))
+        .await
+        .expect("file input")
+        .send_keys(&dump.display().to_string())
+        .await
+        .expect("choose");
+    b.click("form.upload button[type=submit]").await;
+    assert!(
+        b.path().await.starts_with("/submissions/"),
+        "{}",
+        b.path().await
+    );
+    let state = b
+        .wait_text("#sub-status", "succeeded", Duration::from_secs(60))
+        .await;
+    assert_eq!(state, "succeeded");
+    b.shot("02-submission-succeeded").await;
+
+    // Drop a broken plain dump on the drop zone.
+    b.goto("/me").await;
+    b.client
+        .execute(
+            "const dt = new DataTransfer();
+             dt.items.add(new File([arguments[0]], 'broken.sql', {type: 'application/sql'}));
+             const zone = document.querySelector('.dropzone');
+             zone.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));",
+            vec![broken.into()],
+        )
+        .await
+        .expect("drop");
+    let chosen = b
+        .client
+        .execute(
+            "return document.querySelector('form.upload input[type=file]').files[0].name;",
+            vec![],
+        )
+        .await
+        .expect("files");
+    assert_eq!(chosen, serde_json::json!("broken.sql"));
+    b.click("form.upload button[type=submit]").await;
+    let state = b
+        .wait_text("#sub-status", "failed", Duration::from_secs(60))
+        .await;
+    assert_eq!(state, "failed");
+    let page = b.text("main").await;
+    assert!(
+        page.contains("syntax error") && page.contains("CRATE TABLE cd.oops"),
+        "{page}"
+    );
+    b.shot("03-submission-failed").await;
+    b.goto("/me").await;
+    b.shot("04-student-history").await;
+    b.logout().await;
+
+    b.login("admin", env.settings().web.admin_password.expose())
+        .await;
+    b.goto("/labs/hand/submissions").await;
+    assert!(b.text("main").await.contains("failed"));
+    b.shot("05-job-log").await;
+    b.close().await;
+    server.stop().await;
+    env.stop().await;
+}
