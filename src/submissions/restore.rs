@@ -130,15 +130,22 @@ async fn swap(admin: &mut Client, live: &str, scratch: &str, previous: &str) -> 
     Err(format!("could not replace the database: {last}"))
 }
 
-/// Dumps and drops previous databases kept by earlier jobs of this database.
-async fn retire_older(
+/// Dumps and drops previous databases kept by earlier jobs of this
+/// database; run after the job is recorded as succeeded (it can take as long
+/// as the restore did).
+pub async fn retire_older(
     settings: &Settings,
     store: &Store,
-    server: &PgServerSettings,
-    admin: &Client,
     job: &SubmissionRecord,
 ) -> Vec<String> {
     let mut notes = vec![];
+    let Some(server) = settings.server(&job.server) else {
+        return notes;
+    };
+    let Ok(admin) = crate::pgconn::connect(server, "postgres").await else {
+        return notes;
+    };
+    let admin = &admin;
     let Ok(older) = store.older_previous(&job.lab, &job.database, job.id).await else {
         return notes;
     };
@@ -203,7 +210,7 @@ pub async fn run(settings: &Settings, store: &Store, job: &SubmissionRecord) -> 
     if let Err(e) = clean_up(&admin, &names).await {
         return Outcome::Failed(issue("cleaning up an earlier attempt", db_error(&e)));
     }
-    let outcome = restore(settings, store, server, &mut admin, job, &names).await;
+    let outcome = restore(store, server, &mut admin, job, &names).await;
     if let Err(e) = clean_up(&admin, &names).await {
         tracing::warn!(error = %db_error(&e), "cleaning up after the restore");
     }
@@ -212,7 +219,6 @@ pub async fn run(settings: &Settings, store: &Store, job: &SubmissionRecord) -> 
 }
 
 async fn restore(
-    settings: &Settings,
     store: &Store,
     server: &PgServerSettings,
     admin: &mut Client,
@@ -325,10 +331,8 @@ async fn restore(
         let _ = store.set_previous(job.id, None).await;
         return Outcome::Failed(issue("replacing the database", e));
     }
-    let mut notes = vec![format!(
+    Outcome::Succeeded(format!(
         "restored; the database before it is kept as {} until the next successful restore",
         names.previous
-    )];
-    notes.extend(retire_older(settings, store, server, admin, job).await);
-    Outcome::Succeeded(notes.join("; "))
+    ))
 }

@@ -80,7 +80,11 @@ async fn run_job(settings: &Settings, store: &Store, worker: &str, job: Submissi
     let saved = match &outcome {
         Outcome::Succeeded(note) => {
             tracing::info!("restore succeeded");
-            store.finish_submission(job.id, true, &[], Some(note)).await
+            let saved = store.finish_submission(job.id, true, &[], Some(note)).await;
+            for note in restore::retire_older(settings, store, &job).await {
+                tracing::info!(%note, "older database retired");
+            }
+            saved
         }
         Outcome::Failed(issues) => {
             tracing::info!(errors = issues.len(), "restore failed");

@@ -1,0 +1,379 @@
+//! Dump submission benchmark (issue 6), on the real stack in one run:
+//!
+//! 1. Upload acceptance: small custom dumps uploaded concurrently over HTTP
+//!    by many participants (LDAP password, streaming to disk, preflight with
+//!    `pg_restore --list`, a queued job each), restores queued behind;
+//!    baseline: a bare HTTP handler in this process that only streams the
+//!    same uploads to disk.
+//! 2. Restore overhead: a ~50 MB custom dump restored through pglab
+//!    (upload to succeeded) vs plain `pg_restore` into a new database, in
+//!    alternating rounds.
+//!
+//! Run: cargo bench --bench submissions [-- UPLOADS]   (default 1000)
+
+mod common;
+
+use axum::extract::Multipart;
+use pglab::lab::{LoadedLab, Participants};
+use pglab::provision;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PARTICIPANTS: usize = 100;
+const CONCURRENCY: usize = 32;
+
+fn lab_yaml() -> String {
+    "id: sub\ntitle: Submission benchmark\nreference: {sql: ref.sql}\n\
+     submissions:\n  max_size: 200MB\n\
+     tasks:\n  - id: t\n    title: T\n    checks:\n      - sql: SELECT true\n"
+        .to_string()
+}
+
+async fn pg_tool(settings: &pglab::settings::Settings, tool: &str, args: &[&str]) -> Duration {
+    let s = &settings.postgres[0];
+    let bin = s
+        .bin_dir
+        .clone()
+        .map_or(PathBuf::from(tool), |d| d.join(tool));
+    let t = Instant::now();
+    let out = tokio::process::Command::new(bin)
+        .env("PGHOST", &s.host)
+        .env("PGPORT", s.port.to_string())
+        .env("PGUSER", &s.admin_user)
+        .env("PGPASSWORD", s.admin_password.expose())
+        .args(args)
+        .output()
+        .await
+        .expect("tool runs");
+    assert!(
+        out.status.success(),
+        "{tool} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t.elapsed()
+}
+
+async fn post_file(
+    http: &reqwest::Client,
+    url: &str,
+    auth: Option<(&str, &str)>,
+    bytes: Vec<u8>,
+) -> (u16, serde_json::Value) {
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes).file_name("db.dump"),
+    );
+    let mut req = http.post(url).multipart(form);
+    if let Some((u, p)) = auth {
+        req = req.basic_auth(u, Some(p));
+    }
+    let r = req.send().await.expect("upload");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
+}
+
+/// `total` uploads, `CONCURRENCY` at a time; returns (seconds, accepted).
+async fn upload_all(
+    http: &reqwest::Client,
+    url: Arc<String>,
+    people: Arc<Vec<(String, String)>>,
+    dump: Arc<Vec<u8>>,
+    total: usize,
+    with_auth: bool,
+) -> (f64, usize) {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (http, url, people, dump, next) = (
+                http.clone(),
+                Arc::clone(&url),
+                Arc::clone(&people),
+                Arc::clone(&dump),
+                Arc::clone(&next),
+            );
+            tokio::spawn(async move {
+                let mut ok = 0;
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= total {
+                        return ok;
+                    }
+                    let (u, p) = &people[i % people.len()];
+                    let auth = with_auth.then_some((u.as_str(), p.as_str()));
+                    let (status, body) = post_file(&http, &url, auth, dump.to_vec()).await;
+                    if status == 202 || status == 200 {
+                        ok += 1;
+                    } else {
+                        eprintln!("upload refused: {status} {body}");
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for t in tasks {
+        accepted += t.await.expect("uploader");
+    }
+    (started.elapsed().as_secs_f64(), accepted)
+}
+
+/// The baseline server: streams the `file` field to disk, nothing else.
+async fn bare_server(dir: PathBuf) -> String {
+    use axum::routing::post;
+    use tokio::io::AsyncWriteExt;
+    let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/upload",
+        post(move |mut form: Multipart| {
+            let (dir, counter) = (dir.clone(), Arc::clone(&counter));
+            async move {
+                while let Ok(Some(mut field)) = form.next_field().await {
+                    let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let mut f = tokio::fs::File::create(dir.join(n.to_string()))
+                        .await
+                        .expect("file");
+                    while let Ok(Some(chunk)) = field.chunk().await {
+                        f.write_all(&chunk).await.expect("write");
+                    }
+                }
+                (axum::http::StatusCode::ACCEPTED, "{}")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/upload")
+}
+
+async fn wait_done(store: &pglab::control::Store, id: i64) -> pglab::control::SubmissionRecord {
+    loop {
+        let s = store.submission(id).await.expect("job").expect("exists");
+        if s.status == "succeeded" || s.status == "failed" {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let total: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1000);
+    let bench = common::Bench::start().await;
+    let settings = bench.stack.settings.clone();
+    let store = bench.store.clone();
+    let dir = bench.dir.path().to_path_buf();
+    std::fs::write(dir.join("ref.sql"), "CREATE TABLE t (id int);").expect("ref");
+    std::fs::write(dir.join("lab.yaml"), lab_yaml()).expect("lab");
+    let lab = LoadedLab::load(&dir.join("lab.yaml")).expect("lab");
+    let people =
+        Participants::parse("p.csv", &common::participants_csv("u", PARTICIPANTS)).expect("csv");
+    let plan = provision::plan(&settings, &store, lab, people, false)
+        .await
+        .expect("plan");
+    provision::apply(&settings, &store, &plan, |_, _| {})
+        .await
+        .expect("apply");
+    let mut creds = vec![];
+    for i in 0..PARTICIPANTS {
+        let u = format!("u{i}");
+        let p = store
+            .initial_password(&u)
+            .await
+            .expect("store")
+            .expect("password");
+        creds.push((u, p));
+    }
+    let creds = Arc::new(creds);
+
+    // Source databases: a small one, and one whose custom dump is ~50 MB.
+    let admin = pglab::pgconn::connect(&settings.postgres[0], "postgres")
+        .await
+        .expect("admin");
+    admin
+        .batch_execute("CREATE DATABASE small_src; CREATE DATABASE big_src;")
+        .await
+        .expect("sources");
+    let small = pglab::pgconn::connect(&settings.postgres[0], "small_src")
+        .await
+        .expect("small");
+    small
+        .batch_execute("CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 200) g;")
+        .await
+        .expect("small data");
+    let big = pglab::pgconn::connect(&settings.postgres[0], "big_src")
+        .await
+        .expect("big");
+    big.batch_execute(
+        "CREATE TABLE events (id int PRIMARY KEY, a text, b text, at timestamptz);
+         INSERT INTO events SELECT g, md5(g::text) || md5((g * 7)::text), md5((g * 13)::text), now() - g * interval '1 minute'
+           FROM generate_series(1, 400000) g;
+         CREATE INDEX ON events (at);",
+    )
+    .await
+    .expect("big data");
+    let small_dump = dir.join("small.dump");
+    let big_dump = dir.join("big.dump");
+    pg_tool(
+        &settings,
+        "pg_dump",
+        &["-Fc", "-f", path(&small_dump), "small_src"],
+    )
+    .await;
+    pg_tool(
+        &settings,
+        "pg_dump",
+        &["-Fc", "-f", path(&big_dump), "big_src"],
+    )
+    .await;
+    let small_bytes = Arc::new(std::fs::read(&small_dump).expect("small"));
+    let big_bytes = std::fs::read(&big_dump).expect("big");
+    println!(
+        "{PARTICIPANTS} participants; small dump {} bytes, big dump {:.1} MB",
+        small_bytes.len(),
+        big_bytes.len() as f64 / 1e6
+    );
+
+    // pglab serving, with its restore workers.
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .expect("listen");
+    let state = pglab::server::start(settings.clone())
+        .await
+        .expect("server");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(pglab::web::serve(state, listener, async move {
+        let _ = stopped.await;
+    }));
+    let base = format!("http://{}", settings.listen);
+    let http = reqwest::Client::new();
+
+    // 1. Acceptance.
+    let bare_dir = dir.join("bare");
+    std::fs::create_dir_all(&bare_dir).expect("bare dir");
+    let bare = Arc::new(bare_server(bare_dir).await);
+    let url = Arc::new(format!("{base}/api/labs/sub/submissions"));
+    let _ = upload_all(
+        &http,
+        Arc::clone(&bare),
+        Arc::clone(&creds),
+        Arc::clone(&small_bytes),
+        50,
+        false,
+    )
+    .await;
+    let (bare_s, bare_n) = upload_all(
+        &http,
+        bare,
+        Arc::clone(&creds),
+        Arc::clone(&small_bytes),
+        total,
+        false,
+    )
+    .await;
+    let (ours_s, ours_n) = upload_all(
+        &http,
+        url,
+        Arc::clone(&creds),
+        Arc::clone(&small_bytes),
+        total,
+        true,
+    )
+    .await;
+    let queued = store.lab_submissions("sub").await.expect("jobs");
+    let done = queued.iter().filter(|s| s.status == "succeeded").count();
+    println!();
+    println!("upload acceptance, {total} uploads, {CONCURRENCY} at a time:");
+    println!(
+        "  baseline (stream to disk only): {:>7.0} uploads/s ({bare_n} ok in {bare_s:.2} s)",
+        bare_n as f64 / bare_s
+    );
+    println!("  pglab (auth, limit, preflight, job): {:>7.0} uploads/s ({ours_n} ok in {ours_s:.2} s) = {:.2}x the baseline's time per upload; target >= 100/s",
+        ours_n as f64 / ours_s, ours_s / bare_s);
+    println!(
+        "  restores meanwhile: {done} of {} done, the rest queued",
+        queued.len()
+    );
+
+    // Let the queue drain before timing restores.
+    let t = Instant::now();
+    loop {
+        let jobs = store.lab_submissions("sub").await.expect("jobs");
+        if jobs
+            .iter()
+            .all(|s| s.status == "succeeded" || s.status == "failed")
+        {
+            println!("  queue drained in {:.1} s more", t.elapsed().as_secs_f64());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // 2. Restore overhead, alternating rounds.
+    let (mut plain, mut ours) = (vec![], vec![]);
+    let (user, password) = creds[0].clone();
+    for round in 0..3 {
+        let db = format!("plain_{round}");
+        let t = Instant::now();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .expect("create");
+        pg_tool(
+            &settings,
+            "pg_restore",
+            &["--no-owner", "--no-privileges", "-d", &db, path(&big_dump)],
+        )
+        .await;
+        plain.push(t.elapsed().as_secs_f64());
+
+        let t = Instant::now();
+        let (status, body) = post_file(
+            &http,
+            &format!("{base}/api/labs/sub/submissions"),
+            Some((&user, &password)),
+            big_bytes.clone(),
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+        let job = wait_done(&store, body["id"].as_i64().expect("id")).await;
+        assert_eq!(job.status, "succeeded", "{:?}", job.errors);
+        ours.push(t.elapsed().as_secs_f64());
+        println!(
+            "  round {round}: pg_restore {:.2} s, pglab {:.2} s (restore job {:.2} s)",
+            plain[round],
+            ours[round],
+            job.duration_secs().unwrap_or(0.0)
+        );
+        // The next success retires this round's previous database: let it
+        // finish outside the timed part.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let (p, o) = (median(plain), median(ours));
+    println!();
+    println!(
+        "restore of a {:.1} MB custom dump: plain pg_restore into a new database {p:.2} s, through pglab (upload, preflight, queue, restore as the group, swap) {o:.2} s: overhead {:+.1}% (target <= 10%)",
+        big_bytes.len() as f64 / 1e6,
+        (o / p - 1.0) * 100.0
+    );
+
+    let _ = stop.send(());
+    let _ = server.await;
+    bench.stop().await;
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
