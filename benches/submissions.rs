@@ -9,7 +9,7 @@
 //!    (upload to succeeded) vs plain `pg_restore` into a new database, in
 //!    alternating rounds.
 //!
-//! Run: cargo bench --bench submissions [-- UPLOADS]   (default 1000)
+//! Run: cargo bench --bench submissions [-- UPLOADS]   (default 300)
 
 mod common;
 
@@ -170,7 +170,7 @@ async fn main() {
     let total: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
-        .unwrap_or(1000);
+        .unwrap_or(300);
     let bench = common::Bench::start().await;
     let settings = bench.stack.settings.clone();
     let store = bench.store.clone();
@@ -202,10 +202,12 @@ async fn main() {
     let admin = pglab::pgconn::connect(&settings.postgres[0], "postgres")
         .await
         .expect("admin");
-    admin
-        .batch_execute("CREATE DATABASE small_src; CREATE DATABASE big_src;")
-        .await
-        .expect("sources");
+    for db in ["small_src", "big_src"] {
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .expect("source");
+    }
     let small = pglab::pgconn::connect(&settings.postgres[0], "small_src")
         .await
         .expect("small");
@@ -219,7 +221,7 @@ async fn main() {
     big.batch_execute(
         "CREATE TABLE events (id int PRIMARY KEY, a text, b text, at timestamptz);
          INSERT INTO events SELECT g, md5(g::text) || md5((g * 7)::text), md5((g * 13)::text), now() - g * interval '1 minute'
-           FROM generate_series(1, 400000) g;
+           FROM generate_series(1, 800000) g;
          CREATE INDEX ON events (at);",
     )
     .await

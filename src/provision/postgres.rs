@@ -14,6 +14,9 @@ pub const STUDENTS_ROLE: &str = "pglab_students";
 pub const STARTER_ROLE: &str = "pglab_starter";
 /// Evaluates checks: a member of every participant (and group) role, so it
 /// can `SET ROLE` to them, with no privileges of its own (NOINHERIT).
+/// Every login role of a submission's restore job is in it; pg_hba lets
+/// its members in by password before the LDAP line of the students.
+pub const RESTORERS_ROLE: &str = "pglab_restorers";
 pub const SCORER_ROLE: &str = "pglab_scorer";
 /// Connects for the generated SQL-exporter config; made like the scorer.
 pub const MONITOR_ROLE: &str = "pglab_monitor";
@@ -168,6 +171,7 @@ pub async fn ensure_baseline(server: &PgServerSettings, client: &Client) -> Resu
     let creates: String = [
         (STUDENTS_ROLE, "NOLOGIN"),
         (STARTER_ROLE, "NOLOGIN"),
+        (RESTORERS_ROLE, "NOLOGIN"),
         (SCORER_ROLE, "NOINHERIT"),
         (MONITOR_ROLE, "NOINHERIT"),
     ]

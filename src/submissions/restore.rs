@@ -240,9 +240,10 @@ async fn restore(
         admin
             .batch_execute(&format!(
                 "CREATE ROLE {role} LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
-                 CONNECTION LIMIT 4 PASSWORD {} VALID UNTIL {} IN ROLE {owner}",
+                 CONNECTION LIMIT 4 PASSWORD {} VALID UNTIL {} IN ROLE {owner}, {}",
                 quote_literal(&verifier),
                 quote_literal(&(chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339()),
+                crate::provision::postgres::RESTORERS_ROLE,
             ))
             .await?;
         admin

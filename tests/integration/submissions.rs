@@ -128,7 +128,7 @@ pub async fn no_leftovers(env: &TestEnv) {
     let admin = env.admin(0, "postgres").await;
     let dbs: i64 = admin
         .query_one(
-            "SELECT count(*) FROM pg_database WHERE datname LIKE 'pglab.restore.%'",
+            "SELECT count(*) FROM pg_database WHERE datname ~ '^pglab[.]restore[.]'",
             &[],
         )
         .await
@@ -136,7 +136,7 @@ pub async fn no_leftovers(env: &TestEnv) {
         .get(0);
     let roles: i64 = admin
         .query_one(
-            "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'pglab_restore_%'",
+            "SELECT count(*) FROM pg_roles WHERE rolname ~ '^pglab_restore_[0-9]+$'",
             &[],
         )
         .await
@@ -215,12 +215,17 @@ async fn every_format_restores_as_the_group_and_is_scored() {
     );
     let job = finished(&base, body["id"].as_i64().expect("id"), "bob", &bob).await;
     assert_eq!(job["status"], "succeeded", "{job}");
-    // The database before the first restore was dumped and dropped now.
+    // The database before the first restore is dumped and dropped now
+    // (just after the job is recorded).
     let replaced = env.settings().data_dir.join("replaced").join("hand");
-    assert_eq!(
-        std::fs::read_dir(&replaced).map(|d| d.count()).unwrap_or(0),
-        1
-    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while std::fs::read_dir(&replaced).map(|d| d.count()).unwrap_or(0) != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "older database not retired"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // directory format packed as tar, by carol into g2
     pg_dump(&env, &["-Fd"], &dir.join("d")).await;
@@ -576,7 +581,21 @@ fn base64_basic(user: &str, password: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deadlines_follow_the_late_policy_on_server_time() {
     let past = "  deadline: 2020-01-01T00:00:00Z";
-    let (env, lab) = setup("late", &format!("{past}\n  late: reject\n  replace: false")).await;
+    // One database per participant here (the restore role is then a member
+    // of a student's login role).
+    let per_participant =
+        |yaml: String| yaml.replace("databases: per-group", "databases: per-participant");
+    let mut env = TestEnv::start(1).await;
+    env.stack.settings.scoring.interval_secs = 1;
+    env.write("hand/clubdata.sql", &cleaned_clubdata());
+    let lab = env.write(
+        "hand/late.yaml",
+        &per_participant(lab_yaml(
+            "late",
+            &format!("{past}\n  late: reject\n  replace: false"),
+        )),
+    );
+    env.apply(&lab, PEOPLE, false).await.expect("apply");
     source_db(&env).await;
     let server = env.serve().await;
     let base = format!("http://{}", env.settings().listen);
@@ -594,10 +613,10 @@ async fn deadlines_follow_the_late_policy_on_server_time() {
     // The lab master switches to accept-flagged: accepted, marked late.
     std::fs::write(
         &lab,
-        lab_yaml(
+        per_participant(lab_yaml(
             "late",
             &format!("{past}\n  late: accept-flagged\n  replace: false"),
-        ),
+        )),
     )
     .expect("lab");
     env.apply(&lab, PEOPLE, false).await.expect("apply");
@@ -610,8 +629,9 @@ async fn deadlines_follow_the_late_policy_on_server_time() {
         (Some("succeeded"), Some(true)),
         "{job}"
     );
-    // replace: false — the group handed in already.
-    let (status, body) = upload(&base, "late", "bob", &env.password("bob").await, bytes).await;
+    assert!(count(&env, "late_alice", "SELECT count(*) FROM cd.bookings").await > 4000);
+    // replace: false — alice handed in already.
+    let (status, body) = upload(&base, "late", "alice", &alice, bytes).await;
     assert_eq!(status, 409, "{body}");
     server.stop().await;
     env.stop().await;
