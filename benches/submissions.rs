@@ -262,7 +262,7 @@ const ROUNDS: usize = 6;
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     } else {
         v[n / 2]
@@ -447,7 +447,7 @@ async fn main() {
         let mut figures = None;
         let mut plain_s = 0.0;
         for side in 0..2 {
-            if (side + round) % 2 == 0 {
+            if (side + round).is_multiple_of(2) {
                 plain_s = plain_restore(&settings, &admin, &big_dump, round).await;
             } else {
                 figures =
