@@ -6,8 +6,9 @@
 //!    baseline: a bare HTTP handler in this process that only streams the
 //!    same uploads to disk.
 //! 2. Restore overhead: a ~50 MB custom dump restored through pglab
-//!    (upload to succeeded) vs plain `pg_restore` into a new database: a
-//!    warm-up round, then rounds whose order alternates.
+//!    (upload to succeeded) vs plain `pg_restore` into a new database, as
+//!    the admin and as the group's role: a warm-up round, then rounds whose
+//!    order rotates.
 //!
 //! Run: cargo bench --bench submissions [-- UPLOADS]   (default 300; 0 runs
 //! the restore comparison only)
@@ -33,6 +34,22 @@ fn lab_yaml() -> String {
 
 async fn pg_tool(settings: &pglab::settings::Settings, tool: &str, args: &[&str]) -> Duration {
     let s = &settings.postgres[0];
+    pg_tool_as(
+        settings,
+        (&s.admin_user, s.admin_password.expose()),
+        tool,
+        args,
+    )
+    .await
+}
+
+async fn pg_tool_as(
+    settings: &pglab::settings::Settings,
+    (user, password): (&str, &str),
+    tool: &str,
+    args: &[&str],
+) -> Duration {
+    let s = &settings.postgres[0];
     let bin = s
         .bin_dir
         .clone()
@@ -41,8 +58,8 @@ async fn pg_tool(settings: &pglab::settings::Settings, tool: &str, args: &[&str]
     let out = tokio::process::Command::new(bin)
         .env("PGHOST", &s.host)
         .env("PGPORT", s.port.to_string())
-        .env("PGUSER", &s.admin_user)
-        .env("PGPASSWORD", s.admin_password.expose())
+        .env("PGUSER", user)
+        .env("PGPASSWORD", password)
         .args(args)
         .output()
         .await
@@ -165,25 +182,33 @@ async fn wait_done(store: &pglab::control::Store, id: i64) -> pglab::control::Su
 }
 
 /// Plain `pg_restore` of the dump into a new database; its seconds. The
-/// database is dropped afterwards, outside the timed part.
+/// database is dropped afterwards, outside the timed part. `as_group`: the
+/// `pg_restore` of pglab's job without the rest of the job: by a login
+/// role that is a member of participant `u0`, with `--role=u0`, into a
+/// database `u0` owns; otherwise as pglab's admin, the way a course team
+/// restores by hand.
 async fn plain_restore(
     settings: &pglab::settings::Settings,
     admin: &tokio_postgres::Client,
     dump: &Path,
-    round: usize,
+    name: &str,
+    as_group: bool,
 ) -> f64 {
-    let db = format!("plain_{round}");
+    let db = name;
     let t = Instant::now();
+    let owner = if as_group { " OWNER u0" } else { "" };
     admin
-        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .batch_execute(&format!("CREATE DATABASE {db}{owner}"))
         .await
         .expect("create");
-    pg_tool(
-        settings,
-        "pg_restore",
-        &["--no-owner", "--no-privileges", "-d", &db, path(dump)],
-    )
-    .await;
+    let args = vec!["--no-owner", "--no-privileges", "-d", db, path(dump)];
+    if as_group {
+        let mut args = args;
+        args.insert(0, "--role=u0");
+        pg_tool_as(settings, GROUP_LOGIN, "pg_restore", &args).await;
+    } else {
+        pg_tool(settings, "pg_restore", &args).await;
+    }
     let seconds = t.elapsed().as_secs_f64();
     admin
         .batch_execute(&format!("DROP DATABASE {db}"))
@@ -256,6 +281,9 @@ async fn pglab_restore(
     }
 }
 
+/// The login of the "as the group" plain restore.
+const GROUP_LOGIN: (&str, &str) = ("bench_restorer", "bench-restorer-password");
+
 /// Counted rounds of the restore comparison (after one warm-up round).
 const ROUNDS: usize = 6;
 
@@ -275,6 +303,13 @@ async fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(300);
+    // pglab's own log (e.g. the restore phases) when PGLAB_LOG is set.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("PGLAB_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let bench = common::Bench::start().await;
     let settings = bench.stack.settings.clone();
     let store = bench.store.clone();
@@ -432,7 +467,16 @@ async fn main() {
 
     // 2. Restore overhead: a warm-up round, then rounds whose order
     // alternates so that a drifting disk favours neither side.
-    let (mut plain, mut ours, mut jobs) = (vec![], vec![], vec![]);
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {} LOGIN PASSWORD '{}' IN ROLE u0, {}",
+            GROUP_LOGIN.0,
+            GROUP_LOGIN.1,
+            pglab::provision::postgres::RESTORERS_ROLE
+        ))
+        .await
+        .expect("group login");
+    let (mut plain, mut grouped, mut ours, mut jobs) = (vec![], vec![], vec![], vec![]);
     let (user, password) = creds[0].clone();
     let url = format!("{base}/api/labs/sub/submissions");
     for round in 0..=ROUNDS {
@@ -444,14 +488,34 @@ async fn main() {
         let _ = std::fs::remove_dir_all(&bare_dir);
         std::fs::create_dir_all(&bare_dir).expect("bare dir");
         settle(&admin).await;
-        let mut figures = None;
-        let mut plain_s = 0.0;
-        for side in 0..2 {
-            if (side + round).is_multiple_of(2) {
-                plain_s = plain_restore(&settings, &admin, &big_dump, round).await;
-            } else {
-                figures =
-                    Some(pglab_restore(&http, &url, &store, (&user, &password), &big_bytes).await);
+        let (mut figures, mut plain_s, mut group_s) = (None, 0.0, 0.0);
+        for side in 0..3 {
+            match (side + round) % 3 {
+                0 => {
+                    plain_s = plain_restore(
+                        &settings,
+                        &admin,
+                        &big_dump,
+                        &format!("plain_{round}"),
+                        false,
+                    )
+                    .await
+                }
+                1 => {
+                    group_s = plain_restore(
+                        &settings,
+                        &admin,
+                        &big_dump,
+                        &format!("group_{round}"),
+                        true,
+                    )
+                    .await
+                }
+                _ => {
+                    figures = Some(
+                        pglab_restore(&http, &url, &store, (&user, &password), &big_bytes).await,
+                    )
+                }
             }
             settle(&admin).await;
         }
@@ -460,16 +524,17 @@ async fn main() {
             "warm-up".to_string()
         } else {
             plain.push(plain_s);
+            grouped.push(group_s);
             ours.push(f.total);
             jobs.push(f.job);
             format!("round {round}")
         };
         println!(
-            "  {label}: pg_restore {plain_s:.2} s | pglab {:.2} s = upload+preflight {:.2} s, queue {:.2} s, restore job {:.2} s; bare upload {bare_upload:.2} s",
+            "  {label}: pg_restore {plain_s:.2} s, as the group {group_s:.2} s | pglab {:.2} s = upload+preflight {:.2} s, queue {:.2} s, restore job {:.2} s; bare upload {bare_upload:.2} s",
             f.total, f.accepted, f.queued, f.job,
         );
     }
-    let (p, o, j) = (median(plain), median(ours), median(jobs));
+    let (p, g, o, j) = (median(plain), median(grouped), median(ours), median(jobs));
     println!();
     println!(
         "restore of a {:.1} MB custom dump: plain pg_restore into a new database {p:.2} s, through pglab (upload, preflight, queue, restore as the group, swap) {o:.2} s: overhead {:+.1}% (target <= 10%)",
@@ -479,6 +544,12 @@ async fn main() {
     println!(
         "  of which the restore job (scratch database, restore as the group, grants, swap) {j:.2} s: {:+.1}%",
         (j / p - 1.0) * 100.0
+    );
+    println!(
+        "  plain pg_restore as the group (member login, --role, database owned by the group) {g:.2} s: {:+.1}%; pglab against it {:+.1}% (job {:+.1}%)",
+        (g / p - 1.0) * 100.0,
+        (o / g - 1.0) * 100.0,
+        (j / g - 1.0) * 100.0
     );
 
     let _ = stop.send(());

@@ -130,12 +130,40 @@ pub fn ensure_port_free(port: u16, what: &'static str, flag: &'static str) -> Re
         .map_err(|_| StackError::PortTaken { port, what, flag })
 }
 
-/// A port that was free a moment ago (for tests and `--port 0` style use).
+/// Ports handed out by `free_ports`: below the kernel's ephemeral range
+/// (32768 and up on Linux), where outgoing connections take their local
+/// ports, so a port chosen there can be taken by some client before the
+/// server binds it.
+const PICKED_PORTS: std::ops::Range<u32> = 20_000..32_000;
+
+/// `n` consecutive loopback ports that were free a moment ago, never the
+/// same twice in one process (for tests and benchmarks that start servers).
+pub fn free_ports(n: u16) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = PICKED_PORTS.end - PICKED_PORTS.start;
+    // Processes started one after another begin at different places.
+    let _ = NEXT.compare_exchange(
+        0,
+        1 + std::process::id().wrapping_mul(7919) % span,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    loop {
+        let first = NEXT.fetch_add(u32::from(n), Ordering::Relaxed);
+        let base = PICKED_PORTS.start + first % (span - u32::from(n));
+        let free = (0..u32::from(n)).all(|i| {
+            TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, (base + i) as u16))).is_ok()
+        });
+        if free {
+            return base as u16;
+        }
+    }
+}
+
+/// One port as `free_ports` hands them out.
 pub fn free_port() -> u16 {
-    TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    free_ports(1)
 }
 
 /// A server started by pglab; stopped with `stop` (or killed on drop).

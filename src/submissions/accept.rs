@@ -90,6 +90,9 @@ where
         out.write_all(&chunk).await?;
     }
     out.flush().await?;
+    // On disk before the job row says so: a job that survives a crash of
+    // the machine finds the whole file.
+    out.sync_all().await?;
     Ok(size)
 }
 

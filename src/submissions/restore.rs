@@ -230,6 +230,7 @@ async fn restore(
         quote_ident(&names.role),
         quote_ident(&job.owner),
     );
+    let started = std::time::Instant::now();
     let password = crate::stack::random_secret();
     let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
     if let Err(e) = store.set_scratch(job.id, Some(&names.scratch)).await {
@@ -260,6 +261,7 @@ async fn restore(
     if let Err(e) = setup.await {
         return Outcome::Failed(issue("preparing the scratch database", db_error(&e)));
     }
+    let set_up = started.elapsed();
     // While the dump runs, this session keeps the group's database from
     // being dropped by it (DROP DATABASE refuses while others are connected).
     let guard = crate::pgconn::connect(server, &job.database).await.ok();
@@ -301,6 +303,7 @@ async fn restore(
                 .map(|run| (run.ok, issues::from_pg_restore(&run.stderr), run.stderr))
         }
     };
+    let prepared_and_restored = started.elapsed();
     let (ok, mut found, stderr) = match found {
         Ok(r) => r,
         Err(e) => return Outcome::Failed(issue("restore", e)),
@@ -328,10 +331,18 @@ async fn restore(
         return Outcome::Failed(issue("control database", e));
     }
     drop(guard);
+    let granted = started.elapsed();
     if let Err(e) = swap(admin, &job.database, &names.scratch, &names.previous).await {
         let _ = store.set_previous(job.id, None).await;
         return Outcome::Failed(issue("replacing the database", e));
     }
+    tracing::info!(
+        setup_ms = set_up.as_millis() as u64,
+        restored_ms = (prepared_and_restored - set_up).as_millis() as u64,
+        granted_ms = (granted - prepared_and_restored).as_millis() as u64,
+        swapped_ms = (started.elapsed() - granted).as_millis() as u64,
+        "restore phases"
+    );
     Outcome::Succeeded(format!(
         "restored; the database before it is kept as {} until the next successful restore",
         names.previous

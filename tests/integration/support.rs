@@ -5,7 +5,8 @@ use pglab::control::Store;
 use pglab::lab::{LoadedLab, Participants};
 use pglab::provision::{self, ApplyReport, Plan, ProvisionError};
 use pglab::settings::Settings;
-use pglab::stack::{process::free_port, LocalStack, StackOptions};
+use pglab::stack::process::{free_port, free_ports};
+use pglab::stack::{LocalStack, StackOptions};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio_postgres::{Client, NoTls};
@@ -14,16 +15,6 @@ pub struct TestEnv {
     pub dir: tempfile::TempDir,
     pub stack: LocalStack,
     pub store: Store,
-}
-
-/// `n` consecutive free ports.
-fn free_ports(n: u16) -> u16 {
-    loop {
-        let p = free_port();
-        if p < 60000 && (1..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
-            return p;
-        }
-    }
 }
 
 pub fn temp_dir() -> tempfile::TempDir {
