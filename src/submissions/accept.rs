@@ -74,7 +74,12 @@ impl Drop for Upload {
 }
 
 /// Writes the stream to `path`; stops as soon as `max` bytes are passed.
-async fn receive<S, E>(body: &mut S, path: &Path, max: u64) -> Result<u64, UploadError>
+/// Returns the size and the file, written but not yet synced.
+async fn receive<S, E>(
+    body: &mut S,
+    path: &Path,
+    max: u64,
+) -> Result<(u64, tokio::fs::File), UploadError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -90,10 +95,7 @@ where
         out.write_all(&chunk).await?;
     }
     out.flush().await?;
-    // On disk before the job row says so: a job that survives a crash of
-    // the machine finds the whole file.
-    out.sync_all().await?;
-    Ok(size)
+    Ok((size, out))
 }
 
 /// Takes `user`'s upload into lab `lab`; `now` is the server's time of
@@ -144,10 +146,16 @@ where
         path: dir.join(crate::web::session::random_token()),
         keep: false,
     };
-    let size = receive(body, &upload.path, rules.max_bytes).await?;
-    let pre = super::detect::preflight(server, &upload.path, &rules.formats)
-        .await
-        .map_err(UploadError::Refused)?;
+    let (size, file) = receive(body, &upload.path, rules.max_bytes).await?;
+    // The file is on disk before the job row says so (a job that outlives
+    // a crash of the machine finds the whole file); the preflight reads it
+    // meanwhile.
+    let (synced, pre) = tokio::join!(
+        file.sync_all(),
+        super::detect::preflight(server, &upload.path, &rules.formats)
+    );
+    let pre = pre.map_err(UploadError::Refused)?;
+    synced?;
     let file = upload.path.display().to_string();
     let id = store
         .insert_submission(&NewSubmission {
