@@ -288,7 +288,7 @@ async fn pglab_restore(
 const GROUP_LOGIN: (&str, &str) = ("bench_restorer", "bench-restorer-password");
 
 /// Counted rounds of the restore comparison (after one warm-up round).
-const ROUNDS: usize = 8;
+const ROUNDS: usize = 12;
 /// Counted rounds with the grown clubdata dump (its restore takes ~20 s).
 const CLUB_ROUNDS: usize = 3;
 
@@ -324,6 +324,10 @@ struct Compared {
     job: f64,
     accepted: f64,
     bare_upload: f64,
+    /// Medians of the rounds' own ratios pglab / plain and pglab / as the
+    /// group (each round's sides ran back to back).
+    paired_plain: f64,
+    paired_group: f64,
 }
 
 impl Compared {
@@ -337,6 +341,8 @@ impl Compared {
             job: j,
             accepted: a,
             bare_upload: b,
+            paired_plain,
+            paired_group,
         } = *self;
         let pct = |x: f64, base: f64| (x / base - 1.0) * 100.0;
         println!("restore of a {mb:.1} MB custom dump ({what}), medians:");
@@ -353,6 +359,11 @@ impl Compared {
             pct(g, p),
             pct(o, g),
             pct(j, g)
+        );
+        println!(
+            "  round by round (median of each round's ratio): pglab against plain pg_restore {:+.1}%, against pg_restore as the group {:+.1}%",
+            (paired_plain - 1.0) * 100.0,
+            (paired_group - 1.0) * 100.0
         );
     }
 }
@@ -439,9 +450,13 @@ impl Sides<'_> {
                 f.total, f.accepted, f.queued, f.job,
             );
         }
+        let ratios = |base: &[f64]| median(ours.iter().zip(base).map(|(o, b)| o / b).collect());
+        let (paired_plain, paired_group) = (ratios(&plain), ratios(&grouped));
         Compared {
             what,
             mb,
+            paired_plain,
+            paired_group,
             plain: median(plain),
             grouped: median(grouped),
             ours: median(ours),

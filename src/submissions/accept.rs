@@ -84,7 +84,10 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut out = tokio::fs::File::create(path).await?;
+    // Writes of 1 MB: each write of a file is a trip to tokio's blocking
+    // threads, and the network hands the body over in much smaller pieces.
+    let mut out =
+        tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::create(path).await?);
     let mut size: u64 = 0;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| UploadError::Interrupted(e.to_string()))?;
@@ -95,7 +98,7 @@ where
         out.write_all(&chunk).await?;
     }
     out.flush().await?;
-    Ok((size, out))
+    Ok((size, out.into_inner()))
 }
 
 /// Takes `user`'s upload into lab `lab`; `now` is the server's time of
