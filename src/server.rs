@@ -29,10 +29,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<AppState> {
         board.clone(),
         Arc::clone(&health),
     );
-    tokio::spawn(engine.run());
+    let mut tasks = vec![tokio::spawn(engine.run()).abort_handle()];
     let sessions = SessionKey::new(&store.secret("session_key").await?);
     let queue = crate::submissions::Queue::default();
-    crate::submissions::worker::start(Arc::clone(&settings), store.clone(), queue.clone());
+    tasks.extend(crate::submissions::worker::start(
+        Arc::clone(&settings),
+        store.clone(),
+        queue.clone(),
+    ));
     Ok(AppState {
         settings,
         store,
@@ -42,5 +46,21 @@ pub async fn start(settings: Settings) -> anyhow::Result<AppState> {
         limiter: Default::default(),
         jobs: Default::default(),
         queue,
+        background: Background(Arc::new(tasks)),
     })
+}
+
+/// The loops that run beside the web app (scoring, restore workers, the
+/// sweeper); they end with it, before `pglab up` stops the services they
+/// use. A restore cut off here is swept at the next start like after a
+/// crash: retried, nothing left behind.
+#[derive(Clone)]
+pub struct Background(Arc<Vec<tokio::task::AbortHandle>>);
+
+impl Background {
+    pub fn stop(&self) {
+        for task in self.0.iter() {
+            task.abort();
+        }
+    }
 }

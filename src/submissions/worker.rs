@@ -30,21 +30,24 @@ impl Queue {
 }
 
 /// Starts the workers and the sweeper of this process.
-pub fn start(settings: Arc<Settings>, store: Store, queue: Queue) {
+pub fn start(settings: Arc<Settings>, store: Store, queue: Queue) -> Vec<tokio::task::AbortHandle> {
     let instance = format!(
         "{}-{}",
         std::process::id(),
         crate::web::session::random_token()
     );
-    tokio::spawn(sweep_loop(Arc::clone(&settings), store.clone()));
+    let mut tasks =
+        vec![tokio::spawn(sweep_loop(Arc::clone(&settings), store.clone())).abort_handle()];
     for i in 0..WORKERS {
-        tokio::spawn(work_loop(
+        let worker = work_loop(
             Arc::clone(&settings),
             store.clone(),
             queue.clone(),
             format!("{instance}-{i}"),
-        ));
+        );
+        tasks.push(tokio::spawn(worker).abort_handle());
     }
+    tasks
 }
 
 async fn work_loop(settings: Arc<Settings>, store: Store, queue: Queue, worker: String) {

@@ -42,6 +42,8 @@ pub struct AppState {
     pub jobs: Jobs,
     /// Wakes the restore workers when a dump was queued.
     pub queue: crate::submissions::Queue,
+    /// Stopped when the web app stops.
+    pub background: crate::server::Background,
 }
 
 /// What the page header needs to know about the logged-in user.
@@ -91,10 +93,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "web app listening");
-    axum::serve(
+    let background = state.background.clone();
+    let served = axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await
+    .await;
+    background.stop();
+    served
 }
