@@ -69,17 +69,12 @@ async fn work_loop(settings: Arc<Settings>, store: Store, queue: Queue, worker: 
 #[tracing::instrument(skip_all, fields(job = job.id, lab = %job.lab, db = %job.database))]
 async fn run_job(settings: &Settings, store: &Store, worker: &str, job: SubmissionRecord) {
     tracing::info!(attempt = job.attempts, format = %job.format, "restore started");
-    let beat = {
-        let (store, worker, id) = (store.clone(), worker.to_string(), job.id);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(HEARTBEAT).await;
-                let _ = store.heartbeat(id, &worker).await;
-            }
-        })
+    // In the same task as the restore: when the restore is dropped (pglab
+    // stops), the heartbeat stops too and the job becomes stale.
+    let outcome = tokio::select! {
+        outcome = restore::run(settings, store, &job) => outcome,
+        () = heartbeat(store, worker, job.id) => unreachable!("the heartbeat never ends"),
     };
-    let outcome = restore::run(settings, store, &job).await;
-    beat.abort();
     let saved = match &outcome {
         Outcome::Succeeded(note) => {
             tracing::info!("restore succeeded");
@@ -96,6 +91,13 @@ async fn run_job(settings: &Settings, store: &Store, worker: &str, job: Submissi
     };
     if let Err(e) = saved {
         tracing::error!(error = %e, "could not record the end of a restore");
+    }
+}
+
+async fn heartbeat(store: &Store, worker: &str, id: i64) {
+    loop {
+        tokio::time::sleep(HEARTBEAT).await;
+        let _ = store.heartbeat(id, worker).await;
     }
 }
 

@@ -638,7 +638,7 @@ async fn deadlines_follow_the_late_policy_on_server_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_restore_interrupted_by_a_crash_is_retried_and_leaves_nothing_behind() {
+async fn a_restore_interrupted_by_a_crash_or_a_stop_is_retried_and_leaves_nothing_behind() {
     let (env, _) = setup("crash", "  max_size: 20MB").await;
     source_db(&env).await;
     let config = env.settings().data_dir.join("pglab.yaml");
@@ -708,7 +708,39 @@ async fn a_restore_interrupted_by_a_crash_is_retried_and_leaves_nothing_behind()
         assert!(count(&env, "crash.g1", "SELECT count(*) FROM cd.bookings").await > 4000);
     }
     no_leftovers(&env).await;
-    second.kill().await.expect("stop");
+
+    // Stopped the ordinary way (SIGTERM) during a restore: pglab ends
+    // promptly, the restore goes the way of a crash.
+    let slow = doctored_plain(&env, "slow2", "SELECT pg_sleep(6);").await;
+    let (status, body) = upload(&base, "crash", "alice", &alice, slow).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_i64().expect("id");
+    let scratch = format!("pglab.restore.{id}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !env.database_exists(0, &scratch).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the restore did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let objects = "SELECT count(*) FROM pg_class";
+    let before = count(&env, "crash.g1", objects).await;
+    let pid = nix::unistd::Pid::from_raw(second.id().expect("pid") as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let exited = tokio::time::timeout(Duration::from_secs(10), second.wait())
+        .await
+        .expect("pglab serve stops within 10 s of SIGTERM during a restore")
+        .expect("exit status");
+    assert!(exited.success(), "{exited:?}");
+    assert_eq!(count(&env, "crash.g1", objects).await, before);
+    let mut third = serve();
+    healthy().await;
+    let job = finished(&base, id, "alice", &alice).await;
+    assert_eq!(job["attempts"].as_i64(), Some(2), "{job}");
+    assert_eq!(job["status"], "succeeded", "{job}");
+    no_leftovers(&env).await;
+    third.kill().await.expect("stop");
     env.stop().await;
 }
 
