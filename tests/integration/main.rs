@@ -9,6 +9,7 @@ mod observability;
 mod provisioning;
 mod scoring;
 mod servers;
+mod submission_restarts;
 mod submissions;
 mod support;
 mod up_binary;

@@ -114,7 +114,7 @@ pub async fn finished(base: &str, id: i64, user: &str, password: &str) -> serde_
     }
 }
 
-async fn count(env: &TestEnv, db: &str, sql: &str) -> i64 {
+pub async fn count(env: &TestEnv, db: &str, sql: &str) -> i64 {
     env.admin(0, db)
         .await
         .query_one(sql, &[])
@@ -347,7 +347,7 @@ async fn every_format_restores_as_the_group_and_is_scored() {
 }
 
 /// A plain dump of `club_src` with `extra` SQL inserted before the data.
-async fn doctored_plain(env: &TestEnv, name: &str, extra: &str) -> Vec<u8> {
+pub async fn doctored_plain(env: &TestEnv, name: &str, extra: &str) -> Vec<u8> {
     let path = env.dir.path().join("dumps").join(format!("{name}.sql"));
     std::fs::create_dir_all(path.parent().expect("dir")).expect("dir");
     pg_dump(env, &[], &path).await;
@@ -634,113 +634,6 @@ async fn deadlines_follow_the_late_policy_on_server_time() {
     let (status, body) = upload(&base, "late", "alice", &alice, bytes).await;
     assert_eq!(status, 409, "{body}");
     server.stop().await;
-    env.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_restore_interrupted_by_a_crash_or_a_stop_is_retried_and_leaves_nothing_behind() {
-    let (env, _) = setup("crash", "  max_size: 20MB").await;
-    source_db(&env).await;
-    let config = env.settings().data_dir.join("pglab.yaml");
-    let serve = || {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_pglab"))
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("pglab serve")
-    };
-    let base = format!("http://{}", env.settings().listen);
-    let healthy = || async {
-        for _ in 0..100 {
-            if let Ok(r) = reqwest::get(format!("{base}/healthz")).await {
-                if r.status().is_success() {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        panic!("pglab serve did not get healthy");
-    };
-    let mut first = serve();
-    healthy().await;
-    let alice = env.password("alice").await;
-    // A dump that takes a while to restore.
-    let slow = doctored_plain(&env, "slow", "SELECT pg_sleep(6);").await;
-    let (status, body) = upload(&base, "crash", "alice", &alice, slow).await;
-    assert_eq!(status, 202, "{body}");
-    let id = body["id"].as_i64().expect("id");
-    let scratch = format!("pglab.restore.{id}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !env.database_exists(0, &scratch).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the restore did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    first.kill().await.expect("SIGKILL");
-    let _ = first.wait().await;
-    // The group's database is as before: nothing of the dump in it.
-    let untouched: bool = env
-        .admin(0, "crash.g1")
-        .await
-        .query_one("SELECT to_regclass('cd.bookings') IS NULL", &[])
-        .await
-        .expect("q")
-        .get(0);
-    assert!(untouched, "half a restore reached the group's database");
-
-    let mut second = serve();
-    healthy().await;
-    let job = finished(&base, id, "alice", &alice).await;
-    assert!(job["attempts"].as_i64() == Some(2), "{job}");
-    assert!(
-        job["status"] == "succeeded" && job["note"].as_str().unwrap_or("").contains("restored")
-            || job["status"] == "failed",
-        "{job}"
-    );
-    if job["status"] == "succeeded" {
-        assert!(count(&env, "crash.g1", "SELECT count(*) FROM cd.bookings").await > 4000);
-    }
-    no_leftovers(&env).await;
-
-    // Stopped the ordinary way (SIGTERM) during a restore: pglab ends
-    // promptly, the restore goes the way of a crash.
-    let slow = doctored_plain(&env, "slow2", "SELECT pg_sleep(6);").await;
-    let (status, body) = upload(&base, "crash", "alice", &alice, slow).await;
-    assert_eq!(status, 202, "{body}");
-    let id = body["id"].as_i64().expect("id");
-    let scratch = format!("pglab.restore.{id}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !env.database_exists(0, &scratch).await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the restore did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let objects = "SELECT count(*) FROM pg_class";
-    let before = count(&env, "crash.g1", objects).await;
-    let pid = nix::unistd::Pid::from_raw(second.id().expect("pid") as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-    let exited = tokio::time::timeout(Duration::from_secs(10), second.wait())
-        .await
-        .expect("pglab serve stops within 10 s of SIGTERM during a restore")
-        .expect("exit status");
-    assert!(exited.success(), "{exited:?}");
-    assert_eq!(count(&env, "crash.g1", objects).await, before);
-    let mut third = serve();
-    healthy().await;
-    let job = finished(&base, id, "alice", &alice).await;
-    assert_eq!(job["attempts"].as_i64(), Some(2), "{job}");
-    assert_eq!(job["status"], "succeeded", "{job}");
-    no_leftovers(&env).await;
-    third.kill().await.expect("stop");
     env.stop().await;
 }
 
