@@ -36,16 +36,35 @@ pub async fn connect(server: &PgServerSettings, dbname: &str) -> Result<Client, 
     connect_with(server, config(server, dbname)).await
 }
 
+/// A connection as a login role other than the admin (a restore job's
+/// role, a participant's checking role).
+pub async fn connect_as(
+    server: &PgServerSettings,
+    dbname: &str,
+    user: &str,
+    password: &str,
+    application: &str,
+) -> Result<Client, ConnectError> {
+    let mut c = config(server, dbname);
+    c.user(user)
+        .password(password)
+        .application_name(application);
+    connect_with(server, c).await
+}
+
 /// A connection as the scorer role, which evaluates participants' checks.
 pub async fn connect_scorer(
     server: &PgServerSettings,
     dbname: &str,
 ) -> Result<Client, ConnectError> {
-    let mut c = config(server, dbname);
-    c.user("pglab_scorer")
-        .password(server.scorer_password.expose())
-        .application_name("pglab-scorer");
-    connect_with(server, c).await
+    connect_as(
+        server,
+        dbname,
+        "pglab_scorer",
+        server.scorer_password.expose(),
+        "pglab-scorer",
+    )
+    .await
 }
 
 async fn connect_with(server: &PgServerSettings, config: Config) -> Result<Client, ConnectError> {

@@ -155,7 +155,7 @@ where
     // meanwhile.
     let (synced, pre) = tokio::join!(
         file.sync_all(),
-        super::detect::preflight(server, &upload.path, &rules.formats)
+        super::detect::preflight(server, &upload.path, &rules.formats, &database)
     );
     let pre = pre.map_err(UploadError::Refused)?;
     synced?;

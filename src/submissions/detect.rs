@@ -2,10 +2,9 @@
 //! tar, a directory dump packed as tar, or plain SQL), what an archive holds
 //! (`pg_restore --list`), and a clear refusal for anything else.
 
-use super::plain::Scanner;
 use crate::lab::submissions::DumpFormat;
 use crate::settings::PgServerSettings;
-use std::io::{BufRead, Read};
+use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 /// What the preflight found.
@@ -80,27 +79,12 @@ fn looks_like_tar(head: &[u8]) -> bool {
     head.len() >= 262 && &head[257..262] == b"ustar"
 }
 
-/// Reads a plain SQL file line by line through the psql-command scanner.
-fn check_plain(file: &Path) -> Result<(), String> {
+/// Reads a plain SQL file through the splitter that will restore it.
+fn check_plain(file: &Path, target: &str) -> Result<(), String> {
     let reader = std::io::BufReader::new(
         std::fs::File::open(file).map_err(|e| format!("cannot read the upload: {e}"))?,
     );
-    let mut scanner = Scanner::new();
-    for line in reader.split(b'\n') {
-        let line = line.map_err(|e| format!("cannot read the upload: {e}"))?;
-        let text = String::from_utf8_lossy(&line);
-        scanner.line(text.strip_suffix('\r').unwrap_or(&text));
-        if scanner.refusal.is_some() {
-            break;
-        }
-    }
-    if let Some(r) = scanner.refusal {
-        return Err(format!("line {}: {}", r.line, r.message));
-    }
-    if !scanner.saw_sql {
-        return Err("the file holds no SQL: not a dump".into());
-    }
-    Ok(())
+    super::plain::check(reader, target).map_err(|r| r.to_string())
 }
 
 /// Finds the format and checks that the file is a dump pglab can restore.
@@ -108,6 +92,7 @@ pub async fn preflight(
     server: &PgServerSettings,
     file: &Path,
     allowed: &[DumpFormat],
+    target: &str,
 ) -> Result<Preflight, String> {
     let size = std::fs::metadata(file)
         .map_err(|e| format!("cannot read the upload: {e}"))?
@@ -148,8 +133,8 @@ pub async fn preflight(
         ));
     }
     if format == DumpFormat::Plain {
-        let f = file.to_path_buf();
-        tokio::task::spawn_blocking(move || check_plain(&f))
+        let (f, target) = (file.to_path_buf(), target.to_string());
+        tokio::task::spawn_blocking(move || check_plain(&f, &target))
             .await
             .map_err(|e| format!("scanning: {e}"))??;
         return Ok(Preflight {

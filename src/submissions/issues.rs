@@ -1,7 +1,6 @@
 //! What went wrong in a restore, one entry per error, with the statement or
-//! TOC entry it came from, read from `pg_restore` / `psql` output.
-
-use std::path::Path;
+//! TOC entry it came from, read from `pg_restore` output (plain dumps
+//! report their errors with statement and line directly).
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RestoreIssue {
@@ -92,70 +91,6 @@ fn is_excerpt(line: &str) -> bool {
     line.starts_with("LINE ") || line.trim_start().starts_with('^')
 }
 
-/// The statement of a plain SQL file that ends on `line`: back to the line
-/// after the previous statement's `;` (at most 40 lines).
-fn statement_at(file: &Path, line: usize) -> Option<(usize, String)> {
-    use std::io::BufRead;
-    let reader = std::io::BufReader::new(std::fs::File::open(file).ok()?);
-    let first = line.saturating_sub(40).max(1);
-    let lines: Vec<String> = reader
-        .split(b'\n')
-        .skip(first - 1)
-        .take(line + 1 - first)
-        .map(|l| {
-            String::from_utf8_lossy(&l.unwrap_or_default())
-                .trim_end()
-                .to_string()
-        })
-        .collect();
-    let end = lines.len();
-    let mut start = end.saturating_sub(1);
-    while start > 0 {
-        let prev = lines[start - 1].trim();
-        if prev.ends_with(';') || prev.is_empty() || prev.starts_with("--") {
-            break;
-        }
-        start -= 1;
-    }
-    Some((first + start, lines[start..end].join("\n")))
-}
-
-/// The error of `psql -v ON_ERROR_STOP=1 -f RUN`:
-/// `psql:RUN:12: ERROR:  syntax error at or near "CRATE"` and the lines
-/// after it, with the failing statement read back from `source` (the
-/// uploaded file, whose lines are those of `RUN`).
-pub fn from_psql(stderr: &str, run: &Path, source: &Path) -> Vec<RestoreIssue> {
-    let mut out: Vec<RestoreIssue> = vec![];
-    let prefix = format!("psql:{}:", run.display());
-    let file = source;
-    for line in stderr.lines() {
-        if let Some(rest) = line.strip_prefix(&prefix) {
-            let (number, msg) = rest.split_once(": ").unwrap_or(("", rest));
-            let number = number.parse::<usize>().ok();
-            let (start, statement) = match number.and_then(|n| statement_at(file, n)) {
-                Some((s, text)) => (Some(s), Some(text)),
-                None => (number, None),
-            };
-            out.push(RestoreIssue {
-                message: msg.to_string(),
-                statement,
-                toc: None,
-                line: start,
-            });
-        } else if is_excerpt(line) {
-            // psql's excerpt: the statement is shown in full already.
-        } else if let Some(last) = out.last_mut() {
-            last.message.push('\n');
-            last.message.push_str(line.trim_end());
-        } else if !line.trim().is_empty() {
-            out.push(RestoreIssue::message(
-                line.trim_start_matches("psql: ").to_string(),
-            ));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,29 +120,5 @@ mod tests {
             issues[1].statement.as_deref(),
             Some("CREATE TABLE t (\n    a int\n);")
         );
-    }
-
-    #[test]
-    fn psql_error_with_the_statement_and_its_line() {
-        let dir = std::env::temp_dir().join(format!("pglab-issues-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("d.sql");
-        std::fs::write(
-            &file,
-            "SET x = 1;\nCREATE TABLE a (i int);\nCRATE TABLE b\n  (i int);\nSELECT 1;\n",
-        )
-        .unwrap();
-        let stderr = format!(
-            "psql:{}:4: ERROR:  syntax error at or near \"CRATE\"\nLINE 1: CRATE TABLE b\n        ^\n",
-            file.display()
-        );
-        let issues = from_psql(&stderr, &file, &file);
-        assert_eq!(issues.len(), 1);
-        assert_eq!(issues[0].line, Some(3));
-        assert_eq!(
-            issues[0].statement.as_deref(),
-            Some("CRATE TABLE b\n  (i int);")
-        );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

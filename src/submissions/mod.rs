@@ -6,6 +6,7 @@ mod accept;
 pub mod detect;
 pub mod issues;
 pub mod plain;
+pub mod plain_restore;
 pub mod restore;
 pub mod tools;
 pub mod worker;

@@ -1,356 +1,625 @@
-//! Plain-SQL dumps run through `psql`, and psql runs backslash commands
-//! (`\!` starts a shell on pglab's machine, `\connect` switches databases,
-//! `\copy` reads and writes files there). Before a plain dump is restored,
-//! this scanner reads it the way psql's lexer does and refuses every
-//! backslash command outside strings, comments and COPY data, except the
-//! `\restrict` / `\unrestrict` pair that pg_dump itself writes.
+//! Plain-SQL dumps, split into the pieces pglab executes itself.
 //!
-//! Where the scanner and psql could disagree (a string with
-//! `standard_conforming_strings = off`), the scanner ends the string earlier
-//! than psql would, so it sees more text as code: it errs towards refusing.
+//! pglab never hands a submitted file to `psql`: psql runs backslash
+//! commands on pglab's machine (`\!` is a shell), and any difference between
+//! a safety scanner and psql's own lexer would let one through. Instead this
+//! splitter cuts the file into statements, `COPY ... FROM stdin` data and
+//! backslash lines, and the restore sends exactly those statements to the
+//! server (see `plain_restore`). What the splitter does not recognise is sent
+//! as SQL, where the server refuses it: a misread can fail a restore, never
+//! run anything outside the database.
+//!
+//! The lexing follows the server's scanner where it matters for splitting:
+//! strings (`'..'`, `E'..'` with backslash escapes), quoted identifiers,
+//! dollar quotes (`$tag$`, but not a `$` inside or after an identifier),
+//! nested block comments, `--` comments ended by LF or CR, parentheses, and
+//! psql's rule for `BEGIN ATOMIC` bodies of `CREATE FUNCTION/PROCEDURE`.
 
-/// Why a plain dump is refused: line number and message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub line: usize,
-    pub message: String,
+/// What a piece of the file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Whitespace and comments between statements; not executed.
+    Gap,
+    /// One statement with the whitespace and comments before it and its `;`.
+    Statement,
+    /// Lines of `COPY ... FROM stdin` data (at most about 1 MB a piece).
+    CopyData,
+    /// The `\.` line that ends COPY data.
+    CopyEnd,
+    /// A backslash command of psql, to the end of its line.
+    Meta,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum State {
+/// A piece of the input; the pieces of a file, joined, are the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    pub kind: Kind,
+    pub text: String,
+    /// Line (from 1) where the statement's code, or the piece, starts.
+    pub line: usize,
+    /// For statements: `COPY ... FROM stdin`, whose data pieces follow.
+    pub copy_in: bool,
+    /// For statements: sets an owner or privileges (`ALTER ... OWNER TO`,
+    /// `GRANT`, `REVOKE`, `ALTER DEFAULT PRIVILEGES`). The restore skips
+    /// them, as `pg_restore --no-owner --no-privileges` does for archives:
+    /// the dump's roles are not the group's.
+    pub owner_or_privileges: bool,
+    /// Why the file cannot be restored because of this piece.
+    pub refusal: Option<String>,
+}
+
+impl Piece {
+    fn new(kind: Kind, text: String, line: usize) -> Self {
+        Self {
+            kind,
+            text,
+            line,
+            copy_in: false,
+            owner_or_privileges: false,
+            refusal: None,
+        }
+    }
+
+    /// The statement without the comments and blank lines before it.
+    pub fn code(&self) -> &str {
+        let mut rest = self.text.as_str();
+        loop {
+            let trimmed = rest.trim_start();
+            if let Some(after) = trimmed.strip_prefix("--") {
+                rest = after.find(['\n', '\r']).map_or("", |i| &after[i..]);
+            } else {
+                return trimmed.trim_end();
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lex {
     Code,
-    /// `'...'`; `escapes` for E'...' strings.
+    /// `'...'`; `escapes` for `E'...'`.
     Quote {
         escapes: bool,
     },
     Ident,
     LineComment,
     /// Nesting depth of `/* */`.
-    BlockComment(u32),
-    /// `$tag$ ... $tag$`, index into the tag list.
+    Block(u32),
     Dollar,
 }
 
-pub struct Scanner {
-    state: State,
+/// A COPY data piece is handed on once it reaches this size.
+const COPY_CHUNK: usize = 1 << 20;
+const COPY_LINE: &str = "COPY ... FROM stdin must end its line: its data starts on the next line";
+/// Words of a statement kept to recognise what it is.
+const FIRST_WORDS: usize = 4;
+
+/// Splits text fed line by line (each line with its `\n`, if it has one).
+pub struct Splitter {
+    lex: Lex,
     tag: String,
-    /// The current statement's text so far, to spot `COPY ... FROM stdin`.
-    statement: String,
-    in_copy: bool,
+    buf: String,
+    buf_line: usize,
+    code_line: Option<usize>,
     line: usize,
-    pub refusal: Option<Refusal>,
-    /// Whether anything that looks like SQL was seen.
+    word: String,
+    word_is_number: bool,
+    first_words: Vec<String>,
+    previous_word: String,
+    words: usize,
+    paren: u32,
+    begin_depth: u32,
+    copy_in: bool,
+    owner_to: bool,
+    /// A COPY statement ended on this line; data starts on the next.
+    copy_pending: bool,
+    in_copy: bool,
+    /// Whether any statement had a letter in it.
     pub saw_sql: bool,
-    /// Statements completed on the current line, and the last one's text.
-    ended_here: usize,
-    last_statement: String,
-    /// Whether the current line started outside any statement.
-    clean_start: bool,
 }
 
-impl Default for Scanner {
+impl Default for Splitter {
     fn default() -> Self {
         Self::new()
     }
 }
 
-fn allowed_meta(rest: &str) -> bool {
-    let word: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .collect();
-    matches!(word.as_str(), "restrict" | "unrestrict")
+fn ident_start(c: char) -> bool {
+    c.is_alphabetic() || c == '_' || !c.is_ascii()
 }
 
-fn meta_message(rest: &str) -> String {
-    let word: String = rest
-        .chars()
-        .take_while(|c| !c.is_whitespace())
-        .take(20)
-        .collect();
-    match word.as_str() {
-        "connect" | "c" => "\\connect switches to another database: make the dump without --create (pg_dump -f db.sql DB)".to_string(),
-        _ => format!("the psql command \\{word} is not allowed in a submitted dump (only SQL is restored)"),
+fn dollar_tag_char(c: char, first: bool) -> bool {
+    c.is_alphabetic() || c == '_' || !c.is_ascii() || (!first && c.is_ascii_digit())
+}
+
+/// The tag of a dollar quote opening at `chars[i]` (`$` or `$tag$`).
+fn dollar_tag(chars: &[char], i: usize) -> Option<String> {
+    let mut j = i + 1;
+    while j < chars.len() && dollar_tag_char(chars[j], j == i + 1) {
+        j += 1;
     }
+    (chars.get(j) == Some(&'$')).then(|| chars[i + 1..j].iter().collect())
 }
 
-impl Scanner {
+impl Splitter {
     pub fn new() -> Self {
         Self {
-            state: State::Code,
+            lex: Lex::Code,
             tag: String::new(),
-            statement: String::new(),
-            in_copy: false,
+            buf: String::new(),
+            buf_line: 1,
+            code_line: None,
             line: 0,
-            refusal: None,
+            word: String::new(),
+            word_is_number: false,
+            first_words: Vec::new(),
+            previous_word: String::new(),
+            words: 0,
+            paren: 0,
+            begin_depth: 0,
+            copy_in: false,
+            owner_to: false,
+            copy_pending: false,
+            in_copy: false,
             saw_sql: false,
-            ended_here: 0,
-            last_statement: String::new(),
-            clean_start: true,
         }
     }
 
-    /// Whether the line just fed is exactly one statement that sets an
-    /// owner or privileges (`ALTER ... OWNER TO`, `GRANT`, `REVOKE`): the
-    /// restore skips those, as `pg_restore --no-owner --no-privileges` does
-    /// for archives, since the dump's roles are not the group's.
-    pub fn owner_or_privilege_line(&self) -> bool {
-        let s = &self.last_statement;
-        self.clean_start
-            && self.ended_here == 1
-            && self.statement.trim().is_empty()
-            && self.state == State::Code
-            && (s.starts_with("alter ") && s.contains(" owner to ")
-                || s.starts_with("grant ")
-                || s.starts_with("revoke "))
-    }
-
-    fn refuse(&mut self, message: String) {
-        if self.refusal.is_none() {
-            self.refusal = Some(Refusal {
-                line: self.line,
-                message,
-            });
-        }
-    }
-
-    /// Feeds one line (without its newline).
-    pub fn line(&mut self, text: &str) {
+    /// Feeds one line (with its line end, if any) and appends the pieces
+    /// that it completed to `out`.
+    pub fn feed(&mut self, text: &str, out: &mut Vec<Piece>) {
         self.line += 1;
-        self.clean_start =
-            self.state == State::Code && self.statement.trim().is_empty() && !self.in_copy;
-        self.ended_here = 0;
-        if self.refusal.is_some() {
+        if self.in_copy {
+            self.copy_line(text, out);
             return;
         }
-        if self.in_copy {
-            if text == "\\." {
-                self.in_copy = false;
-            }
-            return;
+        if self.buf.is_empty() {
+            self.buf_line = self.line;
         }
         let chars: Vec<char> = text.chars().collect();
         let mut i = 0;
         while i < chars.len() {
             let c = chars[i];
             let next = chars.get(i + 1).copied();
-            match self.state {
-                State::Code => match c {
-                    '\'' => {
-                        let escapes = i > 0
-                            && matches!(chars[i - 1], 'e' | 'E')
-                            && (i < 2 || !chars[i - 2].is_alphanumeric() && chars[i - 2] != '_');
-                        self.state = State::Quote { escapes };
-                    }
-                    '"' => self.state = State::Ident,
-                    '-' if next == Some('-') => {
-                        self.state = State::LineComment;
-                        i += 1;
-                    }
-                    '/' if next == Some('*') => {
-                        self.state = State::BlockComment(1);
-                        i += 1;
-                    }
-                    '$' => {
-                        // $tag$ where tag is empty or an identifier not
-                        // starting with a digit ($1 is a parameter).
-                        let rest: String = chars[i + 1..].iter().collect();
-                        if let Some(end) = rest.find('$') {
-                            let tag = &rest[..end];
-                            let ok = tag.chars().all(|c| c.is_alphanumeric() || c == '_')
-                                && !tag.starts_with(|c: char| c.is_ascii_digit());
-                            if ok {
-                                self.tag = tag.to_string();
-                                self.state = State::Dollar;
-                                i += tag.chars().count() + 1;
-                            }
-                        }
-                    }
-                    '\\' => {
-                        let rest: String = chars[i + 1..].iter().collect();
-                        if allowed_meta(&rest) && chars[..i].iter().all(|c| c.is_whitespace()) {
-                            return; // pg_dump's own \restrict line
-                        }
-                        self.refuse(meta_message(&rest));
+            match self.lex {
+                Lex::Code => {
+                    if c == '\\' {
+                        self.end_word();
+                        self.meta(chars[i..].iter().collect(), out);
                         return;
                     }
-                    ';' => {
-                        self.end_statement();
-                    }
-                    _ => {
-                        if !c.is_whitespace() {
-                            self.saw_sql |= c.is_ascii_alphabetic();
-                            self.statement.push(c);
-                        } else if !self.statement.is_empty() {
-                            self.statement.push(' ');
-                        }
-                    }
-                },
-                State::Quote { escapes } => {
-                    if escapes && c == '\\' {
-                        i += 1; // the escaped character
-                    } else if c == '\'' {
-                        if next == Some('\'') {
-                            i += 1;
-                        } else {
-                            self.state = State::Code;
+                    i = self.code_char(&chars, i, out);
+                    continue;
+                }
+                Lex::Quote { escapes } => {
+                    if escapes && c == '\\' && next.is_some() {
+                        self.buf.push(c);
+                        i += 1;
+                        self.buf.push(chars[i]);
+                    } else if c == '\'' && next == Some('\'') {
+                        self.buf.push_str("''");
+                        i += 1;
+                    } else {
+                        self.buf.push(c);
+                        if c == '\'' {
+                            self.lex = Lex::Code;
                         }
                     }
                 }
-                State::Ident => {
-                    if c == '"' {
-                        if next == Some('"') {
-                            i += 1;
-                        } else {
-                            self.state = State::Code;
-                        }
+                Lex::Ident => {
+                    self.buf.push(c);
+                    if c == '"' && next == Some('"') {
+                        self.buf.push('"');
+                        i += 1;
+                    } else if c == '"' {
+                        self.lex = Lex::Code;
                     }
                 }
-                State::LineComment => {}
-                State::BlockComment(depth) => {
+                Lex::LineComment => {
+                    self.buf.push(c);
+                    if c == '\n' || c == '\r' {
+                        self.lex = Lex::Code;
+                    }
+                }
+                Lex::Block(depth) => {
+                    self.buf.push(c);
                     if c == '*' && next == Some('/') {
-                        self.state = if depth == 1 {
-                            State::Code
+                        self.buf.push('/');
+                        i += 1;
+                        self.lex = if depth == 1 {
+                            Lex::Code
                         } else {
-                            State::BlockComment(depth - 1)
+                            Lex::Block(depth - 1)
                         };
-                        i += 1;
                     } else if c == '/' && next == Some('*') {
-                        self.state = State::BlockComment(depth + 1);
+                        self.buf.push('*');
                         i += 1;
+                        self.lex = Lex::Block(depth + 1);
                     }
                 }
-                State::Dollar => {
-                    if c == '$' {
-                        let closing = format!("{}$", self.tag);
-                        let rest: String = chars[i + 1..].iter().collect();
-                        if rest.starts_with(&closing) {
-                            self.state = State::Code;
-                            i += closing.chars().count();
+                Lex::Dollar => {
+                    self.buf.push(c);
+                    if c == '$' && dollar_tag(&chars, i).as_deref() == Some(self.tag.as_str()) {
+                        for _ in 0..=self.tag.chars().count() {
+                            i += 1;
+                            self.buf.push(chars[i]);
                         }
+                        self.lex = Lex::Code;
                     }
                 }
             }
             i += 1;
         }
-        if self.state == State::LineComment {
-            self.state = State::Code;
-        }
-        if !self.statement.is_empty() {
-            self.statement.push(' ');
-        }
-    }
-
-    fn end_statement(&mut self) {
-        let s = self.statement.trim().to_ascii_lowercase();
-        self.ended_here += 1;
-        self.last_statement = s.clone();
-        // COPY ... FROM stdin: data lines follow until "\.".
-        if s.starts_with("copy ") && s.ends_with("from stdin") {
+        if self.copy_pending {
+            self.copy_pending = false;
             self.in_copy = true;
+            self.end_word();
+            let rest = std::mem::take(&mut self.buf);
+            if !rest.is_empty() {
+                let mut piece = Piece::new(Kind::Gap, rest, self.buf_line);
+                if self.code_line.is_some() || self.lex != Lex::Code {
+                    piece.kind = Kind::Statement;
+                    piece.refusal = Some(COPY_LINE.into());
+                }
+                out.push(piece);
+            }
+            self.reset_statement();
         }
-        self.statement.clear();
+    }
+
+    /// One character of code; returns the index of the next one.
+    fn code_char(&mut self, chars: &[char], i: usize, out: &mut Vec<Piece>) -> usize {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        // `E'...'`: a lone `e` right before the quote.
+        let e_string = c == '\'' && self.word == "e";
+        let continues_word = !self.word.is_empty()
+            && (c.is_alphanumeric()
+                || c == '_'
+                || !c.is_ascii()
+                || c == '$' && !self.word_is_number);
+        if continues_word {
+            self.word.extend(c.to_lowercase());
+            self.buf.push(c);
+            return i + 1;
+        }
+        self.end_word();
+        if c.is_whitespace() {
+            self.buf.push(c);
+            return i + 1;
+        }
+        match c {
+            '-' if next == Some('-') => {
+                self.buf.push_str("--");
+                self.lex = Lex::LineComment;
+                return i + 2;
+            }
+            '/' if next == Some('*') => {
+                self.buf.push_str("/*");
+                self.lex = Lex::Block(1);
+                return i + 2;
+            }
+            _ => {}
+        }
+        self.code_line.get_or_insert(self.line);
+        self.buf.push(c);
+        match c {
+            '\'' => self.lex = Lex::Quote { escapes: e_string },
+            '"' => {
+                self.lex = Lex::Ident;
+                self.count_word("\"".into());
+            }
+            '$' => {
+                if let Some(tag) = dollar_tag(chars, i) {
+                    self.buf.extend(&chars[i + 1..i + 2 + tag.chars().count()]);
+                    let skip = tag.chars().count() + 1;
+                    self.tag = tag;
+                    self.lex = Lex::Dollar;
+                    return i + 1 + skip;
+                }
+            }
+            '(' => self.paren += 1,
+            ')' => self.paren = self.paren.saturating_sub(1),
+            ';' if self.paren == 0 && self.begin_depth == 0 => self.end_statement(out),
+            c if ident_start(c) || c.is_ascii_digit() => {
+                self.word_is_number = c.is_ascii_digit();
+                self.word.extend(c.to_lowercase());
+                self.saw_sql |= c.is_alphabetic();
+            }
+            _ => {}
+        }
+        i + 1
+    }
+
+    fn end_word(&mut self) {
+        if self.word.is_empty() {
+            return;
+        }
+        let word = std::mem::take(&mut self.word);
+        self.count_word(word);
+    }
+
+    fn count_word(&mut self, word: String) {
+        if self.first_words.len() < FIRST_WORDS {
+            self.first_words.push(word.clone());
+        }
+        self.words += 1;
+        let first = |n: usize| self.first_words.get(n).map_or("", String::as_str);
+        // psql's rule: inside CREATE [OR REPLACE] FUNCTION|PROCEDURE, BEGIN
+        // ... END (and CASE ... END within it) holds semicolons.
+        let routine = first(0) == "create"
+            && (matches!(first(1), "function" | "procedure")
+                || first(1) == "or" && matches!(first(3), "function" | "procedure"));
+        if routine && self.paren == 0 {
+            match word.as_str() {
+                "begin" => self.begin_depth += 1,
+                "case" if self.begin_depth >= 1 => self.begin_depth += 1,
+                "end" => self.begin_depth = self.begin_depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        if first(0) == "copy" && self.previous_word == "from" && word == "stdin" {
+            self.copy_in = true;
+        }
+        if self.previous_word == "owner" && word == "to" {
+            self.owner_to = true;
+        }
+        self.previous_word = word;
+    }
+
+    fn reset_statement(&mut self) {
+        self.code_line = None;
+        self.first_words.clear();
+        self.previous_word.clear();
+        self.words = 0;
+        self.paren = 0;
+        self.begin_depth = 0;
+        self.copy_in = false;
+        self.owner_to = false;
+        self.buf_line = self.line;
+    }
+
+    fn end_statement(&mut self, out: &mut Vec<Piece>) {
+        let first = |n: usize| self.first_words.get(n).map_or("", String::as_str);
+        let mut piece = Piece::new(
+            Kind::Statement,
+            std::mem::take(&mut self.buf),
+            self.code_line.unwrap_or(self.buf_line),
+        );
+        piece.copy_in = self.copy_in;
+        if self.copy_pending {
+            piece.refusal = Some(COPY_LINE.into());
+        }
+        piece.owner_or_privileges = matches!(first(0), "grant" | "revoke")
+            || first(0) == "alter" && (self.owner_to || first(1) == "default");
+        self.copy_pending |= self.copy_in;
+        out.push(piece);
+        self.reset_statement();
+    }
+
+    /// A backslash in code: psql would read a command to the end of the line.
+    fn meta(&mut self, rest: String, out: &mut Vec<Piece>) {
+        let mid_statement = self.code_line.is_some();
+        let before = std::mem::take(&mut self.buf);
+        if !before.is_empty() {
+            let kind = if mid_statement {
+                Kind::Statement
+            } else {
+                Kind::Gap
+            };
+            out.push(Piece::new(
+                kind,
+                before,
+                self.code_line.unwrap_or(self.buf_line),
+            ));
+        }
+        let mut piece = Piece::new(Kind::Meta, rest, self.line);
+        piece.refusal = meta_refusal(&piece.text, mid_statement || self.copy_pending);
+        out.push(piece);
+        self.reset_statement();
+        self.buf_line = self.line + 1;
+    }
+
+    fn copy_line(&mut self, text: &str, out: &mut Vec<Piece>) {
+        if matches!(text, "\\." | "\\.\n" | "\\.\r\n") {
+            self.flush_copy(out);
+            out.push(Piece::new(Kind::CopyEnd, text.to_string(), self.line));
+            self.in_copy = false;
+            self.buf_line = self.line + 1;
+            return;
+        }
+        if self.buf.is_empty() {
+            self.buf_line = self.line;
+        }
+        self.buf.push_str(text);
+        if self.buf.len() >= COPY_CHUNK {
+            self.flush_copy(out);
+        }
+    }
+
+    fn flush_copy(&mut self, out: &mut Vec<Piece>) {
+        if !self.buf.is_empty() {
+            out.push(Piece::new(
+                Kind::CopyData,
+                std::mem::take(&mut self.buf),
+                self.buf_line,
+            ));
+        }
+    }
+
+    /// Ends the input: what is left becomes the last piece (a statement
+    /// without `;` is run, as psql runs it at the end of a file).
+    pub fn finish(mut self, out: &mut Vec<Piece>) {
+        if self.in_copy {
+            self.flush_copy(out);
+            return;
+        }
+        self.end_word();
+        if self.buf.is_empty() {
+            return;
+        }
+        let kind = if self.code_line.is_some() {
+            Kind::Statement
+        } else {
+            Kind::Gap
+        };
+        let line = self.code_line.unwrap_or(self.buf_line);
+        out.push(Piece::new(kind, std::mem::take(&mut self.buf), line));
     }
 }
 
-/// Copies a plain dump for psql, with the owner and privilege statements
-/// commented out (line numbers stay the same); refuses psql commands.
-pub fn prepare(src: &std::path::Path, dst: &std::path::Path) -> Result<usize, String> {
-    use std::io::{BufRead, Write};
-    let io = |e: std::io::Error| format!("preparing the dump: {e}");
-    let reader = std::io::BufReader::new(std::fs::File::open(src).map_err(io)?);
-    let mut out = std::io::BufWriter::new(std::fs::File::create(dst).map_err(io)?);
-    let mut scanner = Scanner::new();
-    let mut skipped = 0;
-    for line in reader.split(b'\n') {
-        let bytes = line.map_err(io)?;
-        let text = String::from_utf8_lossy(&bytes);
-        scanner.line(text.strip_suffix('\r').unwrap_or(&text));
-        if let Some(r) = &scanner.refusal {
-            return Err(format!("line {}: {}", r.line, r.message));
-        }
-        if scanner.owner_or_privilege_line() {
-            out.write_all(b"-- (pglab: skipped) ").map_err(io)?;
-            skipped += 1;
-        }
-        out.write_all(&bytes).map_err(io)?;
-        out.write_all(b"\n").map_err(io)?;
-    }
-    out.flush().map_err(io)?;
-    Ok(skipped)
+/// The command word of a backslash line (`connect` of `\connect db`).
+fn meta_word(text: &str) -> String {
+    text.trim_start_matches('\\')
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .take(20)
+        .collect()
 }
 
-/// Scans a whole text (for tests and small files).
-pub fn scan(text: &str) -> Scanner {
-    let mut s = Scanner::new();
-    for l in text.lines() {
-        s.line(l);
+/// Whether a backslash line may stand in a dump: pg_dump writes
+/// `\restrict KEY` / `\unrestrict KEY` around its output and, with
+/// `--create`, `\connect` (checked against the target by [`check_connect`]).
+fn meta_refusal(text: &str, mid_statement: bool) -> Option<String> {
+    let word = meta_word(text);
+    match word.as_str() {
+        _ if mid_statement => Some(format!(
+            "the psql command \\{word} stands inside a statement (only SQL is restored)"
+        )),
+        "restrict" | "unrestrict" | "connect" | "c" => None,
+        _ => Some(format!(
+            "the psql command \\{word} is not allowed in a submitted dump (only SQL is restored)"
+        )),
     }
-    s
+}
+
+/// The database a `\connect` line names, in the forms pg_dump writes:
+/// `\connect name`, `\connect "name"`, and
+/// `\connect -reuse-previous=on "dbname='name'"`.
+fn connect_target(text: &str) -> Option<String> {
+    let args: Vec<&str> = text.split_whitespace().skip(1).collect();
+    let arg = match args.as_slice() {
+        [one] => *one,
+        ["-reuse-previous=on", one] => one,
+        _ => return None,
+    };
+    let unquoted = match arg.strip_prefix('"').and_then(|a| a.strip_suffix('"')) {
+        Some(inner) => inner.replace("\"\"", "\""),
+        None => arg.to_string(),
+    };
+    match unquoted
+        .strip_prefix("dbname='")
+        .and_then(|a| a.strip_suffix('\''))
+    {
+        Some(name) => Some(name.replace("\\'", "'")),
+        None if !unquoted.contains(['=', '\'']) => Some(unquoted),
+        None => None,
+    }
+}
+
+/// `\connect` is let through only to the database being restored, where
+/// pglab already is.
+fn check_connect(piece: &Piece, target: &str) -> Option<String> {
+    let word = meta_word(&piece.text);
+    if piece.kind != Kind::Meta || !matches!(word.as_str(), "connect" | "c") {
+        return None;
+    }
+    match connect_target(&piece.text) {
+        Some(db) if db == target => None,
+        _ => Some(
+            "\\connect switches to another database: make the dump without --create (pg_dump -f db.sql DB)"
+                .into(),
+        ),
+    }
+}
+
+/// Why a restore of this piece into `target` is refused, if it is.
+pub fn refusal(piece: &Piece, target: &str) -> Option<String> {
+    piece
+        .refusal
+        .clone()
+        .or_else(|| check_connect(piece, target))
+}
+
+/// Why a file is refused: its line and the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+/// Reads a file line by line through the splitter, calling `each` with the
+/// pieces in order; stops at the first error `each` returns. Returns whether
+/// the file had any SQL in it.
+pub fn for_each_piece<E>(
+    mut reader: impl std::io::BufRead,
+    mut each: impl FnMut(Piece) -> Result<(), E>,
+    io: impl Fn(std::io::Error) -> E,
+) -> Result<bool, E> {
+    let mut splitter = Splitter::new();
+    let mut line = Vec::new();
+    let mut pieces = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).map_err(&io)? == 0 {
+            break;
+        }
+        splitter.feed(&String::from_utf8_lossy(&line), &mut pieces);
+        for p in pieces.drain(..) {
+            each(p)?;
+        }
+    }
+    let saw_sql = splitter.saw_sql;
+    splitter.finish(&mut pieces);
+    for p in pieces.drain(..) {
+        each(p)?;
+    }
+    Ok(saw_sql)
+}
+
+/// Checks a whole file before anything of it runs: every backslash command
+/// is one pg_dump writes, and there is SQL in it.
+pub fn check(reader: impl std::io::BufRead, target: &str) -> Result<(), Refusal> {
+    let io = |e: std::io::Error| Refusal {
+        line: 0,
+        message: format!("cannot read the upload: {e}"),
+    };
+    let saw_sql = for_each_piece(
+        reader,
+        |p| match refusal(&p, target) {
+            Some(message) => Err(Refusal {
+                line: p.line,
+                message,
+            }),
+            None => Ok(()),
+        },
+        io,
+    )?;
+    if !saw_sql {
+        return Err(Refusal {
+            line: 1,
+            message: "the file holds no SQL: not a dump".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Splits a whole text (tests and small inputs).
+pub fn split(text: &str) -> Vec<Piece> {
+    let mut out = Vec::new();
+    let mut s = Splitter::new();
+    for line in text.split_inclusive('\n') {
+        s.feed(line, &mut out);
+    }
+    s.finish(&mut out);
+    out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn refused(text: &str) -> Option<usize> {
-        scan(text).refusal.map(|r| r.line)
-    }
-
-    #[test]
-    fn pg_dump_output_passes() {
-        let dump = "\\restrict abc123\n--\n-- PostgreSQL database dump\n--\nSET standard_conforming_strings = on;\n\
-            CREATE TABLE t (a text);\nCOPY public.t (a) FROM stdin;\nback\\\\slash \\! not a command\n\\N\n\\.\n\
-            CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $_$ SELECT '\\!' $_$;\n\
-            COMMENT ON TABLE t IS 'it''s \\ fine';\n/* nested /* \\! */ still comment */ SELECT 1;\n\
-            SELECT E'\\'' AS q; -- \\! in a comment\n\\unrestrict abc123\n";
-        let s = scan(dump);
-        assert_eq!(s.refusal, None);
-        assert!(s.saw_sql);
-    }
-
-    #[test]
-    fn owner_and_privilege_lines_are_found() {
-        let mut s = Scanner::new();
-        let mut found = vec![];
-        for (i, l) in [
-            "ALTER TABLE cd.bookings OWNER TO pglab_admin;",
-            "ALTER TABLE cd.bookings ADD PRIMARY KEY (bookid);",
-            "GRANT SELECT ON cd.members TO PUBLIC;",
-            "CREATE TABLE x (a int); GRANT ALL ON x TO y;",
-            "COMMENT ON TABLE x IS 'GRANT';",
-        ]
-        .iter()
-        .enumerate()
-        {
-            s.line(l);
-            if s.owner_or_privilege_line() {
-                found.push(i);
-            }
-        }
-        assert_eq!(found, vec![0, 2]);
-    }
-
-    #[test]
-    fn backslash_commands_are_refused_with_their_line() {
-        assert_eq!(refused("SELECT 1;\n\\! rm -rf /\n"), Some(2));
-        assert_eq!(refused("SELECT 1; \\! id\n"), Some(1));
-        assert_eq!(refused("SELECT 'a' \\gexec\n"), Some(1));
-        let connect = scan("\\connect postgres\nSELECT 1;");
-        assert!(connect
-            .refusal
-            .expect("refused")
-            .message
-            .contains("--create"));
-        assert_eq!(
-            refused("SELECT 'x\\' \\! id -- '\n"),
-            Some(1),
-            "ends the string early"
-        );
-        assert_eq!(refused("SELECT $$ a $$ \\copy t to '/tmp/x'\n"), Some(1));
-        assert_eq!(refused("SELECT $1 \\! id\n"), Some(1));
-        assert_eq!(refused("  \\restrict k\n\\i /etc/passwd\n"), Some(2));
-        // After COPY data ends, commands count again.
-        assert_eq!(refused("COPY t FROM stdin;\n\\!\n\\.\n\\! id\n"), Some(4));
-    }
-}
+mod tests;

@@ -87,6 +87,37 @@ fn directory_root(file: &Path) -> Option<PathBuf> {
         .find(|p| p.join("toc.dat").is_file())
 }
 
+/// A plain dump, run statement by statement by pglab itself as the restore
+/// role; the result in the shape of a tool run (no stderr).
+async fn restore_plain(
+    server: &PgServerSettings,
+    job: &SubmissionRecord,
+    names: &JobNames,
+    login: &RestoreLogin<'_>,
+    file: &Path,
+) -> Result<(bool, Vec<RestoreIssue>, String), String> {
+    let mut client = crate::pgconn::connect_as(
+        server,
+        &names.scratch,
+        login.user,
+        login.password,
+        "pglab-restore",
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    match super::plain_restore::restore(&mut client, file, &job.database, login.owner).await {
+        Ok(run) => {
+            tracing::info!(
+                statements = run.statements,
+                skipped = run.skipped,
+                "plain dump restored"
+            );
+            Ok((true, vec![], String::new()))
+        }
+        Err(found) => Ok((false, found, String::new())),
+    }
+}
+
 /// Renames the live database away and the scratch one into its place, in
 /// one transaction, after closing the live database to new sessions and
 /// ending the open ones (a student's psql).
@@ -288,24 +319,7 @@ async fn restore(
     let file = PathBuf::from(&job.file);
     let format = DumpFormat::parse(&job.format).unwrap_or(DumpFormat::Plain);
     let found = match format {
-        DumpFormat::Plain => {
-            // psql reads a copy without owner and privilege statements.
-            let prepared = super::detect::unpacked_dir(&file).with_extension("sql");
-            let result = match super::plain::prepare(&file, &prepared) {
-                Ok(_) => tools::restore_plain(server, &names.scratch, &prepared, &login)
-                    .await
-                    .map(|run| {
-                        (
-                            run.ok,
-                            issues::from_psql(&run.stderr, &prepared, &file),
-                            run.stderr,
-                        )
-                    }),
-                Err(e) => Err(e),
-            };
-            let _ = std::fs::remove_file(&prepared);
-            result
-        }
+        DumpFormat::Plain => restore_plain(server, job, names, &login, &file).await,
         DumpFormat::Directory => match directory_root(&file) {
             Some(dir) => tools::restore_archive(server, &names.scratch, &dir, &login)
                 .await

@@ -1,5 +1,6 @@
-//! `pg_restore` and `psql` for submissions: listing an archive, and
-//! restoring as the restore role (never as pglab's admin).
+//! `pg_restore` for submissions: listing an archive, and restoring it as
+//! the restore role (never as pglab's admin). Plain SQL never goes to a
+//! tool: see `plain_restore`.
 
 use crate::provision::tools::{command_as, tool};
 use crate::settings::PgServerSettings;
@@ -80,33 +81,4 @@ pub async fn restore_archive(
         .arg(format!("--role={}", login.owner))
         .arg(archive);
     run(cmd, "pg_restore").await
-}
-
-/// Runs a plain SQL dump (already scanned for psql commands) in one
-/// transaction, stopping at the first error.
-pub async fn restore_plain(
-    server: &PgServerSettings,
-    db: &str,
-    file: &Path,
-    login: &RestoreLogin<'_>,
-) -> Result<ToolRun, String> {
-    let mut cmd = command_as(
-        server,
-        "psql",
-        db,
-        login.user,
-        login.password,
-        Some(login.owner),
-    )
-    .map_err(|e| e.to_string())?;
-    cmd.args([
-        "-X",
-        "-q",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "--single-transaction",
-        "-f",
-    ])
-    .arg(file);
-    run(cmd, "psql").await
 }

@@ -1,0 +1,158 @@
+//! Restoring a plain-SQL dump over the Postgres protocol, as the restore
+//! role: the splitter of [`super::plain`] reads the file, and exactly the
+//! statements it returns are sent to the server, in one transaction
+//! (`COPY ... FROM stdin` data through the copy-in protocol). Nothing of the
+//! file is ever interpreted on pglab's machine, so there is no second
+//! reader whose view of the text could differ.
+
+use super::issues::RestoreIssue;
+use super::plain::{self, Kind, Piece};
+use bytes::Bytes;
+use futures_util::SinkExt;
+use std::path::Path;
+use std::pin::Pin;
+use tokio_postgres::{Client, CopyInSink};
+
+/// What a successful restore did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PlainRun {
+    pub statements: usize,
+    /// Owner and privilege statements left out.
+    pub skipped: usize,
+}
+
+/// A server error in the words psql would print.
+pub fn error_text(e: &tokio_postgres::Error) -> String {
+    let Some(db) = e.as_db_error() else {
+        return e.to_string();
+    };
+    let mut text = format!("{}:  {}", db.severity(), db.message());
+    for (label, part) in [
+        ("DETAIL", db.detail()),
+        ("HINT", db.hint()),
+        ("CONTEXT", db.where_()),
+    ] {
+        if let Some(part) = part {
+            text.push_str(&format!("\n{label}:  {part}"));
+        }
+    }
+    text
+}
+
+fn failed(piece: &Piece, e: &tokio_postgres::Error) -> Vec<RestoreIssue> {
+    vec![RestoreIssue {
+        message: error_text(e),
+        statement: Some(piece.code().to_string()),
+        toc: None,
+        line: Some(piece.line),
+    }]
+}
+
+fn refused(line: usize, message: String) -> Vec<RestoreIssue> {
+    vec![RestoreIssue {
+        message,
+        statement: None,
+        toc: None,
+        line: Some(line),
+    }]
+}
+
+type Copy = Pin<Box<CopyInSink<Bytes>>>;
+
+/// Why the reading thread stopped early.
+enum ReadStop {
+    /// The restore stopped (at an error) and reads no more.
+    Closed,
+    Io(std::io::Error),
+}
+
+/// Restores `file` through `client` (connected to the scratch database as
+/// the restore role), creating everything as `owner`. The whole file is
+/// checked first: a refused backslash command stops it before anything ran.
+/// Stops at the first error, which is returned with its statement and line.
+pub async fn restore(
+    client: &mut Client,
+    file: &Path,
+    target: &str,
+    owner: &str,
+) -> Result<PlainRun, Vec<RestoreIssue>> {
+    let open = |file: &Path| {
+        std::fs::File::open(file)
+            .map(|f| std::io::BufReader::with_capacity(1 << 20, f))
+            .map_err(|e| refused(0, format!("cannot read the dump: {e}")))
+    };
+    let (path, target_db) = (file.to_path_buf(), target.to_string());
+    tokio::task::spawn_blocking(move || {
+        plain::check(open(&path)?, &target_db).map_err(|r| refused(r.line, r.message))
+    })
+    .await
+    .map_err(|e| refused(0, format!("checking the dump: {e}")))??;
+
+    let reader = open(file)?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Piece>(16);
+    // The file is read on a blocking thread while the server executes.
+    let reading = tokio::task::spawn_blocking(move || {
+        plain::for_each_piece(
+            reader,
+            |p| tx.blocking_send(p).map_err(|_| ReadStop::Closed),
+            ReadStop::Io,
+        )
+    });
+    let setup = format!("SET ROLE {}; BEGIN", crate::ident::quote_ident(owner));
+    client
+        .batch_execute(&setup)
+        .await
+        .map_err(|e| refused(0, format!("starting the restore: {}", error_text(&e))))?;
+    let mut run = PlainRun::default();
+    let mut copy: Option<(Copy, Piece)> = None;
+    while let Some(piece) = rx.recv().await {
+        match piece.kind {
+            Kind::Gap | Kind::Meta => {}
+            Kind::Statement if piece.owner_or_privileges => run.skipped += 1,
+            Kind::Statement if piece.copy_in => {
+                let sink = client
+                    .copy_in::<_, Bytes>(piece.text.as_str())
+                    .await
+                    .map_err(|e| failed(&piece, &e))?;
+                run.statements += 1;
+                copy = Some((Box::pin(sink), piece));
+            }
+            Kind::Statement => {
+                client
+                    .batch_execute(&piece.text)
+                    .await
+                    .map_err(|e| failed(&piece, &e))?;
+                run.statements += 1;
+            }
+            Kind::CopyData => {
+                if let Some((sink, statement)) = copy.as_mut() {
+                    sink.send(Bytes::from(piece.text.into_bytes()))
+                        .await
+                        .map_err(|e| failed(statement, &e))?;
+                }
+            }
+            Kind::CopyEnd => finish_copy(copy.take()).await?,
+        }
+    }
+    finish_copy(copy.take()).await?;
+    match reading.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(ReadStop::Io(e))) => return Err(refused(0, format!("reading the dump: {e}"))),
+        _ => return Err(refused(0, "the dump could not be read to its end".into())),
+    }
+    client
+        .batch_execute("COMMIT")
+        .await
+        .map_err(|e| refused(0, format!("committing: {}", error_text(&e))))?;
+    Ok(run)
+}
+
+async fn finish_copy(copy: Option<(Copy, Piece)>) -> Result<(), Vec<RestoreIssue>> {
+    if let Some((mut sink, statement)) = copy {
+        sink.as_mut()
+            .finish()
+            .await
+            .map_err(|e| failed(&statement, &e))?;
+    }
+    Ok(())
+}
