@@ -1,10 +1,6 @@
 use super::*;
 use proptest::prelude::*;
 
-fn kinds(text: &str) -> Vec<(Kind, String)> {
-    split(text).into_iter().map(|p| (p.kind, p.text)).collect()
-}
-
 fn statements(text: &str) -> Vec<String> {
     split(text)
         .into_iter()
