@@ -159,6 +159,13 @@ impl PgName {
         Self(format!("{}.{}", lab.0, group.0))
     }
 
+    /// `pglab.ck.<owner>`: the login role that checks the databases owned
+    /// by `owner` (a participant or a group role), and can become `owner`
+    /// and nobody else. Fits in 63 bytes: an owner has at most 53.
+    pub fn checker(owner: &PgName) -> Self {
+        Self(format!("pglab.ck.{}", owner.0))
+    }
+
     pub fn reference_db(lab: &LabId) -> Self {
         Self(format!("pglab.ref.{}", lab.0))
     }

@@ -52,21 +52,6 @@ pub async fn connect_as(
     connect_with(server, c).await
 }
 
-/// A connection as the scorer role, which evaluates participants' checks.
-pub async fn connect_scorer(
-    server: &PgServerSettings,
-    dbname: &str,
-) -> Result<Client, ConnectError> {
-    connect_as(
-        server,
-        dbname,
-        "pglab_scorer",
-        server.scorer_password.expose(),
-        "pglab-scorer",
-    )
-    .await
-}
-
 async fn connect_with(server: &PgServerSettings, config: Config) -> Result<Client, ConnectError> {
     let dbname = config.get_dbname().unwrap_or_default().to_string();
     let (client, conn) = config.connect(NoTls).await.map_err(|source| ConnectError {

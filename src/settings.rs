@@ -98,6 +98,12 @@ pub struct ScoringSettings {
     pub max_rows: usize,
     /// Databases evaluated at once per Postgres server.
     pub concurrency_per_server: usize,
+    /// Longest a whole round may take; databases not scored by then keep
+    /// their last results and are scored in the next round.
+    pub round_deadline_secs: u64,
+    /// Longest rest of a database whose checks keep timing out: it is
+    /// checked again after 1, 2, 4, ... intervals, up to this.
+    pub max_backoff_secs: u64,
 }
 
 impl Default for ScoringSettings {
@@ -108,6 +114,8 @@ impl Default for ScoringSettings {
             lock_timeout_ms: 1000,
             max_rows: 100_000,
             concurrency_per_server: 4,
+            round_deadline_secs: 300,
+            max_backoff_secs: 300,
         }
     }
 }
@@ -122,13 +130,16 @@ pub struct PgServerSettings {
     /// Overridden by `PGLAB_PG_<NAME>_PASSWORD`.
     #[serde(default)]
     pub admin_password: Secret,
-    /// Password of `pglab_scorer`, the role that evaluates checks; overridden
-    /// by `PGLAB_PG_<NAME>_SCORER_PASSWORD`.
+    /// Key from which the password of every checking role
+    /// (`pglab.ck.<owner>`, which runs a participant's checks as that
+    /// participant and nobody else) is derived; overridden by
+    /// `PGLAB_PG_<NAME>_SCORER_PASSWORD`. Changing it is safe: the scorer
+    /// sets each checking role's password again at its next login.
     #[serde(default)]
     pub scorer_password: Secret,
-    /// Password of `pglab_monitor`, the role the generated SQL-exporter
-    /// config connects as; overridden by `PGLAB_PG_<NAME>_MONITOR_PASSWORD`.
-    #[serde(default)]
+    /// Not used any more (the generated SQL-exporter config connects as
+    /// the checking roles); still read so that older config files load.
+    #[serde(default, skip_serializing)]
     pub monitor_password: Secret,
     /// Host name students put in `psql -h` (default: `host`).
     #[serde(default)]
@@ -205,9 +216,6 @@ impl Settings {
             }
             if let Some(p) = get(&key.replace("_PASSWORD", "_SCORER_PASSWORD")) {
                 server.scorer_password = Secret(p);
-            }
-            if let Some(p) = get(&key.replace("_PASSWORD", "_MONITOR_PASSWORD")) {
-                server.monitor_password = Secret(p);
             }
         }
     }

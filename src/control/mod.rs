@@ -66,8 +66,12 @@ impl Store {
             .await?
             .is_some();
         if !exists {
+            // Made closed, so that nobody connects before the REVOKE below.
             match admin
-                .batch_execute(&format!("CREATE DATABASE {}", quote_ident(db)))
+                .batch_execute(&format!(
+                    "CREATE DATABASE {} ALLOW_CONNECTIONS false",
+                    quote_ident(db)
+                ))
                 .await
             {
                 Ok(()) => {}
@@ -79,8 +83,8 @@ impl Store {
         }
         admin
             .batch_execute(&format!(
-                "REVOKE ALL ON DATABASE {} FROM PUBLIC",
-                quote_ident(db)
+                "REVOKE ALL ON DATABASE {db} FROM PUBLIC; ALTER DATABASE {db} ALLOW_CONNECTIONS true;",
+                db = quote_ident(db)
             ))
             .await?;
         let manager = Manager::from_config(

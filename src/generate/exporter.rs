@@ -1,9 +1,13 @@
 //! `exporter/<lab>.yml`: a config for the SQL exporter Debian ships
-//! (justwatchcom/sql_exporter 0.4.5) that computes each task's pass/fail on
-//! every participant database the way pglab does.
+//! (justwatchcom/sql_exporter 0.4.5) that computes each check's fingerprint
+//! on every participant database, as that participant's checking role.
+//! Whether the fingerprints match the reference's is decided by the
+//! Prometheus rules (`prometheus/rules/<lab>.yml`), so neither expected
+//! values nor participant names or pseudonyms are in the SQL that runs in a
+//! participant's database.
 
 use super::{header, Reference};
-use crate::ident::quote_literal;
+use crate::ident::{quote_literal, PgName};
 use crate::lab::{Check, DatabaseMode, Lab};
 use crate::settings::PgServerSettings;
 use serde::Serialize;
@@ -35,7 +39,10 @@ struct Query {
 pub struct Target<'a> {
     pub server: &'a PgServerSettings,
     pub database: String,
-    /// The label value: username or group (pseudonym when the lab asks).
+    /// The database's owner, whose checking role the exporter logs in as.
+    pub owner: PgName,
+    /// The label value: username or group (pseudonym when the lab asks),
+    /// set by Prometheus' relabelling from the database name.
     pub participant: String,
 }
 
@@ -43,9 +50,40 @@ pub struct Target<'a> {
 /// without pause).
 const INTERVAL: &str = "30s";
 
+fn clean(s: &str) -> String {
+    s.replace(['-', '.'], "_")
+}
+
+/// The recorded series of a task: 1 when it passes (Prometheus rules).
 pub fn metric_name(lab: &Lab, task: &str) -> String {
-    let clean = |s: &str| s.replace(['-', '.'], "_");
     format!("pglab_{}_{}_passed", clean(lab.id.as_str()), clean(task))
+}
+
+/// The exporter's series of a task's check fingerprints (`check` label).
+pub fn checks_metric(lab: &Lab, task: &str) -> String {
+    format!(
+        "sql_pglab_{}_{}_checks",
+        clean(lab.id.as_str()),
+        clean(task)
+    )
+}
+
+/// What a check's value must be for it to pass: the reference's
+/// fingerprint, or 1 for an `sql` check.
+pub fn expected_values(lab: &Lab, reference: &Reference) -> Vec<Option<Vec<i64>>> {
+    lab.tasks
+        .iter()
+        .enumerate()
+        .map(|(i, task)| {
+            (0..task.checks.len())
+                .map(|j| match &reference.fingerprints[i][j] {
+                    Ok(Some((_, want))) => Some(*want),
+                    Ok(None) => Some(1),
+                    Err(_) => None,
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// What one server can take, for the connection arithmetic in the header.
@@ -58,40 +96,32 @@ pub struct Budget {
 pub fn render(lab: &Lab, reference: &Reference, targets: &[Target], budgets: &[Budget]) -> String {
     let mut notes = Vec::new();
     let mut queries = Vec::new();
-    // The participant label comes from the database name, mapped with a CASE
-    // so that pseudonyms and group names need no lookup table.
-    let mut case = String::from("CASE current_database()");
-    for t in targets {
-        case.push_str(&format!(
-            " WHEN {} THEN {}",
-            quote_literal(&t.database),
-            quote_literal(&t.participant)
-        ));
-    }
-    case.push_str(" END");
     for (i, task) in lab.tasks.iter().enumerate() {
-        let mut conditions = Vec::new();
+        let mut rows = Vec::new();
         for (j, check) in task.checks.iter().enumerate() {
-            match (&reference.fingerprints[i][j], check) {
-                (Ok(_), Check::Sql { sql }) => conditions.push(format!(
-                    "coalesce(({}), false)",
+            let value = match (&reference.fingerprints[i][j], check) {
+                (Ok(_), Check::Sql { sql }) => format!(
+                    "CASE WHEN coalesce(({}), false) THEN 1 ELSE 0 END",
                     crate::scoring::rows::strip_sql(sql)
-                )),
-                (Ok(Some((expr, expected))), _) => {
-                    let want = expected
-                        .as_deref()
-                        .map_or_else(|| "NULL".to_string(), quote_literal);
-                    conditions.push(format!("({expr}) IS NOT DISTINCT FROM {want}"))
-                }
+                ),
+                (Ok(Some((expr, _))), _) => expr.clone(),
                 (Ok(None), _) => unreachable!("only sql checks have no fingerprint"),
-                (Err(why), _) => notes.push(format!(
-                    "task {} check {}: not exported: {why}",
-                    task.id,
-                    j + 1
-                )),
-            }
+                (Err(why), _) => {
+                    notes.push(format!(
+                        "task {} check {}: not exported: {why}",
+                        task.id,
+                        j + 1
+                    ));
+                    continue;
+                }
+            };
+            rows.push(format!(
+                "SELECT {} AS task, '{}' AS \"check\", {value} AS value",
+                quote_literal(&task.id),
+                j + 1
+            ));
         }
-        if conditions.len() < task.checks.len() {
+        if rows.len() < task.checks.len() {
             notes.push(format!(
                 "task {}: left out (a check could not be expressed)",
                 task.id
@@ -99,23 +129,25 @@ pub fn render(lab: &Lab, reference: &Reference, targets: &[Target], budgets: &[B
             continue;
         }
         queries.push(Query {
-            name: metric_name(lab, &task.id),
-            help: format!("1 when task {} of lab {} passes (same checks as pglab).", task.id, lab.id),
-            labels: vec!["participant".into(), "task".into()],
-            values: vec!["passed".into()],
-            query: format!(
-                "SELECT {case} AS participant, {} AS task, CASE WHEN {} THEN 1 ELSE 0 END AS passed",
-                quote_literal(&task.id),
-                conditions.join(" AND ")
+            name: checks_metric(lab, &task.id)
+                .trim_start_matches("sql_")
+                .to_string(),
+            help: format!(
+                "Fingerprint of each check of task {} of lab {}; compared with the reference by the Prometheus rules.",
+                task.id, lab.id
             ),
+            labels: vec!["task".into(), "check".into()],
+            values: vec!["value".into()],
+            query: rows.join(" UNION ALL "),
         });
     }
     let connections: Vec<String> = targets
         .iter()
         .map(|t| {
             format!(
-                "postgres://pglab_monitor:{}@{}:{}/{}?sslmode=disable&application_name=pglab-exporter",
-                t.server.monitor_password.expose(),
+                "postgres://{}:{}@{}:{}/{}?sslmode=disable&application_name=pglab-exporter",
+                PgName::checker(&t.owner),
+                crate::provision::postgres::checker_password(t.server, &t.owner),
                 t.server.host,
                 t.server.port,
                 t.database
@@ -140,8 +172,10 @@ pub fn render(lab: &Lab, reference: &Reference, targets: &[Target], budgets: &[B
     };
     let mut out = header(lab, "#");
     out.push_str(
-        "#\n# Connects as pglab_monitor (no privileges of its own; a member of every\n\
-         # participant role, so it acts as the database owner, read-only).\n\
+        "#\n# Connects to each database as its owner's checking role pglab.ck.<owner>\n\
+         # (no privileges of its own; can act as that owner and nobody else),\n\
+         # read-only. Exports fingerprints only: prometheus/rules/<lab>.yml\n\
+         # compares them with the reference's and records pglab_<lab>_<task>_passed.\n\
          #\n# Connections: the exporter keeps one open per participant database. Per server:\n\
          #   exporter (1 per database) + participants x connection_limit\n\
          #   + pglab (control pool 8, scoring 4, clone workers 2) + 3 reserved for superusers\n\

@@ -1,7 +1,11 @@
 //! A check as one SQL expression with a text value, the same on every
 //! database: evaluated on the reference when the files are generated, and
-//! compared with that value by the stock SQL exporter on each participant
-//! database. Equal fingerprints mean what pglab's own comparison means.
+//! by the stock SQL exporter on each participant database. Equal
+//! fingerprints mean what pglab's own comparison means. The exporter
+//! exports a number made from the fingerprint ([`numeric`]); the value
+//! expected is only in the Prometheus rules, never in SQL sent to a
+//! participant's database (where student code could read it with
+//! `current_query()`).
 
 use crate::ident::quote_ident;
 use crate::lab::{Check, Compare, ObjectName};
@@ -74,4 +78,13 @@ pub fn reference_side(check: &Check, reference_columns: &[String]) -> Option<Str
         } => Some(rows_md5(&format!("({})", strip_sql(sql)), *ordered)),
         other => participant_side(other, reference_columns),
     }
+}
+
+/// A fingerprint expression as a 52-bit number (the first 13 hex digits of
+/// its md5), which a float64 holds exactly: what the exporter exports and
+/// the Prometheus rule compares.
+pub fn numeric(expr: &str) -> String {
+    format!(
+        "('x' || lpad(left(md5(coalesce(({expr})::text, 'null:')), 13), 16, '0'))::bit(64)::bigint"
+    )
 }

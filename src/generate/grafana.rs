@@ -86,7 +86,7 @@ pub fn dashboard(lab: &Lab) -> Value {
     let help_idle =
         format!("(time() - pglab_participant_last_progress_timestamp_seconds{{{sel}}}) / 60");
     let help_connected = format!("pglab_participant_connected{{{sel}}}");
-    let exporter_q = format!("sum by (participant) ({{__name__=~\"sql_pglab_{}_.+_passed\", participant=~\"$participant\"}})", id.replace('-', "_"));
+    let exporter_q = format!("sum by (participant) ({{__name__=~\"pglab_{}_.+_passed\", participant=~\"$participant\"}})", id.replace('-', "_"));
     let panels = vec![
         panel(
             1,

@@ -32,11 +32,11 @@ pub enum GenerateError {
     },
 }
 
-/// A check's fingerprint expression and its value on the reference.
-pub type Fingerprint = (String, Option<String>);
+/// A check's numeric fingerprint expression and its value on the reference.
+pub type Fingerprint = (String, i64);
 
-/// Per task and check: the fingerprint (`None` for `sql` checks), or why it
-/// could not be computed.
+/// Per task and check: the fingerprint (`None` for `sql` checks, which are
+/// a boolean already), or why it could not be computed.
 pub struct Reference {
     pub fingerprints: Vec<Vec<Result<Option<Fingerprint>, String>>>,
 }
@@ -74,14 +74,16 @@ async fn read_reference(
                     .unwrap_or_default(),
                 _ => vec![],
             };
-            let participant =
-                fingerprint::participant_side(check, &columns).expect("not an sql check");
-            let on_reference =
-                fingerprint::reference_side(check, &columns).expect("not an sql check");
+            let participant = fingerprint::numeric(
+                &fingerprint::participant_side(check, &columns).expect("not an sql check"),
+            );
+            let on_reference = fingerprint::numeric(
+                &fingerprint::reference_side(check, &columns).expect("not an sql check"),
+            );
             let value = client
-                .query_one(&format!("SELECT ({on_reference})::text"), &[])
+                .query_one(&format!("SELECT {on_reference}"), &[])
                 .await
-                .map(|r| r.get::<_, Option<String>>(0))
+                .map(|r| r.get::<_, i64>(0))
                 .map_err(|e| format!("fails on the reference: {}", pgconn::db_message(&e)));
             per_task.push(value.map(|v| Some((participant, v))));
         }
@@ -105,7 +107,7 @@ impl Generated {
                 source,
             };
             std::fs::create_dir_all(path.parent().unwrap_or(out)).map_err(err)?;
-            // The exporter config holds the monitor's password.
+            // The exporter config holds the checking roles' passwords.
             let mut f = std::fs::OpenOptions::new()
                 .create(true)
                 .write(true)
@@ -169,6 +171,7 @@ pub async fn generate(
             Some(Target {
                 server,
                 database: d.name.clone(),
+                owner: PgName::from_catalog(d.owner.clone()),
                 participant,
             })
         })
@@ -195,7 +198,7 @@ pub async fn generate(
         PathBuf::from(format!("exporter/{lab_id}.yml")),
         exporter::render(&lab, &reference, &targets, &budgets),
     )];
-    files.extend(prometheus::files(&lab, opts));
+    files.extend(prometheus::files(&lab, opts, &reference, &targets));
     files.extend(grafana::files(&lab));
     Ok(Generated { files })
 }

@@ -1,11 +1,37 @@
 //! `prometheus/prometheus.yml`, `prometheus/rules/{pglab,<lab>}.yml` and
 //! promtool unit tests for every alert in `prometheus/tests/`.
 
-use super::{header, GenerateOptions};
+use super::exporter::{checks_metric, expected_values, metric_name, Target};
+use super::{header, GenerateOptions, Reference};
 use crate::lab::Lab;
 use std::path::PathBuf;
 
-fn config(lab: &Lab, o: &GenerateOptions) -> String {
+/// A string matched literally by a Prometheus regex (anchored by Prometheus).
+fn regex_literal(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$".contains(c);
+            special.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
+}
+
+/// The exporter's `database` label becomes the `participant` label here, in
+/// Prometheus, so that no name or pseudonym travels to a student database.
+fn participant_relabels(targets: &[Target]) -> String {
+    targets
+        .iter()
+        .map(|t| {
+            format!(
+                "      - source_labels: [database]\n        regex: '{}'\n        target_label: participant\n        replacement: '{}'\n",
+                regex_literal(&t.database).replace('\'', "''"),
+                t.participant.replace('$', "$$").replace('\'', "''")
+            )
+        })
+        .collect()
+}
+
+fn config(lab: &Lab, o: &GenerateOptions, targets: &[Target]) -> String {
     format!(
         r#"{}global:
   scrape_interval: 15s
@@ -19,10 +45,11 @@ scrape_configs:
   - job_name: sql-exporter
     static_configs:
       - targets: ['{}']
-    # The participant label is enough; the exporter's own labels would
-    # show database names even where the lab pseudonymizes participants.
+    # The participant label comes from the database name; the exporter's
+    # own labels would show database names even where the lab
+    # pseudonymizes participants, so they are dropped.
     metric_relabel_configs:
-      - action: labeldrop
+{}      - action: labeldrop
         regex: (database|host|user|driver|col|sql_job)
   - job_name: prometheus
     static_configs:
@@ -31,6 +58,7 @@ scrape_configs:
         header(lab, "#"),
         o.pglab_address,
         o.exporter_address,
+        participant_relabels(targets),
         o.prometheus_address
     )
 }
@@ -67,7 +95,32 @@ fn global_rules(lab: &Lab) -> String {
     )
 }
 
-fn lab_rules(lab: &Lab) -> String {
+/// Per task: 1 when every check's fingerprint equals the reference's.
+fn task_records(lab: &Lab, reference: &Reference) -> String {
+    let mut out = String::new();
+    for (task, expected) in lab.tasks.iter().zip(expected_values(lab, reference)) {
+        let Some(expected) = expected else { continue };
+        let checks: Vec<String> = expected
+            .iter()
+            .enumerate()
+            .map(|(j, want)| {
+                format!(
+                    "({}{{check=\"{}\"}} == bool {want})",
+                    checks_metric(lab, &task.id),
+                    j + 1
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "      - record: {}\n        expr: min without (check) ({})\n",
+            metric_name(lab, &task.id),
+            checks.join(" or ")
+        ));
+    }
+    out
+}
+
+fn lab_rules(lab: &Lab, reference: &Reference) -> String {
     let id = lab.id.as_str();
     format!(
         r#"{h}groups:
@@ -79,7 +132,9 @@ fn lab_rules(lab: &Lab) -> String {
         expr: avg by (lab, task) (pglab_task_passed{{lab="{id}"}})
       - record: lab:pglab_participant_connected:count
         expr: count by (lab) (pglab_participant_connected{{lab="{id}"}} > 0)
-  - name: pglab_{g}_alerts
+  - name: pglab_{g}_exporter
+    rules:
+{tasks}  - name: pglab_{g}_alerts
     rules:
       - alert: PglabParticipantStuck
         expr: pglab_participant_connected{{lab="{id}"}} > 0 unless on (lab, participant) (time() - pglab_participant_last_progress_timestamp_seconds{{lab="{id}"}} < 900)
@@ -91,10 +146,43 @@ fn lab_rules(lab: &Lab) -> String {
 "#,
         h = header(lab, "#"),
         g = id.replace('-', "_"),
+        tasks = task_records(lab, reference),
     )
 }
 
-fn lab_tests(lab: &Lab) -> String {
+/// A promtool test of the first exported task's rule: one participant
+/// whose fingerprints all match, one whose first check is off.
+fn task_record_test(lab: &Lab, reference: &Reference) -> String {
+    let Some((task, expected)) = lab
+        .tasks
+        .iter()
+        .zip(expected_values(lab, reference))
+        .find_map(|(t, e)| Some((t, e?)))
+    else {
+        return String::new();
+    };
+    let mut series = String::new();
+    for (who, off) in [("right", 0), ("wrong", 1)] {
+        for (j, want) in expected.iter().enumerate() {
+            let value = if j == 0 { want + off } else { *want };
+            series.push_str(&format!(
+                "      - series: '{}{{participant=\"{who}\",task=\"{}\",check=\"{}\"}}'\n        values: '{value}x10'\n",
+                checks_metric(lab, &task.id),
+                task.id,
+                j + 1
+            ));
+        }
+    }
+    let name = metric_name(lab, &task.id);
+    format!(
+        "  - interval: 1m\n    input_series:\n{series}    promql_expr_test:\n      - expr: {name}\n        eval_time: 5m\n        exp_samples:\n\
+         \x20         - labels: '{name}{{participant=\"right\",task=\"{t}\"}}'\n            value: 1\n\
+         \x20         - labels: '{name}{{participant=\"wrong\",task=\"{t}\"}}'\n            value: 0\n",
+        t = task.id
+    )
+}
+
+fn lab_tests(lab: &Lab, reference: &Reference) -> String {
     let id = lab.id.as_str();
     format!(
         r#"{h}rule_files:
@@ -134,8 +222,9 @@ tests:
               participant: stuck
             exp_annotations:
               summary: stuck has been connected for 15 minutes without progress
-"#,
+{records}"#,
         h = header(lab, "#"),
+        records = task_record_test(lab, reference),
     )
 }
 
@@ -185,16 +274,24 @@ tests:
     )
 }
 
-pub fn files(lab: &Lab, o: &GenerateOptions) -> Vec<(PathBuf, String)> {
+pub fn files(
+    lab: &Lab,
+    o: &GenerateOptions,
+    reference: &Reference,
+    targets: &[Target],
+) -> Vec<(PathBuf, String)> {
     let id = lab.id.as_str();
     vec![
-        ("prometheus/prometheus.yml".into(), config(lab, o)),
+        ("prometheus/prometheus.yml".into(), config(lab, o, targets)),
         ("prometheus/rules/pglab.yml".into(), global_rules(lab)),
-        (format!("prometheus/rules/{id}.yml").into(), lab_rules(lab)),
+        (
+            format!("prometheus/rules/{id}.yml").into(),
+            lab_rules(lab, reference),
+        ),
         ("prometheus/tests/pglab.test.yml".into(), global_tests(lab)),
         (
             format!("prometheus/tests/{id}.test.yml").into(),
-            lab_tests(lab),
+            lab_tests(lab, reference),
         ),
     ]
 }

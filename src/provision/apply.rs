@@ -11,7 +11,7 @@ use super::prune::prune;
 use super::ProvisionError;
 use crate::control::{DatabaseRecord, ParticipantRecord, Store};
 use crate::ident::{PgName, Username};
-use crate::settings::Settings;
+use crate::settings::{PgServerSettings, Settings};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -71,7 +71,8 @@ fn batch_len(changes: &[Change], i: usize) -> usize {
         Change::CreateRole { server, .. }
         | Change::FixRole { server, .. }
         | Change::CreateGroupRole { server, .. }
-        | Change::GrantGroup { server, .. } => Some(("role", server.clone())),
+        | Change::GrantGroup { server, .. }
+        | Change::Checker { server, .. } => Some(("role", server.clone())),
         Change::CreateDatabase { server, .. } => Some(("db", server.clone())),
         _ => None,
     };
@@ -188,9 +189,15 @@ impl<'a> Run<'a> {
             Change::CreateRole { server, .. }
             | Change::FixRole { server, .. }
             | Change::CreateGroupRole { server, .. }
-            | Change::GrantGroup { server, .. } => {
+            | Change::GrantGroup { server, .. }
+            | Change::Checker { server, .. } => {
                 // One script, one transaction: all of these roles or none.
-                let sql: String = batch.iter().map(role_sql).collect::<Vec<_>>().join("\n");
+                let s = self.settings.server(server).expect("planned");
+                let sql: String = batch
+                    .iter()
+                    .map(|c| role_sql(s, c))
+                    .collect::<Vec<_>>()
+                    .join("\n");
                 let client = &self.admin(server, 1).await.map_err(fail(0))?[0];
                 client
                     .batch_execute(&sql)
@@ -239,10 +246,10 @@ impl<'a> Run<'a> {
             } => {
                 self.ldap().await?.set_group(cn, *exists, members).await?;
             }
-            Change::CloseDatabase { server, db } => {
+            Change::CloseDatabase { server, db, owner } => {
                 let client = &self.admin(server, 1).await?[0];
                 client
-                    .batch_execute(&pg::close_database_sql(db))
+                    .batch_execute(&pg::close_database_sql(db, owner))
                     .await
                     .map_err(sql_err(server, format!("close {db} to others")))?;
             }
@@ -258,7 +265,8 @@ impl<'a> Run<'a> {
             | Change::CreateRole { .. }
             | Change::FixRole { .. }
             | Change::CreateGroupRole { .. }
-            | Change::GrantGroup { .. } => unreachable!("applied in batches"),
+            | Change::GrantGroup { .. }
+            | Change::Checker { .. } => unreachable!("applied in batches"),
         }
         Ok(())
     }
@@ -364,7 +372,7 @@ impl<'a> Run<'a> {
     }
 }
 
-fn role_sql(change: &Change) -> String {
+fn role_sql(server: &PgServerSettings, change: &Change) -> String {
     match change {
         Change::CreateRole {
             role,
@@ -378,6 +386,7 @@ fn role_sql(change: &Change) -> String {
         } => pg::fix_login_role_sql(role, *connection_limit),
         Change::CreateGroupRole { role, .. } => pg::create_group_role_sql(role),
         Change::GrantGroup { group, member, .. } => pg::grant_group_sql(group, member),
+        Change::Checker { owner, .. } => pg::ensure_checker_sql(server, owner),
         _ => unreachable!("only role changes are batched"),
     }
 }

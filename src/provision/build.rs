@@ -1,7 +1,9 @@
 //! Building a lab's reference and template databases on one server from the
 //! lab's `reference` and `starter`, with the real psql / pg_restore.
 
-use super::postgres::{drop_database, revoke_connect_sql, sql_err, PgError, STARTER_ROLE};
+use super::postgres::{
+    create_closed_database, drop_database, revoke_connect_sql, sql_err, PgError, STARTER_ROLE,
+};
 use super::tools::{self, ToolError};
 use crate::ident::{quote_ident, PgName};
 use crate::lab::{Lab, Source};
@@ -37,17 +39,8 @@ async fn load(
 async fn create_empty(server: &PgServerSettings, admin: &Client, db: &str) -> Result<(), PgError> {
     drop_database(server, admin, db).await?;
     let name = PgName::from_catalog(db.to_string());
-    admin
-        .batch_execute(&format!(
-            "CREATE DATABASE {} TEMPLATE template0",
-            quote_ident(db)
-        ))
-        .await
-        .map_err(sql_err(&server.name, format!("create database {db}")))?;
-    admin
-        .batch_execute(&revoke_connect_sql(&name))
-        .await
-        .map_err(sql_err(&server.name, format!("revoke connect on {db}")))
+    let create = format!("CREATE DATABASE {} TEMPLATE template0", name.quoted());
+    create_closed_database(server, admin, &create, &name, &revoke_connect_sql(&name)).await
 }
 
 /// Builds both databases under scratch names; `keep` decides whether they

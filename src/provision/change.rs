@@ -52,6 +52,11 @@ pub enum Change {
         group: PgName,
         member: PgName,
     },
+    /// The checking role of a database owner (see `PgName::checker`).
+    Checker {
+        server: String,
+        owner: PgName,
+    },
     CreateDatabase {
         server: String,
         db: PgName,
@@ -60,6 +65,7 @@ pub enum Change {
     CloseDatabase {
         server: String,
         db: PgName,
+        owner: PgName,
     },
     Prune {
         server: String,
@@ -81,7 +87,7 @@ impl Change {
             Change::SetGroup { .. } => 3,
             Change::CreateRole { .. } | Change::FixRole { .. } => 4,
             Change::CreateGroupRole { .. } => 5,
-            Change::GrantGroup { .. } => 6,
+            Change::GrantGroup { .. } | Change::Checker { .. } => 6,
             Change::CreateDatabase { .. } => 7,
             Change::CloseDatabase { .. } => 8,
             Change::Prune { .. } => 9,
@@ -96,6 +102,7 @@ impl Change {
             | Change::FixRole { server, .. }
             | Change::CreateGroupRole { server, .. }
             | Change::GrantGroup { server, .. }
+            | Change::Checker { server, .. }
             | Change::CreateDatabase { server, .. }
             | Change::CloseDatabase { server, .. }
             | Change::Prune { server, .. } => Some(server),
@@ -116,6 +123,7 @@ impl Change {
             Change::FixRole { .. } => "pg_fix_role",
             Change::CreateGroupRole { .. } => "pg_create_group_role",
             Change::GrantGroup { .. } => "pg_grant_group",
+            Change::Checker { .. } => "pg_checker",
             Change::CreateDatabase { .. } => "pg_create_database",
             Change::CloseDatabase { .. } => "pg_close_database",
             Change::Prune { .. } => "prune",
@@ -139,7 +147,8 @@ impl fmt::Display for Change {
             Change::CreateGroupRole { server, role } => write!(f, "+ pg[{server}] group role {role}"),
             Change::GrantGroup { server, group, member } => write!(f, "+ pg[{server}] grant {group} to {member}"),
             Change::CreateDatabase { server, db, owner } => write!(f, "+ pg[{server}] database {db} from the lab template, owned by {owner}, CONNECT for its owner only"),
-            Change::CloseDatabase { server, db } => write!(f, "~ pg[{server}] CONNECT on {db} for its owner and pglab_scorer only"),
+            Change::Checker { server, owner } => write!(f, "+ pg[{server}] checking role {} (can act as {owner} and nobody else)", crate::ident::PgName::checker(owner)),
+            Change::CloseDatabase { server, db, owner } => write!(f, "~ pg[{server}] CONNECT on {db} for its owner and {} only", crate::ident::PgName::checker(owner)),
             Change::Prune { server, db, users } => write!(f, "- pg[{server}] database {db} of {}: dump to the data directory, then drop", users.join(", ")),
         }
     }

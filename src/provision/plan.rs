@@ -275,8 +275,7 @@ fn pg_changes(
                 }
                 Some(r)
                     if r.connection_limit != -1 && (r.connection_limit as u32) < limit
-                        || !r.login
-                        || !state.readers_have(role.as_str()) =>
+                        || !r.login =>
                 {
                     changes.push(Change::FixRole { server: p.server.clone(), role, connection_limit: limit })
                 }
@@ -290,14 +289,6 @@ fn pg_changes(
                     server: p.server.clone(),
                     role: p.owner.clone(),
                 });
-            } else if !state.readers_have(p.owner.as_str()) {
-                for reader in pg::READERS {
-                    changes.push(Change::GrantGroup {
-                        server: p.server.clone(),
-                        group: p.owner.clone(),
-                        member: PgName::fixed(reader),
-                    });
-                }
             }
             for member in &p.members {
                 let is_member = state
@@ -313,6 +304,12 @@ fn pg_changes(
                 }
             }
         }
+        if !state.has_checker(&p.owner) {
+            changes.push(Change::Checker {
+                server: p.server.clone(),
+                owner: p.owner.clone(),
+            });
+        }
         match state.databases.get(p.db.as_str()) {
             None => changes.push(Change::CreateDatabase { server: p.server.clone(), db: p.db.clone(), owner: p.owner.clone() }),
             Some(_) if !recorded.contains_key(p.db.as_str()) => {
@@ -324,6 +321,7 @@ fn pg_changes(
             Some(access) if !access.is_closed() => changes.push(Change::CloseDatabase {
                 server: p.server.clone(),
                 db: p.db.clone(),
+                owner: p.owner.clone(),
             }),
             Some(_) => {}
         }

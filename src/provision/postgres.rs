@@ -12,16 +12,20 @@ pub const STUDENTS_ROLE: &str = "pglab_students";
 /// Owns what a lab's starter created in its template, until a clone hands it
 /// to the participant with `REASSIGN OWNED`.
 pub const STARTER_ROLE: &str = "pglab_starter";
-/// Evaluates checks: a member of every participant (and group) role, so it
-/// can `SET ROLE` to them, with no privileges of its own (NOINHERIT).
 /// Every login role of a submission's restore job is in it; pg_hba lets
 /// its members in by password before the LDAP line of the students.
 pub const RESTORERS_ROLE: &str = "pglab_restorers";
-pub const SCORER_ROLE: &str = "pglab_scorer";
-/// Connects for the generated SQL-exporter config; made like the scorer.
-pub const MONITOR_ROLE: &str = "pglab_monitor";
-/// The roles that read participant databases on pglab's behalf.
-pub const READERS: [&str; 2] = [SCORER_ROLE, MONITOR_ROLE];
+/// Every checking role (`pglab.ck.<owner>`, see [`PgName::checker`]) is in
+/// it, for the pg_hba line that lets them in by password before the LDAP
+/// line (they are members of student roles). It has no privileges.
+pub const CHECKERS_ROLE: &str = "pglab_checkers";
+/// Roles of earlier pglab versions that were members of every participant
+/// role (so student code run by a check could become any classmate); they
+/// are dropped at every start.
+const LEGACY_READERS: [&str; 2] = ["pglab_scorer", "pglab_monitor"];
+/// Sessions a checking role may hold: pglab's scoring, `pglab score`, the
+/// stock SQL exporter, and one spare.
+const CHECKER_CONNECTIONS: u32 = 4;
 /// Above this template size FILE_COPY beats WAL_LOG (which writes the whole
 /// template to WAL); see docs/performance.md.
 const WAL_LOG_LIMIT_BYTES: i64 = 256 * 1024 * 1024;
@@ -63,14 +67,14 @@ pub struct RoleState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DbAccess {
     pub public_connect: bool,
-    /// Whether every reader (scorer, monitor) has CONNECT.
-    pub readers_connect: bool,
+    /// Whether the owner's checking role has CONNECT.
+    pub checker_connect: bool,
 }
 
 impl DbAccess {
     /// What every participant database must look like.
     pub fn is_closed(&self) -> bool {
-        !self.public_connect && self.readers_connect
+        !self.public_connect && self.checker_connect
     }
 }
 
@@ -88,13 +92,18 @@ impl ServerState {
             .is_some_and(|r| r.member_of.contains(STUDENTS_ROLE))
     }
 
-    /// Whether every reader may act as `role`.
-    pub fn readers_have(&self, role: &str) -> bool {
-        READERS.iter().all(|reader| {
-            self.roles
-                .get(*reader)
-                .is_some_and(|r| r.member_of.contains(role))
-        })
+    /// Whether `owner`'s checking role exists, logs in and may act as
+    /// `owner` (its password is set by `pglab apply` and mended by the
+    /// scorer when the key changed).
+    pub fn has_checker(&self, owner: &PgName) -> bool {
+        self.roles
+            .get(PgName::checker(owner).as_str())
+            .is_some_and(|r| {
+                r.login
+                    && r.member_of.contains(owner.as_str())
+                    && r.member_of.contains(CHECKERS_ROLE)
+                    && r.member_of.len() == 2
+            })
     }
 }
 
@@ -131,9 +140,10 @@ pub async fn read_state(
             "SELECT d.datname::text,
                     EXISTS (SELECT 1 FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
                             WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT'),
-                    (SELECT count(*) = 2 FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
+                    EXISTS (SELECT 1 FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
                             JOIN pg_roles r ON r.oid = a.grantee
-                            WHERE r.rolname IN ('pglab_scorer', 'pglab_monitor') AND a.privilege_type = 'CONNECT')
+                            WHERE r.rolname = 'pglab.ck.' || pg_get_userbyid(d.datdba)
+                              AND a.privilege_type = 'CONNECT')
              FROM pg_database d",
             &[],
         )
@@ -142,77 +152,125 @@ pub async fn read_state(
     for r in rows {
         let access = DbAccess {
             public_connect: r.get(1),
-            readers_connect: r.get(2),
+            checker_connect: r.get(2),
         };
         state.databases.insert(r.get(0), access);
     }
     let public = |db: &str| state.databases.get(db).is_some_and(|a| a.public_connect);
     state.baseline_ok = state.roles.contains_key(STUDENTS_ROLE)
         && state.roles.contains_key(STARTER_ROLE)
-        && READERS.iter().all(|r| state.roles.contains_key(*r))
+        && state.roles.contains_key(CHECKERS_ROLE)
+        && !LEGACY_READERS.iter().any(|r| state.roles.contains_key(*r))
         && !public("postgres")
         && !public("template1");
     Ok(state)
 }
 
 /// Roles pglab relies on, and no way in to the maintenance databases. Run
-/// by `apply` when missing and at every server start (the scorer's password
-/// follows the config).
+/// by `apply` when missing and at every server start.
 pub async fn ensure_baseline(server: &PgServerSettings, client: &Client) -> Result<(), PgError> {
-    // A SCRAM verifier, not the password, goes into the statement text.
-    let login = |password: &str| match password {
-        "" => "NOLOGIN".to_string(),
-        pw => format!(
-            "LOGIN PASSWORD {}",
-            crate::ident::quote_literal(&postgres_protocol::password::scram_sha_256(pw.as_bytes()))
-        ),
-    };
-    // Created when missing; the scorer's and monitor's attributes follow below.
-    let creates: String = [
-        (STUDENTS_ROLE, "NOLOGIN"),
-        (STARTER_ROLE, "NOLOGIN"),
-        (RESTORERS_ROLE, "NOLOGIN"),
-        (SCORER_ROLE, "NOINHERIT"),
-        (MONITOR_ROLE, "NOINHERIT"),
-    ]
-    .iter()
-    .map(|(role, attrs)| {
-        format!("IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN CREATE ROLE {role} {attrs}; END IF;\n")
-    })
-    .collect();
-    let mut sql = format!(
-        "DO $$ BEGIN\n{creates}END $$;
+    let creates: String = [STUDENTS_ROLE, STARTER_ROLE, RESTORERS_ROLE, CHECKERS_ROLE]
+        .iter()
+        .map(|role| {
+            format!("IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN CREATE ROLE {role} NOLOGIN; END IF;\n")
+        })
+        .collect();
+    // DROP OWNED in any database revokes a role's privileges on databases.
+    let legacy: String = LEGACY_READERS
+        .iter()
+        .map(|role| {
+            format!("IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN DROP OWNED BY {role}; DROP ROLE {role}; END IF;\n")
+        })
+        .collect();
+    let sql = format!(
+        "DO $$ BEGIN\n{creates}{legacy}END $$;
          REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC;
          REVOKE CONNECT, TEMPORARY ON DATABASE template1 FROM PUBLIC;"
     );
-    for (role, password) in [
-        (SCORER_ROLE, &server.scorer_password),
-        (MONITOR_ROLE, &server.monitor_password),
-    ] {
-        sql.push_str(&format!(
-            "\nALTER ROLE {role} NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS {};",
-            login(password.expose())
-        ));
-    }
     client
         .batch_execute(&sql)
         .await
         .map_err(sql_err(&server.name, "create pglab roles"))
 }
 
-/// A participant's login role: no password (LDAP checks it), no powers;
-/// the scorer may act as it.
+/// The password of `owner`'s checking role, derived from the server's
+/// scorer key: nothing to store, and the same in every pglab replica.
+pub fn checker_password(server: &PgServerSettings, owner: &PgName) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac =
+        <Hmac<sha2::Sha256> as Mac>::new_from_slice(server.scorer_password.expose().as_bytes())
+            .expect("hmac takes any key");
+    mac.update(b"pglab checker ");
+    mac.update(PgName::checker(owner).as_str().as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..24])
+}
+
+fn checker_login_sql(server: &PgServerSettings, owner: &PgName) -> String {
+    // A SCRAM verifier, not the password, goes into the statement text.
+    let verifier =
+        postgres_protocol::password::scram_sha_256(checker_password(server, owner).as_bytes());
+    format!(
+        "LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {CHECKER_CONNECTIONS} PASSWORD {}",
+        crate::ident::quote_literal(&verifier)
+    )
+}
+
+/// Makes (or mends) `owner`'s checking role: a login that is a member of
+/// `owner` and of the pg_hba group only, with no privileges of its own
+/// (NOINHERIT): checks run in it as `SET ROLE owner`, and whatever student
+/// code does there, it can become nobody else.
+pub fn ensure_checker_sql(server: &PgServerSettings, owner: &PgName) -> String {
+    let checker = PgName::checker(owner);
+    let c = checker.quoted();
+    let name = crate::ident::quote_literal(checker.as_str());
+    format!(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {name}) THEN CREATE ROLE {c} NOLOGIN; END IF; END $$;\n\
+         ALTER ROLE {c} {};\n\
+         GRANT {} TO {c}; GRANT {CHECKERS_ROLE} TO {c};",
+        checker_login_sql(server, owner),
+        owner.quoted()
+    )
+}
+
+/// A session in `db` as `owner`'s checking role. When the password is
+/// refused (the scorer key in the config changed since the role was made),
+/// pglab's admin sets it again once and the login is retried.
+pub async fn connect_checker(
+    server: &PgServerSettings,
+    db: &str,
+    owner: &PgName,
+) -> Result<Client, ConnectError> {
+    let checker = PgName::checker(owner);
+    let password = checker_password(server, owner);
+    let login = || pgconn::connect_as(server, db, checker.as_str(), &password, "pglab-check");
+    match login().await {
+        Err(e) if e.source.code() == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD) => {
+            let admin = pgconn::connect(server, "postgres").await?;
+            let reset = format!(
+                "ALTER ROLE {} {};",
+                checker.quoted(),
+                checker_login_sql(server, owner)
+            );
+            if let Err(e) = admin.batch_execute(&reset).await {
+                tracing::warn!(role = %checker, error = %pgconn::db_message(&e), "cannot reset a checking role's password");
+            }
+            login().await
+        }
+        other => other,
+    }
+}
+
+/// A participant's login role: no password (LDAP checks it), no powers.
 pub fn create_login_role_sql(role: &PgName, connection_limit: u32) -> String {
     format!(
-        "CREATE ROLE {r} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {connection_limit} IN ROLE {STUDENTS_ROLE};\n\
-         GRANT {r} TO {SCORER_ROLE}, {MONITOR_ROLE};",
+        "CREATE ROLE {r} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {connection_limit} IN ROLE {STUDENTS_ROLE};",
         r = role.quoted()
     )
 }
 
 pub fn fix_login_role_sql(role: &PgName, connection_limit: u32) -> String {
     format!(
-        "ALTER ROLE {r} LOGIN CONNECTION LIMIT {connection_limit}; GRANT {STUDENTS_ROLE} TO {r}; GRANT {r} TO {SCORER_ROLE}, {MONITOR_ROLE};",
+        "ALTER ROLE {r} LOGIN CONNECTION LIMIT {connection_limit}; GRANT {STUDENTS_ROLE} TO {r};",
         r = role.quoted()
     )
 }
@@ -220,8 +278,7 @@ pub fn fix_login_role_sql(role: &PgName, connection_limit: u32) -> String {
 /// A group's database owner: members act through it, nobody logs in as it.
 pub fn create_group_role_sql(role: &PgName) -> String {
     format!(
-        "CREATE ROLE {r} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;\n\
-         GRANT {r} TO {SCORER_ROLE}, {MONITOR_ROLE};",
+        "CREATE ROLE {r} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;",
         r = role.quoted()
     )
 }
@@ -230,12 +287,38 @@ pub fn grant_group_sql(group: &PgName, member: &PgName) -> String {
     format!("GRANT {} TO {};", group.quoted(), member.quoted())
 }
 
-/// CONNECT for the owner (implicit), the scorer and the monitor only.
-pub fn close_database_sql(db: &PgName) -> String {
+/// CONNECT for the owner (implicit) and the owner's checking role only.
+pub fn close_database_sql(db: &PgName, owner: &PgName) -> String {
     format!(
-        "REVOKE ALL ON DATABASE {d} FROM PUBLIC; GRANT CONNECT ON DATABASE {d} TO {SCORER_ROLE}, {MONITOR_ROLE};",
+        "REVOKE ALL ON DATABASE {d} FROM PUBLIC; GRANT CONNECT ON DATABASE {d} TO {};",
+        PgName::checker(owner).quoted(),
         d = db.quoted()
     )
+}
+
+/// Runs `create` (a `CREATE DATABASE` statement naming `db`) so that the
+/// new database admits no session before `access` (its grants) ran: it is
+/// made with connections disallowed, then `access` runs, then it opens. A
+/// student cannot slip into a reference, template or scratch database in
+/// the moment between its creation and the REVOKE from PUBLIC.
+pub async fn create_closed_database(
+    server: &PgServerSettings,
+    client: &Client,
+    create: &str,
+    db: &PgName,
+    access: &str,
+) -> Result<(), PgError> {
+    client
+        .batch_execute(&format!("{create} ALLOW_CONNECTIONS false"))
+        .await
+        .map_err(sql_err(&server.name, format!("create database {db}")))?;
+    client
+        .batch_execute(&format!(
+            "{access} ALTER DATABASE {} ALLOW_CONNECTIONS true;",
+            db.quoted()
+        ))
+        .await
+        .map_err(sql_err(&server.name, format!("close {db} to others")))
 }
 
 /// No CONNECT for anybody but pglab's admin (reference, template).
@@ -296,14 +379,7 @@ pub async fn clone_database(
         owner.quoted(),
         template.strategy
     );
-    client
-        .batch_execute(&create)
-        .await
-        .map_err(sql_err(&server.name, format!("create database {db}")))?;
-    client
-        .batch_execute(&close_database_sql(db))
-        .await
-        .map_err(sql_err(&server.name, format!("close {db} to others")))?;
+    create_closed_database(server, client, &create, db, &close_database_sql(db, owner)).await?;
     if template.has_starter_objects {
         let inside = pgconn::connect(server, db.as_str()).await?;
         inside

@@ -57,7 +57,7 @@ pub async fn read(
              LEFT JOIN (SELECT datid, count(*) AS sessions,
                                max(coalesce(state_change, backend_start)) AS last_statement
                         FROM pg_stat_activity
-                        WHERE backend_type = 'client backend' AND usename NOT IN ('pglab_scorer', $2)
+                        WHERE backend_type = 'client backend' AND usename <> $2 AND usename NOT LIKE 'pglab.ck.%'
                         GROUP BY datid) a ON a.datid = d.datid
              WHERE d.datname = ANY ($1)",
             &[&names, &server.admin_user],

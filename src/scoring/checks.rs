@@ -49,6 +49,12 @@ impl Failure {
             class: "wrong",
         }
     }
+
+    /// Whether the check hit a time limit (the database is then given a
+    /// rest before it is checked again).
+    pub fn timed_out(&self) -> bool {
+        matches!(self.class, "timeout" | "lock_timeout")
+    }
 }
 
 fn describe(e: &tokio_postgres::Error, limits: &Limits) -> Failure {
@@ -162,8 +168,12 @@ pub async fn verify<C: GenericClient>(
 ) -> Result<(), Failure> {
     let db = |e: tokio_postgres::Error| describe(&e, limits);
     match (check, expected) {
-        (_, Expected::Broken(why)) => Err(Failure {
-            reason: format!("the check is broken on the reference: {why}"),
+        // The reference's own error text is for the lab master (the log,
+        // `pglab lab check`), never for a student's page.
+        (_, Expected::Broken(_)) => Err(Failure {
+            reason:
+                "this check fails on the lab's reference database: the lab master must fix the lab"
+                    .into(),
             class: "broken_check",
         }),
         (
@@ -255,22 +265,41 @@ pub async fn verify<C: GenericClient>(
     }
 }
 
+/// How long a check may go on after its query was cancelled before its
+/// backend is terminated from outside.
+pub const GRACE: Duration = Duration::from_secs(2);
+
+/// The end of a guarded check.
+pub enum Guarded<T> {
+    Done(T),
+    /// It outlived its limit and the cancel: its backend was terminated and
+    /// the connection is gone.
+    Ended,
+}
+
 /// Runs `fut`; if Postgres' own timeout did not stop it in time (a student
 /// function may have changed `statement_timeout`), cancels the query from
-/// outside and waits for it to end.
+/// outside; if it still runs `GRACE` later (student code can catch
+/// `query_canceled` in a loop), runs `terminate`, which ends the backend,
+/// and gives the check up. Student code cannot catch a termination.
 pub async fn guarded<T>(
     cancel: &CancelToken,
     limit: Duration,
+    terminate: impl std::future::Future<Output = ()>,
     fut: impl std::future::Future<Output = T>,
-) -> T {
+) -> Guarded<T> {
     tokio::pin!(fut);
     tokio::select! {
-        out = &mut fut => out,
-        _ = tokio::time::sleep(limit) => {
-            if let Err(e) = cancel.cancel_query(NoTls).await {
-                tracing::warn!(error = %e, "could not cancel a check that ran too long");
-            }
-            fut.await
-        }
+        out = &mut fut => return Guarded::Done(out),
+        _ = tokio::time::sleep(limit) => {}
     }
+    if let Err(e) = cancel.cancel_query(NoTls).await {
+        tracing::warn!(error = %e, "could not cancel a check that ran too long");
+    }
+    tokio::select! {
+        out = &mut fut => return Guarded::Done(out),
+        _ = tokio::time::sleep(GRACE) => {}
+    }
+    terminate.await;
+    Guarded::Ended
 }

@@ -82,7 +82,39 @@ pub async fn expectations(
     Ok(out)
 }
 
-/// Scores one participant (or group) database as its owner `role`.
+/// Ends a backend from outside, through pglab's admin connection.
+async fn terminate(server: &PgServerSettings, pid: i32) {
+    let ended = async {
+        let admin = pgconn::connect(server, "postgres").await.ok()?;
+        admin
+            .execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .await
+            .ok()
+    };
+    if ended.await.is_none() {
+        tracing::warn!(server = %server.name, pid, "could not terminate a check's backend");
+    }
+}
+
+/// What a task gets when an earlier check of the same database timed out
+/// in this round: not run, so that one database costs at most one check's
+/// time limit per round. The engine keeps the task's previous result.
+pub fn not_checked() -> TaskOutcome {
+    TaskOutcome {
+        passed: false,
+        points: 0,
+        reason: Some("not checked yet: another check of this database timed out".into()),
+        class: Some(SKIPPED),
+    }
+}
+
+/// The class of [`not_checked`] outcomes.
+pub const SKIPPED: &str = "skipped";
+
+/// Scores one participant (or group) database as its owner `role`, logged
+/// in as the owner's checking role (which can become `role` and nobody
+/// else). After the first check that times out, the remaining tasks are
+/// [`not_checked`].
 pub async fn score_database(
     server: &PgServerSettings,
     db: &str,
@@ -91,28 +123,56 @@ pub async fn score_database(
     expected: &Expectations,
     limits: &Limits,
 ) -> Result<Vec<TaskOutcome>, EvalError> {
-    let mut client = pgconn::connect_scorer(server, db).await?;
+    let owner = PgName::from_catalog(role.to_string());
+    let mut client = crate::provision::postgres::connect_checker(server, db, &owner).await?;
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await?
+        .get(0);
     let cancel = client.cancel_token();
     // Postgres' statement_timeout normally ends a check; this outer limit
     // catches checks whose student code turned that timeout off.
-    let hard_limit = limits.statement_timeout + Duration::from_secs(2);
+    let hard_limit = limits.statement_timeout + Duration::from_secs(1);
     let tx = begin(&mut client, limits, Some(role)).await?;
     // Each check ends with a rollback to this savepoint: whatever it did
     // (an error, a role or setting changed by student code) is undone, and
     // the role set in `begin` is back.
     tx.batch_execute("SAVEPOINT c").await?;
     let mut outcomes = Vec::with_capacity(lab.tasks.len());
+    let mut ended = false;
+    let mut timed_out = false;
     for (task, expected) in lab.tasks.iter().zip(expected) {
+        if timed_out {
+            outcomes.push(not_checked());
+            continue;
+        }
         let mut failure: Option<Failure> = None;
         for (check, want) in task.checks.iter().zip(expected) {
-            let result = checks::guarded(
+            let run = checks::guarded(
                 &cancel,
                 hard_limit,
+                terminate(server, pid),
                 checks::verify(&tx, check, want, limits),
             )
             .await;
-            tx.batch_execute("ROLLBACK TO SAVEPOINT c").await?;
+            let result = match run {
+                checks::Guarded::Done(result) => result,
+                checks::Guarded::Ended => {
+                    ended = true;
+                    Err(Failure {
+                        reason: format!(
+                            "timed out after {} s and was stopped",
+                            limits.statement_timeout.as_secs_f64()
+                        ),
+                        class: "timeout",
+                    })
+                }
+            };
+            if !ended {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT c").await?;
+            }
             if let Err(f) = result {
+                timed_out = f.timed_out();
                 failure = Some(f);
                 break;
             }
@@ -124,6 +184,8 @@ pub async fn score_database(
             reason: failure.map(|f| f.reason),
         });
     }
-    tx.commit().await?;
+    if !ended {
+        tx.commit().await?;
+    }
     Ok(outcomes)
 }

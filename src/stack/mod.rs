@@ -50,7 +50,6 @@ fn load_or_make_settings(opts: &StackOptions) -> Result<Settings, StackError> {
     let pg_password = secret(previous.as_ref().map(|p| &p.postgres[0].admin_password));
     let ldap_password = secret(previous.as_ref().map(|p| &p.ldap.bind_password));
     let scorer_password = secret(previous.as_ref().map(|p| &p.postgres[0].scorer_password));
-    let monitor_password = secret(previous.as_ref().map(|p| &p.postgres[0].monitor_password));
     let data_dir = std::path::absolute(&opts.data_dir).map_err(process::io("data dir"))?;
     let postgres = (0..opts.pg_servers)
         .map(|i| PgServerSettings {
@@ -60,7 +59,7 @@ fn load_or_make_settings(opts: &StackOptions) -> Result<Settings, StackError> {
             admin_user: postgres::ADMIN_USER.into(),
             admin_password: pg_password.clone(),
             scorer_password: scorer_password.clone(),
-            monitor_password: monitor_password.clone(),
+            monitor_password: Secret::default(),
             public_host: None,
             bin_dir: postgres::bin_dir().ok(),
         })

@@ -82,15 +82,14 @@ impl PgCluster {
              log_line_prefix = '%m [%p] %q%u@%d '\n"
         );
         write_owned(&dir.join("pglab.conf"), &conf, run_as.as_ref())?;
-        // First match wins: the admin, the scorer, the monitor and the
-        // restore roles of submission jobs by password (they are members of
-        // student roles, so they must match before the LDAP line), students
-        // by LDAP, nobody else.
+        // First match wins: the admin, the checking roles and the restore
+        // roles of submission jobs by password (they are members of student
+        // roles, so they must match before the LDAP line), students by
+        // LDAP, nobody else.
         let hba = format!(
             "# written by pglab at every start\n\
              host all {ADMIN_USER} 127.0.0.1/32 scram-sha-256\n\
-             host all pglab_scorer 127.0.0.1/32 scram-sha-256\n\
-             host all pglab_monitor 127.0.0.1/32 scram-sha-256\n\
+             host all +pglab_checkers 127.0.0.1/32 scram-sha-256\n\
              host all +pglab_restorers 127.0.0.1/32 scram-sha-256\n\
              host all +pglab_students 127.0.0.1/32 ldap ldapserver=127.0.0.1 ldapport={} ldapprefix=\"uid=\" ldapsuffix=\",{}\"\n\
              host all all 127.0.0.1/32 scram-sha-256\n",

@@ -8,7 +8,7 @@
 use super::issues::{self, RestoreIssue};
 use super::tools::{self, RestoreLogin};
 use crate::control::{Store, SubmissionRecord};
-use crate::ident::{quote_ident, quote_literal};
+use crate::ident::{quote_ident, quote_literal, PgName};
 use crate::lab::submissions::DumpFormat;
 use crate::settings::{PgServerSettings, Settings};
 use std::path::{Path, PathBuf};
@@ -293,19 +293,24 @@ async fn restore(
                 crate::provision::postgres::RESTORERS_ROLE,
             ))
             .await?;
-        admin
-            .batch_execute(&format!(
-                "CREATE DATABASE {scratch} OWNER {owner} TEMPLATE template0"
-            ))
-            .await?;
-        admin
-            .batch_execute(&format!(
-                "REVOKE ALL ON DATABASE {scratch} FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE {scratch} TO {role};"
-            ))
-            .await
+        Ok::<_, tokio_postgres::Error>(())
     };
     if let Err(e) = setup.await {
         return Outcome::Failed(issue("preparing the scratch database", db_error(&e)));
+    }
+    let scratch_name = PgName::from_catalog(names.scratch.clone());
+    if let Err(e) = crate::provision::postgres::create_closed_database(
+        server,
+        admin,
+        &format!("CREATE DATABASE {scratch} OWNER {owner} TEMPLATE template0"),
+        &scratch_name,
+        &format!(
+            "REVOKE ALL ON DATABASE {scratch} FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE {scratch} TO {role};"
+        ),
+    )
+    .await
+    {
+        return Outcome::Failed(issue("preparing the scratch database", e));
     }
     let set_up = started.elapsed();
     // While the dump runs, this session keeps the group's database from
@@ -348,9 +353,10 @@ async fn restore(
     let finish = admin
         .batch_execute(&format!(
             "{} REVOKE ALL ON DATABASE {scratch} FROM {role};",
-            crate::provision::postgres::close_database_sql(&crate::ident::PgName::from_catalog(
-                names.scratch.clone()
-            ))
+            crate::provision::postgres::close_database_sql(
+                &scratch_name,
+                &PgName::from_catalog(job.owner.clone())
+            )
         ))
         .await;
     if let Err(e) = finish {

@@ -37,19 +37,24 @@ async fn get_text(url: &str) -> String {
     }
 }
 
-/// `participant/task -> passed` from the exporter's text output.
-fn exporter_results(text: &str) -> BTreeMap<String, f64> {
-    text.lines()
-        .filter(|l| l.starts_with("sql_pglab_obs_"))
-        .filter_map(|l| {
-            let label = |k: &str| {
-                l.split(&format!("{k}=\""))
-                    .nth(1)?
-                    .split('"')
-                    .next()
-                    .map(str::to_string)
-            };
-            let value: f64 = l.rsplit(' ').next()?.parse().ok()?;
+/// `participant/task -> passed` as Prometheus records it from the stock
+/// exporter's fingerprints (`pglab_obs_<task>_passed`).
+async fn recorded_results(prometheus: &str) -> BTreeMap<String, f64> {
+    let url = format!(
+        "http://{prometheus}/api/v1/query?query={}",
+        encode("{__name__=~\"pglab_obs_.+_passed\"}")
+    );
+    let body: serde_json::Value = match reqwest::get(url).await {
+        Ok(r) => r.json().await.unwrap_or_default(),
+        Err(_) => return BTreeMap::new(),
+    };
+    body["data"]["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let label = |k: &str| r["metric"][k].as_str().map(str::to_string);
+            let value: f64 = r["value"][1].as_str()?.parse().ok()?;
             Some((
                 format!("{}/{}", label("participant")?, label("task")?),
                 value,
@@ -144,7 +149,31 @@ async fn generated_files_work_with_promtool_the_stock_exporter_and_prometheus() 
     let server = env.serve().await;
     let board = server.metrics.board.clone();
 
-    // The stock exporter agrees with pglab on every participant and task.
+    // What runs in a participant's database carries no expected value, no
+    // participant name and no pseudonym: the exporter exports fingerprints,
+    // the Prometheus rules compare them and name the participant.
+    let exporter_config = std::fs::read_to_string(gen.join("exporter/obs.yml")).expect("read");
+    let rules = std::fs::read_to_string(gen.join("prometheus/rules/obs.yml")).expect("read");
+    let expected: Vec<&str> = rules
+        .split("== bool ")
+        .skip(1)
+        .filter_map(|r| r.split(')').next())
+        .filter(|v| v.len() > 6) // fingerprints, not the 1 of `sql` checks
+        .collect();
+    assert!(expected.len() >= 3, "{rules}");
+    for line in exporter_config.lines().filter(|l| l.contains("query:")) {
+        for value in &expected {
+            assert!(!line.contains(value), "expected value {value} in {line}");
+        }
+        for name in ["ana", "bo", "cy"] {
+            assert!(!line.contains(&format!("'{name}'")), "{name} in {line}");
+        }
+    }
+    assert!(exporter_config.contains("postgres://pglab.ck.ana:"));
+    assert!(!exporter_config.contains("pglab_monitor"));
+
+    // The stock exporter, and a real Prometheus with the generated config
+    // (scraping and evaluating every second).
     let mut exporter = Command::new("prometheus-sql-exporter")
         .arg("-config.file")
         .arg(gen.join("exporter/obs.yml"))
@@ -154,43 +183,6 @@ async fn generated_files_work_with_promtool_the_stock_exporter_and_prometheus() 
         .kill_on_drop(true)
         .spawn()
         .expect("prometheus-sql-exporter starts");
-    let started = Instant::now();
-    let (mut exported, mut ours) = (BTreeMap::new(), BTreeMap::new());
-    while started.elapsed() < Duration::from_secs(60) {
-        exported =
-            exporter_results(&get_text(&format!("http://127.0.0.1:{exporter_port}/metrics")).await);
-        let snap = board.get();
-        ours = BTreeMap::new();
-        if let Some(lab) = snap.labs.iter().find(|l| l.id == "obs") {
-            for p in &lab.participants {
-                for (t, info) in p.tasks.iter().flatten().zip(&lab.tasks) {
-                    ours.insert(
-                        format!("{}/{}", p.username, info.id),
-                        if t.passed { 1.0 } else { 0.0 },
-                    );
-                }
-            }
-        }
-        // A query that fails (a missing view) leaves the task absent: not passed.
-        let agree = ours.len() == 12
-            && ours
-                .iter()
-                .all(|(k, v)| exported.get(k).copied().unwrap_or(0.0) == *v);
-        if agree && !exported.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    assert_eq!(ours.values().filter(|v| **v == 1.0).count(), 6, "{ours:?}");
-    for (k, v) in &ours {
-        assert_eq!(
-            exported.get(k).copied().unwrap_or(0.0),
-            *v,
-            "{k}: exporter {exported:?}"
-        );
-    }
-
-    // A real Prometheus with the generated config (scraping every second).
     let config = std::fs::read_to_string(gen.join("prometheus/prometheus.yml"))
         .expect("read")
         .replace("15s", "1s");
@@ -210,6 +202,44 @@ async fn generated_files_work_with_promtool_the_stock_exporter_and_prometheus() 
         .kill_on_drop(true)
         .spawn()
         .expect("prometheus starts");
+
+    // The exporter's verdict, as recorded by Prometheus, agrees with pglab
+    // on every participant and task.
+    let started = Instant::now();
+    let (mut exported, mut ours) = (BTreeMap::new(), BTreeMap::new());
+    while started.elapsed() < Duration::from_secs(90) {
+        exported = recorded_results(&format!("127.0.0.1:{prometheus_port}")).await;
+        let snap = board.get();
+        ours = BTreeMap::new();
+        if let Some(lab) = snap.labs.iter().find(|l| l.id == "obs") {
+            for p in &lab.participants {
+                for (t, info) in p.tasks.iter().flatten().zip(&lab.tasks) {
+                    ours.insert(
+                        format!("{}/{}", p.username, info.id),
+                        if t.passed { 1.0 } else { 0.0 },
+                    );
+                }
+            }
+        }
+        // A query that fails (a missing view) leaves the task absent: not passed.
+        let agree = ours.len() == 12
+            && ours
+                .iter()
+                .all(|(k, v)| exported.get(k).copied().unwrap_or(0.0) == *v);
+        if agree && exported.values().filter(|v| **v == 1.0).count() == 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(ours.values().filter(|v| **v == 1.0).count(), 6, "{ours:?}");
+    for (k, v) in &ours {
+        assert_eq!(
+            exported.get(k).copied().unwrap_or(0.0),
+            *v,
+            "{k}: exporter {exported:?}"
+        );
+    }
+
     let dashboard: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(gen.join("grafana/dashboards/obs.json")).expect("dashboard"),
     )

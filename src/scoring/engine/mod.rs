@@ -6,7 +6,7 @@ mod publish;
 
 use super::activity::{self, Activity};
 use super::board::Board;
-use super::checks::Limits;
+use super::checks::{self, Limits};
 use super::evaluate::{self, Expectations, TaskOutcome};
 use super::health::Health;
 use crate::control::{LabSpecRecord, Store, StoredTask};
@@ -26,6 +26,30 @@ struct DbCache {
     last_progress: Option<DateTime<Utc>>,
     last_activity: Option<DateTime<Utc>>,
     error: Option<String>,
+    /// Rounds in a row in which a check of this database timed out.
+    timeouts: u32,
+    /// Not evaluated again before this (back-off after timeouts).
+    rest_until: Option<Instant>,
+}
+
+impl DbCache {
+    /// After a round with (or without) a timeout: the next rest.
+    fn note_timeouts(&mut self, timed_out: bool, interval: Duration, max: Duration) {
+        if !timed_out {
+            self.timeouts = 0;
+            self.rest_until = None;
+            return;
+        }
+        self.timeouts = self.timeouts.saturating_add(1);
+        let rest = interval
+            .saturating_mul(1 << (self.timeouts - 1).min(16))
+            .min(max);
+        self.rest_until = Some(Instant::now() + rest);
+    }
+
+    fn resting(&self) -> bool {
+        self.rest_until.is_some_and(|t| Instant::now() < t)
+    }
 }
 
 struct LabCache {
@@ -150,10 +174,12 @@ impl Engine {
                     for (lab, db, owner) in dbs {
                         let Some(a) = found.get(db) else { continue };
                         let cache = self.labs.get_mut(lab).and_then(|l| l.dbs.get_mut(db));
+                        let resting = cache.as_ref().is_some_and(|c| c.resting());
                         let changed = cache.is_none_or(|c| {
                             c.signature.as_ref() != Some(&a.signature) || c.outcomes.is_none()
                         });
-                        if changed {
+                        // A resting database stays "changed" until its rest ends.
+                        if changed && !resting {
                             jobs.push(Job {
                                 lab: lab.clone(),
                                 db: db.clone(),
@@ -259,46 +285,103 @@ impl Engine {
     async fn evaluate(&mut self, jobs: Vec<Job>, activity: &BTreeMap<(String, String), Activity>) {
         let limits = self.limits();
         let per_server = self.settings.scoring.concurrency_per_server.max(1);
+        let round_deadline = tokio::time::sleep(Duration::from_secs(
+            self.settings.scoring.round_deadline_secs.max(1),
+        ));
         let mut by_server: BTreeMap<String, Vec<Job>> = BTreeMap::new();
         for j in jobs {
             by_server.entry(j.server.clone()).or_default().push(j);
         }
         let labs = &self.labs;
         let settings = &self.settings;
-        let runs = by_server.into_iter().map(|(server, jobs)| async move {
+        let runs = by_server.into_iter().map(|(server, jobs)| {
             let s = settings
                 .server(&server)
                 .expect("placed on a configured server");
             futures_util::stream::iter(jobs)
-                .map(|job| async move {
+                .map(move |job| async move {
                     let cache = &labs[&job.lab];
                     let result = match &cache.expected {
-                        Some(expected) => evaluate::score_database(
-                            s, &job.db, &job.owner, &cache.lab, expected, &limits,
-                        )
-                        .await
-                        .map_err(|e| e.to_string()),
+                        Some(expected) => {
+                            // Each check is ended from outside after its
+                            // limit; this bounds the database as a whole.
+                            let checks = cache
+                                .lab
+                                .tasks
+                                .iter()
+                                .map(|t| t.checks.len())
+                                .sum::<usize>();
+                            let most =
+                                (limits.statement_timeout + checks::GRACE + Duration::from_secs(2))
+                                    * (checks as u32 + 1);
+                            match tokio::time::timeout(
+                                most,
+                                evaluate::score_database(
+                                    s, &job.db, &job.owner, &cache.lab, expected, &limits,
+                                ),
+                            )
+                            .await
+                            {
+                                Ok(r) => r.map_err(|e| e.to_string()),
+                                Err(_) => {
+                                    Err(format!("scoring took longer than {} s", most.as_secs()))
+                                }
+                            }
+                        }
                         None => Err("the lab's reference database cannot be read".to_string()),
                     };
                     (job, result)
                 })
                 .buffer_unordered(per_server)
-                .collect::<Vec<_>>()
-                .await
+                .boxed()
         });
-        let results: Vec<_> = futures_util::future::join_all(runs)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
+        // Past the round's deadline, what is done is kept; the databases
+        // still running are dropped (their sessions close) and stay
+        // "changed" for the next round.
+        let mut results = Vec::new();
+        {
+            let mut all = futures_util::stream::select_all(runs);
+            tokio::pin!(round_deadline);
+            loop {
+                tokio::select! {
+                    next = all.next() => match next {
+                        Some(r) => results.push(r),
+                        None => break,
+                    },
+                    _ = &mut round_deadline => {
+                        tracing::warn!("a scoring round reached its deadline; the rest waits for the next round");
+                        break;
+                    }
+                }
+            }
+        }
         let now = Utc::now();
         for (job, result) in results {
             let a = &activity[&(job.lab.clone(), job.db.clone())];
             let lab = self.labs.get_mut(&job.lab).expect("lab cached");
             let tasks: Vec<String> = lab.lab.tasks.iter().map(|t| t.id.clone()).collect();
             let cache = lab.dbs.entry(job.db.clone()).or_default();
+            let (interval, max_rest) = (
+                Duration::from_secs(self.settings.scoring.interval_secs.max(1)),
+                Duration::from_secs(self.settings.scoring.max_backoff_secs),
+            );
             match result {
-                Ok(outcomes) => {
+                Ok(mut outcomes) => {
+                    let timed_out = outcomes.iter().any(|o| {
+                        matches!(
+                            o.class,
+                            Some("timeout" | "lock_timeout" | evaluate::SKIPPED)
+                        )
+                    });
+                    cache.note_timeouts(timed_out, interval, max_rest);
+                    // Tasks not checked this time keep what they had.
+                    for (i, o) in outcomes.iter_mut().enumerate() {
+                        if o.class == Some(evaluate::SKIPPED) {
+                            if let Some(old) = cache.outcomes.as_ref().and_then(|old| old.get(i)) {
+                                *o = old.clone();
+                            }
+                        }
+                    }
                     for o in &outcomes {
                         if let Some(class) = o.class {
                             self.health.check_failed(class);
@@ -345,6 +428,7 @@ impl Engine {
                     cache.error = None;
                 }
                 Err(e) => {
+                    cache.note_timeouts(e.starts_with("scoring took longer"), interval, max_rest);
                     tracing::warn!(lab = %job.lab, db = %job.db, error = %e, "cannot score a database");
                     self.health.check_failed("unreachable");
                     cache.error = Some(e);
