@@ -30,13 +30,6 @@ fn promtool(args: &[&str], dir: &std::path::Path) -> String {
     text
 }
 
-async fn get_text(url: &str) -> String {
-    match reqwest::get(url).await {
-        Ok(r) => r.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
-
 /// `participant/task -> passed` as Prometheus records it from the stock
 /// exporter's fingerprints (`pglab_obs_<task>_passed`).
 async fn recorded_results(prometheus: &str) -> BTreeMap<String, f64> {
