@@ -115,7 +115,7 @@ impl Default for ScoringSettings {
             max_rows: 100_000,
             concurrency_per_server: 4,
             round_deadline_secs: 300,
-            max_backoff_secs: 300,
+            max_backoff_secs: 120,
         }
     }
 }

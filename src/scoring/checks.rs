@@ -49,12 +49,6 @@ impl Failure {
             class: "wrong",
         }
     }
-
-    /// Whether the check hit a time limit (the database is then given a
-    /// rest before it is checked again).
-    pub fn timed_out(&self) -> bool {
-        matches!(self.class, "timeout" | "lock_timeout")
-    }
 }
 
 fn describe(e: &tokio_postgres::Error, limits: &Limits) -> Failure {

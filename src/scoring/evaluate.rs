@@ -96,14 +96,14 @@ async fn terminate(server: &PgServerSettings, pid: i32) {
     }
 }
 
-/// What a task gets when an earlier check of the same database timed out
-/// in this round: not run, so that one database costs at most one check's
-/// time limit per round. The engine keeps the task's previous result.
+/// What a task gets when an earlier check of the same database had to be
+/// terminated from outside in this round (its session is gone): not run.
+/// The engine keeps the task's previous result.
 pub fn not_checked() -> TaskOutcome {
     TaskOutcome {
         passed: false,
         points: 0,
-        reason: Some("not checked yet: another check of this database timed out".into()),
+        reason: Some("not checked yet: another check of this database had to be stopped".into()),
         class: Some(SKIPPED),
     }
 }
@@ -113,8 +113,8 @@ pub const SKIPPED: &str = "skipped";
 
 /// Scores one participant (or group) database as its owner `role`, logged
 /// in as the owner's checking role (which can become `role` and nobody
-/// else). After the first check that times out, the remaining tasks are
-/// [`not_checked`].
+/// else). After a check that had to be terminated from outside, the
+/// remaining tasks are [`not_checked`].
 pub async fn score_database(
     server: &PgServerSettings,
     db: &str,
@@ -140,9 +140,8 @@ pub async fn score_database(
     tx.batch_execute("SAVEPOINT c").await?;
     let mut outcomes = Vec::with_capacity(lab.tasks.len());
     let mut ended = false;
-    let mut timed_out = false;
     for (task, expected) in lab.tasks.iter().zip(expected) {
-        if timed_out {
+        if ended {
             outcomes.push(not_checked());
             continue;
         }
@@ -172,7 +171,6 @@ pub async fn score_database(
                 tx.batch_execute("ROLLBACK TO SAVEPOINT c").await?;
             }
             if let Err(f) = result {
-                timed_out = f.timed_out();
                 failure = Some(f);
                 break;
             }

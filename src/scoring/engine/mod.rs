@@ -75,6 +75,9 @@ struct Job {
     db: String,
     server: String,
     owner: String,
+    /// Its checks timed out recently: it is evaluated in its server's slow
+    /// lane, one database at a time, never in the lanes the others use.
+    slow: bool,
 }
 
 impl Engine {
@@ -180,11 +183,17 @@ impl Engine {
                         });
                         // A resting database stays "changed" until its rest ends.
                         if changed && !resting {
+                            let slow = self
+                                .labs
+                                .get(lab)
+                                .and_then(|l| l.dbs.get(db))
+                                .is_some_and(|c| c.timeouts > 0);
                             jobs.push(Job {
                                 lab: lab.clone(),
                                 db: db.clone(),
                                 server: server.clone(),
                                 owner: owner.clone(),
+                                slow,
                             });
                         }
                         if let Some(c) = self.labs.get_mut(lab).and_then(|l| l.dbs.get_mut(db)) {
@@ -288,13 +297,20 @@ impl Engine {
         let round_deadline = tokio::time::sleep(Duration::from_secs(
             self.settings.scoring.round_deadline_secs.max(1),
         ));
-        let mut by_server: BTreeMap<String, Vec<Job>> = BTreeMap::new();
+        // Per server two lanes: the usual one with `per_server` databases at
+        // once, and a slow lane of one for databases whose checks timed out
+        // lately, so that hostile databases cannot take the usual lanes.
+        let mut by_server: BTreeMap<(String, bool), Vec<Job>> = BTreeMap::new();
         for j in jobs {
-            by_server.entry(j.server.clone()).or_default().push(j);
+            by_server
+                .entry((j.server.clone(), j.slow))
+                .or_default()
+                .push(j);
         }
         let labs = &self.labs;
         let settings = &self.settings;
-        let runs = by_server.into_iter().map(|(server, jobs)| {
+        let runs = by_server.into_iter().map(|((server, slow), jobs)| {
+            let lanes = if slow { 1 } else { per_server };
             let s = settings
                 .server(&server)
                 .expect("placed on a configured server");
@@ -332,7 +348,7 @@ impl Engine {
                     };
                     (job, result)
                 })
-                .buffer_unordered(per_server)
+                .buffer_unordered(lanes)
                 .boxed()
         });
         // Past the round's deadline, what is done is kept; the databases
@@ -368,10 +384,8 @@ impl Engine {
             match result {
                 Ok(mut outcomes) => {
                     let timed_out = outcomes.iter().any(|o| {
-                        matches!(
-                            o.class,
-                            Some("timeout" | "lock_timeout" | evaluate::SKIPPED)
-                        )
+                        // A lock held by the student is no reason to rest.
+                        matches!(o.class, Some("timeout" | evaluate::SKIPPED))
                     });
                     cache.note_timeouts(timed_out, interval, max_rest);
                     // Tasks not checked this time keep what they had.
