@@ -11,6 +11,7 @@ pub mod ident;
 pub mod lab;
 pub mod metrics;
 pub mod pgconn;
+pub mod private_files;
 pub mod provision;
 pub mod scoring;
 pub mod server;

@@ -2,6 +2,8 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // Every file pglab (or a server it starts) writes is its own.
+    pglab::private_files::restrict_umask();
     let cli = pglab::cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

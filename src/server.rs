@@ -10,9 +10,15 @@ use crate::web::AppState;
 use std::sync::Arc;
 
 pub async fn start(settings: Settings) -> anyhow::Result<AppState> {
+    crate::private_files::secure_data_dir(&settings.data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot make the data directory {} private: {e}",
+            settings.data_dir.display()
+        )
+    })?;
     let store = Store::open_migrated(&settings).await?;
     for server in &settings.postgres {
-        // The scorer's password follows the config at every start.
+        // pglab's roles exist, and those of older versions are gone.
         match crate::pgconn::connect(server, "postgres").await {
             Ok(admin) => crate::provision::postgres::ensure_baseline(server, &admin).await?,
             Err(e) => {

@@ -1,7 +1,7 @@
 //! Logging in and out. Lab masters and staff are members of LDAP groups
 //! named in the config (or the bootstrap admin of the config); students are
 //! LDAP people who take part in a lab. Failed attempts are rate-limited per
-//! username and per client address.
+//! username and client address (see `limiter`).
 
 use super::session::{self, MaybeSession, Role, Session};
 use super::{AppState, Nav, WebError};
@@ -13,63 +13,9 @@ use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 const LOGIN_COOKIE: &str = "pglab_login";
-const WINDOW: Duration = Duration::from_secs(300);
-/// Failed logins allowed per username in `WINDOW`.
-const PER_USER: usize = 5;
-/// Per client address: higher, since a classroom may share one NAT address.
-const PER_ADDRESS: usize = 50;
-
-/// Failed login attempts in the last `WINDOW`, per key.
-#[derive(Default)]
-pub struct Limiter(Mutex<HashMap<String, VecDeque<Instant>>>);
-
-impl Limiter {
-    /// Seconds to wait if any key is over its limit.
-    pub fn blocked(&self, keys: &[(String, usize)]) -> Option<u64> {
-        let mut map = self.0.lock().ok()?;
-        let now = Instant::now();
-        keys.iter().find_map(|(key, limit)| {
-            let q = map.get_mut(key)?;
-            while q.front().is_some_and(|t| now.duration_since(*t) > WINDOW) {
-                q.pop_front();
-            }
-            (q.len() >= *limit).then(|| {
-                q.front()
-                    .map_or(1, |t| (WINDOW - now.duration_since(*t)).as_secs() + 1)
-            })
-        })
-    }
-
-    pub fn fail(&self, keys: &[(String, usize)]) {
-        if let Ok(mut map) = self.0.lock() {
-            for (key, _) in keys {
-                map.entry(key.clone())
-                    .or_default()
-                    .push_back(Instant::now());
-            }
-        }
-    }
-
-    fn clear(&self, key: &str) {
-        if let Ok(mut map) = self.0.lock() {
-            map.remove(key);
-        }
-    }
-}
-
-/// The limiter keys of a password attempt by `user` from `addr`.
-pub fn attempt_keys(user: &str, addr: SocketAddr) -> [(String, usize); 2] {
-    [
-        (format!("user:{}", user.trim().to_lowercase()), PER_USER),
-        (format!("addr:{}", addr.ip()), PER_ADDRESS),
-    ]
-}
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -86,10 +32,69 @@ struct NextQuery {
     next: Option<String>,
 }
 
-/// Only local paths: a login must not bounce the browser to another site.
-fn safe_next(next: Option<&str>) -> Option<String> {
-    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
+/// Only pglab's own paths: a login must not bounce the browser to another
+/// site. A path is printable ASCII without spaces or backslashes, starts
+/// with one `/`, and stays so once percent-decoded (browsers drop tabs and
+/// newlines and read `\` as `/`, which would turn `/\evil` or `/%09/evil`
+/// into `//evil`, another host).
+pub fn safe_next(next: Option<&str>) -> Option<String> {
+    fn local(s: &str, space: bool) -> bool {
+        s.starts_with('/')
+            && !s.starts_with("//")
+            && s.bytes()
+                .all(|b| (b.is_ascii_graphic() || space && b == b' ') && b != b'\\')
+    }
+    fn decoded(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+                (b'%', Some(v)) => {
+                    out.push(v);
+                    i += 3;
+                }
+                (c, _) => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    next.filter(|n| n.len() <= 2000 && local(n, false) && local(&decoded(n), true))
         .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_stays_on_pglab() {
+        for ok in ["/", "/labs/demo", "/me?tab=1#x", "/labs/a%20b"] {
+            assert_eq!(safe_next(Some(ok)).as_deref(), Some(ok), "{ok}");
+        }
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "/%5Cevil.example",
+            "/%2F/evil.example",
+            "/%09/evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "https://evil.example",
+            "evil.example",
+            "/ /evil",
+            "/%00",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), None, "{bad:?}");
+        }
+    }
 }
 
 fn login_page(state: &AppState, page: LoginPage) -> Result<Response, WebError> {
@@ -183,15 +188,14 @@ async fn submit(
     if expected.is_empty() || !session::same(&form.token, expected) {
         return Err(WebError::Csrf);
     }
-    let keys = attempt_keys(&form.username, addr);
-    let user_key = keys[0].0.clone();
-    if let Some(wait) = state.limiter.blocked(&keys) {
+    let attempt = session::attempt(&state, &headers, addr, &form.username);
+    let counted = state.limiter.count(&attempt).map_err(|wait| {
         tracing::warn!(client = %addr.ip(), "login refused: too many failed attempts");
-        return Err(WebError::TooManyAttempts(wait));
-    }
+        WebError::TooManyAttempts(wait)
+    })?;
     match authenticate(&state, form.username.trim(), &form.password).await? {
         Ok(role) => {
-            state.limiter.clear(&user_key);
+            state.limiter.forgive(counted);
             let s = Session::new(
                 form.username.trim().to_string(),
                 role,
@@ -205,6 +209,7 @@ async fn submit(
             for c in [
                 session::cookie(&state, session::COOKIE, &state.sessions.sign(&s), max_age),
                 session::cookie(&state, LOGIN_COOKIE, "", 0),
+                session::device_cookie(&state, &s.user),
             ] {
                 if let Ok(v) = c.parse() {
                     h.append(header::SET_COOKIE, v);
@@ -213,7 +218,7 @@ async fn submit(
             Ok(response)
         }
         Err(message) => {
-            state.limiter.fail(&keys);
+            // The attempt stays counted.
             tracing::info!(client = %addr.ip(), "failed login");
             let mut response = login_page(
                 &state,

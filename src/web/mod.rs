@@ -10,6 +10,7 @@ mod health;
 mod highlight;
 mod jobs;
 mod labs;
+pub mod limiter;
 mod login;
 mod participants;
 pub mod session;
@@ -19,7 +20,7 @@ mod submissions;
 pub use board::{render_grid, BoardView};
 pub use error::WebError;
 pub use jobs::Jobs;
-pub use login::Limiter;
+pub use limiter::Limiter;
 
 use crate::control::Store;
 use crate::scoring::Board;

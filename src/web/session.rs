@@ -13,6 +13,10 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 pub const COOKIE: &str = "pglab_session";
+/// Set at a successful login: the browser may keep trying that username
+/// when others' failures block it from that address (see `web::limiter`).
+pub const DEVICE_COOKIE: &str = "pglab_device";
+const DEVICE_DAYS: i64 = 180;
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
@@ -62,6 +66,26 @@ impl SessionKey {
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(session).unwrap_or_default());
         let tag = URL_SAFE_NO_PAD.encode(self.mac(&payload).finalize().into_bytes());
         format!("{payload}.{tag}")
+    }
+
+    /// A value for the known-device cookie of `user` (see `web::limiter`).
+    pub fn sign_device(&self, user: &str) -> String {
+        let payload = URL_SAFE_NO_PAD.encode(format!("device:{}", user.trim().to_lowercase()));
+        let tag = URL_SAFE_NO_PAD.encode(self.mac(&payload).finalize().into_bytes());
+        format!("{payload}.{tag}")
+    }
+
+    /// Whether `value` is a known-device cookie of `user`.
+    pub fn is_device_of(&self, value: &str, user: &str) -> bool {
+        let Some((payload, tag)) = value.split_once('.') else {
+            return false;
+        };
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(tag) else {
+            return false;
+        };
+        self.mac(payload).verify_slice(&tag).is_ok()
+            && URL_SAFE_NO_PAD.decode(payload).ok().as_deref()
+                == Some(format!("device:{}", user.trim().to_lowercase()).as_bytes())
     }
 
     /// The session in `value` if its signature is right and it has not expired.
@@ -198,4 +222,29 @@ mod tests {
         let expired = Session { expires: 0, ..s };
         assert!(key.verify(&key.sign(&expired)).is_none());
     }
+}
+
+/// The password attempt of `user` from this request, for the limiter.
+pub fn attempt<'a>(
+    state: &AppState,
+    headers: &HeaderMap,
+    addr: std::net::SocketAddr,
+    user: &'a str,
+) -> super::limiter::Attempt<'a> {
+    super::limiter::Attempt {
+        user,
+        addr: addr.ip(),
+        known_device: read_cookie(headers, DEVICE_COOKIE)
+            .is_some_and(|v| state.sessions.is_device_of(v, user)),
+    }
+}
+
+/// The known-device cookie to set after `user` logged in.
+pub fn device_cookie(state: &AppState, user: &str) -> String {
+    cookie(
+        state,
+        DEVICE_COOKIE,
+        &state.sessions.sign_device(user),
+        DEVICE_DAYS * 86_400,
+    )
 }

@@ -205,12 +205,15 @@ async fn change_password(
     if let Some(p) = problem {
         return render(&state, &s, None, Some(p)).await;
     }
-    let keys = super::login::attempt_keys(&s.user, addr);
-    if let Some(wait) = state.limiter.blocked(&keys) {
-        return Err(WebError::TooManyAttempts(wait));
-    }
+    let counted = state
+        .limiter
+        .count(&super::limiter::Attempt {
+            user: &s.user,
+            addr: addr.ip(),
+            known_device: false,
+        })
+        .map_err(WebError::TooManyAttempts)?;
     if !ldap::change_own_password(&state.settings.ldap, &user, &form.current, &form.new).await? {
-        state.limiter.fail(&keys);
         return render(
             &state,
             &s,
@@ -219,6 +222,7 @@ async fn change_password(
         )
         .await;
     }
+    state.limiter.forgive(counted);
     // The initial password no longer works: pglab stops keeping it.
     state.store.forget_initial_password(user.as_str()).await?;
     tracing::info!(%user, "password changed by its owner");

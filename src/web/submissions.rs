@@ -124,15 +124,15 @@ async fn basic_user(
                 .map(|(u, p)| (u.to_string(), p.to_string()))
         })
         .ok_or(WebError::Unauthorized)?;
-    let keys = super::login::attempt_keys(&user, addr);
-    if let Some(wait) = state.limiter.blocked(&keys) {
-        return Err(WebError::TooManyAttempts(wait));
-    }
+    let counted = state
+        .limiter
+        .count(&super::session::attempt(state, headers, addr, &user))
+        .map_err(WebError::TooManyAttempts)?;
     let parsed = Username::parse(&user).map_err(|_| WebError::Unauthorized)?;
     if !crate::provision::ldap::check_password(&state.settings.ldap, &parsed, &password).await? {
-        state.limiter.fail(&keys);
         return Err(WebError::Unauthorized);
     }
+    state.limiter.forgive(counted);
     Ok(user)
 }
 
