@@ -42,6 +42,12 @@ pub struct Settings {
     /// `PGLAB_API_TOKEN`. Empty: the API answers 401 to everything.
     #[serde(default)]
     pub api_token: Secret,
+    /// When set, `/metrics` answers only requests with
+    /// `Authorization: Bearer <metrics_token>` (the generated Prometheus
+    /// config carries it); overridden by `PGLAB_METRICS_TOKEN`. Empty:
+    /// `/metrics` is open.
+    #[serde(default)]
+    pub metrics_token: Secret,
     #[serde(default)]
     pub web: WebSettings,
 }
@@ -197,6 +203,9 @@ impl Settings {
 
     /// Secrets from the environment win over the file.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(t) = get("PGLAB_METRICS_TOKEN") {
+            self.metrics_token = Secret(t);
+        }
         if let Some(t) = get("PGLAB_API_TOKEN") {
             self.api_token = Secret(t);
         }
@@ -307,6 +316,7 @@ impl Settings {
             },
             scoring: ScoringSettings::default(),
             api_token: Secret::default(),
+            metrics_token: Secret::default(),
             web: WebSettings::default(),
         }
     }

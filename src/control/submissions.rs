@@ -86,17 +86,46 @@ fn record(r: &Row) -> SubmissionRecord {
 }
 
 impl Store {
-    pub async fn insert_submission(&self, s: &NewSubmission<'_>) -> Result<i64, StoreError> {
+    /// Hand-ins of a database that are queued or running.
+    pub async fn pending_submissions(&self, lab: &str, database: &str) -> Result<i64, StoreError> {
         let row = self
             .client()
             .await?
             .query_one(
-                "INSERT INTO submissions (lab_id, database, server, owner, grp, uploaded_by, size, format, file, late, contents)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-                &[&s.lab, &s.database, &s.server, &s.owner, &s.group, &s.uploaded_by, &s.size, &s.format, &s.file, &s.late, &s.contents],
+                "SELECT count(*) FROM submissions WHERE lab_id = $1 AND database = $2 AND status IN ('queued', 'running')",
+                &[&lab, &database],
             )
             .await?;
         Ok(row.get(0))
+    }
+
+    /// Queues a hand-in unless its database has `max_pending` queued or
+    /// running already (`None` then). Counted and inserted under a lock per
+    /// database, so parallel uploads cannot pass the cap together.
+    pub async fn insert_submission(
+        &self,
+        s: &NewSubmission<'_>,
+        max_pending: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('pglab submissions ' || $1 || '/' || $2))",
+            &[&s.lab, &s.database],
+        )
+        .await?;
+        let row = tx
+            .query_opt(
+                "INSERT INTO submissions (lab_id, database, server, owner, grp, uploaded_by, size, format, file, late, contents)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+                 WHERE (SELECT count(*) FROM submissions WHERE lab_id = $1 AND database = $2
+                          AND status IN ('queued', 'running')) < $12
+                 RETURNING id",
+                &[&s.lab, &s.database, &s.server, &s.owner, &s.group, &s.uploaded_by, &s.size, &s.format, &s.file, &s.late, &s.contents, &max_pending],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(row.map(|r| r.get(0)))
     }
 
     pub async fn submission(&self, id: i64) -> Result<Option<SubmissionRecord>, StoreError> {
@@ -141,7 +170,8 @@ impl Store {
         Ok(rows.iter().map(record).collect())
     }
 
-    /// Takes the oldest queued job whose database has no job running.
+    /// Takes a queued job whose database has no job running: of the
+    /// databases with the fewest restores in the last hour, the oldest.
     pub async fn claim_submission(
         &self,
         worker: &str,
@@ -158,7 +188,13 @@ impl Store {
                          WHERE s.status = 'queued'
                            AND NOT EXISTS (SELECT 1 FROM submissions r
                                            WHERE r.status = 'running' AND r.lab_id = s.lab_id AND r.database = s.database)
-                         ORDER BY s.id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                         -- Fair across databases: those restored least in the
+                         -- last hour first, then the oldest upload.
+                         ORDER BY (SELECT count(*) FROM submissions d
+                                   WHERE d.lab_id = s.lab_id AND d.database = s.database
+                                     AND d.finished_at > now() - interval '1 hour'),
+                                  s.id
+                         LIMIT 1 FOR UPDATE SKIP LOCKED)
                      RETURNING {COLUMNS}"
                 ),
                 &[&worker],

@@ -92,6 +92,18 @@ async fn read_reference(
     Ok(Reference { fingerprints })
 }
 
+/// The lines of a Prometheus scrape job that send pglab's metrics token
+/// (nothing when `/metrics` is open).
+pub fn scrape_authorization(token: &str) -> String {
+    if token.is_empty() {
+        return String::new();
+    }
+    format!(
+        "    authorization:\n      type: Bearer\n      credentials: '{}'\n",
+        token.replace('\'', "''")
+    )
+}
+
 /// Every generated file: path relative to the output folder, and content.
 pub struct Generated {
     pub files: Vec<(PathBuf, String)>,
@@ -198,7 +210,13 @@ pub async fn generate(
         PathBuf::from(format!("exporter/{lab_id}.yml")),
         exporter::render(&lab, &reference, &targets, &budgets),
     )];
-    files.extend(prometheus::files(&lab, opts, &reference, &targets));
+    files.extend(prometheus::files(
+        &lab,
+        opts,
+        &reference,
+        &targets,
+        settings.metrics_token.expose(),
+    ));
     files.extend(grafana::files(&lab));
     Ok(Generated { files })
 }

@@ -31,7 +31,7 @@ fn participant_relabels(targets: &[Target]) -> String {
         .collect()
 }
 
-fn config(lab: &Lab, o: &GenerateOptions, targets: &[Target]) -> String {
+fn config(lab: &Lab, o: &GenerateOptions, targets: &[Target], token: &str) -> String {
     format!(
         r#"{}global:
   scrape_interval: 15s
@@ -40,7 +40,7 @@ rule_files:
   - rules/*.yml
 scrape_configs:
   - job_name: pglab
-    static_configs:
+{}    static_configs:
       - targets: ['{}']
   - job_name: sql-exporter
     static_configs:
@@ -56,6 +56,7 @@ scrape_configs:
       - targets: ['{}']
 "#,
         header(lab, "#"),
+        super::scrape_authorization(token),
         o.pglab_address,
         o.exporter_address,
         participant_relabels(targets),
@@ -279,10 +280,14 @@ pub fn files(
     o: &GenerateOptions,
     reference: &Reference,
     targets: &[Target],
+    metrics_token: &str,
 ) -> Vec<(PathBuf, String)> {
     let id = lab.id.as_str();
     vec![
-        ("prometheus/prometheus.yml".into(), config(lab, o, targets)),
+        (
+            "prometheus/prometheus.yml".into(),
+            config(lab, o, targets, metrics_token),
+        ),
         ("prometheus/rules/pglab.yml".into(), global_rules(lab)),
         (
             format!("prometheus/rules/{id}.yml").into(),

@@ -8,6 +8,8 @@
 //!   deadline: 2026-12-01T18:00:00+01:00        # default: the lab's deadline
 //!   late: reject                               # or accept-flagged
 //!   replace: true                              # a new upload replaces the last
+//!   timeout: 10m                               # longest restore (default 10m, at most 2h)
+//!   keep_uploads: false                        # keep the files after the restore
 //! ```
 
 use super::walk::Walker;
@@ -72,9 +74,57 @@ pub struct SubmissionRules {
     pub late: LatePolicy,
     /// Whether a new upload replaces an earlier successful one.
     pub replace: bool,
+    /// Longest a restore may run before it is stopped and failed.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    /// Keep uploaded files after their restore (the last `KEPT_UPLOADS` of
+    /// each database); by default a file is removed once restored.
+    #[serde(default)]
+    pub keep_uploads: bool,
 }
 
-const KEYS: &[&str] = &["formats", "max_size", "deadline", "late", "replace"];
+/// Uploads kept per database when a lab keeps them.
+pub const KEPT_UPLOADS: usize = 5;
+/// Hand-ins of one database waiting or running at once, at most.
+pub const MAX_PENDING: i64 = 3;
+const DEFAULT_TIMEOUT_SECS: u64 = 600;
+const MAX_TIMEOUT_SECS: u64 = 7200;
+
+fn default_timeout() -> u64 {
+    DEFAULT_TIMEOUT_SECS
+}
+
+/// `90s`, `10m`, `1h`, `1h30m`.
+pub fn parse_duration(s: &str) -> Option<u64> {
+    let (mut total, mut number) = (0u64, String::new());
+    for c in s.trim().chars() {
+        match c {
+            '0'..='9' => number.push(c),
+            's' | 'm' | 'h' if !number.is_empty() => {
+                let n: u64 = number.parse().ok()?;
+                number.clear();
+                total = total.checked_add(n.checked_mul(match c {
+                    's' => 1,
+                    'm' => 60,
+                    _ => 3600,
+                })?)?;
+            }
+            ' ' => {}
+            _ => return None,
+        }
+    }
+    (number.is_empty() && total > 0).then_some(total)
+}
+
+const KEYS: &[&str] = &[
+    "formats",
+    "max_size",
+    "deadline",
+    "late",
+    "replace",
+    "timeout",
+    "keep_uploads",
+];
 const DEFAULT_MAX: u64 = 100 * 1024 * 1024;
 const LIMIT: u64 = 10 * 1024 * 1024 * 1024;
 
@@ -175,12 +225,41 @@ pub fn rules(w: &mut Walker, node: &Node) -> Option<SubmissionRules> {
     } else {
         true
     };
+    let timeout_secs = match w.string(&f, "timeout") {
+        None => DEFAULT_TIMEOUT_SECS,
+        Some(t) => match parse_duration(&t).filter(|s| *s <= MAX_TIMEOUT_SECS) {
+            Some(secs) => secs,
+            None => {
+                let line = f.get("timeout").map_or(f.line, |n| n.line);
+                w.error(
+                    line,
+                    "submissions.timeout",
+                    format!("{t:?} is not a duration like 10m or 90s (at most 2h)"),
+                );
+                ok = false;
+                0
+            }
+        },
+    };
+    let keep_uploads = if f.has("keep_uploads") {
+        match w.boolean(&f, "keep_uploads") {
+            Some(b) => b,
+            None => {
+                ok = false;
+                false
+            }
+        }
+    } else {
+        false
+    };
     ok.then_some(SubmissionRules {
         formats,
         max_bytes,
         deadline,
         late,
         replace,
+        timeout_secs,
+        keep_uploads,
     })
 }
 
@@ -202,5 +281,15 @@ mod tests {
         assert_eq!(parse_size("2048"), Some(2048));
         assert_eq!(parse_size("12 parsecs"), None);
         assert_eq!(parse_size("0"), None);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m"), Some(600));
+        assert_eq!(parse_duration("1h30m"), Some(5400));
+        assert_eq!(parse_duration("90s"), Some(90));
+        for bad in ["", "10", "m", "10x", "0s", "-5m"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
     }
 }

@@ -79,6 +79,7 @@ fn load_or_make_settings(opts: &StackOptions) -> Result<Settings, StackError> {
             bind_password: ldap_password,
         },
         api_token: secret(previous.as_ref().map(|p| &p.api_token)),
+        metrics_token: secret(previous.as_ref().map(|p| &p.metrics_token)),
         web: WebSettings {
             admin_user: "admin".into(),
             admin_password: secret(previous.as_ref().map(|p| &p.web.admin_password)),
@@ -153,6 +154,7 @@ impl LocalStack {
                     &dir.join("prometheus"),
                     port,
                     settings.listen,
+                    &settings.metrics_token,
                     opts.scrape_interval,
                 )
                 .await?

@@ -17,6 +17,7 @@ impl Prometheus {
         dir: &Path,
         port: u16,
         pglab: SocketAddr,
+        metrics_token: &crate::settings::Secret,
         scrape_interval: Duration,
     ) -> process::Result<Option<Self>> {
         let Ok(binary) = process::find_binary("prometheus", &[], "prometheus") else {
@@ -27,9 +28,10 @@ impl Prometheus {
         let config = dir.join("prometheus.yml");
         let text = format!(
             "# written by pglab up\nglobal:\n  scrape_interval: {every}s\n  evaluation_interval: {every}s\n\
-             scrape_configs:\n  - job_name: pglab\n    static_configs:\n      - targets: ['{pglab}']\n\
+             scrape_configs:\n  - job_name: pglab\n{auth}    static_configs:\n      - targets: ['{pglab}']\n\
              \x20 - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n",
-            every = scrape_interval.as_secs().max(1)
+            every = scrape_interval.as_secs().max(1),
+            auth = crate::generate::scrape_authorization(metrics_token.expose()),
         );
         std::fs::write(&config, text).map_err(io(config.display().to_string()))?;
         let mut cmd = Command::new(binary);

@@ -5,7 +5,7 @@
 use super::Queue;
 use crate::control::{NewSubmission, Store};
 use crate::ident::LabId;
-use crate::lab::submissions::LatePolicy;
+use crate::lab::submissions::{LatePolicy, MAX_PENDING};
 use crate::settings::Settings;
 use axum::body::Bytes;
 use chrono::{DateTime, Utc};
@@ -31,6 +31,8 @@ pub enum UploadError {
     Late(String),
     #[error("your database was already restored from a dump, and this lab does not replace it")]
     AlreadyHandedIn,
+    #[error("{0} of your hand-ins are still waiting or running; upload again when they are done")]
+    Busy(i64),
     #[error("the file is larger than this lab's limit of {0}; the upload was stopped there")]
     TooLarge(String),
     #[error("the upload was interrupted ({0}); nothing was stored")]
@@ -140,6 +142,9 @@ where
     if !rules.replace && store.has_restored(lab.as_str(), &database).await? {
         return Err(UploadError::AlreadyHandedIn);
     }
+    if store.pending_submissions(lab.as_str(), &database).await? >= MAX_PENDING {
+        return Err(UploadError::Busy(MAX_PENDING));
+    }
     let server = settings.server(&server_name).ok_or_else(|| {
         UploadError::Refused(format!("server {server_name} is not in the config"))
     })?;
@@ -161,20 +166,24 @@ where
     synced?;
     let file = upload.path.display().to_string();
     let id = store
-        .insert_submission(&NewSubmission {
-            lab: lab.as_str(),
-            database: &database,
-            server: &server_name,
-            owner: &owner,
-            group: group.as_deref(),
-            uploaded_by: user,
-            size: size as i64,
-            format: pre.format.name(),
-            file: &file,
-            late,
-            contents: pre.contents.as_deref(),
-        })
-        .await?;
+        .insert_submission(
+            &NewSubmission {
+                lab: lab.as_str(),
+                database: &database,
+                server: &server_name,
+                owner: &owner,
+                group: group.as_deref(),
+                uploaded_by: user,
+                size: size as i64,
+                format: pre.format.name(),
+                file: &file,
+                late,
+                contents: pre.contents.as_deref(),
+            },
+            MAX_PENDING,
+        )
+        .await?
+        .ok_or(UploadError::Busy(MAX_PENDING))?;
     upload.keep = true;
     queue.queued();
     tracing::info!(

@@ -87,6 +87,13 @@ fn directory_root(file: &Path) -> Option<PathBuf> {
         .find(|p| p.join("toc.dat").is_file())
 }
 
+fn human_duration(d: Duration) -> String {
+    match d.as_secs() {
+        s if s % 60 == 0 => format!("{} minutes", s / 60),
+        s => format!("{s} seconds"),
+    }
+}
+
 /// A plain dump, run statement by statement by pglab itself as the restore
 /// role; the result in the shape of a tool run (no stderr).
 async fn restore_plain(
@@ -323,19 +330,37 @@ async fn restore(
     };
     let file = PathBuf::from(&job.file);
     let format = DumpFormat::parse(&job.format).unwrap_or(DumpFormat::Plain);
-    let found = match format {
-        DumpFormat::Plain => restore_plain(server, job, names, &login, &file).await,
-        DumpFormat::Directory => match directory_root(&file) {
-            Some(dir) => tools::restore_archive(server, &names.scratch, &dir, &login)
-                .await
-                .map(|run| (run.ok, issues::from_pg_restore(&run.stderr), run.stderr)),
-            None => Err("the unpacked directory dump is gone".into()),
-        },
-        DumpFormat::Custom | DumpFormat::Tar => {
-            tools::restore_archive(server, &names.scratch, &file, &login)
-                .await
-                .map(|run| (run.ok, issues::from_pg_restore(&run.stderr), run.stderr))
+    let rules = match store.lab(&job.lab).await {
+        Ok(Some(spec)) => spec.lab.submissions,
+        _ => None,
+    };
+    let limit = Duration::from_secs(rules.map_or(600, |r| r.timeout_secs));
+    // Past the lab's limit the restore is dropped: pg_restore is killed,
+    // a plain restore's session closes, and clean_up ends whatever still
+    // runs in the scratch database (DROP DATABASE ... WITH (FORCE)). The
+    // swap below is never cut off half-way.
+    let restoring = async {
+        match format {
+            DumpFormat::Plain => restore_plain(server, job, names, &login, &file).await,
+            DumpFormat::Directory => match directory_root(&file) {
+                Some(dir) => tools::restore_archive(server, &names.scratch, &dir, &login)
+                    .await
+                    .map(|run| (run.ok, issues::from_pg_restore(&run.stderr), run.stderr)),
+                None => Err("the unpacked directory dump is gone".into()),
+            },
+            DumpFormat::Custom | DumpFormat::Tar => {
+                tools::restore_archive(server, &names.scratch, &file, &login)
+                    .await
+                    .map(|run| (run.ok, issues::from_pg_restore(&run.stderr), run.stderr))
+            }
         }
+    };
+    let found = match tokio::time::timeout(limit, restoring).await {
+        Ok(found) => found,
+        Err(_) => Err(format!(
+            "it did not finish within {} (the lab's submissions.timeout); your database is unchanged",
+            human_duration(limit)
+        )),
     };
     let prepared_and_restored = started.elapsed();
     let (ok, mut found, stderr) = match found {

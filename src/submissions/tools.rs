@@ -8,8 +8,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-/// Longest a restore may run before it is stopped.
-pub const RESTORE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Longest a tool may run; the lab's `submissions.timeout` (at most 2 h,
+/// applied around the whole restore) normally ends it first.
+pub const RESTORE_TIMEOUT: Duration = Duration::from_secs(3 * 3600);
 
 /// `pg_restore --list` of an archive (custom, tar or unpacked directory).
 pub async fn list(server: &PgServerSettings, archive: &Path) -> Result<String, String> {

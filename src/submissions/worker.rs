@@ -5,6 +5,7 @@
 
 use super::restore::{self, JobNames, Outcome};
 use crate::control::{Store, SubmissionRecord};
+use crate::lab::submissions::KEPT_UPLOADS;
 use crate::settings::Settings;
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,6 +92,33 @@ async fn run_job(settings: &Settings, store: &Store, worker: &str, job: Submissi
     };
     if let Err(e) = saved {
         tracing::error!(error = %e, "could not record the end of a restore");
+    }
+    remove_uploads(store, &job).await;
+}
+
+/// Uploads do not pile up: a restored (or failed) upload's file is removed,
+/// unless the lab keeps uploads, and then only the newest
+/// `KEPT_UPLOADS` finished ones of the database stay.
+async fn remove_uploads(store: &Store, job: &SubmissionRecord) {
+    let keep = match store.lab(&job.lab).await {
+        Ok(Some(spec)) => spec.lab.submissions.is_some_and(|r| r.keep_uploads),
+        _ => false,
+    };
+    let Ok(all) = store.database_submissions(&job.lab, &job.database).await else {
+        return;
+    };
+    let finished = all
+        .iter()
+        .filter(|s| matches!(s.status.as_str(), "succeeded" | "failed"));
+    let kept = if keep { KEPT_UPLOADS } else { 0 };
+    for old in finished.skip(kept) {
+        let file = std::path::Path::new(&old.file);
+        if file.exists() {
+            if let Err(e) = std::fs::remove_file(file) {
+                tracing::warn!(job = old.id, error = %e, "could not remove an upload");
+            }
+        }
+        let _ = std::fs::remove_dir_all(super::detect::unpacked_dir(file));
     }
 }
 

@@ -44,8 +44,13 @@ fn status(
     p: &crate::scoring::ParticipantBoard,
     tasks: usize,
     now: DateTime<Utc>,
+    public: bool,
 ) -> (&'static str, String) {
     if let Some(e) = &p.error {
+        // The error names servers and databases: for staff only.
+        if public {
+            return ("help", "needs help: cannot be checked".into());
+        }
         return ("help", format!("needs help: cannot be checked ({e})"));
     }
     let Some(done) = p.tasks.as_ref() else {
@@ -72,7 +77,7 @@ pub fn summarize(board: &LabBoard, now: DateTime<Utc>) -> LabStats {
     let (mut finished, mut needs_help) = (0, 0);
     for p in &board.participants {
         total += u64::from(p.points()) * 100 / u64::from(max);
-        match status(p, board.tasks.len(), now).0 {
+        match status(p, board.tasks.len(), now, true).0 {
             "done" => finished += 1,
             "help" => needs_help += 1,
             _ => {}
@@ -103,11 +108,11 @@ impl BoardView {
         public: bool,
         now: DateTime<Utc>,
     ) -> Self {
-        let rows = board
+        let mut rows: Vec<Row> = board
             .participants
             .iter()
             .map(|p| {
-                let (status, status_text) = status(p, board.tasks.len(), now);
+                let (status, status_text) = status(p, board.tasks.len(), now, public);
                 let cells = board
                     .tasks
                     .iter()
@@ -148,6 +153,10 @@ impl BoardView {
                 }
             })
             .collect();
+        if public {
+            // By pseudonym: the order of usernames would hint at who is who.
+            rows.sort_by(|a, b| a.who.cmp(&b.who));
+        }
         BoardView {
             tasks: board
                 .tasks

@@ -25,12 +25,36 @@ impl UploadError {
             UploadError::Closed(_) => StatusCode::NOT_FOUND,
             UploadError::NotParticipant(_) | UploadError::Late(_) => StatusCode::FORBIDDEN,
             UploadError::AlreadyHandedIn => StatusCode::CONFLICT,
+            UploadError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             UploadError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             UploadError::Interrupted(_) => StatusCode::BAD_REQUEST,
             UploadError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             UploadError::Io(_) | UploadError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
+}
+
+/// Longest small form field (the CSRF token) read.
+const SMALL_FIELD: usize = 1024;
+
+/// A small field's text, refused past `SMALL_FIELD` bytes (never buffered
+/// whole: it could be as large as the upload).
+async fn small_field(mut field: axum::extract::multipart::Field<'_>) -> Result<String, WebError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| UploadError::Interrupted(e.body_text()))?
+    {
+        if out.len() + chunk.len() > SMALL_FIELD {
+            return Err(WebError::BadRequest(format!(
+                "the form field {:?} is longer than {SMALL_FIELD} bytes",
+                field.name().unwrap_or("")
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    String::from_utf8(out).map_err(|_| WebError::BadRequest("a form field is not text".into()))
 }
 
 /// A multipart upload: the CSRF token (for the form) and the `file` field,
@@ -53,7 +77,7 @@ async fn accept_multipart(
         match field.name() {
             Some("csrf") => {
                 if let Some(s) = csrf {
-                    s.check_csrf(&field.text().await.unwrap_or_default())?;
+                    s.check_csrf(&small_field(field).await?)?;
                     token_ok = true;
                 }
             }
