@@ -196,6 +196,31 @@ impl FromRequestParts<AppState> for Session {
     }
 }
 
+/// The password attempt of `user` from this request, for the limiter.
+pub fn attempt<'a>(
+    state: &AppState,
+    headers: &HeaderMap,
+    addr: std::net::SocketAddr,
+    user: &'a str,
+) -> super::limiter::Attempt<'a> {
+    super::limiter::Attempt {
+        user,
+        addr: addr.ip(),
+        known_device: read_cookie(headers, DEVICE_COOKIE)
+            .is_some_and(|v| state.sessions.is_device_of(v, user)),
+    }
+}
+
+/// The known-device cookie to set after `user` logged in.
+pub fn device_cookie(state: &AppState, user: &str) -> String {
+    cookie(
+        state,
+        DEVICE_COOKIE,
+        &state.sessions.sign_device(user),
+        DEVICE_DAYS * 86_400,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,29 +247,4 @@ mod tests {
         let expired = Session { expires: 0, ..s };
         assert!(key.verify(&key.sign(&expired)).is_none());
     }
-}
-
-/// The password attempt of `user` from this request, for the limiter.
-pub fn attempt<'a>(
-    state: &AppState,
-    headers: &HeaderMap,
-    addr: std::net::SocketAddr,
-    user: &'a str,
-) -> super::limiter::Attempt<'a> {
-    super::limiter::Attempt {
-        user,
-        addr: addr.ip(),
-        known_device: read_cookie(headers, DEVICE_COOKIE)
-            .is_some_and(|v| state.sessions.is_device_of(v, user)),
-    }
-}
-
-/// The known-device cookie to set after `user` logged in.
-pub fn device_cookie(state: &AppState, user: &str) -> String {
-    cookie(
-        state,
-        DEVICE_COOKIE,
-        &state.sessions.sign_device(user),
-        DEVICE_DAYS * 86_400,
-    )
 }

@@ -232,6 +232,20 @@ impl Http {
         }
     }
 
+    /// A client whose requests come from another loopback address (a
+    /// second machine in the classroom).
+    pub fn from_address(base: &str, address: [u8; 4]) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .local_address(Some(std::net::IpAddr::from(address)))
+                .build()
+                .expect("client"),
+            base: base.to_string(),
+            cookies: vec![],
+        }
+    }
+
     fn cookie_header(&self) -> String {
         self.cookies
             .iter()
