@@ -94,6 +94,9 @@ pub fn parse(name: &str, text: &str, dir: &Path) -> Result<Lab, LabError> {
 }
 
 #[cfg(test)]
+mod fuzz_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
