@@ -247,6 +247,13 @@ impl Settings {
             if self.postgres[..i].iter().any(|o| o.name == s.name) {
                 return Err(format!("postgres[{i}].name {:?} is used twice", s.name));
             }
+            // A known key would let anybody log in as every checking role.
+            if s.scorer_password.expose().chars().count() < 16 {
+                return Err(format!(
+                    "postgres[{i}].scorer_password: set 16 or more random characters (or PGLAB_PG_{}_SCORER_PASSWORD); the checking roles' passwords are derived from it",
+                    s.name.to_ascii_uppercase().replace('-', "_")
+                ));
+            }
         }
         if self.server(&self.control.server).is_none() {
             return Err(format!(
@@ -336,7 +343,11 @@ mod tests {
         s.apply_env(|k| (k == "PGLAB_PG_MAIN_PASSWORD").then(|| "hunter2".to_string()));
         assert_eq!(s.postgres[0].admin_password.expose(), "hunter2");
         assert!(!format!("{s:?}").contains("hunter2"));
-        let back: Settings = serde_norway::from_str(&Settings::example().to_yaml()).unwrap();
+        let mut back: Settings = serde_norway::from_str(&Settings::example().to_yaml()).unwrap();
+        assert!(back.validate().unwrap_err().contains("scorer_password"));
+        back.apply_env(|k| {
+            (k == "PGLAB_PG_MAIN_SCORER_PASSWORD").then(|| "0123456789abcdef0123".to_string())
+        });
         back.validate().unwrap();
     }
 

@@ -12,7 +12,7 @@
 //!   keep_uploads: false                        # keep the files after the restore
 //! ```
 
-use super::walk::Walker;
+use super::walk::{Fields, Walker};
 use super::yaml::Node;
 use chrono::{DateTime, Utc};
 
@@ -147,6 +147,42 @@ pub fn parse_size(s: &str) -> Option<u64> {
     (bytes >= 1.0 && bytes.is_finite()).then_some(bytes as u64)
 }
 
+/// `key` read with `parse`, or `default` when absent; a value that does
+/// not parse is an error on its line (and clears `ok`).
+fn scalar<T: Default>(
+    w: &mut Walker,
+    f: &Fields,
+    key: &str,
+    default: T,
+    ok: &mut bool,
+    parse: impl Fn(&str) -> Result<T, &'static str>,
+) -> T {
+    let Some(text) = w.string(f, key) else {
+        return default;
+    };
+    parse(&text).unwrap_or_else(|expected| {
+        let line = f.get(key).map_or(f.line, |n| n.line);
+        w.error(
+            line,
+            &format!("submissions.{key}"),
+            format!("{text:?} is not {expected}"),
+        );
+        *ok = false;
+        T::default()
+    })
+}
+
+/// A `true`/`false` field, or `default` when absent.
+fn flag(w: &mut Walker, f: &Fields, key: &str, default: bool, ok: &mut bool) -> bool {
+    if !f.has(key) {
+        return default;
+    }
+    w.boolean(f, key).unwrap_or_else(|| {
+        *ok = false;
+        default
+    })
+}
+
 pub fn rules(w: &mut Walker, node: &Node) -> Option<SubmissionRules> {
     let f = w.fields(node, "submissions", KEYS)?;
     let mut ok = true;
@@ -180,22 +216,11 @@ pub fn rules(w: &mut Walker, node: &Node) -> Option<SubmissionRules> {
     } else {
         DumpFormat::ALL.to_vec()
     };
-    let max_bytes = match w.string(&f, "max_size") {
-        None => DEFAULT_MAX,
-        Some(s) => match parse_size(&s).filter(|b| *b <= LIMIT) {
-            Some(b) => b,
-            None => {
-                let line = f.get("max_size").map_or(f.line, |n| n.line);
-                w.error(
-                    line,
-                    "submissions.max_size",
-                    format!("{s:?} is not a size like 100MB or 2GB (at most 10GB)"),
-                );
-                ok = false;
-                0
-            }
-        },
-    };
+    let max_bytes = scalar(w, &f, "max_size", DEFAULT_MAX, &mut ok, |s| {
+        parse_size(s)
+            .filter(|b| *b <= LIMIT)
+            .ok_or("a size like 100MB or 2GB (at most 10GB)")
+    });
     let deadline = w.time(&f, "deadline");
     if f.has("deadline") && deadline.is_none() {
         ok = false;
@@ -214,44 +239,13 @@ pub fn rules(w: &mut Walker, node: &Node) -> Option<SubmissionRules> {
             LatePolicy::Reject
         }
     };
-    let replace = if f.has("replace") {
-        match w.boolean(&f, "replace") {
-            Some(b) => b,
-            None => {
-                ok = false;
-                true
-            }
-        }
-    } else {
-        true
-    };
-    let timeout_secs = match w.string(&f, "timeout") {
-        None => DEFAULT_TIMEOUT_SECS,
-        Some(t) => match parse_duration(&t).filter(|s| *s <= MAX_TIMEOUT_SECS) {
-            Some(secs) => secs,
-            None => {
-                let line = f.get("timeout").map_or(f.line, |n| n.line);
-                w.error(
-                    line,
-                    "submissions.timeout",
-                    format!("{t:?} is not a duration like 10m or 90s (at most 2h)"),
-                );
-                ok = false;
-                0
-            }
-        },
-    };
-    let keep_uploads = if f.has("keep_uploads") {
-        match w.boolean(&f, "keep_uploads") {
-            Some(b) => b,
-            None => {
-                ok = false;
-                false
-            }
-        }
-    } else {
-        false
-    };
+    let replace = flag(w, &f, "replace", true, &mut ok);
+    let timeout_secs = scalar(w, &f, "timeout", DEFAULT_TIMEOUT_SECS, &mut ok, |t| {
+        parse_duration(t)
+            .filter(|s| *s <= MAX_TIMEOUT_SECS)
+            .ok_or("a duration like 10m or 90s (at most 2h)")
+    });
+    let keep_uploads = flag(w, &f, "keep_uploads", false, &mut ok);
     ok.then_some(SubmissionRules {
         formats,
         max_bytes,
