@@ -159,13 +159,15 @@ pub fn render(lab: &Lab, reference: &Reference, targets: &[Target], budgets: &[B
             name: format!("pglab_{}", lab.id.as_str().replace('-', "_")),
             interval: INTERVAL.into(),
             connections,
+            // The checking role's own defaults (set by `pglab apply`) already
+            // make every session of it read-only, bounded and the owner, also
+            // when the exporter's pool opens a new connection without these.
+            // Nothing here calls a function a student could have shadowed.
             startup_sql: vec![
                 "SET statement_timeout = '2s'".into(),
                 "SET lock_timeout = '1s'".into(),
                 "SET default_transaction_read_only = on".into(),
                 "SET search_path = public".into(),
-                // Act as the database's owner, as pglab's scorer does.
-                "DO $$ BEGIN EXECUTE format('SET ROLE %I', (SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database WHERE datname = current_database())); END $$".into(),
             ],
             queries,
         }],

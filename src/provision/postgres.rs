@@ -215,6 +215,20 @@ fn checker_login_sql(server: &PgServerSettings, owner: &PgName) -> String {
     )
 }
 
+/// Session defaults of a checking role: every session of it starts as
+/// the owner, read-only, with timeouts, whoever opens it (pglab's scorer
+/// sets its own per transaction too; the stock SQL exporter relies on
+/// these, since its pool opens connections without its startup SQL).
+fn checker_defaults_sql(checker: &str, owner: &str) -> String {
+    format!(
+        "ALTER ROLE {checker} SET role = {owner};\n\
+         ALTER ROLE {checker} SET default_transaction_read_only = on;\n\
+         ALTER ROLE {checker} SET statement_timeout = '5s';\n\
+         ALTER ROLE {checker} SET lock_timeout = '1s';\n\
+         ALTER ROLE {checker} SET idle_in_transaction_session_timeout = '60s';"
+    )
+}
+
 /// Makes (or mends) `owner`'s checking role: a login that is a member of
 /// `owner` and of the pg_hba group only, with no privileges of its own
 /// (NOINHERIT): checks run in it as `SET ROLE owner`, and whatever student
@@ -223,12 +237,14 @@ pub fn ensure_checker_sql(server: &PgServerSettings, owner: &PgName) -> String {
     let checker = PgName::checker(owner);
     let c = checker.quoted();
     let name = crate::ident::quote_literal(checker.as_str());
+    let o = owner.quoted();
     format!(
         "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {name}) THEN CREATE ROLE {c} NOLOGIN; END IF; END $$;\n\
          ALTER ROLE {c} {};\n\
-         GRANT {} TO {c}; GRANT {CHECKERS_ROLE} TO {c};",
+         GRANT {o} TO {c}; GRANT {CHECKERS_ROLE} TO {c};\n\
+         {}",
         checker_login_sql(server, owner),
-        owner.quoted()
+        checker_defaults_sql(&c, &o),
     )
 }
 

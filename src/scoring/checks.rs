@@ -51,6 +51,17 @@ impl Failure {
     }
 }
 
+/// Characters of an error message kept in a reason (student code chooses
+/// its exceptions' texts, and reasons are stored and shown).
+const REASON_LIMIT: usize = 300;
+
+fn clip(message: &str) -> String {
+    match message.char_indices().nth(REASON_LIMIT) {
+        Some((at, _)) => format!("{}…", &message[..at]),
+        None => message.to_string(),
+    }
+}
+
 fn describe(e: &tokio_postgres::Error, limits: &Limits) -> Failure {
     match e.code() {
         Some(c) if *c == SqlState::QUERY_CANCELED => Failure {
@@ -68,7 +79,7 @@ fn describe(e: &tokio_postgres::Error, limits: &Limits) -> Failure {
             class: "lock_timeout",
         },
         _ => Failure {
-            reason: format!("error: {}", crate::pgconn::db_message(e)),
+            reason: format!("error: {}", clip(&crate::pgconn::db_message(e))),
             class: "error",
         },
     }

@@ -44,7 +44,7 @@ BEGIN
   BEGIN EXECUTE 'SET SESSION AUTHORIZATION bob'; found := found || ' session-bob'; EXCEPTION WHEN OTHERS THEN NULL; END;
   BEGIN EXECUTE 'RESET ROLE'; EXCEPTION WHEN OTHERS THEN NULL; END;
   found := found || ' ' || coalesce((SELECT string_agg(query, ' | ') FROM pg_stat_activity
-                                     WHERE pid <> pg_backend_pid() AND query LIKE '%bob-secret%'), '');
+                                     WHERE usename = 'bob'), '');
   found := found || ' ' || coalesce((SELECT string_agg(rolname, ',') FROM pg_roles WHERE pg_has_role(rolname, 'MEMBER')
                                      AND rolname NOT IN ('eve', current_user::text, 'pglab_students', 'pglab_checkers')), '');
   RAISE EXCEPTION 'loot:%', found;
