@@ -73,6 +73,11 @@ pub struct WebSettings {
     pub min_password_length: usize,
     /// Base URL of Grafana; when set, boards link to the generated dashboard.
     pub grafana_url: Option<String>,
+    /// Reverse proxies (TLS terminators) in front of pglab: for requests
+    /// from these addresses the client is the right-most address of
+    /// `X-Forwarded-For` that is not one of them (the login limiter counts
+    /// per client). Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for WebSettings {
@@ -86,6 +91,7 @@ impl Default for WebSettings {
             session_hours: 12,
             min_password_length: 10,
             grafana_url: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -8,7 +8,7 @@ pub mod ldap;
 mod plan;
 mod plan_ldap;
 pub mod postgres;
-mod prune;
+pub mod prune;
 pub mod tools;
 
 pub use apply::{apply, initial_password, ApplyReport};

@@ -412,6 +412,50 @@ pub async fn clone_database(
     Ok(())
 }
 
+/// Leaves `db` open to pglab's admin only: CONNECT revoked from PUBLIC and
+/// from the owner (and with it from everybody acting through the owner),
+/// every other session ended, then connections allowed.
+pub async fn close_for_admin(
+    server: &PgServerSettings,
+    client: &Client,
+    db: &str,
+) -> Result<(), PgError> {
+    let q = quote_ident(db);
+    let owner: String = client
+        .query_one(
+            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
+            &[&db],
+        )
+        .await
+        .map_err(sql_err(&server.name, format!("find the owner of {db}")))?
+        .get(0);
+    client
+        .batch_execute(&format!(
+            "REVOKE CONNECT, TEMPORARY ON DATABASE {q} FROM PUBLIC, {};",
+            quote_ident(&owner)
+        ))
+        .await
+        .map_err(sql_err(&server.name, format!("close {db}")))?;
+    for _ in 0..100 {
+        let open: i64 = client
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&db],
+            )
+            .await
+            .map_err(sql_err(&server.name, format!("end the sessions in {db}")))?
+            .get(0);
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    client
+        .batch_execute(&format!("ALTER DATABASE {q} ALLOW_CONNECTIONS true"))
+        .await
+        .map_err(sql_err(&server.name, format!("open {db} for the admin")))
+}
+
 pub async fn drop_database(
     server: &PgServerSettings,
     client: &Client,

@@ -1,13 +1,36 @@
-//! `apply --prune`: dump, then drop, what is no longer listed.
+//! `apply --prune`: dump, then drop, what is no longer listed; and the one
+//! dump-then-drop that hand-ins use for the databases they replaced.
 
 use super::ldap::Directory;
 use super::postgres as pg;
 use super::{tools, ProvisionError};
 use crate::control::Store;
 use crate::ident::Username;
-use crate::settings::Settings;
-use std::path::PathBuf;
+use crate::settings::{PgServerSettings, Settings};
+use std::path::{Path, PathBuf};
 use tokio_postgres::Client;
+
+/// Dumps `db` to `<folder>/<name>-<UTC time>.dump`, then drops it. First
+/// the database is closed to everybody but pglab's admin (CONNECT revoked
+/// from PUBLIC and from its owner, their sessions ended, then connections
+/// allowed for the dump): no student session can hold a lock that stalls
+/// pg_dump, or change a table while pg_dump, a superuser, reads it.
+pub async fn dump_then_drop(
+    server: &PgServerSettings,
+    admin: &Client,
+    db: &str,
+    name: &str,
+    folder: &Path,
+) -> Result<PathBuf, ProvisionError> {
+    std::fs::create_dir_all(folder)
+        .map_err(|e| ProvisionError::Input(format!("cannot create {}: {e}", folder.display())))?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let path = folder.join(format!("{name}-{stamp}.dump"));
+    pg::close_for_admin(server, admin, db).await?;
+    tools::pg_dump(server, db, &path).await?;
+    pg::drop_database(server, admin, db).await?;
+    Ok(path)
+}
 
 /// Dumps a database into `<data_dir>/pruned/<lab>/`, drops it, and removes
 /// its participants' roles and LDAP entries when no other lab uses them.
@@ -21,12 +44,7 @@ pub async fn prune(
 ) -> Result<PathBuf, ProvisionError> {
     let s = settings.server(server).expect("planned");
     let folder = settings.data_dir.join("pruned").join(lab);
-    std::fs::create_dir_all(&folder)
-        .map_err(|e| ProvisionError::Input(format!("cannot create {}: {e}", folder.display())))?;
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let path = folder.join(format!("{db}-{stamp}.dump"));
-    tools::pg_dump(s, db, &path).await?;
-    pg::drop_database(s, admin, db).await?;
+    let path = dump_then_drop(s, admin, db, db, &folder).await?;
     store.delete_database(lab, db).await?;
     for user in users {
         store.delete_participant(lab, user).await?;

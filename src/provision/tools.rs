@@ -116,9 +116,27 @@ pub async fn pg_restore(
     run(format!("restoring {}", file.display()), cmd).await
 }
 
-/// Writes a custom-format dump of `db` to `file`.
+/// Longest a dump may wait for a lock, and may run at all.
+const DUMP_LOCK_WAIT: &str = "60s";
+const DUMP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Writes a custom-format dump of `db` to `file`. It gives up when a lock
+/// is held for a minute and is killed after an hour: a stuck dump must not
+/// hold a worker (or an apply) forever. Call it on a database closed to
+/// students (`prune::dump_then_drop`).
 pub async fn pg_dump(server: &PgServerSettings, db: &str, file: &Path) -> Result<(), ToolError> {
     let mut cmd = command(server, "pg_dump", db, None)?;
-    cmd.args(["-Fc", "-f"]).arg(file);
-    run(format!("dumping {db}"), cmd).await
+    cmd.arg(format!("--lock-wait-timeout={DUMP_LOCK_WAIT}"))
+        .args(["-Fc", "-f"])
+        .arg(file)
+        .kill_on_drop(true);
+    let what = format!("dumping {db}");
+    tokio::time::timeout(DUMP_TIMEOUT, run(what.clone(), cmd))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ToolError::Failed {
+                what,
+                output: "did not finish within an hour".into(),
+            })
+        })
 }

@@ -96,6 +96,24 @@ async fn terminate(server: &PgServerSettings, pid: i32) {
     }
 }
 
+/// Terminates a check's backend when dropped armed: when the scoring of a
+/// database is abandoned (its time budget or the round's deadline), its
+/// session must not go on running student code.
+struct Terminator {
+    server: PgServerSettings,
+    pid: i32,
+    armed: bool,
+}
+
+impl Drop for Terminator {
+    fn drop(&mut self) {
+        if self.armed {
+            let (server, pid) = (self.server.clone(), self.pid);
+            tokio::spawn(async move { terminate(&server, pid).await });
+        }
+    }
+}
+
 /// What a task gets when an earlier check of the same database had to be
 /// terminated from outside in this round (its session is gone): not run.
 /// The engine keeps the task's previous result.
@@ -129,6 +147,11 @@ pub async fn score_database(
         .query_one("SELECT pg_backend_pid()", &[])
         .await?
         .get(0);
+    let mut terminator = Terminator {
+        server: server.clone(),
+        pid,
+        armed: true,
+    };
     let cancel = client.cancel_token();
     // Postgres' statement_timeout normally ends a check; this outer limit
     // catches checks whose student code turned that timeout off.
@@ -185,5 +208,6 @@ pub async fn score_database(
     if !ended {
         tx.commit().await?;
     }
+    terminator.armed = false;
     Ok(outcomes)
 }

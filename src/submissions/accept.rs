@@ -142,9 +142,10 @@ where
     if !rules.replace && store.has_restored(lab.as_str(), &database).await? {
         return Err(UploadError::AlreadyHandedIn);
     }
-    if store.pending_submissions(lab.as_str(), &database).await? >= MAX_PENDING {
-        return Err(UploadError::Busy(MAX_PENDING));
-    }
+    let pending = store.pending_submissions(lab.as_str(), &database).await?;
+    let _place = queue
+        .receive(format!("{lab}/{database}"), pending, MAX_PENDING)
+        .ok_or(UploadError::Busy(MAX_PENDING))?;
     let server = settings.server(&server_name).ok_or_else(|| {
         UploadError::Refused(format!("server {server_name} is not in the config"))
     })?;

@@ -125,6 +125,39 @@ async fn restore_plain(
     }
 }
 
+/// Before the swap: whatever the dump gave the job's login role (objects it
+/// owns after a `RESET ROLE`, grants to it, a database privilege) goes to
+/// the owner or away, and any session the role still has (a student who
+/// set its password from the dump) is ended. The role then owns nothing
+/// and can be dropped, and no login outlives the job.
+async fn disown_job_role(
+    server: &PgServerSettings,
+    admin: &Client,
+    names: &JobNames,
+    owner: &str,
+) -> Result<(), String> {
+    let inside = crate::pgconn::connect(server, &names.scratch)
+        .await
+        .map_err(|e| e.to_string())?;
+    inside
+        .batch_execute(&format!(
+            "REASSIGN OWNED BY {role} TO {owner}; DROP OWNED BY {role};",
+            role = quote_ident(&names.role),
+            owner = quote_ident(owner),
+        ))
+        .await
+        .map_err(|e| db_error(&e))?;
+    drop(inside);
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 OR (datname = $2 AND pid <> pg_backend_pid())",
+            &[&names.role, &names.scratch],
+        )
+        .await
+        .map_err(|e| db_error(&e))?;
+    Ok(())
+}
+
 /// Renames the live database away and the scratch one into its place, in
 /// one transaction, after closing the live database to new sessions and
 /// ending the open ones (a student's psql).
@@ -203,27 +236,21 @@ pub async fn retire_older(
         return notes;
     };
     for (id, name) in older {
-        let q = quote_ident(&name);
         let result = async {
             if database_exists(admin, &name)
                 .await
                 .map_err(|e| db_error(&e))?
             {
-                admin
-                    .batch_execute(&format!("ALTER DATABASE {q} ALLOW_CONNECTIONS true"))
-                    .await
-                    .map_err(|e| db_error(&e))?;
-                let dir = settings.data_dir.join("replaced").join(&job.lab);
-                std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-                let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-                let file = dir.join(format!("{}-{stamp}.dump", job.database));
-                crate::provision::tools::pg_dump(server, &name, &file)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                admin
-                    .batch_execute(&format!("DROP DATABASE {q} WITH (FORCE)"))
-                    .await
-                    .map_err(|e| db_error(&e))?;
+                let folder = settings.data_dir.join("replaced").join(&job.lab);
+                let file = crate::provision::prune::dump_then_drop(
+                    server,
+                    admin,
+                    &name,
+                    &job.database,
+                    &folder,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
                 Ok::<_, String>(format!(
                     "older database dumped to {} and dropped",
                     file.display()
@@ -386,6 +413,9 @@ async fn restore(
         .await;
     if let Err(e) = finish {
         return Outcome::Failed(issue("granting", db_error(&e)));
+    }
+    if let Err(e) = disown_job_role(server, admin, names, &job.owner).await {
+        return Outcome::Failed(issue("taking back what the dump gave the job's role", e));
     }
     if let Err(e) = store.set_previous(job.id, Some(&names.previous)).await {
         return Outcome::Failed(issue("control database", e));

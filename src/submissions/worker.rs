@@ -20,13 +20,52 @@ const IDLE_POLL: Duration = Duration::from_secs(2);
 /// Attempts before an interrupted job is given up.
 const MAX_ATTEMPTS: i32 = 2;
 
-/// Wakes the workers when an upload was queued.
+/// Wakes the workers when an upload was queued, and counts the uploads
+/// this process is receiving per database.
 #[derive(Clone, Default)]
-pub struct Queue(Arc<Notify>);
+pub struct Queue {
+    wake: Arc<Notify>,
+    receiving: Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
+}
+
+/// An upload being received; its place is freed when it is dropped.
+pub struct Receiving {
+    key: String,
+    receiving: Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        let mut map = self.receiving.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.key) {
+            *n -= 1;
+            if *n <= 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
 
 impl Queue {
     pub fn queued(&self) {
-        self.0.notify_waiters();
+        self.wake.notify_waiters();
+    }
+
+    /// Takes a place for an upload into `key` (a lab's database) before its
+    /// body is read, unless `pending` jobs plus the uploads being received
+    /// reach `max`: parallel uploads cannot all pass the cap and fill the
+    /// disk before any of them is counted.
+    pub fn receive(&self, key: String, pending: i64, max: i64) -> Option<Receiving> {
+        let mut map = self.receiving.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(key.clone()).or_insert(0);
+        if pending + *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Receiving {
+            key,
+            receiving: Arc::clone(&self.receiving),
+        })
     }
 }
 
@@ -53,7 +92,7 @@ pub fn start(settings: Arc<Settings>, store: Store, queue: Queue) -> Vec<tokio::
 
 async fn work_loop(settings: Arc<Settings>, store: Store, queue: Queue, worker: String) {
     loop {
-        let notified = queue.0.notified();
+        let notified = queue.wake.notified();
         match store.claim_submission(&worker).await {
             Ok(Some(job)) => run_job(&settings, &store, &worker, job).await,
             Ok(None) => {

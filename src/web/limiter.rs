@@ -11,8 +11,10 @@
 //! - Each attempt is counted before the password is checked and forgiven
 //!   when it was right, so parallel attempts cannot slip past the limit.
 //! - Memory is bounded: usernames are cut to `MAX_NAME` characters in the
-//!   key, and at most `MAX_KEYS` keys are kept; when that many keys are in
-//!   use, new keys are refused until old ones expire.
+//!   key, and at most `MAX_KEYS` keys are kept; when that many are in use,
+//!   the key whose last failure is oldest makes room (never a refusal, so
+//!   flooding the limiter locks nobody out; it only costs the flooder).
+//! - IPv6 clients count per /64, the block one machine usually holds.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -45,9 +47,18 @@ impl Attempt<'_> {
             .take(MAX_NAME)
             .collect();
         if self.known_device {
-            format!("known:{user}")
-        } else {
-            format!("user:{user}@{}", self.addr)
+            return format!("known:{user}");
+        }
+        match self.addr {
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+                let s = v6.segments();
+                format!(
+                    "user:{user}@{:x}:{:x}:{:x}:{:x}::/64",
+                    s[0], s[1], s[2], s[3]
+                )
+            }
+            IpAddr::V6(v6) => format!("user:{user}@{}", v6.to_canonical()),
+            v4 => format!("user:{user}@{v4}"),
         }
     }
 }
@@ -69,8 +80,14 @@ impl Limiter {
         if !map.contains_key(&key) && map.len() >= MAX_KEYS {
             map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
             if map.len() >= MAX_KEYS {
-                tracing::warn!("login limiter full: too many failing usernames and addresses");
-                return Err(WINDOW.as_secs());
+                tracing::warn!("login limiter full: the oldest key makes room");
+                let oldest = map
+                    .iter()
+                    .min_by_key(|(_, q)| q.back().copied())
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    map.remove(&k);
+                }
             }
         }
         let q = map.entry(key.clone()).or_default();
@@ -139,6 +156,20 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_counts_per_block() {
+        let a = Attempt {
+            user: "bob",
+            addr: "2001:db8:1:2:aaaa::1".parse().expect("ip"),
+            known_device: false,
+        };
+        let b = Attempt {
+            addr: "2001:db8:1:2:bbbb::9".parse().expect("ip"),
+            ..a
+        };
+        assert_eq!(a.key(), b.key());
+    }
+
+    #[test]
     fn parallel_attempts_all_count() {
         let l = std::sync::Arc::new(Limiter::default());
         let admitted: usize = (0..40)
@@ -166,6 +197,11 @@ mod tests {
             let _counted = l.count(&attempt(&name, [10, 0, 0, 1], false));
         }
         assert_eq!(l.len(), MAX_KEYS);
-        assert!(l.count(&attempt("new", [10, 0, 0, 1], false)).is_err());
+        // A full limiter refuses nobody: the oldest key makes room.
+        let new = l
+            .count(&attempt("new", [10, 0, 0, 1], false))
+            .expect("room made");
+        assert_eq!(l.len(), MAX_KEYS);
+        l.forgive(new);
     }
 }

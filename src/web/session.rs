@@ -205,10 +205,35 @@ pub fn attempt<'a>(
 ) -> super::limiter::Attempt<'a> {
     super::limiter::Attempt {
         user,
-        addr: addr.ip(),
+        addr: client_ip(state, headers, addr),
         known_device: read_cookie(headers, DEVICE_COOKIE)
             .is_some_and(|v| state.sessions.is_device_of(v, user)),
     }
+}
+
+/// The client's address: the TCP peer, or behind a trusted reverse proxy
+/// the right-most `X-Forwarded-For` entry that is not a trusted proxy
+/// (entries to its left are whatever the client claimed).
+pub fn client_ip(
+    state: &AppState,
+    headers: &HeaderMap,
+    addr: std::net::SocketAddr,
+) -> std::net::IpAddr {
+    let trusted = &state.settings.web.trusted_proxies;
+    if !trusted.contains(&addr.ip()) {
+        return addr.ip();
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .unwrap_or(addr.ip())
 }
 
 /// The known-device cookie to set after `user` logged in.

@@ -182,6 +182,7 @@ struct PasswordForm {
 async fn change_password(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     s: Session,
     Form(form): Form<PasswordForm>,
 ) -> Result<Html<String>, WebError> {
@@ -209,7 +210,7 @@ async fn change_password(
         .limiter
         .count(&super::limiter::Attempt {
             user: &s.user,
-            addr: addr.ip(),
+            addr: super::session::client_ip(&state, &headers, addr),
             known_device: false,
         })
         .map_err(WebError::TooManyAttempts)?;

@@ -291,6 +291,30 @@ async fn hand_ins_logins_and_files_give_a_student_nothing() {
     );
     assert!(!marker.exists(), "COPY FROM PROGRAM ran");
 
+    // A dump that sets its job role's password and gives that role a grant
+    // (so that it could not be dropped) leaves no login behind.
+    let sql = "CREATE TABLE t (a int);\n\
+        DO $$ BEGIN EXECUTE format('GRANT SELECT ON t TO %I', session_user); END $$;\n\
+        RESET ROLE;\n\
+        ALTER ROLE CURRENT_USER PASSWORD 'Known-password-123';\n";
+    let (status, body) = upload(&base, "atkweb", "alice", &alice, sql.as_bytes().to_vec()).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_i64().expect("id");
+    let job = crate::submissions::finished(&base, id, "alice", &alice).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let role = format!("pglab_restore_{id}");
+    let admin = env.admin(0, "postgres").await;
+    let left: i64 = admin
+        .query_one("SELECT count(*) FROM pg_roles WHERE rolname = $1", &[&role])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(left, 0, "the job's role outlived the job");
+    assert!(env
+        .connect_as(0, &role, "Known-password-123", "atkweb.g1")
+        .await
+        .is_err());
+
     // Logins: eve fails as bob and as the lab master from the classroom's
     // address; bob (another address) and the lab master's known browser
     // (same address) still get in, and eve is the one who waits.

@@ -30,6 +30,9 @@ struct DbCache {
     timeouts: u32,
     /// Not evaluated again before this (back-off after timeouts).
     rest_until: Option<Instant>,
+    /// When it was last evaluated, and how long that took.
+    last_scored: Option<Instant>,
+    last_took: Duration,
 }
 
 impl DbCache {
@@ -183,11 +186,15 @@ impl Engine {
                         });
                         // A resting database stays "changed" until its rest ends.
                         if changed && !resting {
+                            // Slow: its checks timed out lately, or its last
+                            // evaluation took longer than one check may.
+                            let statement_timeout =
+                                Duration::from_millis(self.settings.scoring.statement_timeout_ms);
                             let slow = self
                                 .labs
                                 .get(lab)
                                 .and_then(|l| l.dbs.get(db))
-                                .is_some_and(|c| c.timeouts > 0);
+                                .is_some_and(|c| c.timeouts > 0 || c.last_took > statement_timeout);
                             jobs.push(Job {
                                 lab: lab.clone(),
                                 db: db.clone(),
@@ -222,6 +229,14 @@ impl Engine {
                 servers.push((s.name.clone(), up));
             }
         }
+        // Longest unscored first, so that a round cut by its deadline
+        // leaves a different tail each time.
+        jobs.sort_by_key(|j| {
+            self.labs
+                .get(&j.lab)
+                .and_then(|l| l.dbs.get(&j.db))
+                .and_then(|c| c.last_scored)
+        });
         let evaluated = jobs.len();
         let skipped = activity.len().saturating_sub(evaluated);
         self.evaluate(jobs, &activity).await;
@@ -326,6 +341,7 @@ impl Engine {
                 .expect("placed on a configured server");
             futures_util::stream::iter(jobs)
                 .map(move |job| async move {
+                    let started = Instant::now();
                     let cache = &labs[&job.lab];
                     let result = match &cache.expected {
                         Some(expected) => {
@@ -356,7 +372,7 @@ impl Engine {
                         }
                         None => Err("the lab's reference database cannot be read".to_string()),
                     };
-                    (job, result)
+                    (job, result, started.elapsed())
                 })
                 .buffer_unordered(lanes)
                 .boxed()
@@ -382,11 +398,13 @@ impl Engine {
             }
         }
         let now = Utc::now();
-        for (job, result) in results {
+        for (job, result, took) in results {
             let a = &activity[&(job.lab.clone(), job.db.clone())];
             let lab = self.labs.get_mut(&job.lab).expect("lab cached");
             let tasks: Vec<String> = lab.lab.tasks.iter().map(|t| t.id.clone()).collect();
             let cache = lab.dbs.entry(job.db.clone()).or_default();
+            cache.last_scored = Some(Instant::now());
+            cache.last_took = took;
             let (interval, max_rest) = (
                 Duration::from_secs(self.settings.scoring.interval_secs.max(1)),
                 Duration::from_secs(self.settings.scoring.max_backoff_secs),
