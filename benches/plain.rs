@@ -74,10 +74,12 @@ async fn dumps(
         format!("SET search_path = cd, public;\n{post}"),
     )
     .expect("post");
-    admin
-        .batch_execute("CREATE DATABASE src_club; CREATE DATABASE src_schema")
-        .await
-        .ok();
+    for db in ["src_club", "src_schema"] {
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .expect("create source");
+    }
     let quiet = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "src_club", "-f"];
     let pre_file = dir.join("pre.sql").display().to_string();
     psql(settings, &[&quiet[..], &[pre_file.as_str()]].concat()).await;

@@ -9,6 +9,7 @@ use super::issues::RestoreIssue;
 use super::plain::{self, Kind, Piece};
 use bytes::Bytes;
 use futures_util::SinkExt;
+use std::collections::VecDeque;
 use std::path::Path;
 use std::pin::Pin;
 use tokio_postgres::{Client, CopyInSink};
@@ -59,6 +60,28 @@ fn refused(line: usize, message: String) -> Vec<RestoreIssue> {
 
 type Copy = Pin<Box<CopyInSink<Bytes>>>;
 
+/// A statement sent whose answer is still to be read.
+type Pending<'a> = Pin<
+    Box<dyn std::future::Future<Output = (Piece, Result<(), tokio_postgres::Error>)> + Send + 'a>,
+>;
+
+/// Statements sent ahead of their answers, at most.
+const PIPELINE: usize = 32;
+
+/// Reads answers in order until at most `keep` are outstanding.
+async fn settle(
+    inflight: &mut VecDeque<Pending<'_>>,
+    keep: usize,
+) -> Result<(), Vec<RestoreIssue>> {
+    while inflight.len() > keep {
+        if let Some(next) = inflight.pop_front() {
+            let (piece, result) = next.await;
+            result.map_err(|e| failed(&piece, &e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Why the reading thread stopped early.
 enum ReadStop {
     /// The restore stopped (at an error) and reads no more.
@@ -105,11 +128,18 @@ pub async fn restore(
         .map_err(|e| refused(0, format!("starting the restore: {}", error_text(&e))))?;
     let mut run = PlainRun::default();
     let mut copy: Option<(Copy, Piece)> = None;
+    let client: &Client = client;
+    // Statements are pipelined: each is sent as soon as it is read (in
+    // order), and its answer awaited later, at most `PIPELINE` behind. The
+    // first error in order is the one reported; in the one transaction the
+    // statements after it fail as "aborted" and are not looked at.
+    let mut inflight: VecDeque<Pending<'_>> = VecDeque::new();
     while let Some(piece) = rx.recv().await {
         match piece.kind {
             Kind::Gap | Kind::Meta => {}
             Kind::Statement if piece.owner_or_privileges => run.skipped += 1,
             Kind::Statement if piece.copy_in => {
+                settle(&mut inflight, 0).await?;
                 let sink = client
                     .copy_in::<_, Bytes>(piece.text.as_str())
                     .await
@@ -118,11 +148,19 @@ pub async fn restore(
                 copy = Some((Box::pin(sink), piece));
             }
             Kind::Statement => {
-                client
-                    .batch_execute(&piece.text)
-                    .await
-                    .map_err(|e| failed(&piece, &e))?;
+                let mut next: Pending<'_> = Box::pin(async move {
+                    let result = client.batch_execute(&piece.text).await;
+                    (piece, result)
+                });
+                // One poll sends the statement now, in file order.
+                match futures_util::poll!(next.as_mut()) {
+                    std::task::Poll::Ready((piece, result)) => {
+                        result.map_err(|e| failed(&piece, &e))?
+                    }
+                    std::task::Poll::Pending => inflight.push_back(next),
+                }
                 run.statements += 1;
+                settle(&mut inflight, PIPELINE).await?;
             }
             Kind::CopyData => {
                 if let Some((sink, statement)) = copy.as_mut() {
@@ -134,6 +172,7 @@ pub async fn restore(
             Kind::CopyEnd => finish_copy(copy.take()).await?,
         }
     }
+    settle(&mut inflight, 0).await?;
     finish_copy(copy.take()).await?;
     match reading.await {
         Ok(Ok(_)) => {}
