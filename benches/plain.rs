@@ -13,51 +13,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-async fn psql(settings: &pglab::settings::Settings, args: &[&str]) -> Duration {
-    let s = &settings.postgres[0];
-    let bin = s
-        .bin_dir
-        .clone()
-        .map_or(PathBuf::from("psql"), |d| d.join("psql"));
-    let t = Instant::now();
-    let out = tokio::process::Command::new(bin)
-        .env("PGHOST", &s.host)
-        .env("PGPORT", s.port.to_string())
-        .env("PGUSER", &s.admin_user)
-        .env("PGPASSWORD", s.admin_password.expose())
-        .args(args)
-        .output()
-        .await
-        .expect("psql runs");
-    assert!(
-        out.status.success(),
-        "psql {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    t.elapsed()
-}
-
-async fn pg_dump_plain(settings: &pglab::settings::Settings, db: &str, out: &Path) {
-    let s = &settings.postgres[0];
-    let bin = s
-        .bin_dir
-        .clone()
-        .map_or(PathBuf::from("pg_dump"), |d| d.join("pg_dump"));
-    let status = tokio::process::Command::new(bin)
-        .env("PGHOST", &s.host)
-        .env("PGPORT", s.port.to_string())
-        .env("PGUSER", &s.admin_user)
-        .env("PGPASSWORD", s.admin_password.expose())
-        .args(["-Fp", "--no-owner", "-f"])
-        .arg(out)
-        .arg(db)
-        .status()
-        .await
-        .expect("pg_dump runs");
-    assert!(status.success());
-}
+use std::time::Instant;
 
 /// Source databases, dumped as plain SQL; returns (label, file).
 async fn dumps(
@@ -65,38 +21,11 @@ async fn dumps(
     admin: &tokio_postgres::Client,
     dir: &Path,
 ) -> Vec<(&'static str, PathBuf)> {
-    let club = common::clubdata::cleaned_clubdata();
-    let cut = club.find("ALTER TABLE ONLY").expect("post-data section");
-    let (pre, post) = club.split_at(cut);
-    std::fs::write(dir.join("pre.sql"), pre).expect("pre");
-    std::fs::write(
-        dir.join("post.sql"),
-        format!("SET search_path = cd, public;\n{post}"),
-    )
-    .expect("post");
-    for db in ["src_club", "src_schema"] {
-        admin
-            .batch_execute(&format!("CREATE DATABASE {db}"))
-            .await
-            .expect("create source");
-    }
-    let quiet = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "src_club", "-f"];
-    let pre_file = dir.join("pre.sql").display().to_string();
-    psql(settings, &[&quiet[..], &[pre_file.as_str()]].concat()).await;
-    let c = pglab::pgconn::connect(&settings.postgres[0], "src_club")
+    common::clubdata_db(settings, admin, dir, "src_club", 500).await;
+    admin
+        .batch_execute("CREATE DATABASE src_schema")
         .await
-        .expect("club");
-    c.batch_execute(
-        "INSERT INTO cd.bookings
-           SELECT b.bookid + k * 10000, b.facid, b.memid,
-                  b.starttime + ((k * 7919 + b.bookid) % 20000) * interval '30 minutes',
-                  1 + (b.slots + k) % 6
-           FROM cd.bookings b, generate_series(1, 500) k",
-    )
-    .await
-    .expect("grow");
-    let post_file = dir.join("post.sql").display().to_string();
-    psql(settings, &[&quiet[..], &[post_file.as_str()]].concat()).await;
+        .expect("create source");
     let s = pglab::pgconn::connect(&settings.postgres[0], "src_schema")
         .await
         .expect("schema");
@@ -119,7 +48,8 @@ async fn dumps(
         ),
     ] {
         let file = dir.join(format!("{db}.sql"));
-        pg_dump_plain(settings, db, &file).await;
+        let path = file.display().to_string();
+        common::pg_tool(settings, "pg_dump", &["-Fp", "--no-owner", "-f", &path, db]).await;
         out.push((label, file));
     }
     out
@@ -170,8 +100,9 @@ async fn main() {
                     assert!(run.statements > 0);
                 } else {
                     let path = file.display().to_string();
-                    let took = psql(
+                    let took = common::pg_tool(
                         &settings,
+                        "psql",
                         &[
                             "-X",
                             "-q",

@@ -17,6 +17,8 @@
 
 mod common;
 
+use common::{pg_tool, pg_tool_as};
+
 use axum::extract::Multipart;
 use pglab::lab::{LoadedLab, Participants};
 use pglab::provision;
@@ -32,46 +34,6 @@ fn lab_yaml() -> String {
      submissions:\n  max_size: 200MB\n\
      tasks:\n  - id: t\n    title: T\n    checks:\n      - sql: SELECT true\n"
         .to_string()
-}
-
-async fn pg_tool(settings: &pglab::settings::Settings, tool: &str, args: &[&str]) -> Duration {
-    let s = &settings.postgres[0];
-    pg_tool_as(
-        settings,
-        (&s.admin_user, s.admin_password.expose()),
-        tool,
-        args,
-    )
-    .await
-}
-
-async fn pg_tool_as(
-    settings: &pglab::settings::Settings,
-    (user, password): (&str, &str),
-    tool: &str,
-    args: &[&str],
-) -> Duration {
-    let s = &settings.postgres[0];
-    let bin = s
-        .bin_dir
-        .clone()
-        .map_or(PathBuf::from(tool), |d| d.join(tool));
-    let t = Instant::now();
-    let out = tokio::process::Command::new(bin)
-        .env("PGHOST", &s.host)
-        .env("PGPORT", s.port.to_string())
-        .env("PGUSER", user)
-        .env("PGPASSWORD", password)
-        .args(args)
-        .output()
-        .await
-        .expect("tool runs");
-    assert!(
-        out.status.success(),
-        "{tool} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    t.elapsed()
 }
 
 async fn post_file(
@@ -475,39 +437,7 @@ async fn grown_clubdata(
     admin: &tokio_postgres::Client,
     dir: &Path,
 ) -> PathBuf {
-    let text = common::clubdata::cleaned_clubdata();
-    // pg_dump's plain format: tables and data, then the post-data section
-    // (keys, indexes) from the first ALTER TABLE ONLY on.
-    let cut = text.find("ALTER TABLE ONLY").expect("post-data section");
-    let (pre, post) = text.split_at(cut);
-    let (pre_file, post_file) = (dir.join("club-pre.sql"), dir.join("club-post.sql"));
-    std::fs::write(&pre_file, pre).expect("pre");
-    std::fs::write(&post_file, format!("SET search_path = cd, public;\n{post}")).expect("post");
-    admin
-        .batch_execute("CREATE DATABASE club_src")
-        .await
-        .expect("club");
-    let quiet = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "club_src", "-f"];
-    pg_tool(settings, "psql", &[&quiet[..], &[path(&pre_file)]].concat()).await;
-    let club = pglab::pgconn::connect(&settings.postgres[0], "club_src")
-        .await
-        .expect("club");
-    club.batch_execute(
-        "INSERT INTO cd.bookings
-           SELECT b.bookid + k * 10000, b.facid, b.memid,
-                  b.starttime + ((k * 7919 + b.bookid) % 20000) * interval '30 minutes',
-                  1 + (b.slots + k) % 6
-           FROM cd.bookings b, generate_series(1, 1950) k",
-    )
-    .await
-    .expect("grow bookings");
-    drop(club);
-    pg_tool(
-        settings,
-        "psql",
-        &[&quiet[..], &[path(&post_file)]].concat(),
-    )
-    .await;
+    common::clubdata_db(settings, admin, dir, "club_src", 1950).await;
     let dump = dir.join("club.dump");
     pg_tool(settings, "pg_dump", &["-Fc", "-f", path(&dump), "club_src"]).await;
     admin

@@ -5,7 +5,8 @@
 
 use pglab::control::Store;
 use pglab::stack::{process::free_port, LocalStack, StackOptions};
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 #[path = "../../tests/common/clubdata.rs"]
 pub mod clubdata;
@@ -54,4 +55,99 @@ pub fn participants_csv(prefix: &str, n: usize) -> String {
         .chain((0..n).map(|i| format!("{prefix}{i},Student {i},{prefix}{i}@example.org")))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Runs a Postgres client tool (`psql`, `pg_dump`, `pg_restore`) as the
+/// admin; its seconds.
+pub async fn pg_tool(settings: &pglab::settings::Settings, tool: &str, args: &[&str]) -> Duration {
+    let s = &settings.postgres[0];
+    pg_tool_as(
+        settings,
+        (&s.admin_user, s.admin_password.expose()),
+        tool,
+        args,
+    )
+    .await
+}
+
+pub async fn pg_tool_as(
+    settings: &pglab::settings::Settings,
+    (user, password): (&str, &str),
+    tool: &str,
+    args: &[&str],
+) -> Duration {
+    let s = &settings.postgres[0];
+    let bin = s
+        .bin_dir
+        .clone()
+        .map_or(PathBuf::from(tool), |d| d.join(tool));
+    let t = Instant::now();
+    let out = tokio::process::Command::new(bin)
+        .env("PGHOST", &s.host)
+        .env("PGPORT", s.port.to_string())
+        .env("PGUSER", user)
+        .env("PGPASSWORD", password)
+        .args(args)
+        .output()
+        .await
+        .expect("tool runs");
+    assert!(
+        out.status.success(),
+        "{tool} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    t.elapsed()
+}
+
+/// A database `db` with clubdata whose bookings are grown `copies` times
+/// (with its keys and indexes made after the data, as a restore would).
+pub async fn clubdata_db(
+    settings: &pglab::settings::Settings,
+    admin: &tokio_postgres::Client,
+    dir: &Path,
+    db: &str,
+    copies: u32,
+) {
+    let text = clubdata::cleaned_clubdata();
+    // pg_dump's plain format: tables and data, then the post-data section
+    // (keys, indexes) from the first ALTER TABLE ONLY on.
+    let cut = text.find("ALTER TABLE ONLY").expect("post-data section");
+    let (pre, post) = text.split_at(cut);
+    let (pre_file, post_file) = (dir.join("club-pre.sql"), dir.join("club-post.sql"));
+    std::fs::write(&pre_file, pre).expect("pre");
+    std::fs::write(&post_file, format!("SET search_path = cd, public;\n{post}")).expect("post");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .expect("create club");
+    let (pre_path, post_path) = (
+        pre_file.display().to_string(),
+        post_file.display().to_string(),
+    );
+    let quiet = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, "-f"];
+    pg_tool(
+        settings,
+        "psql",
+        &[&quiet[..], &[pre_path.as_str()]].concat(),
+    )
+    .await;
+    let club = pglab::pgconn::connect(&settings.postgres[0], db)
+        .await
+        .expect("club");
+    club.batch_execute(&format!(
+        "INSERT INTO cd.bookings
+           SELECT b.bookid + k * 10000, b.facid, b.memid,
+                  b.starttime + ((k * 7919 + b.bookid) % 20000) * interval '30 minutes',
+                  1 + (b.slots + k) % 6
+           FROM cd.bookings b, generate_series(1, {copies}) k"
+    ))
+    .await
+    .expect("grow bookings");
+    drop(club);
+    pg_tool(
+        settings,
+        "psql",
+        &[&quiet[..], &[post_path.as_str()]].concat(),
+    )
+    .await;
 }
