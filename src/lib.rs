@@ -3,6 +3,8 @@
 #![deny(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod app;
+pub mod binaries;
 pub mod cli;
 pub mod control;
 pub mod demo;
@@ -13,12 +15,16 @@ pub mod metrics;
 pub mod pgconn;
 pub mod private_files;
 pub mod provision;
+pub mod random;
 pub mod scoring;
 pub mod server;
 pub mod settings;
 pub mod stack;
 pub mod submissions;
 pub mod web;
+
+#[cfg(test)]
+mod layers_tests;
 
 /// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is
 /// called, not when the future is first polled, so a signal that arrives

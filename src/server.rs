@@ -52,21 +52,6 @@ pub async fn start(settings: Settings) -> anyhow::Result<AppState> {
         limiter: Default::default(),
         jobs: Default::default(),
         queue,
-        background: Background(Arc::new(tasks)),
+        background: crate::web::Background::new(tasks),
     })
-}
-
-/// The loops that run beside the web app (scoring, restore workers, the
-/// sweeper); they end with it, before `pglab up` stops the services they
-/// use. A restore cut off here is swept at the next start like after a
-/// crash: retried, nothing left behind.
-#[derive(Clone)]
-pub struct Background(Arc<Vec<tokio::task::AbortHandle>>);
-
-impl Background {
-    pub fn stop(&self) {
-        for task in self.0.iter() {
-            task.abort();
-        }
-    }
 }

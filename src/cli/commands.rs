@@ -1,9 +1,9 @@
 //! The commands that work against the services named in the config.
 
-use crate::control::{CredentialRecord, Store};
+use crate::control::Store;
 use crate::lab::{LoadedLab, Participants};
 use crate::provision;
-use crate::settings::{PgServerSettings, Settings};
+use crate::settings::Settings;
 use anyhow::{bail, Context};
 use std::path::Path;
 
@@ -89,19 +89,11 @@ pub async fn lab_check(config: &Path, file: &Path, no_load: bool) -> anyhow::Res
     }
     let settings = Settings::load(config).context("to load the reference and starter into a scratch database pglab needs a Postgres server (pass --no-load to skip)")?;
     let server = &settings.postgres[0];
-    load_check(server, &lab).await?;
+    crate::app::check_lab_loads(server, &lab).await?;
     println!(
         "reference and starter load into a scratch database on {}: ok",
         server.name
     );
-    Ok(())
-}
-
-/// Builds the lab's databases under scratch names and drops them again.
-pub async fn load_check(server: &PgServerSettings, lab: &LoadedLab) -> anyhow::Result<()> {
-    let admin = crate::pgconn::connect(server, "postgres").await?;
-    provision::postgres::ensure_baseline(server, &admin).await?;
-    provision::build::build_lab(server, &admin, &lab.lab, false).await?;
     Ok(())
 }
 
@@ -127,45 +119,14 @@ pub async fn apply(config: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
     let (settings, store, lab, people) = load_inputs(config, args).await?;
     let plan = provision::plan(&settings, &store, lab, people, args.prune).await?;
     let total = plan.changes.len();
-    let report = provision::apply(&settings, &store, &plan, |i, change| {
+    let applied = crate::app::apply_lab(&settings, &store, &plan, |i, change| {
         println!("[{i}/{total}] {change}")
     })
     .await?;
-    for n in &plan.notices {
-        println!("! {n}");
+    for line in applied.summary(&plan) {
+        println!("{line}");
     }
-    for d in &report.dumps {
-        println!("dumped before dropping: {}", d.display());
-    }
-    let id = plan.lab.lab.id.to_string();
-    match super::generate::write(
-        &settings,
-        &store,
-        &id,
-        None,
-        &super::generate::default_options(&settings),
-    )
-    .await
-    {
-        Ok(out) => println!("monitoring files written to {}", out.display()),
-        Err(e) => println!("! monitoring files not written: {e:#}"),
-    }
-    println!(
-        "lab {}: {} participants, {} changes applied",
-        plan.lab.lab.id,
-        plan.participants.0.len(),
-        report.applied
-    );
     Ok(())
-}
-
-/// The `psql` command line that logs a participant in.
-pub fn psql_command(server: &PgServerSettings, c: &CredentialRecord) -> String {
-    let host = server.public_host.as_deref().unwrap_or(&server.host);
-    format!(
-        "psql -h {host} -p {} -U {} -d {}",
-        server.port, c.username, c.database
-    )
 }
 
 pub async fn credentials(config: &Path, lab: &str, forget: bool) -> anyhow::Result<()> {
@@ -187,7 +148,7 @@ pub async fn credentials(config: &Path, lab: &str, forget: bool) -> anyhow::Resu
             "{:<20} {:<22} {}",
             c.username,
             password,
-            psql_command(server, c)
+            crate::app::psql_command(server, c)
         );
     }
     if forget {

@@ -1,7 +1,7 @@
 //! `pglab generate`: the monitoring files of a lab (also written by `apply`).
 
 use crate::control::Store;
-use crate::generate::{self, GenerateOptions};
+use crate::generate::GenerateOptions;
 use crate::lab::LoadedLab;
 use crate::settings::Settings;
 use std::path::{Path, PathBuf};
@@ -21,28 +21,6 @@ pub struct GenerateArgs {
     pub prometheus_address: String,
 }
 
-pub fn default_options(settings: &Settings) -> GenerateOptions {
-    GenerateOptions {
-        exporter_address: "127.0.0.1:9237".into(),
-        pglab_address: settings.listen.to_string(),
-        prometheus_address: "127.0.0.1:9090".into(),
-    }
-}
-
-/// Writes the files of `lab`; returns the folder.
-pub async fn write(
-    settings: &Settings,
-    store: &Store,
-    lab: &str,
-    out: Option<&Path>,
-    opts: &GenerateOptions,
-) -> anyhow::Result<PathBuf> {
-    let out = out.map_or_else(|| settings.data_dir.join("generated"), Path::to_path_buf);
-    let files = generate::generate(settings, store, lab, opts).await?;
-    files.write(&out)?;
-    Ok(out)
-}
-
 pub async fn run(config: &Path, args: &GenerateArgs) -> anyhow::Result<()> {
     let lab = LoadedLab::load(&args.lab)?;
     let settings = Settings::load(config)?;
@@ -50,9 +28,9 @@ pub async fn run(config: &Path, args: &GenerateArgs) -> anyhow::Result<()> {
     let opts = GenerateOptions {
         exporter_address: args.exporter_address.clone(),
         prometheus_address: args.prometheus_address.clone(),
-        ..default_options(&settings)
+        ..crate::app::default_generate_options(&settings)
     };
-    let out = write(
+    let out = crate::app::write_generated(
         &settings,
         &store,
         lab.lab.id.as_str(),

@@ -4,8 +4,6 @@ mod commands;
 mod generate;
 mod score;
 
-pub use commands::{load_check, psql_command};
-pub use generate::{default_options, write as write_generated};
 mod up;
 
 use clap::{Parser, Subcommand};

@@ -109,20 +109,13 @@ async fn apply_demo(settings: &crate::settings::Settings, store: &Store) -> anyh
     let lab = LoadedLab::load(&lab_file)?;
     let people = Participants::load(&csv)?;
     let plan = provision::plan(settings, store, lab, people, false).await?;
-    let report = provision::apply(settings, store, &plan, |_, _| {}).await?;
+    let applied = crate::app::apply_lab(settings, store, &plan, |_, _| {}).await?;
     println!(
         "demo lab: {} participants, {} changes applied",
         plan.participants.0.len(),
-        report.applied
+        applied.report.applied
     );
-    let out = super::generate::write(
-        settings,
-        store,
-        "demo",
-        None,
-        &super::generate::default_options(settings),
-    )
-    .await?;
+    let out = applied.generated.map_err(anyhow::Error::msg)?;
     println!(
         "  monitoring files (SQL exporter, Prometheus, Grafana): {}",
         out.display()
@@ -137,10 +130,7 @@ async fn apply_demo(settings: &crate::settings::Settings, store: &Store) -> anyh
             c.username,
             c.initial_password.as_deref().unwrap_or_default()
         );
-        println!(
-            "  log in with: {}",
-            super::commands::psql_command(server, c)
-        );
+        println!("  log in with: {}", crate::app::psql_command(server, c));
         println!(
             "  all initial passwords: pglab --config {} credentials demo",
             settings.data_dir.join("pglab.yaml").display()

@@ -140,7 +140,7 @@ impl Store {
 
     /// A random value made once per installation and kept.
     pub async fn secret(&self, name: &str) -> Result<String, StoreError> {
-        let fresh = crate::stack::random_secret();
+        let fresh = crate::random::secret();
         let client = self.client().await?;
         client
             .execute(

@@ -2,9 +2,33 @@
 //! succeeded | failed`), claimed by any pglab process with `SKIP LOCKED`.
 
 use super::{Store, StoreError};
-use crate::submissions::RestoreIssue;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
+
+/// What went wrong in a restore: one entry per error, with the statement
+/// or TOC entry it came from (stored as JSON with the job).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RestoreIssue {
+    /// The server's message, with DETAIL / HINT lines.
+    pub message: String,
+    /// The SQL that failed, when known.
+    pub statement: Option<String>,
+    /// The archive's TOC entry (`5; 2615 16385 SCHEMA cd postgres`).
+    pub toc: Option<String>,
+    /// For plain SQL: the line of the file where `statement` starts.
+    pub line: Option<usize>,
+}
+
+impl RestoreIssue {
+    pub fn message(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            statement: None,
+            toc: None,
+            line: None,
+        }
+    }
+}
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SubmissionRecord {

@@ -21,8 +21,7 @@ pub enum ToolError {
 
 pub(crate) fn tool(server: &PgServerSettings, name: &str) -> Result<PathBuf, ToolError> {
     let dirs: Vec<PathBuf> = server.bin_dir.iter().cloned().collect();
-    crate::stack::process::find_binary(name, &dirs, "postgresql-client")
-        .map_err(|_| ToolError::Missing { tool: name.into() })
+    crate::binaries::find(name, &dirs).ok_or_else(|| ToolError::Missing { tool: name.into() })
 }
 
 /// A command for `name` with connection settings in the environment (the

@@ -98,8 +98,7 @@ fn server_name(i: usize) -> String {
 }
 
 pub fn random_secret() -> Secret {
-    use rand::distributions::{Alphanumeric, DistString};
-    Secret::new(Alphanumeric.sample_string(&mut rand::thread_rng(), 24))
+    crate::random::secret()
 }
 
 impl LocalStack {

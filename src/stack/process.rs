@@ -108,19 +108,10 @@ impl RunAs {
 
 /// Finds a binary on PATH or in the given folders.
 pub fn find_binary(name: &str, extra_dirs: &[PathBuf], package: &'static str) -> Result<PathBuf> {
-    let path_dirs = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    extra_dirs
-        .iter()
-        .chain(path_dirs.iter())
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")].iter())
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .ok_or(StackError::MissingBinary {
-            binary: name.to_string(),
-            package,
-        })
+    crate::binaries::find(name, extra_dirs).ok_or(StackError::MissingBinary {
+        binary: name.to_string(),
+        package,
+    })
 }
 
 /// Refuses a port another process listens on.

@@ -152,7 +152,7 @@ where
     let dir = settings.data_dir.join("submissions").join(lab.as_str());
     tokio::fs::create_dir_all(&dir).await?;
     let mut upload = Upload {
-        path: dir.join(crate::web::session::random_token()),
+        path: dir.join(crate::random::token()),
         keep: false,
     };
     let (size, file) = receive(body, &upload.path, rules.max_bytes).await?;

@@ -2,28 +2,7 @@
 //! TOC entry it came from, read from `pg_restore` output (plain dumps
 //! report their errors with statement and line directly).
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct RestoreIssue {
-    /// The server's message, with DETAIL / HINT lines.
-    pub message: String,
-    /// The SQL that failed, when known.
-    pub statement: Option<String>,
-    /// The archive's TOC entry (`5; 2615 16385 SCHEMA cd postgres`).
-    pub toc: Option<String>,
-    /// For plain SQL: the line of the file where `statement` starts.
-    pub line: Option<usize>,
-}
-
-impl RestoreIssue {
-    pub fn message(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            statement: None,
-            toc: None,
-            line: None,
-        }
-    }
-}
+pub use crate::control::RestoreIssue;
 
 /// Errors in `pg_restore`'s stderr (it goes on after an error, so there may
 /// be many). Lines look like:

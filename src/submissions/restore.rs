@@ -311,7 +311,7 @@ async fn restore(
         quote_ident(&job.owner),
     );
     let started = std::time::Instant::now();
-    let password = crate::stack::random_secret();
+    let password = crate::random::secret();
     let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
     if let Err(e) = store.set_scratch(job.id, Some(&names.scratch)).await {
         return Outcome::Failed(issue("control database", e));

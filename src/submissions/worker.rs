@@ -71,11 +71,7 @@ impl Queue {
 
 /// Starts the workers and the sweeper of this process.
 pub fn start(settings: Arc<Settings>, store: Store, queue: Queue) -> Vec<tokio::task::AbortHandle> {
-    let instance = format!(
-        "{}-{}",
-        std::process::id(),
-        crate::web::session::random_token()
-    );
+    let instance = format!("{}-{}", std::process::id(), crate::random::token());
     let mut tasks =
         vec![tokio::spawn(sweep_loop(Arc::clone(&settings), store.clone())).abort_handle()];
     for i in 0..WORKERS {

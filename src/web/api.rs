@@ -34,7 +34,7 @@ async fn generate(
     authorize(&state, &headers)?;
     let lab = LabId::parse(&lab).map_err(|e| WebError::BadRequest(e.to_string()))?;
     let settings = &state.settings;
-    let opts = crate::cli::default_options(settings);
+    let opts = crate::app::default_generate_options(settings);
     let files = crate::generate::generate(settings, &state.store, lab.as_str(), &opts).await?;
     let out = settings.data_dir.join("generated");
     files.write(&out)?;

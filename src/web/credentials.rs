@@ -5,7 +5,7 @@ use super::labs::{load_lab, parse_id};
 use super::login::CsrfOnly;
 use super::session::{Role, Session};
 use super::{AppState, Nav, WebError};
-use crate::cli::psql_command;
+use crate::app::psql_command;
 use crate::ident::Username;
 use crate::provision::{self, ldap};
 use askama::Template;

@@ -44,7 +44,7 @@ pub struct AppState {
     /// Wakes the restore workers when a dump was queued.
     pub queue: crate::submissions::Queue,
     /// Stopped when the web app stops.
-    pub background: crate::server::Background,
+    pub background: Background,
 }
 
 /// What the page header needs to know about the logged-in user.
@@ -103,4 +103,23 @@ pub async fn serve(
     .await;
     background.stop();
     served
+}
+
+/// The loops that run beside the web app (scoring, restore workers, the
+/// sweeper); they end with it, before `pglab up` stops the services they
+/// use. A restore cut off here is swept at the next start like after a
+/// crash: retried, nothing left behind.
+#[derive(Clone)]
+pub struct Background(std::sync::Arc<Vec<tokio::task::AbortHandle>>);
+
+impl Background {
+    pub fn new(tasks: Vec<tokio::task::AbortHandle>) -> Self {
+        Self(std::sync::Arc::new(tasks))
+    }
+
+    pub fn stop(&self) {
+        for task in self.0.iter() {
+            task.abort();
+        }
+    }
 }

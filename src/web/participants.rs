@@ -245,27 +245,12 @@ async fn apply(
 #[tracing::instrument(skip_all, fields(lab = %plan.lab.lab.id))]
 async fn run_apply(state: AppState, plan: provision::Plan, job: super::jobs::JobHandle) {
     let total = plan.changes.len();
-    let report = provision::apply(&state.settings, &state.store, &plan, |i, change| {
+    let applied = crate::app::apply_lab(&state.settings, &state.store, &plan, |i, change| {
         job.progress(i, format!("[{i}/{total}] {change}"))
     })
     .await;
-    match report {
-        Ok(report) => {
-            let id = plan.lab.lab.id.to_string();
-            let mut summary = vec![format!(
-                "lab {id}: {} participants, {} changes applied",
-                plan.participants.0.len(),
-                report.applied
-            )];
-            summary.extend(plan.notices.iter().map(|n| format!("note: {n}")));
-            let opts = crate::cli::default_options(&state.settings);
-            match crate::cli::write_generated(&state.settings, &state.store, &id, None, &opts).await
-            {
-                Ok(out) => summary.push(format!("monitoring files written to {}", out.display())),
-                Err(e) => summary.push(format!("monitoring files not written: {e:#}")),
-            }
-            job.succeed(summary);
-        }
+    match applied {
+        Ok(applied) => job.succeed(applied.summary(&plan)),
         Err(e) => {
             tracing::error!(error = %e, "apply failed");
             job.fail(e.to_string());

@@ -100,10 +100,7 @@ impl SessionKey {
 }
 
 pub fn random_token() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 24];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
+    crate::random::token()
 }
 
 /// Compares two strings without stopping at the first difference.

@@ -3,7 +3,7 @@
 
 use super::session::{Role, Session};
 use super::{AppState, Nav, WebError};
-use crate::cli::psql_command;
+use crate::app::psql_command;
 use crate::control::CredentialRecord;
 use crate::ident::Username;
 use crate::provision::ldap;

@@ -20,7 +20,7 @@ async fn clubdata_is_a_lab_reference_and_starter() {
     );
     // `pglab lab check` loads it into scratch databases and cleans up.
     let loaded = LoadedLab::load(&lab).expect("valid");
-    pglab::cli::load_check(&env.settings().postgres[0], &loaded)
+    pglab::app::check_lab_loads(&env.settings().postgres[0], &loaded)
         .await
         .expect("clubdata loads");
 

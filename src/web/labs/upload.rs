@@ -229,7 +229,7 @@ async fn validate(
         return Err(vec![(0, format!("a lab with id {id} exists; tick \"Replace\" to update its files, or choose another id"))]);
     }
     let server = &state.settings.postgres[0];
-    if let Err(e) = crate::cli::load_check(server, &lab).await {
+    if let Err(e) = crate::app::check_lab_loads(server, &lab).await {
         return Err(vec![(
             0,
             format!("the reference or starter does not load: {e:#}"),

@@ -1,0 +1,11 @@
+//! The application layer: one function per thing a user does, called by
+//! every face alike (the CLI, the web pages, the JSON API, `pglab up`).
+//! Faces parse their input, call one of these, and render the result; the
+//! functions here use the domain (lab, provision, scoring, submissions,
+//! generate) and the stores, and never a face.
+
+pub mod labs;
+pub mod participants;
+
+pub use labs::{apply_lab, check_lab_loads, default_generate_options, write_generated, Applied};
+pub use participants::psql_command;

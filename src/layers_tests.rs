@@ -1,0 +1,110 @@
+//! The structure reads one way (docs/architecture.md, STYLE.md): faces ->
+//! app -> domain -> stores. This test reads every `crate::<folder>` path in
+//! `src/` (outside test modules) and checks that the folders form no cycle
+//! and that no domain or store folder reaches up into a face or the app.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+const FACES: [&str; 4] = ["cli", "web", "stack", "server"];
+const LOWER: [&str; 7] = [
+    "lab",
+    "provision",
+    "scoring",
+    "submissions",
+    "generate",
+    "control",
+    "metrics",
+];
+
+/// Folder (or top-level file) -> the folders its code names.
+fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let tops: BTreeSet<String> = std::fs::read_dir(&src)
+        .expect("src")
+        .filter_map(Result::ok)
+        .map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_string()
+        })
+        .collect();
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("dir").filter_map(Result::ok) {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs")
+                || path.to_string_lossy().contains("tests")
+            {
+                continue;
+            }
+            let rel = path.strip_prefix(&src).expect("under src");
+            let top = rel
+                .components()
+                .next()
+                .map(|c| {
+                    c.as_os_str()
+                        .to_string_lossy()
+                        .trim_end_matches(".rs")
+                        .to_string()
+                })
+                .unwrap_or_default();
+            let text = std::fs::read_to_string(&path).expect("read");
+            let code = text.split("#[cfg(test)]").next().unwrap_or("");
+            for (i, _) in code.match_indices("crate::") {
+                let name: String = code[i + 7..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                if name != top && tops.contains(&name) {
+                    out.entry(top.clone()).or_default().insert(name);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A path from `from` back to itself, if there is one.
+fn cycle_through(g: &BTreeMap<String, BTreeSet<String>>, from: &str) -> Option<Vec<String>> {
+    let mut paths = vec![vec![from.to_string()]];
+    let mut seen = BTreeSet::new();
+    while let Some(path) = paths.pop() {
+        let last = path.last().expect("non-empty");
+        for next in g.get(last).into_iter().flatten() {
+            if next == from {
+                return Some([path.clone(), vec![next.clone()]].concat());
+            }
+            if seen.insert(next.clone()) {
+                paths.push([path.clone(), vec![next.clone()]].concat());
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn folders_import_each_other_one_way_only() {
+    let g = graph();
+    for folder in g.keys() {
+        if let Some(cycle) = cycle_through(&g, folder) {
+            panic!("import cycle: {}", cycle.join(" -> "));
+        }
+    }
+    for lower in LOWER {
+        for to in g.get(lower).into_iter().flatten() {
+            assert!(
+                !FACES.contains(&to.as_str()) && to != "app",
+                "{lower} (domain or store) uses {to} (a face or the app)"
+            );
+        }
+    }
+    assert!(g.get("web").is_none_or(|to| !to.contains("cli")));
+    assert!(g.get("cli").is_some_and(|to| to.contains("app")));
+}
