@@ -179,92 +179,87 @@ impl Splitter {
         let chars: Vec<char> = text.chars().collect();
         let mut i = 0;
         while i < chars.len() {
-            let c = chars[i];
-            let next = chars.get(i + 1).copied();
-            match self.lex {
-                Lex::Code => {
-                    if c == '\\' {
-                        self.end_word();
-                        self.meta(chars[i..].iter().collect(), out);
-                        return;
-                    }
-                    i = self.code_char(&chars, i, out);
-                    continue;
+            i = match self.lex {
+                Lex::Code if chars[i] == '\\' => {
+                    self.end_word();
+                    self.meta(chars[i..].iter().collect(), out);
+                    return;
                 }
-                Lex::Quote { escapes } => {
-                    if escapes && c == '\\' && next.is_some() {
-                        self.buf.push(c);
-                        i += 1;
-                        self.buf.push(chars[i]);
-                    } else if c == '\'' && next == Some('\'') {
-                        self.buf.push_str("''");
-                        i += 1;
-                    } else {
-                        self.buf.push(c);
-                        if c == '\'' {
-                            self.lex = Lex::Code;
-                        }
-                    }
-                }
-                Lex::Ident => {
-                    self.buf.push(c);
-                    if c == '"' && next == Some('"') {
-                        self.buf.push('"');
-                        i += 1;
-                    } else if c == '"' {
-                        self.lex = Lex::Code;
-                    }
-                }
-                Lex::LineComment => {
-                    self.buf.push(c);
-                    if c == '\n' || c == '\r' {
-                        self.lex = Lex::Code;
-                    }
-                }
-                Lex::Block(depth) => {
-                    self.buf.push(c);
-                    if c == '*' && next == Some('/') {
-                        self.buf.push('/');
-                        i += 1;
-                        self.lex = if depth == 1 {
-                            Lex::Code
-                        } else {
-                            Lex::Block(depth - 1)
-                        };
-                    } else if c == '/' && next == Some('*') {
-                        self.buf.push('*');
-                        i += 1;
-                        self.lex = Lex::Block(depth + 1);
-                    }
-                }
-                Lex::Dollar => {
-                    self.buf.push(c);
-                    if c == '$' && dollar_tag(&chars, i).as_deref() == Some(self.tag.as_str()) {
-                        for _ in 0..=self.tag.chars().count() {
-                            i += 1;
-                            self.buf.push(chars[i]);
-                        }
-                        self.lex = Lex::Code;
-                    }
-                }
-            }
-            i += 1;
+                Lex::Code => self.code_char(&chars, i, out),
+                _ => self.quoted_char(&chars, i),
+            };
         }
         if self.copy_pending {
-            self.copy_pending = false;
-            self.in_copy = true;
-            self.end_word();
-            let rest = std::mem::take(&mut self.buf);
-            if !rest.is_empty() {
-                let mut piece = Piece::new(Kind::Gap, rest, self.buf_line);
-                if self.code_line.is_some() || self.lex != Lex::Code {
-                    piece.kind = Kind::Statement;
-                    piece.refusal = Some(COPY_LINE.into());
-                }
-                out.push(piece);
-            }
-            self.reset_statement();
+            self.start_copy_data(out);
         }
+    }
+
+    /// One character inside a string, quoted identifier, comment or dollar
+    /// quote; returns the index of the next one.
+    fn quoted_char(&mut self, chars: &[char], i: usize) -> usize {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        self.buf.push(c);
+        match self.lex {
+            Lex::Quote { escapes: true } if c == '\\' && next.is_some() => {
+                self.buf.push(chars[i + 1]);
+                return i + 2;
+            }
+            Lex::Quote { .. } if c == '\'' && next == Some('\'') => {
+                self.buf.push('\'');
+                return i + 2;
+            }
+            Lex::Quote { .. } if c == '\'' => self.lex = Lex::Code,
+            Lex::Ident if c == '"' && next == Some('"') => {
+                self.buf.push('"');
+                return i + 2;
+            }
+            Lex::Ident if c == '"' => self.lex = Lex::Code,
+            Lex::LineComment if c == '\n' || c == '\r' => self.lex = Lex::Code,
+            Lex::Block(depth) if c == '*' && next == Some('/') => {
+                self.buf.push('/');
+                self.lex = if depth == 1 {
+                    Lex::Code
+                } else {
+                    Lex::Block(depth - 1)
+                };
+                return i + 2;
+            }
+            Lex::Block(depth) if c == '/' && next == Some('*') => {
+                self.buf.push('*');
+                self.lex = Lex::Block(depth + 1);
+                return i + 2;
+            }
+            Lex::Dollar
+                if c == '$' && dollar_tag(chars, i).as_deref() == Some(self.tag.as_str()) =>
+            {
+                // The closing tag and its `$`.
+                let len = self.tag.chars().count() + 1;
+                self.buf.extend(&chars[i + 1..i + 1 + len]);
+                self.lex = Lex::Code;
+                return i + 1 + len;
+            }
+            _ => {}
+        }
+        i + 1
+    }
+
+    /// At the end of the line of a `COPY ... FROM stdin`: what is left of
+    /// the line must be blank, and the data starts on the next line.
+    fn start_copy_data(&mut self, out: &mut Vec<Piece>) {
+        self.copy_pending = false;
+        self.in_copy = true;
+        self.end_word();
+        let rest = std::mem::take(&mut self.buf);
+        if !rest.is_empty() {
+            let mut piece = Piece::new(Kind::Gap, rest, self.buf_line);
+            if self.code_line.is_some() || self.lex != Lex::Code {
+                piece.kind = Kind::Statement;
+                piece.refusal = Some(COPY_LINE.into());
+            }
+            out.push(piece);
+        }
+        self.reset_statement();
     }
 
     /// One character of code; returns the index of the next one.

@@ -126,13 +126,30 @@ pub async fn restore(
         .batch_execute(&setup)
         .await
         .map_err(|e| refused(0, format!("starting the restore: {}", error_text(&e))))?;
+    let run = execute(client, &mut rx).await?;
+    match reading.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(ReadStop::Io(e))) => return Err(refused(0, format!("reading the dump: {e}"))),
+        _ => return Err(refused(0, "the dump could not be read to its end".into())),
+    }
+    client
+        .batch_execute("COMMIT")
+        .await
+        .map_err(|e| refused(0, format!("committing: {}", error_text(&e))))?;
+    Ok(run)
+}
+
+/// Sends the pieces to the server as they come: statements pipelined (each
+/// sent as soon as it is read, in order, answers read up to `PIPELINE`
+/// behind; the first error in order is the one reported, the statements
+/// after it fail as "aborted" in the one transaction and are not looked
+/// at), COPY data through copy-in.
+async fn execute(
+    client: &Client,
+    rx: &mut tokio::sync::mpsc::Receiver<Piece>,
+) -> Result<PlainRun, Vec<RestoreIssue>> {
     let mut run = PlainRun::default();
     let mut copy: Option<(Copy, Piece)> = None;
-    let client: &Client = client;
-    // Statements are pipelined: each is sent as soon as it is read (in
-    // order), and its answer awaited later, at most `PIPELINE` behind. The
-    // first error in order is the one reported; in the one transaction the
-    // statements after it fail as "aborted" and are not looked at.
     let mut inflight: VecDeque<Pending<'_>> = VecDeque::new();
     while let Some(piece) = rx.recv().await {
         match piece.kind {
@@ -174,15 +191,6 @@ pub async fn restore(
     }
     settle(&mut inflight, 0).await?;
     finish_copy(copy.take()).await?;
-    match reading.await {
-        Ok(Ok(_)) => {}
-        Ok(Err(ReadStop::Io(e))) => return Err(refused(0, format!("reading the dump: {e}"))),
-        _ => return Err(refused(0, "the dump could not be read to its end".into())),
-    }
-    client
-        .batch_execute("COMMIT")
-        .await
-        .map_err(|e| refused(0, format!("committing: {}", error_text(&e))))?;
     Ok(run)
 }
 

@@ -305,48 +305,12 @@ async fn restore(
     job: &SubmissionRecord,
     names: &JobNames,
 ) -> Outcome {
-    let (scratch, role, owner) = (
-        quote_ident(&names.scratch),
-        quote_ident(&names.role),
-        quote_ident(&job.owner),
-    );
     let started = std::time::Instant::now();
-    let password = crate::random::secret();
-    let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
-    if let Err(e) = store.set_scratch(job.id, Some(&names.scratch)).await {
-        return Outcome::Failed(issue("control database", e));
-    }
-    // The login role: may act as the owner and nothing else.
-    let setup = async {
-        admin
-            .batch_execute(&format!(
-                "CREATE ROLE {role} LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
-                 CONNECTION LIMIT 4 PASSWORD {} VALID UNTIL {} IN ROLE {owner}, {}",
-                quote_literal(&verifier),
-                quote_literal(&(chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339()),
-                crate::provision::postgres::RESTORERS_ROLE,
-            ))
-            .await?;
-        Ok::<_, tokio_postgres::Error>(())
+    let password = match set_up(store, server, admin, job, names).await {
+        Ok(p) => p,
+        Err(found) => return Outcome::Failed(found),
     };
-    if let Err(e) = setup.await {
-        return Outcome::Failed(issue("preparing the scratch database", db_error(&e)));
-    }
-    let scratch_name = PgName::from_catalog(names.scratch.clone());
-    if let Err(e) = crate::provision::postgres::create_closed_database(
-        server,
-        admin,
-        &format!("CREATE DATABASE {scratch} OWNER {owner} TEMPLATE template0"),
-        &scratch_name,
-        &format!(
-            "REVOKE ALL ON DATABASE {scratch} FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE {scratch} TO {role};"
-        ),
-    )
-    .await
-    {
-        return Outcome::Failed(issue("preparing the scratch database", e));
-    }
-    let set_up = started.elapsed();
+    let set_up_took = started.elapsed();
     // While the dump runs, this session keeps the group's database from
     // being dropped by it (DROP DATABASE refuses while others are connected).
     let guard = crate::pgconn::connect(server, &job.database).await.ok();
@@ -355,70 +319,12 @@ async fn restore(
         password: password.expose(),
         owner: &job.owner,
     };
-    let file = PathBuf::from(&job.file);
-    let format = DumpFormat::parse(&job.format).unwrap_or(DumpFormat::Plain);
-    let rules = match store.lab(&job.lab).await {
-        Ok(Some(spec)) => spec.lab.submissions,
-        _ => None,
-    };
-    let limit = Duration::from_secs(rules.map_or(600, |r| r.timeout_secs));
-    // Past the lab's limit the restore is dropped: pg_restore is killed,
-    // a plain restore's session closes, and clean_up ends whatever still
-    // runs in the scratch database (DROP DATABASE ... WITH (FORCE)). The
-    // swap below is never cut off half-way.
-    let restoring = async {
-        match format {
-            DumpFormat::Plain => restore_plain(server, job, names, &login, &file).await,
-            DumpFormat::Directory => match directory_root(&file) {
-                Some(dir) => tools::restore_archive(server, &names.scratch, &dir, &login)
-                    .await
-                    .map(|run| (run.ok, issues::from_pg_restore(&run.stderr), run.stderr)),
-                None => Err("the unpacked directory dump is gone".into()),
-            },
-            DumpFormat::Custom | DumpFormat::Tar => {
-                tools::restore_archive(server, &names.scratch, &file, &login)
-                    .await
-                    .map(|run| (run.ok, issues::from_pg_restore(&run.stderr), run.stderr))
-            }
-        }
-    };
-    let found = match tokio::time::timeout(limit, restoring).await {
-        Ok(found) => found,
-        Err(_) => Err(format!(
-            "it did not finish within {} (the lab's submissions.timeout); your database is unchanged",
-            human_duration(limit)
-        )),
-    };
-    let prepared_and_restored = started.elapsed();
-    let (ok, mut found, stderr) = match found {
-        Ok(r) => r,
-        Err(e) => return Outcome::Failed(issue("restore", e)),
-    };
-    if !ok || !found.is_empty() {
-        if found.is_empty() {
-            found.push(RestoreIssue::message(stderr.trim().to_string()));
-        }
+    if let Err(found) = restore_dump(store, server, job, names, &login).await {
         return Outcome::Failed(found);
     }
-    // The restored database gets the grants of a lab database; the login
-    // role goes (clean_up drops it).
-    let finish = admin
-        .batch_execute(&format!(
-            "{} REVOKE ALL ON DATABASE {scratch} FROM {role};",
-            crate::provision::postgres::close_database_sql(
-                &scratch_name,
-                &PgName::from_catalog(job.owner.clone())
-            )
-        ))
-        .await;
-    if let Err(e) = finish {
-        return Outcome::Failed(issue("granting", db_error(&e)));
-    }
-    if let Err(e) = disown_job_role(server, admin, names, &job.owner).await {
-        return Outcome::Failed(issue("taking back what the dump gave the job's role", e));
-    }
-    if let Err(e) = store.set_previous(job.id, Some(&names.previous)).await {
-        return Outcome::Failed(issue("control database", e));
+    let restored = started.elapsed();
+    if let Err(found) = finish(store, server, admin, job, names).await {
+        return Outcome::Failed(found);
     }
     drop(guard);
     let granted = started.elapsed();
@@ -427,9 +333,9 @@ async fn restore(
         return Outcome::Failed(issue("replacing the database", e));
     }
     tracing::info!(
-        setup_ms = set_up.as_millis() as u64,
-        restored_ms = (prepared_and_restored - set_up).as_millis() as u64,
-        granted_ms = (granted - prepared_and_restored).as_millis() as u64,
+        setup_ms = set_up_took.as_millis() as u64,
+        restored_ms = (restored - set_up_took).as_millis() as u64,
+        granted_ms = (granted - restored).as_millis() as u64,
         swapped_ms = (started.elapsed() - granted).as_millis() as u64,
         "restore phases"
     );
@@ -437,4 +343,135 @@ async fn restore(
         "restored; the database before it is kept as {} until the next successful restore",
         names.previous
     ))
+}
+
+/// The job's login role (may act as the owner and nothing else; a random
+/// password, valid for a day) and its scratch database, made closed.
+async fn set_up(
+    store: &Store,
+    server: &PgServerSettings,
+    admin: &Client,
+    job: &SubmissionRecord,
+    names: &JobNames,
+) -> Result<crate::settings::Secret, Vec<RestoreIssue>> {
+    let (scratch, role, owner) = (
+        quote_ident(&names.scratch),
+        quote_ident(&names.role),
+        quote_ident(&job.owner),
+    );
+    store
+        .set_scratch(job.id, Some(&names.scratch))
+        .await
+        .map_err(|e| issue("control database", e))?;
+    let password = crate::random::secret();
+    let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
+             CONNECTION LIMIT 4 PASSWORD {} VALID UNTIL {} IN ROLE {owner}, {}",
+            quote_literal(&verifier),
+            quote_literal(&(chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339()),
+            crate::provision::postgres::RESTORERS_ROLE,
+        ))
+        .await
+        .map_err(|e| issue("preparing the scratch database", db_error(&e)))?;
+    crate::provision::postgres::create_closed_database(
+        server,
+        admin,
+        &format!("CREATE DATABASE {scratch} OWNER {owner} TEMPLATE template0"),
+        &PgName::from_catalog(names.scratch.clone()),
+        &format!(
+            "REVOKE ALL ON DATABASE {scratch} FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE {scratch} TO {role};"
+        ),
+    )
+    .await
+    .map_err(|e| issue("preparing the scratch database", e))?;
+    Ok(password)
+}
+
+/// Restores the upload into the scratch database as the job's role, within
+/// the lab's time limit. Past it the restore is dropped: pg_restore is
+/// killed, a plain restore's session closes, and clean_up ends whatever
+/// still runs in the scratch database (DROP DATABASE ... WITH (FORCE)).
+async fn restore_dump(
+    store: &Store,
+    server: &PgServerSettings,
+    job: &SubmissionRecord,
+    names: &JobNames,
+    login: &RestoreLogin<'_>,
+) -> Result<(), Vec<RestoreIssue>> {
+    let file = PathBuf::from(&job.file);
+    let format = DumpFormat::parse(&job.format).unwrap_or(DumpFormat::Plain);
+    let rules = match store.lab(&job.lab).await {
+        Ok(Some(spec)) => spec.lab.submissions,
+        _ => None,
+    };
+    let limit = Duration::from_secs(rules.map_or(600, |r| r.timeout_secs));
+    let restoring = async {
+        match format {
+            DumpFormat::Plain => restore_plain(server, job, names, login, &file).await,
+            DumpFormat::Directory => match directory_root(&file) {
+                Some(dir) => tools::restore_archive(server, &names.scratch, &dir, login)
+                    .await
+                    .map(|run| (run.ok, issues::from_pg_restore(&run.stderr), run.stderr)),
+                None => Err("the unpacked directory dump is gone".into()),
+            },
+            DumpFormat::Custom | DumpFormat::Tar => {
+                tools::restore_archive(server, &names.scratch, &file, login)
+                    .await
+                    .map(|run| (run.ok, issues::from_pg_restore(&run.stderr), run.stderr))
+            }
+        }
+    };
+    let (ok, mut found, stderr) = match tokio::time::timeout(limit, restoring).await {
+        Ok(found) => found.map_err(|e| issue("restore", e))?,
+        Err(_) => {
+            return Err(issue(
+                "restore",
+                format!(
+                    "it did not finish within {} (the lab's submissions.timeout); your database is unchanged",
+                    human_duration(limit)
+                ),
+            ))
+        }
+    };
+    if !ok || !found.is_empty() {
+        if found.is_empty() {
+            found.push(RestoreIssue::message(stderr.trim().to_string()));
+        }
+        return Err(found);
+    }
+    Ok(())
+}
+
+/// After a good restore: the scratch database gets the grants of a lab
+/// database, the job's role loses everything (clean_up drops it), and the
+/// control database learns the name the current database will get.
+async fn finish(
+    store: &Store,
+    server: &PgServerSettings,
+    admin: &Client,
+    job: &SubmissionRecord,
+    names: &JobNames,
+) -> Result<(), Vec<RestoreIssue>> {
+    let scratch = PgName::from_catalog(names.scratch.clone());
+    admin
+        .batch_execute(&format!(
+            "{} REVOKE ALL ON DATABASE {} FROM {};",
+            crate::provision::postgres::close_database_sql(
+                &scratch,
+                &PgName::from_catalog(job.owner.clone())
+            ),
+            scratch.quoted(),
+            quote_ident(&names.role)
+        ))
+        .await
+        .map_err(|e| issue("granting", db_error(&e)))?;
+    disown_job_role(server, admin, names, &job.owner)
+        .await
+        .map_err(|e| issue("taking back what the dump gave the job's role", e))?;
+    store
+        .set_previous(job.id, Some(&names.previous))
+        .await
+        .map_err(|e| issue("control database", e))
 }

@@ -2,6 +2,7 @@
 //! databases changed; only those are evaluated again (a few at a time per
 //! server), the rest keep their cached result; then a new board is published.
 
+mod lanes;
 mod publish;
 
 use super::activity::{self, Activity};
@@ -13,7 +14,6 @@ use crate::control::{LabSpecRecord, Store, StoredTask};
 use crate::lab::Lab;
 use crate::settings::Settings;
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,7 +55,7 @@ impl DbCache {
     }
 }
 
-struct LabCache {
+pub(super) struct LabCache {
     key: (String, DateTime<Utc>),
     lab: Lab,
     expected: Option<Arc<Expectations>>,
@@ -73,7 +73,7 @@ pub struct Engine {
     pseudonym_key: Option<String>,
 }
 
-struct Job {
+pub(super) struct Job {
     lab: String,
     db: String,
     server: String,
@@ -317,166 +317,115 @@ impl Engine {
     }
 
     async fn evaluate(&mut self, jobs: Vec<Job>, activity: &BTreeMap<(String, String), Activity>) {
-        let limits = self.limits();
-        let per_server = self.settings.scoring.concurrency_per_server.max(1);
-        let round_deadline = tokio::time::sleep(Duration::from_secs(
-            self.settings.scoring.round_deadline_secs.max(1),
-        ));
-        // Per server two lanes: the usual one with `per_server` databases at
-        // once, and a slow lane of one for databases whose checks timed out
-        // lately, so that hostile databases cannot take the usual lanes.
-        let mut by_server: BTreeMap<(String, bool), Vec<Job>> = BTreeMap::new();
-        for j in jobs {
-            by_server
-                .entry((j.server.clone(), j.slow))
-                .or_default()
-                .push(j);
-        }
-        let labs = &self.labs;
-        let settings = &self.settings;
-        let runs = by_server.into_iter().map(|((server, slow), jobs)| {
-            let lanes = if slow { 1 } else { per_server };
-            let s = settings
-                .server(&server)
-                .expect("placed on a configured server");
-            futures_util::stream::iter(jobs)
-                .map(move |job| async move {
-                    let started = Instant::now();
-                    let cache = &labs[&job.lab];
-                    let result = match &cache.expected {
-                        Some(expected) => {
-                            // Each check is ended from outside after its
-                            // limit; this bounds the database as a whole.
-                            let checks = cache
-                                .lab
-                                .tasks
-                                .iter()
-                                .map(|t| t.checks.len())
-                                .sum::<usize>();
-                            let most =
-                                (limits.statement_timeout + checks::GRACE + Duration::from_secs(2))
-                                    * (checks as u32 + 1);
-                            match tokio::time::timeout(
-                                most,
-                                evaluate::score_database(
-                                    s, &job.db, &job.owner, &cache.lab, expected, &limits,
-                                ),
-                            )
-                            .await
-                            {
-                                Ok(r) => r.map_err(|e| e.to_string()),
-                                Err(_) => {
-                                    Err(format!("scoring took longer than {} s", most.as_secs()))
-                                }
-                            }
-                        }
-                        None => Err("the lab's reference database cannot be read".to_string()),
-                    };
-                    (job, result, started.elapsed())
-                })
-                .buffer_unordered(lanes)
-                .boxed()
-        });
-        // Past the round's deadline, what is done is kept; the databases
-        // still running are dropped (their sessions close) and stay
-        // "changed" for the next round.
-        let mut results = Vec::new();
-        {
-            let mut all = futures_util::stream::select_all(runs);
-            tokio::pin!(round_deadline);
-            loop {
-                tokio::select! {
-                    next = all.next() => match next {
-                        Some(r) => results.push(r),
-                        None => break,
-                    },
-                    _ = &mut round_deadline => {
-                        tracing::warn!("a scoring round reached its deadline; the rest waits for the next round");
-                        break;
-                    }
-                }
-            }
-        }
+        let results = lanes::run(&self.settings, &self.labs, self.limits(), jobs).await;
         let now = Utc::now();
         for (job, result, took) in results {
             let a = &activity[&(job.lab.clone(), job.db.clone())];
-            let lab = self.labs.get_mut(&job.lab).expect("lab cached");
-            let tasks: Vec<String> = lab.lab.tasks.iter().map(|t| t.id.clone()).collect();
-            let cache = lab.dbs.entry(job.db.clone()).or_default();
-            cache.last_scored = Some(Instant::now());
-            cache.last_took = took;
-            let (interval, max_rest) = (
-                Duration::from_secs(self.settings.scoring.interval_secs.max(1)),
-                Duration::from_secs(self.settings.scoring.max_backoff_secs),
-            );
-            match result {
-                Ok(mut outcomes) => {
-                    let timed_out = outcomes.iter().any(|o| {
-                        // A lock held by the student is no reason to rest.
-                        matches!(o.class, Some("timeout" | evaluate::SKIPPED))
-                    });
-                    cache.note_timeouts(timed_out, interval, max_rest);
-                    // Tasks not checked this time keep what they had.
-                    for (i, o) in outcomes.iter_mut().enumerate() {
-                        if o.class == Some(evaluate::SKIPPED) {
-                            if let Some(old) = cache.outcomes.as_ref().and_then(|old| old.get(i)) {
-                                *o = old.clone();
-                            }
-                        }
-                    }
-                    for o in &outcomes {
-                        if let Some(class) = o.class {
-                            self.health.check_failed(class);
-                        }
-                    }
-                    let before: u32 = cache.outcomes.iter().flatten().map(|o| o.points).sum();
-                    let before_passed =
-                        cache.outcomes.iter().flatten().filter(|o| o.passed).count();
-                    let after: u32 = outcomes.iter().map(|o| o.points).sum();
-                    let after_passed = outcomes.iter().filter(|o| o.passed).count();
-                    if after > before || after_passed > before_passed {
-                        cache.last_progress = Some(now);
-                    }
-                    let old = cache.outcomes.take().unwrap_or_default();
-                    for (i, (task, o)) in tasks.iter().zip(&outcomes).enumerate() {
-                        if old.get(i) == Some(o) {
-                            continue;
-                        }
-                        let stored = StoredTask {
-                            database: job.db.clone(),
-                            task: task.clone(),
-                            passed: o.passed,
-                            points: o.points as i32,
-                            reason: o.reason.clone(),
-                            first_passed_at: None,
-                        };
-                        match self.store.save_task(&job.lab, &stored, now).await {
-                            Ok(Some(at)) => {
-                                cache.first_passed.insert(task.clone(), at);
-                            }
-                            Ok(None) => {}
-                            Err(e) => tracing::warn!(error = %e, "cannot save a score"),
-                        }
-                    }
-                    if let Err(e) = self
-                        .store
-                        .save_progress(&job.lab, &job.db, cache.last_progress, a.last_activity)
-                        .await
-                    {
-                        tracing::warn!(error = %e, "cannot save progress");
-                    }
-                    cache.outcomes = Some(outcomes);
-                    cache.signature = Some(a.signature.clone());
-                    cache.error = None;
-                }
-                Err(e) => {
-                    cache.note_timeouts(e.starts_with("scoring took longer"), interval, max_rest);
-                    tracing::warn!(lab = %job.lab, db = %job.db, error = %e, "cannot score a database");
-                    self.health.check_failed("unreachable");
-                    cache.error = Some(e);
-                    cache.signature = None;
+            self.record(&job, result, took, a, now).await;
+        }
+    }
+
+    /// Keeps what one database's evaluation found (and saves what changed).
+    async fn record(
+        &mut self,
+        job: &Job,
+        result: Result<Vec<TaskOutcome>, String>,
+        took: Duration,
+        a: &Activity,
+        now: DateTime<Utc>,
+    ) {
+        let (interval, max_rest) = (
+            Duration::from_secs(self.settings.scoring.interval_secs.max(1)),
+            Duration::from_secs(self.settings.scoring.max_backoff_secs),
+        );
+        let lab = self.labs.get_mut(&job.lab).expect("lab cached");
+        let tasks: Vec<String> = lab.lab.tasks.iter().map(|t| t.id.clone()).collect();
+        let cache = lab.dbs.entry(job.db.clone()).or_default();
+        cache.last_scored = Some(Instant::now());
+        cache.last_took = took;
+        let mut outcomes = match result {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                cache.note_timeouts(e.starts_with("scoring took longer"), interval, max_rest);
+                tracing::warn!(lab = %job.lab, db = %job.db, error = %e, "cannot score a database");
+                self.health.check_failed("unreachable");
+                cache.error = Some(e);
+                cache.signature = None;
+                return;
+            }
+        };
+        // A lock held by the student is no reason to rest.
+        let timed_out = outcomes
+            .iter()
+            .any(|o| matches!(o.class, Some("timeout" | evaluate::SKIPPED)));
+        cache.note_timeouts(timed_out, interval, max_rest);
+        // Tasks not checked this time keep what they had.
+        for (i, o) in outcomes.iter_mut().enumerate() {
+            if o.class == Some(evaluate::SKIPPED) {
+                if let Some(old) = cache.outcomes.as_ref().and_then(|old| old.get(i)) {
+                    *o = old.clone();
                 }
             }
         }
+        for class in outcomes.iter().filter_map(|o| o.class) {
+            self.health.check_failed(class);
+        }
+        let points = |os: &[TaskOutcome]| {
+            (
+                os.iter().map(|o| o.points).sum::<u32>(),
+                os.iter().filter(|o| o.passed).count(),
+            )
+        };
+        let (before, before_passed) = points(cache.outcomes.as_deref().unwrap_or_default());
+        let (after, after_passed) = points(&outcomes);
+        if after > before || after_passed > before_passed {
+            cache.last_progress = Some(now);
+        }
+        let old = cache.outcomes.take().unwrap_or_default();
+        save_changes(&self.store, job, &tasks, &old, &outcomes, cache, a, now).await;
+        cache.outcomes = Some(outcomes);
+        cache.signature = Some(a.signature.clone());
+        cache.error = None;
+    }
+}
+
+/// Stores the tasks whose state changed (learning first-pass times) and the
+/// database's progress and activity times.
+#[allow(clippy::too_many_arguments)]
+async fn save_changes(
+    store: &Store,
+    job: &Job,
+    tasks: &[String],
+    old: &[TaskOutcome],
+    outcomes: &[TaskOutcome],
+    cache: &mut DbCache,
+    a: &Activity,
+    now: DateTime<Utc>,
+) {
+    for (i, (task, o)) in tasks.iter().zip(outcomes).enumerate() {
+        if old.get(i) == Some(o) {
+            continue;
+        }
+        let stored = StoredTask {
+            database: job.db.clone(),
+            task: task.clone(),
+            passed: o.passed,
+            points: o.points as i32,
+            reason: o.reason.clone(),
+            first_passed_at: None,
+        };
+        match store.save_task(&job.lab, &stored, now).await {
+            Ok(Some(at)) => {
+                cache.first_passed.insert(task.clone(), at);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot save a score"),
+        }
+    }
+    if let Err(e) = store
+        .save_progress(&job.lab, &job.db, cache.last_progress, a.last_activity)
+        .await
+    {
+        tracing::warn!(error = %e, "cannot save progress");
     }
 }
