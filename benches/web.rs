@@ -98,6 +98,7 @@ async fn naive_grid(store: &pglab::control::Store, lab: &LabBoard) -> String {
                 errors_total: 0,
                 last_activity: None,
                 last_progress: None,
+                connected_since: None,
             }
         })
         .collect();

@@ -85,6 +85,12 @@ impl Metrics {
             "Last time the participant passed one more task (Unix time).",
             pl,
         );
+        let since = gauge(
+            &r,
+            "pglab_participant_connected_since_timestamp_seconds",
+            "When the oldest of the participant's open sessions began (Unix time).",
+            pl,
+        );
         let errors = IntCounterVec::new(
             Opts::new(
                 "pglab_participant_errors_total",
@@ -139,6 +145,9 @@ impl Metrics {
                 }
                 if let Some(at) = p.last_progress {
                     progress.with_label_values(&l).set(at.timestamp() as f64);
+                }
+                if let (Some(at), true) = (p.connected_since, p.connected > 0) {
+                    since.with_label_values(&l).set(at.timestamp() as f64);
                 }
                 let Some(tasks) = &p.tasks else { continue };
                 ratio.with_label_values(&l).set(f64::from(p.points()) / max);

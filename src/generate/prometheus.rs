@@ -4,6 +4,7 @@
 use super::exporter::{checks_metric, expected_values, metric_name, Target};
 use super::{header, GenerateOptions, Reference};
 use crate::lab::Lab;
+use crate::scoring::board::{STUCK_MINUTES, STUCK_SCRIPT, STUCK_SCRIPT_AT};
 use std::path::PathBuf;
 
 /// A string matched literally by a Prometheus regex (anchored by Prometheus).
@@ -137,17 +138,20 @@ fn lab_rules(lab: &Lab, reference: &Reference) -> String {
     rules:
 {tasks}  - name: pglab_{g}_alerts
     rules:
+      # The board's "needs help" rule (scoring::board::STUCK_MINUTES):
+      # connected, and neither progress nor a new session for {m} minutes.
       - alert: PglabParticipantStuck
-        expr: pglab_participant_connected{{lab="{id}"}} > 0 unless on (lab, participant) (time() - pglab_participant_last_progress_timestamp_seconds{{lab="{id}"}} < 900)
-        for: 15m
+        expr: pglab_participant_connected{{lab="{id}"}} > 0 unless on (lab, participant) (time() - pglab_participant_last_progress_timestamp_seconds{{lab="{id}"}} < {s}) unless on (lab, participant) (time() - pglab_participant_connected_since_timestamp_seconds{{lab="{id}"}} < {s})
         labels:
           severity: info
         annotations:
-          summary: "{{{{ $labels.participant }}}} has been connected for 15 minutes without progress"
+          summary: "{{{{ $labels.participant }}}} has been connected for {m} minutes without progress"
 "#,
         h = header(lab, "#"),
         g = id.replace('-', "_"),
         tasks = task_records(lab, reference),
+        m = STUCK_MINUTES,
+        s = STUCK_MINUTES * 60,
     )
 }
 
@@ -183,6 +187,59 @@ fn task_record_test(lab: &Lab, reference: &Reference) -> String {
     )
 }
 
+/// Promtool values of a series present from minute `from` (missing before)
+/// with `value`, over 30 minutes.
+fn from_minute(from: u32, value: String) -> String {
+    match from {
+        0 => format!("{value}x30"),
+        m => format!("_x{} {value}x{}", m - 1, 30 - m),
+    }
+}
+
+/// The scripted students of `STUCK_SCRIPT` as input series.
+fn script_series(id: &str) -> String {
+    let series = |metric: &str, who: &str, values: String| {
+        format!("      - series: '{metric}{{lab=\"{id}\",participant=\"{who}\"}}'\n        values: '{values}'\n")
+    };
+    let mut out = String::new();
+    for (who, connected, progress, _) in STUCK_SCRIPT {
+        let online = match connected {
+            None => "0x30".to_string(),
+            Some(0) => "1x30".to_string(),
+            Some(c) => format!("0x{} 1x{}", c - 1, 30 - c),
+        };
+        out.push_str(&series("pglab_participant_connected", who, online));
+        if let Some(c) = connected {
+            out.push_str(&series(
+                "pglab_participant_connected_since_timestamp_seconds",
+                who,
+                from_minute(c, (c * 60).to_string()),
+            ));
+        }
+        if let Some(p) = progress {
+            out.push_str(&series(
+                "pglab_participant_last_progress_timestamp_seconds",
+                who,
+                from_minute(p, (p * 60).to_string()),
+            ));
+        }
+    }
+    out
+}
+
+/// The alerts expected of `STUCK_SCRIPT` at `STUCK_SCRIPT_AT`.
+fn script_alerts(id: &str) -> String {
+    STUCK_SCRIPT
+        .iter()
+        .filter(|s| s.3)
+        .map(|(who, ..)| {
+            format!(
+                "          - exp_labels:\n              severity: info\n              lab: {id}\n              participant: {who}\n            exp_annotations:\n              summary: {who} has been connected for {STUCK_MINUTES} minutes without progress\n"
+            )
+        })
+        .collect()
+}
+
 fn lab_tests(lab: &Lab, reference: &Reference) -> String {
     let id = lab.id.as_str();
     format!(
@@ -192,15 +249,7 @@ evaluation_interval: 1m
 tests:
   - interval: 1m
     input_series:
-      - series: 'pglab_participant_connected{{lab="{id}",participant="stuck"}}'
-        values: '1x30'
-      - series: 'pglab_participant_connected{{lab="{id}",participant="busy"}}'
-        values: '1x30'
-      - series: 'pglab_participant_last_progress_timestamp_seconds{{lab="{id}",participant="busy"}}'
-        values: '0+60x30'
-      - series: 'pglab_participant_connected{{lab="{id}",participant="away"}}'
-        values: '0x30'
-      - series: 'pglab_participant_score_ratio{{lab="{id}",participant="busy"}}'
+{script}      - series: 'pglab_participant_score_ratio{{lab="{id}",participant="busy"}}'
         values: '1x30'
       - series: 'pglab_participant_score_ratio{{lab="{id}",participant="stuck"}}'
         values: '0x30'
@@ -214,18 +263,15 @@ tests:
       - eval_time: 10m
         alertname: PglabParticipantStuck
         exp_alerts: []
-      - eval_time: 20m
+      - eval_time: {at}m
         alertname: PglabParticipantStuck
         exp_alerts:
-          - exp_labels:
-              severity: info
-              lab: {id}
-              participant: stuck
-            exp_annotations:
-              summary: stuck has been connected for 15 minutes without progress
-{records}"#,
+{alerts}{records}"#,
         h = header(lab, "#"),
         records = task_record_test(lab, reference),
+        script = script_series(id),
+        alerts = script_alerts(id),
+        at = STUCK_SCRIPT_AT,
     )
 }
 

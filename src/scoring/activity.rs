@@ -31,6 +31,8 @@ pub struct Activity {
     /// Transactions rolled back in the database (failed statements).
     pub errors_total: i64,
     pub last_activity: Option<DateTime<Utc>>,
+    /// When the oldest of the participants' open sessions began.
+    pub connected_since: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,10 +54,12 @@ pub async fn read(
                     (d.tup_inserted + d.tup_updated + d.tup_deleted)::int8,
                     d.xact_rollback::int8,
                     coalesce(a.sessions, 0)::int8,
-                    a.last_statement
+                    a.last_statement,
+                    a.first_start
              FROM pg_stat_database d
              LEFT JOIN (SELECT datid, count(*) AS sessions,
-                               max(coalesce(state_change, backend_start)) AS last_statement
+                               max(coalesce(state_change, backend_start)) AS last_statement,
+                               min(backend_start) AS first_start
                         FROM pg_stat_activity
                         WHERE backend_type = 'client backend' AND usename <> $2 AND usename NOT LIKE 'pglab.ck.%'
                         GROUP BY datid) a ON a.datid = d.datid
@@ -78,6 +82,7 @@ pub async fn read(
                     connected: r.get(4),
                     errors_total: r.get(3),
                     last_activity: last,
+                    connected_since: r.get(6),
                 },
             )
         })

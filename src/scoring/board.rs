@@ -28,9 +28,44 @@ pub struct ParticipantBoard {
     pub errors_total: i64,
     pub last_activity: Option<DateTime<Utc>>,
     pub last_progress: Option<DateTime<Utc>>,
+    /// When the oldest open session began (for "needs help").
+    pub connected_since: Option<DateTime<Utc>>,
 }
 
+/// Minutes without progress after which a connected participant needs
+/// help; the generated alert `PglabParticipantStuck` uses the same.
+pub const STUCK_MINUTES: i64 = 15;
+
+/// Scripted students of the "needs help" rule, at minute `STUCK_SCRIPT_AT`:
+/// (name, connected from minute, last progress at minute, needs help).
+/// The board's rule is tested on them here, the generated alert in the
+/// promtool test that `pglab generate` writes (run by the test suite).
+pub const STUCK_SCRIPT: [(&str, Option<u32>, Option<u32>, bool); 5] = [
+    ("stuck", Some(0), Some(2), true),
+    ("busy", Some(0), Some(19), false),
+    ("never", Some(0), None, true),
+    ("fresh", Some(12), None, false),
+    ("away", None, Some(0), false),
+];
+pub const STUCK_SCRIPT_AT: u32 = 20;
+
 impl ParticipantBoard {
+    /// The rule of "needs help" on the board and of the alert
+    /// `PglabParticipantStuck`: connected, and neither progress nor a new
+    /// session in the last `STUCK_MINUTES` (a participant who never passed
+    /// anything counts from their session's start).
+    pub fn stuck_minutes(&self, now: DateTime<Utc>) -> Option<i64> {
+        if self.connected == 0 {
+            return None;
+        }
+        let since = match (self.last_progress, self.connected_since) {
+            (Some(p), Some(c)) => p.max(c),
+            (p, c) => p.or(c)?,
+        };
+        let minutes = (now - since).num_minutes();
+        (minutes >= STUCK_MINUTES).then_some(minutes)
+    }
+
     pub fn points(&self) -> u32 {
         self.tasks.iter().flatten().map(|t| t.points).sum()
     }
@@ -117,4 +152,35 @@ pub fn pseudonym(key: &str, lab: &str, username: &str) -> String {
     h.update(b"\0");
     h.update(username.as_bytes());
     format!("p-{}", &hex::encode(h.finalize())[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn needs_help_follows_the_alert_rule_on_the_scripted_students() {
+        let start = DateTime::<Utc>::from_timestamp(0, 0).expect("epoch");
+        let at = |m: u32| start + chrono::Duration::minutes(i64::from(m));
+        for (name, connected, progress, needs_help) in STUCK_SCRIPT {
+            let p = ParticipantBoard {
+                username: name.into(),
+                pseudonym: name.into(),
+                database: name.into(),
+                server: "main".into(),
+                tasks: None,
+                error: None,
+                connected: i64::from(connected.is_some()),
+                errors_total: 0,
+                last_activity: None,
+                last_progress: progress.map(at),
+                connected_since: connected.map(at),
+            };
+            assert_eq!(
+                p.stuck_minutes(at(STUCK_SCRIPT_AT)).is_some(),
+                needs_help,
+                "{name}"
+            );
+        }
+    }
 }

@@ -15,10 +15,6 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 
-/// The same rule as the generated `PglabParticipantStuck` alert: connected
-/// and no new passed task for this long.
-const STUCK_MINUTES: i64 = 15;
-
 pub struct Cell {
     pub passed: bool,
     pub checked: bool,
@@ -59,12 +55,9 @@ fn status(
     if tasks > 0 && done.iter().all(|t| t.passed) {
         return ("done", "done".into());
     }
-    let quiet = p.last_progress.map(|t| (now - t).num_minutes());
-    match quiet {
-        Some(m) if p.connected > 0 && m >= STUCK_MINUTES => {
-            ("help", format!("needs help: no progress for {m} min"))
-        }
-        _ if p.connected > 0 => ("working", "working".into()),
+    match p.stuck_minutes(now) {
+        Some(m) => ("help", format!("needs help: no progress for {m} min")),
+        None if p.connected > 0 => ("working", "working".into()),
         _ if p.last_activity.is_none() => ("idle", "not started".into()),
         _ => ("idle", "not connected".into()),
     }

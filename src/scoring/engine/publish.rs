@@ -47,6 +47,7 @@ impl Engine {
                                 errors_total: a.map_or(0, |a| a.errors_total),
                                 last_activity: c.and_then(|c| c.last_activity),
                                 last_progress: c.and_then(|c| c.last_progress),
+                                connected_since: a.and_then(|a| a.connected_since),
                             }
                         })
                         .collect(),
