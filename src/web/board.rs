@@ -4,9 +4,9 @@
 //! shows pseudonyms and needs no login.
 
 use super::labs::{grafana_link, parse_id};
-use super::session::{Role, Session};
 use super::{AppState, Nav, WebError};
 use crate::scoring::LabBoard;
+use crate::web::session::Staff;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -279,21 +279,19 @@ async fn grid(
 
 async fn staff_page(
     State(state): State<AppState>,
-    s: Session,
+    Staff(s): Staff,
     Path(lab): Path<String>,
     Query(q): Query<BoardQuery>,
 ) -> Result<Response, WebError> {
-    s.require(Role::Staff)?;
     page(&state, Nav::of(&s), &lab, false, q.projector).await
 }
 
 async fn staff_grid(
     State(state): State<AppState>,
-    s: Session,
+    _staff: Staff,
     headers: HeaderMap,
     Path(lab): Path<String>,
 ) -> Result<Response, WebError> {
-    s.require(Role::Staff)?;
     grid(&state, &headers, &lab, false).await
 }
 

@@ -3,11 +3,12 @@
 
 use super::labs::{load_lab, parse_id};
 use super::login::CsrfOnly;
-use super::session::{Role, Session};
 use super::{AppState, Nav, WebError};
 use crate::app::psql_command;
 use crate::ident::Username;
 use crate::provision::{self, ldap};
+use crate::web::labs::LabPath;
+use crate::web::session::Master;
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
@@ -73,12 +74,10 @@ fn login_url(state: &AppState, headers: &HeaderMap) -> String {
 
 async fn page(
     State(state): State<AppState>,
-    s: Session,
+    Master(s): Master,
     headers: HeaderMap,
-    Path(lab): Path<String>,
+    LabPath(lab): LabPath,
 ) -> Result<Html<String>, WebError> {
-    s.require(Role::Master)?;
-    let lab = parse_id(&lab)?;
     let loaded = load_lab(&state, &lab).await?;
     Ok(Html(
         CredentialsPage {
@@ -94,11 +93,9 @@ async fn page(
 
 async fn csv(
     State(state): State<AppState>,
-    s: Session,
-    Path(lab): Path<String>,
+    Master(s): Master,
+    LabPath(lab): LabPath,
 ) -> Result<Response, WebError> {
-    s.require(Role::Master)?;
-    let lab = parse_id(&lab)?;
     let mut w = csv::Writer::from_writer(vec![]);
     let _ = w.write_record(["username", "name", "database", "initial_password", "psql"]);
     for slip in slips(&state, lab.as_str()).await? {
@@ -138,11 +135,10 @@ fn neutralize(cell: &str) -> String {
 
 async fn reset(
     State(state): State<AppState>,
-    s: Session,
+    Master(s): Master,
     Path((lab, user)): Path<(String, String)>,
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, WebError> {
-    s.require(Role::Master)?;
     s.check_csrf(&form.csrf)?;
     let lab = parse_id(&lab)?;
     let user = Username::parse(&user).map_err(|_| WebError::NotFound)?;

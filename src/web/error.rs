@@ -83,7 +83,15 @@ impl WebError {
 
     fn log(&self) {
         if self.status().is_server_error() {
-            tracing::error!(error = %self, cause = ?std::error::Error::source(self), "request failed");
+            // The whole chain: what failed, and each cause below it.
+            let mut chain = self.to_string();
+            let mut cause = std::error::Error::source(self);
+            while let Some(c) = cause {
+                chain.push_str(": ");
+                chain.push_str(&c.to_string());
+                cause = c.source();
+            }
+            tracing::error!(error = %chain, "request failed");
         }
     }
 }

@@ -7,8 +7,9 @@ use super::{AppState, Nav, WebError};
 use crate::ident::LabId;
 use crate::lab::{Lab, LoadedLab};
 use crate::scoring::LabBoard;
+use crate::web::session::Staff;
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Html;
 use axum::routing::get;
 use axum::Router;
@@ -21,6 +22,30 @@ pub fn lab_dir(state: &AppState, id: &LabId) -> PathBuf {
 
 pub fn parse_id(id: &str) -> Result<LabId, WebError> {
     LabId::parse(id).map_err(|_| WebError::NotFound)
+}
+
+/// The `{lab}` of a route, parsed: a name that is no lab id is a 404 like
+/// any unknown lab.
+pub struct LabPath(pub LabId);
+
+impl axum::extract::FromRequestParts<AppState> for LabPath {
+    type Rejection = WebError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, WebError> {
+        let axum::extract::Path(params) = axum::extract::Path::<
+            std::collections::BTreeMap<String, String>,
+        >::from_request_parts(parts, state)
+        .await
+        .map_err(|_| WebError::NotFound)?;
+        let lab = params
+            .get("lab")
+            .or_else(|| params.get("id"))
+            .ok_or(WebError::NotFound)?;
+        parse_id(lab).map(LabPath)
+    }
 }
 
 /// The lab with its sources: from its folder when it was created here, else
@@ -107,11 +132,9 @@ struct LabPage {
 
 async fn show(
     State(state): State<AppState>,
-    s: Session,
-    Path(id): Path<String>,
+    Staff(s): Staff,
+    LabPath(id): LabPath,
 ) -> Result<Html<String>, WebError> {
-    s.require(Role::Staff)?;
-    let id = parse_id(&id)?;
     let lab = load_lab(&state, &id).await?;
     let summary = state
         .store

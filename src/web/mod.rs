@@ -83,7 +83,30 @@ pub fn router(state: AppState) -> Router {
         .merge(api::router())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn(assets::security_headers))
+        .layer(axum::middleware::from_fn(request_span))
         .with_state(state)
+}
+
+/// Every request runs in a span named by its matched route (`/labs/{lab}`,
+/// not the raw path) with a short request id, so that each log line of a
+/// request can be found; the id is sent back as `X-Request-Id`.
+async fn request_span(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("(none)", |m| m.as_str())
+        .to_string();
+    let id: String = crate::random::token().chars().take(12).collect();
+    let span = tracing::info_span!("request", method = %request.method(), route = %route, id = %id);
+    let mut response = next.run(request).instrument(span).await;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
 }
 
 /// Serves on an already bound listener (tests bind port 0) until `shutdown`.

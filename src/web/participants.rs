@@ -1,15 +1,17 @@
 //! Participants of a lab: add rows or paste CSV, see the plan, apply it as a
 //! background job whose progress the browser follows.
 
-use super::labs::{load_lab, parse_id};
-use super::session::{Role, Session};
+use super::labs::load_lab;
+use super::session::Session;
 use super::{AppState, Nav, WebError};
 use crate::control::ParticipantRecord;
 use crate::ident::{GroupName, LabId, Username};
 use crate::lab::{Participant, Participants};
 use crate::provision;
+use crate::web::labs::LabPath;
+use crate::web::session::Master;
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -142,11 +144,9 @@ async fn page_for(
 
 async fn show(
     State(state): State<AppState>,
-    s: Session,
-    Path(lab): Path<String>,
+    Master(s): Master,
+    LabPath(lab): LabPath,
 ) -> Result<Html<String>, WebError> {
-    s.require(Role::Master)?;
-    let lab = parse_id(&lab)?;
     Ok(Html(
         page_for(&state, &s, &lab, String::new(), vec![], vec![])
             .await?
@@ -171,13 +171,11 @@ async fn plan_for(
 
 async fn plan(
     State(state): State<AppState>,
-    s: Session,
-    Path(lab): Path<String>,
+    Master(s): Master,
+    LabPath(lab): LabPath,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, WebError> {
-    s.require(Role::Master)?;
     s.check_csrf(csrf_of(&form))?;
-    let lab = parse_id(&lab)?;
     let pasted = field(&form, "csv").to_string();
     let rows = form_rows(&form);
     let added = match new_rows(&pasted, &rows) {
@@ -221,13 +219,11 @@ fn invalid(page: ParticipantsPage) -> Result<Response, WebError> {
 
 async fn apply(
     State(state): State<AppState>,
-    s: Session,
-    Path(lab): Path<String>,
+    Master(s): Master,
+    LabPath(lab): LabPath,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, WebError> {
-    s.require(Role::Master)?;
     s.check_csrf(csrf_of(&form))?;
-    let lab = parse_id(&lab)?;
     let wanted = Participants::parse("participants", field(&form, "csv"))
         .map_err(|e| WebError::BadRequest(e.to_string()))?;
     // Planned again: the state may have moved since the plan was shown.

@@ -193,6 +193,32 @@ impl FromRequestParts<AppState> for Session {
     }
 }
 
+/// A lab master's session: handlers that take it are for lab masters only
+/// (403 for others, the login page without a session).
+pub struct Master(pub Session);
+/// A staff member's (or lab master's) session: read-only pages.
+pub struct Staff(pub Session);
+
+impl FromRequestParts<AppState> for Master {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        let s = Session::from_request_parts(parts, state).await?;
+        s.require(Role::Master)?;
+        Ok(Master(s))
+    }
+}
+
+impl FromRequestParts<AppState> for Staff {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        let s = Session::from_request_parts(parts, state).await?;
+        s.require(Role::Staff)?;
+        Ok(Staff(s))
+    }
+}
+
 /// The password attempt of `user` from this request, for the limiter.
 pub fn attempt<'a>(
     state: &AppState,

@@ -9,6 +9,8 @@ use super::{AppState, Nav, WebError};
 use crate::control::SubmissionRecord;
 use crate::ident::Username;
 use crate::submissions::{self, Accepted, UploadError};
+use crate::web::labs::LabPath;
+use crate::web::session::Staff;
 use askama::Template;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Multipart, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -340,11 +342,9 @@ struct JobLogPage {
 
 async fn job_log(
     State(state): State<AppState>,
-    s: Session,
-    Path(lab): Path<String>,
+    Staff(s): Staff,
+    LabPath(lab): LabPath,
 ) -> Result<Html<String>, WebError> {
-    s.require(Role::Staff)?;
-    let lab = parse_id(&lab)?;
     let subs = state.store.lab_submissions(lab.as_str()).await?;
     let mut by_db: BTreeMap<String, DatabaseSummary> = BTreeMap::new();
     for sub in subs.iter().rev() {

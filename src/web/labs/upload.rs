@@ -5,6 +5,7 @@
 
 use super::{lab_dir, AppState, Nav, WebError};
 use crate::lab::{LabError, LoadedLab};
+use crate::web::session::Master;
 use crate::web::session::{self, Role, Session};
 use askama::Template;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
@@ -240,10 +241,9 @@ async fn validate(
 
 async fn create(
     State(state): State<AppState>,
-    s: Session,
+    Master(s): Master,
     form: Multipart,
 ) -> Result<Response, WebError> {
-    s.require(Role::Master)?;
     let labs = state.settings.data_dir.join("labs");
     let staging = Staging(labs.join(format!(".upload-{}", session::random_token())));
     std::fs::create_dir_all(&staging.0)
