@@ -1,7 +1,10 @@
 //! Identifiers that end up in SQL, LDAP DNs or file names.
 //!
-//! Each one is parsed once, here, and this module is the only place that
-//! quotes or escapes them (STYLE.md, habit 3).
+//! Each one is parsed once, here (STYLE.md, habit 3), and the quoting and
+//! escaping functions live here too: `PgName::quoted`, `quote_ident`,
+//! `quote_literal`, `escape_dn_value`. Other modules call them on names
+//! read back from Postgres or made by pglab; raw user input reaches SQL only
+//! as one of these types.
 
 use std::fmt;
 

@@ -1,5 +1,5 @@
 //! The published state of every lab after the latest round: what `/metrics`,
-//! `pglab score` and (later) the web board read. Replaced as a whole at the
+//! `pglab score` and the web app's boards read. Replaced as a whole at the
 //! end of a round, so a reader never waits on a round nor sees half of one.
 
 use chrono::{DateTime, Utc};

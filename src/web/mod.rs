@@ -109,7 +109,8 @@ async fn request_span(
     response
 }
 
-/// Serves on an already bound listener (tests bind port 0) until `shutdown`.
+/// Serves on an already bound listener (the caller picks the port and
+/// reports a taken one) until `shutdown`.
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
