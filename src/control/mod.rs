@@ -46,6 +46,12 @@ pub enum StoreError {
         "control database is at version {0}, newer than this pglab knows ({1}): upgrade pglab"
     )]
     TooNew(i32, i32),
+    #[error("control database: {what} {key:?} cannot be read: {reason}")]
+    BadRecord {
+        what: &'static str,
+        key: String,
+        reason: String,
+    },
 }
 
 #[derive(Clone)]

@@ -36,9 +36,43 @@ pub struct LabSummary {
     pub databases: i64,
 }
 
+/// The format of a lab in `labs.spec`; rows without a version are the
+/// plain lab of pglab 0.1 (format 0), which reads the same.
+const LAB_FORMAT: u32 = 1;
+
+/// A lab as the control database stores it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredLab {
+    format: u32,
+    lab: crate::lab::Lab,
+}
+
+/// The one reader of a stored lab: an error names the lab, never a silent
+/// `None` (a 404) or a lab dropped from scoring.
+pub(super) fn read_lab(id: &str, spec: serde_json::Value) -> Result<crate::lab::Lab, StoreError> {
+    let bad = |reason: String| StoreError::BadRecord {
+        what: "lab",
+        key: id.to_string(),
+        reason,
+    };
+    match spec.get("format").and_then(serde_json::Value::as_u64) {
+        None => serde_json::from_value(spec).map_err(|e| bad(e.to_string())),
+        Some(f) if f == u64::from(LAB_FORMAT) => serde_json::from_value::<StoredLab>(spec)
+            .map(|s| s.lab)
+            .map_err(|e| bad(e.to_string())),
+        Some(f) => Err(bad(format!(
+            "format {f} is newer than this pglab reads ({LAB_FORMAT}): upgrade pglab"
+        ))),
+    }
+}
+
 impl Store {
     pub async fn upsert_lab(&self, lab: &LoadedLab) -> Result<(), StoreError> {
-        let spec = serde_json::to_value(&lab.lab).expect("lab serializes");
+        let spec = serde_json::to_value(StoredLab {
+            format: LAB_FORMAT,
+            lab: lab.lab.clone(),
+        })
+        .expect("lab serializes");
         self.client()
             .await?
             .execute(
@@ -85,14 +119,14 @@ impl Store {
                 &[&id],
             )
             .await?;
-        Ok(row.and_then(|r| {
-            let lab = serde_json::from_value(r.get(0)).ok()?;
-            Some(LoadedLab {
-                lab,
+        row.map(|r| {
+            Ok(LoadedLab {
+                lab: read_lab(id, r.get(0))?,
                 text: r.get(1),
                 sources_digest: r.get(2),
             })
-        }))
+        })
+        .transpose()
     }
 
     /// The digest of the sources the lab's databases on `server` were built from.
@@ -354,5 +388,39 @@ impl Store {
                 initial_password: r.get(4),
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a_lab() -> crate::lab::Lab {
+        let dir = std::env::temp_dir().join(format!("pglab-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("ref.sql"), "SELECT 1;").expect("write");
+        let text = "id: demo\ntitle: Demo\nreference: {sql: ref.sql}\ntasks:\n  - id: one\n    title: One\n    checks: [{sql: SELECT true}]\n";
+        crate::lab::parse("lab.yaml", text, &dir).expect("lab")
+    }
+
+    #[test]
+    fn stored_labs_are_read_by_one_reader_that_names_bad_rows() {
+        let lab = a_lab();
+        let current = serde_json::to_value(StoredLab {
+            format: LAB_FORMAT,
+            lab: lab.clone(),
+        })
+        .expect("json");
+        assert_eq!(read_lab("demo", current).expect("current"), lab);
+        let old = serde_json::to_value(&lab).expect("json");
+        assert_eq!(read_lab("demo", old).expect("format 0"), lab);
+        for bad in [
+            serde_json::json!({"format": 99, "lab": {}}),
+            serde_json::json!({"id": "demo"}),
+            serde_json::json!([1, 2]),
+        ] {
+            let e = read_lab("demo", bad).expect_err("refused").to_string();
+            assert!(e.contains("lab \"demo\""), "{e}");
+        }
     }
 }

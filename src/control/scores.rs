@@ -29,27 +29,19 @@ impl Store {
             .client()
             .await?
             .query(
-                "SELECT spec, sources_digest, updated_at FROM labs ORDER BY id",
+                "SELECT spec, sources_digest, updated_at, id FROM labs ORDER BY id",
                 &[],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                let spec: serde_json::Value = r.get(0);
-                match serde_json::from_value::<Lab>(spec) {
-                    Ok(lab) => Some(LabSpecRecord {
-                        lab,
-                        sources_digest: r.get(1),
-                        updated_at: r.get(2),
-                    }),
-                    Err(e) => {
-                        tracing::error!(error = %e, "a lab in the control database cannot be read");
-                        None
-                    }
-                }
+        rows.iter()
+            .map(|r| {
+                Ok(LabSpecRecord {
+                    lab: super::records::read_lab(r.get(3), r.get(0))?,
+                    sources_digest: r.get(1),
+                    updated_at: r.get(2),
+                })
             })
-            .collect())
+            .collect()
     }
 
     pub async fn task_scores(&self, lab: &str) -> Result<Vec<StoredTask>, StoreError> {
