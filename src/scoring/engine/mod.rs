@@ -4,13 +4,14 @@
 
 mod lanes;
 mod publish;
+mod record;
 
 use super::activity::{self, Activity};
 use super::board::Board;
 use super::checks::{self, Limits};
 use super::evaluate::{self, Expectations, TaskOutcome};
 use super::health::Health;
-use crate::control::{LabSpecRecord, Store, StoredTask};
+use crate::control::{LabSpecRecord, Store};
 use crate::lab::Lab;
 use crate::settings::Settings;
 use chrono::{DateTime, Utc};
@@ -73,6 +74,9 @@ pub struct Engine {
     pseudonym_key: Option<String>,
 }
 
+/// Per server: (lab, database, owner) of every database placed there.
+type Placements = BTreeMap<String, Vec<(String, String, String)>>;
+
 pub(super) struct Job {
     lab: String,
     db: String,
@@ -124,6 +128,31 @@ impl Engine {
         if self.pseudonym_key.is_none() {
             self.pseudonym_key = Some(self.store.secret("pseudonym").await?);
         }
+        let placements = self.placements(only).await?;
+        let (activity, servers, mut jobs) = self.changes(&placements).await;
+        // Longest unscored first, so that a round cut by its deadline
+        // leaves a different tail each time.
+        jobs.sort_by_key(|j| {
+            self.labs
+                .get(&j.lab)
+                .and_then(|l| l.dbs.get(&j.db))
+                .and_then(|c| c.last_scored)
+        });
+        let evaluated = jobs.len();
+        let skipped = activity.len().saturating_sub(evaluated);
+        self.evaluate(jobs, &activity).await;
+        self.publish(&activity, servers);
+        self.health
+            .round_done(started.elapsed(), evaluated, skipped);
+        Ok(evaluated)
+    }
+
+    /// The labs of this round (all, or `only`) refreshed, and per server
+    /// their databases as (lab, database, owner).
+    async fn placements(
+        &mut self,
+        only: Option<&str>,
+    ) -> Result<Placements, crate::control::StoreError> {
         let specs: Vec<LabSpecRecord> = self
             .store
             .lab_specs()
@@ -133,8 +162,7 @@ impl Engine {
             .collect();
         self.labs
             .retain(|id, _| specs.iter().any(|s| s.lab.id.as_str() == id));
-
-        let mut placements: BTreeMap<String, Vec<(String, String, String)>> = BTreeMap::new(); // server -> (lab, db, owner)
+        let mut placements = Placements::new();
         self.participant_index.clear();
         for spec in &specs {
             self.refresh_lab(spec).await?;
@@ -164,63 +192,59 @@ impl Engine {
                     .any(|(l, d, _)| l == id && d == db)
             });
         }
+        Ok(placements)
+    }
 
-        // One query per server: which databases changed, who is connected.
+    /// One query per server: which databases changed (to be evaluated,
+    /// unless resting), who is connected, which servers answered.
+    async fn changes(
+        &mut self,
+        placements: &Placements,
+    ) -> (
+        BTreeMap<(String, String), Activity>,
+        Vec<(String, bool)>,
+        Vec<Job>,
+    ) {
         let mut activity: BTreeMap<(String, String), Activity> = BTreeMap::new();
         let mut servers = Vec::new();
         let mut jobs = Vec::new();
-        for (server, dbs) in &placements {
+        for (server, dbs) in placements {
             let Some(s) = self.settings.server(server) else {
                 continue;
             };
             let names: Vec<String> = dbs.iter().map(|(_, d, _)| d.clone()).collect();
-            match activity::read(s, &names).await {
-                Ok(found) => {
-                    servers.push((server.clone(), true));
-                    for (lab, db, owner) in dbs {
-                        let Some(a) = found.get(db) else { continue };
-                        let cache = self.labs.get_mut(lab).and_then(|l| l.dbs.get_mut(db));
-                        let resting = cache.as_ref().is_some_and(|c| c.resting());
-                        let changed = cache.is_none_or(|c| {
-                            c.signature.as_ref() != Some(&a.signature) || c.outcomes.is_none()
-                        });
-                        // A resting database stays "changed" until its rest ends.
-                        if changed && !resting {
-                            // Slow: its checks timed out lately, or its last
-                            // evaluation took longer than one check may.
-                            let statement_timeout =
-                                Duration::from_millis(self.settings.scoring.statement_timeout_ms);
-                            let slow = self
-                                .labs
-                                .get(lab)
-                                .and_then(|l| l.dbs.get(db))
-                                .is_some_and(|c| c.timeouts > 0 || c.last_took > statement_timeout);
-                            jobs.push(Job {
-                                lab: lab.clone(),
-                                db: db.clone(),
-                                server: server.clone(),
-                                owner: owner.clone(),
-                                slow,
-                            });
-                        }
-                        if let Some(c) = self.labs.get_mut(lab).and_then(|l| l.dbs.get_mut(db)) {
-                            // A session that came and went between two rounds
-                            // leaves only its writes: date them to this round.
-                            let wrote = c
-                                .signature
-                                .as_ref()
-                                .is_some_and(|s| s.writes() != a.signature.writes());
-                            if let Some(at) = a.last_activity.or(wrote.then(Utc::now)) {
-                                c.last_activity = Some(at);
-                            }
-                        }
-                        activity.insert((lab.clone(), db.clone()), a.clone());
-                    }
-                }
+            let found = match activity::read(s, &names).await {
+                Ok(found) => found,
                 Err(e) => {
                     tracing::warn!(server = %server, error = %e, "cannot read activity");
                     servers.push((server.clone(), false));
+                    continue;
                 }
+            };
+            servers.push((server.clone(), true));
+            for (lab, db, owner) in dbs {
+                let Some(a) = found.get(db) else { continue };
+                if let Some(slow) = self.needs_evaluation(lab, db, a) {
+                    jobs.push(Job {
+                        lab: lab.clone(),
+                        db: db.clone(),
+                        server: server.clone(),
+                        owner: owner.clone(),
+                        slow,
+                    });
+                }
+                if let Some(c) = self.labs.get_mut(lab).and_then(|l| l.dbs.get_mut(db)) {
+                    // A session that came and went between two rounds
+                    // leaves only its writes: date them to this round.
+                    let wrote = c
+                        .signature
+                        .as_ref()
+                        .is_some_and(|s| s.writes() != a.signature.writes());
+                    if let Some(at) = a.last_activity.or(wrote.then(Utc::now)) {
+                        c.last_activity = Some(at);
+                    }
+                }
+                activity.insert((lab.clone(), db.clone()), a.clone());
             }
         }
         for s in &self.settings.postgres {
@@ -229,21 +253,21 @@ impl Engine {
                 servers.push((s.name.clone(), up));
             }
         }
-        // Longest unscored first, so that a round cut by its deadline
-        // leaves a different tail each time.
-        jobs.sort_by_key(|j| {
-            self.labs
-                .get(&j.lab)
-                .and_then(|l| l.dbs.get(&j.db))
-                .and_then(|c| c.last_scored)
-        });
-        let evaluated = jobs.len();
-        let skipped = activity.len().saturating_sub(evaluated);
-        self.evaluate(jobs, &activity).await;
-        self.publish(&activity, servers);
-        self.health
-            .round_done(started.elapsed(), evaluated, skipped);
-        Ok(evaluated)
+        (activity, servers, jobs)
+    }
+
+    /// `Some(slow)` when the database changed and is not resting (a resting
+    /// one stays "changed" until its rest ends). Slow: its checks timed out
+    /// lately, or its last evaluation took longer than one check may.
+    fn needs_evaluation(&self, lab: &str, db: &str, a: &Activity) -> Option<bool> {
+        let cache = self.labs.get(lab).and_then(|l| l.dbs.get(db));
+        let changed = cache
+            .is_none_or(|c| c.signature.as_ref() != Some(&a.signature) || c.outcomes.is_none());
+        if !changed || cache.is_some_and(|c| c.resting()) {
+            return None;
+        }
+        let statement_timeout = Duration::from_millis(self.settings.scoring.statement_timeout_ms);
+        Some(cache.is_some_and(|c| c.timeouts > 0 || c.last_took > statement_timeout))
     }
 
     /// Loads a lab's expectations when the lab is new or changed.
@@ -323,109 +347,5 @@ impl Engine {
             let a = &activity[&(job.lab.clone(), job.db.clone())];
             self.record(&job, result, took, a, now).await;
         }
-    }
-
-    /// Keeps what one database's evaluation found (and saves what changed).
-    async fn record(
-        &mut self,
-        job: &Job,
-        result: Result<Vec<TaskOutcome>, String>,
-        took: Duration,
-        a: &Activity,
-        now: DateTime<Utc>,
-    ) {
-        let (interval, max_rest) = (
-            Duration::from_secs(self.settings.scoring.interval_secs.max(1)),
-            Duration::from_secs(self.settings.scoring.max_backoff_secs),
-        );
-        let lab = self.labs.get_mut(&job.lab).expect("lab cached");
-        let tasks: Vec<String> = lab.lab.tasks.iter().map(|t| t.id.clone()).collect();
-        let cache = lab.dbs.entry(job.db.clone()).or_default();
-        cache.last_scored = Some(Instant::now());
-        cache.last_took = took;
-        let mut outcomes = match result {
-            Ok(outcomes) => outcomes,
-            Err(e) => {
-                cache.note_timeouts(e.starts_with("scoring took longer"), interval, max_rest);
-                tracing::warn!(lab = %job.lab, db = %job.db, error = %e, "cannot score a database");
-                self.health.check_failed("unreachable");
-                cache.error = Some(e);
-                cache.signature = None;
-                return;
-            }
-        };
-        // A lock held by the student is no reason to rest.
-        let timed_out = outcomes
-            .iter()
-            .any(|o| matches!(o.class, Some("timeout" | evaluate::SKIPPED)));
-        cache.note_timeouts(timed_out, interval, max_rest);
-        // Tasks not checked this time keep what they had.
-        for (i, o) in outcomes.iter_mut().enumerate() {
-            if o.class == Some(evaluate::SKIPPED) {
-                if let Some(old) = cache.outcomes.as_ref().and_then(|old| old.get(i)) {
-                    *o = old.clone();
-                }
-            }
-        }
-        for class in outcomes.iter().filter_map(|o| o.class) {
-            self.health.check_failed(class);
-        }
-        let points = |os: &[TaskOutcome]| {
-            (
-                os.iter().map(|o| o.points).sum::<u32>(),
-                os.iter().filter(|o| o.passed).count(),
-            )
-        };
-        let (before, before_passed) = points(cache.outcomes.as_deref().unwrap_or_default());
-        let (after, after_passed) = points(&outcomes);
-        if after > before || after_passed > before_passed {
-            cache.last_progress = Some(now);
-        }
-        let old = cache.outcomes.take().unwrap_or_default();
-        save_changes(&self.store, job, &tasks, &old, &outcomes, cache, a, now).await;
-        cache.outcomes = Some(outcomes);
-        cache.signature = Some(a.signature.clone());
-        cache.error = None;
-    }
-}
-
-/// Stores the tasks whose state changed (learning first-pass times) and the
-/// database's progress and activity times.
-#[allow(clippy::too_many_arguments)]
-async fn save_changes(
-    store: &Store,
-    job: &Job,
-    tasks: &[String],
-    old: &[TaskOutcome],
-    outcomes: &[TaskOutcome],
-    cache: &mut DbCache,
-    a: &Activity,
-    now: DateTime<Utc>,
-) {
-    for (i, (task, o)) in tasks.iter().zip(outcomes).enumerate() {
-        if old.get(i) == Some(o) {
-            continue;
-        }
-        let stored = StoredTask {
-            database: job.db.clone(),
-            task: task.clone(),
-            passed: o.passed,
-            points: o.points as i32,
-            reason: o.reason.clone(),
-            first_passed_at: None,
-        };
-        match store.save_task(&job.lab, &stored, now).await {
-            Ok(Some(at)) => {
-                cache.first_passed.insert(task.clone(), at);
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot save a score"),
-        }
-    }
-    if let Err(e) = store
-        .save_progress(&job.lab, &job.db, cache.last_progress, a.last_activity)
-        .await
-    {
-        tracing::warn!(error = %e, "cannot save progress");
     }
 }
