@@ -4,6 +4,7 @@
 mod apply;
 pub mod build;
 mod change;
+mod checkers;
 pub mod ldap;
 mod plan;
 mod plan_ldap;

@@ -7,6 +7,7 @@ pub mod detect;
 pub mod issues;
 pub mod plain;
 pub mod plain_restore;
+mod replace;
 pub mod restore;
 pub mod tools;
 pub mod worker;

@@ -115,7 +115,7 @@ async fn run_job(settings: &Settings, store: &Store, worker: &str, job: Submissi
         Outcome::Succeeded(note) => {
             tracing::info!("restore succeeded");
             let saved = store.finish_submission(job.id, true, &[], Some(note)).await;
-            for note in restore::retire_older(settings, store, &job).await {
+            for note in super::replace::retire_older(settings, store, &job).await {
                 tracing::info!(%note, "older database retired");
             }
             saved
