@@ -28,15 +28,13 @@ fn root_mode() -> u32 {
     }
 }
 
-/// Creates `dir` if needed and makes it and everything in it private.
-pub fn secure_data_dir(dir: &Path) -> std::io::Result<()> {
-    restrict_umask();
-    std::fs::create_dir_all(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(root_mode()))?;
-    let mut stack: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
+/// Calls `each` with every entry under `dir` (not following links) and
+/// its mode.
+fn walk(
+    dir: &Path,
+    mut each: impl FnMut(&Path, u32) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut stack = vec![dir.to_path_buf()];
     while let Some(path) = stack.pop() {
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             continue; // gone meanwhile
@@ -44,10 +42,7 @@ pub fn secure_data_dir(dir: &Path) -> std::io::Result<()> {
         if meta.file_type().is_symlink() {
             continue;
         }
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o700))?;
-        }
+        each(&path, meta.permissions().mode() & 0o7777)?;
         if meta.is_dir() {
             if let Ok(entries) = std::fs::read_dir(&path) {
                 stack.extend(entries.filter_map(Result::ok).map(|e| e.path()));
@@ -57,29 +52,38 @@ pub fn secure_data_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Sets the umask and creates `dir` if needed, with its mode: what must
+/// hold before anything is written into it (`pglab up` before it starts
+/// the servers).
+pub fn prepare_data_dir(dir: &Path) -> std::io::Result<()> {
+    restrict_umask();
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(root_mode()))
+}
+
+/// `prepare_data_dir`, then group and other bits taken off everything in
+/// it (once per start of the server).
+pub fn secure_data_dir(dir: &Path) -> std::io::Result<()> {
+    prepare_data_dir(dir)?;
+    walk(dir, |path, mode| {
+        if path != dir && mode & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))?;
+        }
+        Ok(())
+    })
+}
+
 /// What is wrong with the modes under `dir`: entries readable, writable or
 /// searchable by others (the data directory itself may be `0711`).
 pub fn exposed(dir: &Path) -> Vec<String> {
     let mut out = vec![];
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        if meta.file_type().is_symlink() {
-            continue;
-        }
-        let mode = meta.permissions().mode() & 0o777;
+    let _ = walk(dir, |path, mode| {
         let allowed = if path == dir { 0o011 } else { 0 };
         if mode & 0o077 & !allowed != 0 {
-            out.push(format!("{:o} {}", mode, path.display()));
+            out.push(format!("{:o} {}", mode & 0o777, path.display()));
         }
-        if meta.is_dir() {
-            if let Ok(entries) = std::fs::read_dir(&path) {
-                stack.extend(entries.filter_map(Result::ok).map(|e| e.path()));
-            }
-        }
-    }
+        Ok(())
+    });
     out.sort();
     out
 }

@@ -328,6 +328,31 @@ pub async fn clone_database(
     Ok(())
 }
 
+/// Ends every other session in `db` and waits (up to a second, 5 ms at a
+/// time) until they are gone: a RENAME or a dump after it finds none.
+pub async fn end_sessions(client: &Client, db: &str) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&db],
+        )
+        .await?;
+    for _ in 0..200 {
+        let open: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&db],
+            )
+            .await?
+            .get(0);
+        if open == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
 /// Leaves `db` open to pglab's admin only: CONNECT revoked from PUBLIC and
 /// from the owner (and with it from everybody acting through the owner),
 /// every other session ended, then connections allowed.
@@ -352,20 +377,9 @@ pub async fn close_for_admin(
         ))
         .await
         .map_err(sql_err(&server.name, format!("close {db}")))?;
-    for _ in 0..100 {
-        let open: i64 = client
-            .query_one(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-                &[&db],
-            )
-            .await
-            .map_err(sql_err(&server.name, format!("end the sessions in {db}")))?
-            .get(0);
-        if open == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    end_sessions(client, db)
+        .await
+        .map_err(sql_err(&server.name, format!("end the sessions in {db}")))?;
     client
         .batch_execute(&format!("ALTER DATABASE {q} ALLOW_CONNECTIONS true"))
         .await

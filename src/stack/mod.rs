@@ -113,7 +113,7 @@ impl LocalStack {
         if let Some(p) = opts.prometheus_port {
             ensure_port_free(p, "prometheus", "--prometheus-port")?;
         }
-        crate::private_files::secure_data_dir(&opts.data_dir)
+        crate::private_files::prepare_data_dir(&opts.data_dir)
             .map_err(process::io(opts.data_dir.display().to_string()))?;
         let settings = load_or_make_settings(opts)?;
         write_private(&opts.data_dir.join("pglab.yaml"), &settings.to_yaml())?;

@@ -90,28 +90,19 @@ enum ReadStop {
 }
 
 /// Restores `file` through `client` (connected to the scratch database as
-/// the restore role), creating everything as `owner`. The whole file is
-/// checked first: a refused backslash command stops it before anything ran.
-/// Stops at the first error, which is returned with its statement and line.
+/// the restore role), creating everything as `owner`, in one transaction.
+/// Stops at the first error, which is returned with its statement and line;
+/// a backslash line that `plain::check` refuses is such an error (the
+/// preflight refused it at upload already, before anything ran).
 pub async fn restore(
     client: &mut Client,
     file: &Path,
     target: &str,
     owner: &str,
 ) -> Result<PlainRun, Vec<RestoreIssue>> {
-    let open = |file: &Path| {
-        std::fs::File::open(file)
-            .map(|f| std::io::BufReader::with_capacity(1 << 20, f))
-            .map_err(|e| refused(0, format!("cannot read the dump: {e}")))
-    };
-    let (path, target_db) = (file.to_path_buf(), target.to_string());
-    tokio::task::spawn_blocking(move || {
-        plain::check(open(&path)?, &target_db).map_err(|r| refused(r.line, r.message))
-    })
-    .await
-    .map_err(|e| refused(0, format!("checking the dump: {e}")))??;
-
-    let reader = open(file)?;
+    let reader = std::fs::File::open(file)
+        .map(|f| std::io::BufReader::with_capacity(1 << 20, f))
+        .map_err(|e| refused(0, format!("cannot read the dump: {e}")))?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Piece>(16);
     // The file is read on a blocking thread while the server executes.
     let reading = tokio::task::spawn_blocking(move || {
@@ -126,7 +117,7 @@ pub async fn restore(
         .batch_execute(&setup)
         .await
         .map_err(|e| refused(0, format!("starting the restore: {}", error_text(&e))))?;
-    let run = execute(client, &mut rx).await?;
+    let run = execute(client, &mut rx, target).await?;
     match reading.await {
         Ok(Ok(_)) => {}
         Ok(Err(ReadStop::Io(e))) => return Err(refused(0, format!("reading the dump: {e}"))),
@@ -147,11 +138,15 @@ pub async fn restore(
 async fn execute(
     client: &Client,
     rx: &mut tokio::sync::mpsc::Receiver<Piece>,
+    target: &str,
 ) -> Result<PlainRun, Vec<RestoreIssue>> {
     let mut run = PlainRun::default();
     let mut copy: Option<(Copy, Piece)> = None;
     let mut inflight: VecDeque<Pending<'_>> = VecDeque::new();
     while let Some(piece) = rx.recv().await {
+        if let Some(message) = plain::refusal(&piece, target) {
+            return Err(refused(piece.line, message));
+        }
         match piece.kind {
             Kind::Gap | Kind::Meta => {}
             Kind::Statement if piece.owner_or_privileges => run.skipped += 1,

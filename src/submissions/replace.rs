@@ -67,27 +67,9 @@ pub(super) async fn swap(
     let mut last = String::new();
     for _ in 0..10 {
         let result = async {
-            admin
-                .execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-                    &[&live],
-                )
-                .await?;
             // Terminated sessions take a moment to exit; RENAME would wait
             // for them in steps of 100 ms.
-            for _ in 0..200 {
-                let open: i64 = admin
-                    .query_one(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-                        &[&live],
-                    )
-                    .await?
-                    .get(0);
-                if open == 0 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            crate::provision::postgres::end_sessions(admin, live).await?;
             let tx = admin.transaction().await?;
             tx.batch_execute(&format!(
                 "ALTER DATABASE {l} RENAME TO {p}; ALTER DATABASE {s} RENAME TO {l};"
