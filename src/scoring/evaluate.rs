@@ -114,9 +114,9 @@ impl Drop for Terminator {
     }
 }
 
-/// What a task gets when an earlier check of the same database had to be
-/// terminated from outside in this round (its session is gone): not run.
-/// The engine keeps the task's previous result.
+/// What a task gets when its database used up its sessions in this round
+/// (`SESSIONS_PER_ROUND` checks had to be terminated): not run. The engine
+/// keeps the task's previous result.
 pub fn not_checked() -> TaskOutcome {
     TaskOutcome {
         passed: false,
@@ -129,10 +129,16 @@ pub fn not_checked() -> TaskOutcome {
 /// The class of [`not_checked`] outcomes.
 pub const SKIPPED: &str = "skipped";
 
+/// Sessions a database may need in one round: a check that had to be
+/// stopped ends its session, and the next tasks go on in a new one, up to
+/// this many; tasks after that are [`not_checked`].
+const SESSIONS_PER_ROUND: usize = 3;
+
 /// Scores one participant (or group) database as its owner `role`, logged
 /// in as the owner's checking role (which can become `role` and nobody
-/// else). After a check that had to be terminated from outside, the
-/// remaining tasks are [`not_checked`].
+/// else). A check that had to be terminated from outside counts as a
+/// timeout, and the next tasks are checked in a new session, so that one
+/// runaway view does not hide the student's other work.
 pub async fn score_database(
     server: &PgServerSettings,
     db: &str,
@@ -141,6 +147,28 @@ pub async fn score_database(
     expected: &Expectations,
     limits: &Limits,
 ) -> Result<Vec<TaskOutcome>, EvalError> {
+    let mut outcomes = Vec::with_capacity(lab.tasks.len());
+    for _ in 0..SESSIONS_PER_ROUND {
+        if outcomes.len() == lab.tasks.len() {
+            break;
+        }
+        score_in_one_session(server, db, role, lab, expected, limits, &mut outcomes).await?;
+    }
+    outcomes.resize_with(lab.tasks.len(), not_checked);
+    Ok(outcomes)
+}
+
+/// Checks tasks from `outcomes.len()` on in one session, until all are
+/// done or a check had to be terminated (that session is then gone).
+async fn score_in_one_session(
+    server: &PgServerSettings,
+    db: &str,
+    role: &str,
+    lab: &Lab,
+    expected: &Expectations,
+    limits: &Limits,
+    outcomes: &mut Vec<TaskOutcome>,
+) -> Result<(), EvalError> {
     let owner = PgName::from_catalog(role.to_string());
     let mut client = crate::provision::postgres::connect_checker(server, db, &owner).await?;
     let pid: i32 = client
@@ -161,14 +189,10 @@ pub async fn score_database(
     // (an error, a role or setting changed by student code) is undone, and
     // the role set in `begin` is back.
     tx.batch_execute("SAVEPOINT c").await?;
-    let mut outcomes = Vec::with_capacity(lab.tasks.len());
-    let mut ended = false;
-    for (task, expected) in lab.tasks.iter().zip(expected) {
-        if ended {
-            outcomes.push(not_checked());
-            continue;
-        }
+    let first = outcomes.len();
+    for (task, expected) in lab.tasks.iter().zip(expected).skip(first) {
         let mut failure: Option<Failure> = None;
+        let mut ended = false;
         for (check, want) in task.checks.iter().zip(expected) {
             let run = checks::guarded(
                 &cancel,
@@ -204,10 +228,13 @@ pub async fn score_database(
             class: failure.as_ref().map(|f| f.class),
             reason: failure.map(|f| f.reason),
         });
+        if ended {
+            // Terminated already; the session is gone.
+            terminator.armed = false;
+            return Ok(());
+        }
     }
-    if !ended {
-        tx.commit().await?;
-    }
+    tx.commit().await?;
     terminator.armed = false;
-    Ok(outcomes)
+    Ok(())
 }
