@@ -41,12 +41,12 @@ function followJob(el) {
           job.total ? Math.floor(job.done * 100 / job.total) : 100;
         document.getElementById("job-state").textContent = job.state;
         document.getElementById("job-log").textContent = job.log.join("\n");
-        if (job.state !== "running") { location.reload(); return; }
+        if (job.state !== "running" && job.state !== "queued") { location.reload(); return; }
       }
     } catch (e) { /* retried below */ }
     setTimeout(tick, 500);
   }
-  if (el.dataset.state === "running") setTimeout(tick, 300);
+  if (el.dataset.state !== "ended") setTimeout(tick, 300);
 }
 
 // Dump upload: drag and drop, a progress bar, then the submission's page.

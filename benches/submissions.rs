@@ -138,7 +138,7 @@ async fn bare_server(dir: PathBuf) -> String {
 async fn wait_done(store: &pglab::control::Store, id: i64) -> pglab::control::SubmissionRecord {
     loop {
         let s = store.submission(id).await.expect("job").expect("exists");
-        if s.status == "succeeded" || s.status == "failed" {
+        if s.status.ended() {
             return s;
         }
         // Coarse: the time comes from the job's recorded end, and polling
@@ -190,7 +190,11 @@ async fn plain_restore(
 async fn settle(admin: &tokio_postgres::Client, store: &pglab::control::Store) {
     // The restores of the comparison go to participant u0's database.
     while store
-        .older_previous("sub", "sub_u0", -1)
+        .older_previous(
+            &pglab::ident::LabId::parse("sub").expect("id"),
+            "sub_u0",
+            -1,
+        )
         .await
         .expect("kept databases")
         .len()
@@ -231,7 +235,12 @@ async fn pglab_restore(
     assert_eq!(status, 202, "{body}");
     let accepted = t.elapsed().as_secs_f64();
     let job = wait_done(store, body["id"].as_i64().expect("id")).await;
-    assert_eq!(job.status, "succeeded", "{:?}", job.errors);
+    assert_eq!(
+        job.status,
+        pglab::control::JobStatus::Succeeded,
+        "{:?}",
+        job.errors
+    );
     // The server's clock is this machine's: upload start to the end the
     // job recorded.
     let finished = job.finished_at.expect("finished");
@@ -585,8 +594,14 @@ async fn main() {
             true,
         )
         .await;
-        let queued = store.lab_submissions("sub").await.expect("jobs");
-        let done = queued.iter().filter(|s| s.status == "succeeded").count();
+        let queued = store
+            .lab_submissions(&pglab::ident::LabId::parse("sub").expect("id"))
+            .await
+            .expect("jobs");
+        let done = queued
+            .iter()
+            .filter(|s| s.status == pglab::control::JobStatus::Succeeded)
+            .count();
         println!();
         println!("upload acceptance, {total} uploads, {CONCURRENCY} at a time:");
         println!(
@@ -603,11 +618,11 @@ async fn main() {
         // Let the queue drain before timing restores.
         let t = Instant::now();
         loop {
-            let jobs = store.lab_submissions("sub").await.expect("jobs");
-            if jobs
-                .iter()
-                .all(|s| s.status == "succeeded" || s.status == "failed")
-            {
+            let jobs = store
+                .lab_submissions(&pglab::ident::LabId::parse("sub").expect("id"))
+                .await
+                .expect("jobs");
+            if jobs.iter().all(|s| s.status.ended()) {
                 println!("  queue drained in {:.1} s more", t.elapsed().as_secs_f64());
                 break;
             }

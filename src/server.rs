@@ -37,8 +37,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<AppState> {
     );
     let mut tasks = vec![tokio::spawn(engine.run()).abort_handle()];
     let sessions = SessionKey::new(&store.secret("session_key").await?);
-    let queue = crate::submissions::Queue::default();
-    tasks.extend(crate::submissions::worker::start(
+    let queue = crate::app::Queue::default();
+    tasks.extend(crate::app::jobs::start(
         Arc::clone(&settings),
         store.clone(),
         queue.clone(),
@@ -50,7 +50,6 @@ pub async fn start(settings: Settings) -> anyhow::Result<AppState> {
         board,
         sessions,
         limiter: Default::default(),
-        jobs: Default::default(),
         queue,
         background: crate::web::Background::new(tasks),
     })

@@ -1,9 +1,10 @@
 //! Labs: checking that a lab's files load, applying a lab with its
 //! participants, and writing its monitoring files.
 
-use crate::control::Store;
+use crate::control::{JobKind, JobRecord, JobStatus, NewJob, Store, StoreError};
 use crate::generate::{self, GenerateError, GenerateOptions};
-use crate::lab::LoadedLab;
+use crate::ident::LabId;
+use crate::lab::{LoadedLab, Participants};
 use crate::provision::{self, ApplyReport, Change, Plan, ProvisionError};
 use crate::settings::{PgServerSettings, Settings};
 use std::path::{Path, PathBuf};
@@ -95,4 +96,127 @@ pub async fn apply_lab(
     .await
     .map_err(|e| e.to_string());
     Ok(Applied { report, generated })
+}
+
+/// Jobs applying the same lab run one at a time.
+fn apply_key(lab: &LabId) -> String {
+    format!("apply:{lab}")
+}
+
+/// Why an apply could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum StartApplyError {
+    #[error(
+        "{title} is still {status} for lab {lab} (started by {by}); wait until it ends: /jobs/{id}"
+    )]
+    Busy {
+        title: String,
+        status: JobStatus,
+        lab: LabId,
+        by: String,
+        id: i64,
+    },
+    #[error("lab {0} is being applied by others right now; try again")]
+    Contended(LabId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Queues applying `lab` (as the control database holds it) with the
+/// complete list `participants`; any pglab process's workers run it. The
+/// job's id, or who is applying the lab already.
+pub async fn start_apply(
+    store: &Store,
+    queue: &super::Queue,
+    lab: &LabId,
+    participants: &Participants,
+    user: &str,
+) -> Result<i64, StartApplyError> {
+    let job = NewJob {
+        kind: JobKind::Apply,
+        lab,
+        lock_key: apply_key(lab),
+        title: format!("Apply of lab {lab}"),
+        started_by: user,
+        params: serde_json::json!({ "participants": participants.to_csv() }),
+        max_attempts: 2,
+    };
+    // Twice: the job in the way may end between the two statements.
+    for _ in 0..2 {
+        if let Some(id) = store.enqueue_job(&job, 1).await? {
+            queue.queued();
+            tracing::info!(%lab, user, job = id, "apply queued");
+            return Ok(id);
+        }
+        if let Some(active) = store.active_job(&job.lock_key).await? {
+            return Err(StartApplyError::Busy {
+                title: active.title,
+                status: active.status,
+                lab: lab.clone(),
+                by: active.started_by,
+                id: active.id,
+            });
+        }
+    }
+    Err(StartApplyError::Contended(lab.clone()))
+}
+
+/// Runs a claimed apply job: plans again from the stored lab and the list
+/// the job carries (the state may have moved since the plan was shown),
+/// applies with progress lines in the job's log, and records the end.
+pub async fn run_apply_job(settings: &Settings, store: &Store, job: &JobRecord) {
+    let (summary, error) = match apply_job(settings, store, job).await {
+        Ok(summary) => (summary, None),
+        Err(e) => {
+            tracing::error!(error = %e, "apply failed");
+            (vec![], Some(e.to_string()))
+        }
+    };
+    if let Err(e) = store.finish_job(job.id, &summary, error.as_deref()).await {
+        tracing::error!(error = %e, "could not record the end of an apply");
+    }
+}
+
+async fn apply_job(
+    settings: &Settings,
+    store: &Store,
+    job: &JobRecord,
+) -> anyhow::Result<Vec<String>> {
+    let csv = job.params["participants"].as_str().unwrap_or_default();
+    let wanted = Participants::parse("participants", csv)?;
+    let lab = store
+        .lab(job.lab.as_str())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("lab {} is gone", job.lab))?;
+    let plan = provision::plan(settings, store, lab, wanted, false).await?;
+    let total = i32::try_from(plan.changes.len()).unwrap_or(i32::MAX);
+    store.job_progress(job.id, 0, total, &[]).await?;
+    // Progress is written by a task of its own, in order, while the apply
+    // goes on; the end waits until every line is stored.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, String)>();
+    let writer = {
+        let store = store.clone();
+        let id = job.id;
+        tokio::spawn(async move {
+            while let Some((done, line)) = rx.recv().await {
+                let mut lines = vec![line];
+                let mut done = done;
+                while let Ok((d, l)) = rx.try_recv() {
+                    done = d;
+                    lines.push(l);
+                }
+                let done = i32::try_from(done).unwrap_or(i32::MAX);
+                if let Err(e) = store.job_progress(id, done, total, &lines).await {
+                    tracing::warn!(error = %e, "could not record an apply's progress");
+                }
+            }
+        })
+    };
+    let applied = apply_lab(settings, store, &plan, |i, change| {
+        let _ = tx.send((i, format!("[{i}/{total}] {change}")));
+    })
+    .await;
+    drop(tx);
+    let _ = writer.await;
+    Ok(applied?.summary(&plan))
 }

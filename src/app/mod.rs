@@ -4,8 +4,12 @@
 //! functions here use the domain (lab, provision, scoring, submissions,
 //! generate) and the stores, and never a face.
 
+pub mod jobs;
 pub mod labs;
 pub mod participants;
+pub mod submissions;
 
+pub use jobs::Queue;
 pub use labs::{apply_lab, check_lab_loads, default_generate_options, write_generated, Applied};
 pub use participants::psql_command;
+pub use submissions::{hand_in, human_size, Accepted, UploadError};

@@ -1,13 +1,17 @@
 //! pglab's own state in a control database on Postgres, with versioned
 //! migrations.
 
+mod jobs;
 mod records;
 mod scores;
 mod submissions;
+mod types;
 
+pub use jobs::*;
 pub use records::*;
 pub use scores::*;
 pub use submissions::*;
+pub use types::{JobKind, JobStatus, ServerName};
 
 use crate::ident::quote_ident;
 use crate::pgconn;
@@ -23,6 +27,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "submissions",
         include_str!("migrations/0003_submissions.sql"),
     ),
+    (4, "jobs", include_str!("migrations/0004_jobs.sql")),
 ];
 
 /// Serialises migrations between pglab replicas that start together.

@@ -1,6 +1,8 @@
 //! Typed reads and writes of the control database.
 
+use super::types::column;
 use super::{Store, StoreError};
+use crate::ident::LabId;
 use crate::lab::LoadedLab;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +24,7 @@ pub struct ParticipantRecord {
 /// A lab a user takes part in.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Membership {
-    pub lab: String,
+    pub lab: LabId,
     pub title: String,
     pub database: String,
     pub server: String,
@@ -276,15 +278,18 @@ impl Store {
                 &[&username],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Membership {
-                lab: r.get(0),
-                title: r.get(1),
-                database: r.get(2),
-                server: r.get(3),
+        rows.iter()
+            .map(|r| {
+                Ok(Membership {
+                    lab: column(r, 0, "participant", || {
+                        format!("{username} in {}", r.get::<_, &str>(0))
+                    })?,
+                    title: r.get(1),
+                    database: r.get(2),
+                    server: r.get(3),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// In how many labs this user takes part (an LDAP account is shared).

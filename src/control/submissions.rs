@@ -1,7 +1,11 @@
-//! Dump submissions and their restore jobs (`queued → running →
-//! succeeded | failed`), claimed by any pglab process with `SKIP LOCKED`.
+//! Dump submissions: what was handed in, and what its restore (a job of the
+//! queue, `queued → running → succeeded | failed`) made of it.
 
-use super::{Store, StoreError};
+use super::jobs::{finish, insert_job, requeue, NewJob};
+use super::types::column;
+use super::{JobKind, JobStatus, Store, StoreError};
+use crate::ident::LabId;
+use crate::lab::submissions::DumpFormat;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 
@@ -33,7 +37,9 @@ impl RestoreIssue {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SubmissionRecord {
     pub id: i64,
-    pub lab: String,
+    /// The restore job.
+    pub job: i64,
+    pub lab: LabId,
     pub database: String,
     pub server: String,
     pub owner: String,
@@ -41,12 +47,12 @@ pub struct SubmissionRecord {
     pub uploaded_by: String,
     pub uploaded_at: DateTime<Utc>,
     pub size: i64,
-    pub format: String,
+    pub format: DumpFormat,
     #[serde(skip)]
     pub file: String,
     pub late: bool,
     pub contents: Option<String>,
-    pub status: String,
+    pub status: JobStatus,
     pub attempts: i32,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -67,65 +73,82 @@ impl SubmissionRecord {
 
 /// What the upload handler records before the job is queued.
 pub struct NewSubmission<'a> {
-    pub lab: &'a str,
+    pub lab: &'a LabId,
     pub database: &'a str,
     pub server: &'a str,
     pub owner: &'a str,
     pub group: Option<&'a str>,
     pub uploaded_by: &'a str,
     pub size: i64,
-    pub format: &'a str,
+    pub format: DumpFormat,
     pub file: &'a str,
     pub late: bool,
     pub contents: Option<&'a str>,
 }
 
-const COLUMNS: &str = "id, lab_id, database, server, owner, grp, uploaded_by, uploaded_at, size, format, file, late, contents, status, attempts, started_at, finished_at, scratch, previous, errors, note";
+/// Restores of one database run one at a time.
+fn restore_key(lab: &str, database: &str) -> String {
+    format!("restore:{lab}/{database}")
+}
 
-fn record(r: &Row) -> SubmissionRecord {
-    let errors: serde_json::Value = r.get(19);
-    SubmissionRecord {
-        id: r.get(0),
-        lab: r.get(1),
-        database: r.get(2),
-        server: r.get(3),
-        owner: r.get(4),
-        group: r.get(5),
-        uploaded_by: r.get(6),
-        uploaded_at: r.get(7),
-        size: r.get(8),
-        format: r.get(9),
-        file: r.get(10),
-        late: r.get(11),
-        contents: r.get(12),
-        status: r.get(13),
-        attempts: r.get(14),
-        started_at: r.get(15),
-        finished_at: r.get(16),
-        scratch: r.get(17),
-        previous: r.get(18),
-        errors: serde_json::from_value(errors).unwrap_or_default(),
-        note: r.get(20),
-    }
+/// A submission with the state of its restore job.
+const FROM: &str = "submissions s JOIN jobs j ON j.id = s.job_id";
+const COLUMNS: &str = "s.id, s.job_id, s.lab_id, s.database, s.server, s.owner, s.grp, s.uploaded_by, s.uploaded_at, s.size, s.format, s.file, s.late, s.contents, j.status, j.attempts, j.started_at, j.finished_at, s.scratch, s.previous, s.errors, s.note";
+
+fn record(r: &Row) -> Result<SubmissionRecord, StoreError> {
+    let id: i64 = r.get(0);
+    let key = || id.to_string();
+    let errors: serde_json::Value = r.get(20);
+    Ok(SubmissionRecord {
+        id,
+        job: r.get(1),
+        lab: column(r, 2, "submission", key)?,
+        database: r.get(3),
+        server: r.get(4),
+        owner: r.get(5),
+        group: r.get(6),
+        uploaded_by: r.get(7),
+        uploaded_at: r.get(8),
+        size: r.get(9),
+        format: column(r, 10, "submission", key)?,
+        file: r.get(11),
+        late: r.get(12),
+        contents: r.get(13),
+        status: column(r, 14, "submission", key)?,
+        attempts: r.get(15),
+        started_at: r.get(16),
+        finished_at: r.get(17),
+        scratch: r.get(18),
+        previous: r.get(19),
+        errors: serde_json::from_value(errors).map_err(|e| StoreError::BadRecord {
+            what: "submission",
+            key: key(),
+            reason: format!("errors: {e}"),
+        })?,
+        note: r.get(21),
+    })
 }
 
 impl Store {
     /// Hand-ins of a database that are queued or running.
-    pub async fn pending_submissions(&self, lab: &str, database: &str) -> Result<i64, StoreError> {
+    pub async fn pending_submissions(
+        &self,
+        lab: &LabId,
+        database: &str,
+    ) -> Result<i64, StoreError> {
         let row = self
             .client()
             .await?
             .query_one(
-                "SELECT count(*) FROM submissions WHERE lab_id = $1 AND database = $2 AND status IN ('queued', 'running')",
-                &[&lab, &database],
+                "SELECT count(*) FROM jobs WHERE lock_key = $1 AND status IN ('queued', 'running')",
+                &[&restore_key(lab.as_str(), database)],
             )
             .await?;
         Ok(row.get(0))
     }
 
-    /// Queues a hand-in unless its database has `max_pending` queued or
-    /// running already (`None` then). Counted and inserted under a lock per
-    /// database, so parallel uploads cannot pass the cap together.
+    /// Queues a hand-in and its restore job unless its database has
+    /// `max_pending` queued or running already (`None` then).
     pub async fn insert_submission(
         &self,
         s: &NewSubmission<'_>,
@@ -133,109 +156,83 @@ impl Store {
     ) -> Result<Option<i64>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        let job = NewJob {
+            kind: JobKind::Restore,
+            lab: s.lab,
+            lock_key: restore_key(s.lab.as_str(), s.database),
+            title: format!("Restore into {}", s.database),
+            started_by: s.uploaded_by,
+            params: serde_json::json!({}),
+            max_attempts: RESTORE_ATTEMPTS,
+        };
+        let Some(job) = insert_job(&*tx, &job, max_pending).await? else {
+            return Ok(None);
+        };
+        let row = tx
+            .query_one(
+                "INSERT INTO submissions (lab_id, database, server, owner, grp, uploaded_by, size, format, file, late, contents, job_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 RETURNING id",
+                &[s.lab, &s.database, &s.server, &s.owner, &s.group, &s.uploaded_by, &s.size, &s.format, &s.file, &s.late, &s.contents, &job],
+            )
+            .await?;
         tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtext('pglab submissions ' || $1 || '/' || $2))",
-            &[&s.lab, &s.database],
+            "UPDATE jobs SET total = 1, params = jsonb_build_object('submission', $2::bigint) WHERE id = $1",
+            &[&job, &row.get::<_, i64>(0)],
         )
         .await?;
-        let row = tx
-            .query_opt(
-                "INSERT INTO submissions (lab_id, database, server, owner, grp, uploaded_by, size, format, file, late, contents)
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
-                 WHERE (SELECT count(*) FROM submissions WHERE lab_id = $1 AND database = $2
-                          AND status IN ('queued', 'running')) < $12
-                 RETURNING id",
-                &[&s.lab, &s.database, &s.server, &s.owner, &s.group, &s.uploaded_by, &s.size, &s.format, &s.file, &s.late, &s.contents, &max_pending],
-            )
-            .await?;
         tx.commit().await?;
-        Ok(row.map(|r| r.get(0)))
+        Ok(Some(row.get(0)))
     }
 
-    pub async fn submission(&self, id: i64) -> Result<Option<SubmissionRecord>, StoreError> {
-        let row = self
-            .client()
-            .await?
-            .query_opt(
-                &format!("SELECT {COLUMNS} FROM submissions WHERE id = $1"),
-                &[&id],
-            )
-            .await?;
-        Ok(row.as_ref().map(record))
-    }
-
-    /// Every upload of a lab, newest first (the lab master's job log).
-    pub async fn lab_submissions(&self, lab: &str) -> Result<Vec<SubmissionRecord>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                &format!("SELECT {COLUMNS} FROM submissions WHERE lab_id = $1 ORDER BY id DESC"),
-                &[&lab],
-            )
-            .await?;
-        Ok(rows.iter().map(record).collect())
-    }
-
-    /// The uploads into one database, newest first.
-    pub async fn database_submissions(
+    async fn submissions_where(
         &self,
-        lab: &str,
-        database: &str,
+        filter: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<SubmissionRecord>, StoreError> {
         let rows = self
             .client()
             .await?
             .query(
-                &format!("SELECT {COLUMNS} FROM submissions WHERE lab_id = $1 AND database = $2 ORDER BY id DESC"),
-                &[&lab, &database],
+                &format!("SELECT {COLUMNS} FROM {FROM} WHERE {filter}"),
+                params,
             )
             .await?;
-        Ok(rows.iter().map(record).collect())
+        rows.iter().map(record).collect()
     }
 
-    /// Takes a queued job whose database has no job running: of the
-    /// databases with the fewest restores in the last hour, the oldest.
-    pub async fn claim_submission(
+    pub async fn submission(&self, id: i64) -> Result<Option<SubmissionRecord>, StoreError> {
+        Ok(self.submissions_where("s.id = $1", &[&id]).await?.pop())
+    }
+
+    /// The submission a restore job restores.
+    pub async fn submission_of_job(
         &self,
-        worker: &str,
+        job: i64,
     ) -> Result<Option<SubmissionRecord>, StoreError> {
-        let row = self
-            .client()
+        Ok(self
+            .submissions_where("s.job_id = $1", &[&job])
             .await?
-            .query_opt(
-                &format!(
-                    "UPDATE submissions SET status = 'running', attempts = attempts + 1, worker = $1,
-                         heartbeat_at = now(), started_at = now(), finished_at = NULL
-                     WHERE id = (
-                         SELECT s.id FROM submissions s
-                         WHERE s.status = 'queued'
-                           AND NOT EXISTS (SELECT 1 FROM submissions r
-                                           WHERE r.status = 'running' AND r.lab_id = s.lab_id AND r.database = s.database)
-                         -- Fair across databases: those restored least in the
-                         -- last hour first, then the oldest upload.
-                         ORDER BY (SELECT count(*) FROM submissions d
-                                   WHERE d.lab_id = s.lab_id AND d.database = s.database
-                                     AND d.finished_at > now() - interval '1 hour'),
-                                  s.id
-                         LIMIT 1 FOR UPDATE SKIP LOCKED)
-                     RETURNING {COLUMNS}"
-                ),
-                &[&worker],
-            )
-            .await?;
-        Ok(row.as_ref().map(record))
+            .pop())
     }
 
-    pub async fn heartbeat(&self, id: i64, worker: &str) -> Result<(), StoreError> {
-        self.client()
-            .await?
-            .execute(
-                "UPDATE submissions SET heartbeat_at = now() WHERE id = $1 AND worker = $2",
-                &[&id, &worker],
-            )
-            .await?;
-        Ok(())
+    /// Every upload of a lab, newest first (the lab master's job log).
+    pub async fn lab_submissions(&self, lab: &LabId) -> Result<Vec<SubmissionRecord>, StoreError> {
+        self.submissions_where("s.lab_id = $1 ORDER BY s.id DESC", &[lab])
+            .await
+    }
+
+    /// The uploads into one database, newest first.
+    pub async fn database_submissions(
+        &self,
+        lab: &LabId,
+        database: &str,
+    ) -> Result<Vec<SubmissionRecord>, StoreError> {
+        self.submissions_where(
+            "s.lab_id = $1 AND s.database = $2 ORDER BY s.id DESC",
+            &[lab, &database],
+        )
+        .await
     }
 
     pub async fn set_scratch(&self, id: i64, scratch: Option<&str>) -> Result<(), StoreError> {
@@ -261,62 +258,58 @@ impl Store {
         Ok(())
     }
 
+    /// Ends a submission's restore: its errors and note, and its job.
     pub async fn finish_submission(
         &self,
-        id: i64,
+        sub: &SubmissionRecord,
         succeeded: bool,
         errors: &[RestoreIssue],
         note: Option<&str>,
     ) -> Result<(), StoreError> {
-        let status = if succeeded { "succeeded" } else { "failed" };
-        let errors = serde_json::to_value(errors).unwrap_or_default();
-        self.client()
-            .await?
-            .execute(
-                "UPDATE submissions SET status = $2, errors = $3, note = NULLIF(concat_ws('; ', note, $4::text), ''), finished_at = now(), scratch = NULL WHERE id = $1",
-                &[&id, &status, &errors, &note],
-            )
-            .await?;
+        let json = serde_json::to_value(errors).expect("issues serialize");
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "UPDATE submissions SET errors = $2, note = NULLIF(concat_ws('; ', note, $3::text), ''), scratch = NULL WHERE id = $1",
+            &[&sub.id, &json, &note],
+        )
+        .await?;
+        let failure = (!succeeded).then(|| match errors {
+            [] => "the restore failed".to_string(),
+            [one] => one.message.clone(),
+            [first, ..] => format!("{} (and {} more errors)", first.message, errors.len() - 1),
+        });
+        finish(&*tx, sub.job, &[], failure.as_deref()).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Back in the queue after an interrupted attempt.
-    pub async fn requeue_submission(&self, id: i64, note: &str) -> Result<(), StoreError> {
-        self.client()
-            .await?
-            .execute(
-                "UPDATE submissions SET status = 'queued', worker = NULL, scratch = NULL, previous = NULL, note = $2 WHERE id = $1",
-                &[&id, &note],
-            )
-            .await?;
+    pub async fn requeue_submission(
+        &self,
+        sub: &SubmissionRecord,
+        note: &str,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "UPDATE submissions SET scratch = NULL, previous = NULL, note = $2 WHERE id = $1",
+            &[&sub.id, &note],
+        )
+        .await?;
+        requeue(&*tx, sub.job, note).await?;
+        tx.commit().await?;
         Ok(())
     }
 
-    /// Running jobs whose worker has not been heard of for `secs` (it died).
-    pub async fn stale_submissions(&self, secs: f64) -> Result<Vec<SubmissionRecord>, StoreError> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                &format!(
-                    "SELECT {COLUMNS} FROM submissions
-                     WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1)
-                     FOR UPDATE SKIP LOCKED"
-                ),
-                &[&secs],
-            )
-            .await?;
-        Ok(rows.iter().map(record).collect())
-    }
-
     /// Whether the database already received a dump successfully.
-    pub async fn has_restored(&self, lab: &str, database: &str) -> Result<bool, StoreError> {
+    pub async fn has_restored(&self, lab: &LabId, database: &str) -> Result<bool, StoreError> {
         let row = self
             .client()
             .await?
             .query_one(
-                "SELECT EXISTS (SELECT 1 FROM submissions WHERE lab_id = $1 AND database = $2 AND status = 'succeeded')",
-                &[&lab, &database],
+                &format!("SELECT EXISTS (SELECT 1 FROM {FROM} WHERE s.lab_id = $1 AND s.database = $2 AND j.status = 'succeeded')"),
+                &[lab, &database],
             )
             .await?;
         Ok(row.get(0))
@@ -325,7 +318,7 @@ impl Store {
     /// Previous databases kept by earlier successful jobs than `id`.
     pub async fn older_previous(
         &self,
-        lab: &str,
+        lab: &LabId,
         database: &str,
         id: i64,
     ) -> Result<Vec<(i64, String)>, StoreError> {
@@ -333,9 +326,9 @@ impl Store {
             .client()
             .await?
             .query(
-                "SELECT id, previous FROM submissions
-                 WHERE lab_id = $1 AND database = $2 AND id <> $3 AND status = 'succeeded' AND previous IS NOT NULL",
-                &[&lab, &database, &id],
+                &format!("SELECT s.id, s.previous FROM {FROM}
+                 WHERE s.lab_id = $1 AND s.database = $2 AND s.id <> $3 AND j.status = 'succeeded' AND s.previous IS NOT NULL"),
+                &[lab, &database, &id],
             )
             .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
@@ -355,7 +348,7 @@ impl Store {
     /// Participants' databases and owners, for the upload handler.
     pub async fn database_of(
         &self,
-        lab: &str,
+        lab: &LabId,
         username: &str,
     ) -> Result<Option<(String, String, String, Option<String>)>, StoreError> {
         let row = self
@@ -365,9 +358,12 @@ impl Store {
                 "SELECT p.database, d.server, d.owner, p.grp FROM participants p
                  JOIN lab_databases d ON d.lab_id = p.lab_id AND d.name = p.database
                  WHERE p.lab_id = $1 AND p.username = $2",
-                &[&lab, &username],
+                &[lab, &username],
             )
             .await?;
         Ok(row.map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))))
     }
 }
+
+/// Attempts before a restore interrupted by crashes is failed.
+pub const RESTORE_ATTEMPTS: i32 = 2;

@@ -380,10 +380,24 @@ pub async fn close_for_admin(
     end_sessions(client, db)
         .await
         .map_err(sql_err(&server.name, format!("end the sessions in {db}")))?;
-    client
-        .batch_execute(&format!("ALTER DATABASE {q} ALLOW_CONNECTIONS true"))
+    allow_connections(client, db, true)
         .await
         .map_err(sql_err(&server.name, format!("open {db} for the admin")))
+}
+
+/// Lets sessions into `db` (as its grants allow), or keeps every new one
+/// out, the admin's too.
+pub async fn allow_connections(
+    client: &Client,
+    db: &str,
+    allow: bool,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS {allow}",
+            quote_ident(db)
+        ))
+        .await
 }
 
 pub async fn drop_database(

@@ -2,7 +2,6 @@
 //! checks it, queues a restore job in the control database, and a worker
 //! restores it into the group's database as the group's own role.
 
-mod accept;
 pub mod detect;
 pub mod issues;
 pub mod plain;
@@ -12,6 +11,4 @@ pub mod restore;
 pub mod tools;
 pub mod worker;
 
-pub use accept::{accept, human_size, Accepted, UploadError};
 pub use issues::RestoreIssue;
-pub use worker::Queue;

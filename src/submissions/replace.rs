@@ -5,6 +5,7 @@
 use super::restore::{database_exists, JobNames};
 use crate::control::{Store, SubmissionRecord};
 use crate::ident::quote_ident;
+use crate::provision::postgres as pg;
 use crate::settings::{PgServerSettings, Settings};
 use std::time::Duration;
 use tokio_postgres::Client;
@@ -60,8 +61,7 @@ pub(super) async fn swap(
         quote_ident(scratch),
         quote_ident(previous),
     );
-    admin
-        .batch_execute(&format!("ALTER DATABASE {l} ALLOW_CONNECTIONS false"))
+    pg::allow_connections(admin, live, false)
         .await
         .map_err(|e| db_error(&e))?;
     let mut last = String::new();
@@ -69,7 +69,7 @@ pub(super) async fn swap(
         let result = async {
             // Terminated sessions take a moment to exit; RENAME would wait
             // for them in steps of 100 ms.
-            crate::provision::postgres::end_sessions(admin, live).await?;
+            pg::end_sessions(admin, live).await?;
             let tx = admin.transaction().await?;
             tx.batch_execute(&format!(
                 "ALTER DATABASE {l} RENAME TO {p}; ALTER DATABASE {s} RENAME TO {l};"
@@ -85,9 +85,7 @@ pub(super) async fn swap(
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // Give the group its database back as it was.
-    let _ = admin
-        .batch_execute(&format!("ALTER DATABASE {l} ALLOW_CONNECTIONS true"))
-        .await;
+    let _ = pg::allow_connections(admin, live, true).await;
     Err(format!("could not replace the database: {last}"))
 }
 
@@ -116,7 +114,7 @@ pub async fn retire_older(
                 .await
                 .map_err(|e| db_error(&e))?
             {
-                let folder = settings.data_dir.join("replaced").join(&job.lab);
+                let folder = settings.data_dir.join("replaced").join(job.lab.as_str());
                 let file = crate::provision::prune::dump_then_drop(
                     server,
                     admin,

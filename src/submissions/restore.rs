@@ -11,6 +11,7 @@ use super::tools::{self, RestoreLogin};
 use crate::control::{Store, SubmissionRecord};
 use crate::ident::{quote_ident, quote_literal, PgName};
 use crate::lab::submissions::DumpFormat;
+use crate::provision::postgres::{self as pg, PgError};
 use crate::settings::{PgServerSettings, Settings};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -55,24 +56,14 @@ pub async fn database_exists(admin: &Client, name: &str) -> Result<bool, tokio_p
 
 /// Removes what a job made, whatever state it is in: scratch database
 /// (terminating any session still in it) and login role.
-pub async fn clean_up(admin: &Client, names: &JobNames) -> Result<(), tokio_postgres::Error> {
-    admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_ident(&names.scratch)
-        ))
-        .await?;
-    let role_exists = admin
-        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&names.role])
-        .await?
-        .is_some();
-    if role_exists {
-        // Its only privileges were on the scratch database, dropped above.
-        admin
-            .batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(&names.role)))
-            .await?;
-    }
-    Ok(())
+pub async fn clean_up(
+    server: &PgServerSettings,
+    admin: &Client,
+    names: &JobNames,
+) -> Result<(), PgError> {
+    pg::drop_database(server, admin, &names.scratch).await?;
+    // Its only privileges were on the scratch database, dropped above.
+    pg::drop_role(server, admin, &names.role).await
 }
 
 /// The folder holding `toc.dat` of an unpacked directory dump.
@@ -140,12 +131,12 @@ pub async fn run(settings: &Settings, store: &Store, job: &SubmissionRecord) -> 
         Err(e) => return Outcome::Failed(issue("connecting", e)),
     };
     let names = JobNames::of(job.id);
-    if let Err(e) = clean_up(&admin, &names).await {
-        return Outcome::Failed(issue("cleaning up an earlier attempt", db_error(&e)));
+    if let Err(e) = clean_up(server, &admin, &names).await {
+        return Outcome::Failed(issue("cleaning up an earlier attempt", e));
     }
     let outcome = restore(store, server, &mut admin, job, &names).await;
-    if let Err(e) = clean_up(&admin, &names).await {
-        tracing::warn!(error = %db_error(&e), "cleaning up after the restore");
+    if let Err(e) = clean_up(server, &admin, &names).await {
+        tracing::warn!(error = %e, "cleaning up after the restore");
     }
     let _ = std::fs::remove_dir_all(super::detect::unpacked_dir(Path::new(&job.file)));
     outcome
@@ -254,8 +245,8 @@ async fn restore_dump(
     login: &RestoreLogin<'_>,
 ) -> Result<(), Vec<RestoreIssue>> {
     let file = PathBuf::from(&job.file);
-    let format = DumpFormat::parse(&job.format).unwrap_or(DumpFormat::Plain);
-    let rules = match store.lab(&job.lab).await {
+    let format = job.format;
+    let rules = match store.lab(job.lab.as_str()).await {
         Ok(Some(spec)) => spec.lab.submissions,
         _ => None,
     };

@@ -35,7 +35,7 @@ pub enum WebError {
     #[error(transparent)]
     Ldap(Box<crate::provision::ldap::LdapError>),
     #[error(transparent)]
-    Upload(#[from] crate::submissions::UploadError),
+    Upload(#[from] crate::app::UploadError),
     #[error("template: {0}")]
     Template(#[from] askama::Error),
     #[error("{0}")]

@@ -19,7 +19,6 @@ mod submissions;
 
 pub use board::{render_grid, BoardView};
 pub use error::WebError;
-pub use jobs::Jobs;
 pub use limiter::Limiter;
 
 use crate::control::Store;
@@ -40,9 +39,8 @@ pub struct AppState {
     pub board: Board,
     pub sessions: SessionKey,
     pub limiter: Arc<Limiter>,
-    pub jobs: Jobs,
     /// Wakes the restore workers when a dump was queued.
-    pub queue: crate::submissions::Queue,
+    pub queue: crate::app::Queue,
     /// Stopped when the web app stops.
     pub background: Background,
 }

@@ -1,5 +1,5 @@
 //! Participants of a lab: add rows or paste CSV, see the plan, apply it as a
-//! background job whose progress the browser follows.
+//! job of the queue whose progress the browser follows.
 
 use super::labs::load_lab;
 use super::session::Session;
@@ -226,32 +226,16 @@ async fn apply(
     s.check_csrf(csrf_of(&form))?;
     let wanted = Participants::parse("participants", field(&form, "csv"))
         .map_err(|e| WebError::BadRequest(e.to_string()))?;
-    // Planned again: the state may have moved since the plan was shown.
-    let plan = plan_for(&state, &lab, wanted).await?;
-    let total = plan.changes.len();
-    let job = state
-        .jobs
-        .start(lab.as_str(), format!("Apply of lab {lab}"), &s.user, total)?;
-    let id = job.id().to_string();
-    tracing::info!(%lab, user = %s.user, changes = total, "apply started from the web");
-    tokio::spawn(run_apply(state.clone(), plan, job));
+    // Checked here so that a list that cannot be applied is refused at
+    // once; the job plans again when it runs.
+    plan_for(&state, &lab, wanted.clone()).await?;
+    let id = crate::app::labs::start_apply(&state.store, &state.queue, &lab, &wanted, &s.user)
+        .await
+        .map_err(|e| match e {
+            crate::app::labs::StartApplyError::Store(e) => e.into(),
+            busy => WebError::Conflict(busy.to_string()),
+        })?;
     Ok(Redirect::to(&format!("/jobs/{id}")).into_response())
-}
-
-#[tracing::instrument(skip_all, fields(lab = %plan.lab.lab.id))]
-async fn run_apply(state: AppState, plan: provision::Plan, job: super::jobs::JobHandle) {
-    let total = plan.changes.len();
-    let applied = crate::app::apply_lab(&state.settings, &state.store, &plan, |i, change| {
-        job.progress(i, format!("[{i}/{total}] {change}"))
-    })
-    .await;
-    match applied {
-        Ok(applied) => job.succeed(applied.summary(&plan)),
-        Err(e) => {
-            tracing::error!(error = %e, "apply failed");
-            job.fail(e.to_string());
-        }
-    }
 }
 
 pub fn router() -> Router<AppState> {

@@ -5,7 +5,7 @@ use super::session::{Role, Session};
 use super::{AppState, Nav, WebError};
 use crate::app::psql_command;
 use crate::control::CredentialRecord;
-use crate::ident::Username;
+use crate::ident::{LabId, Username};
 use crate::provision::ldap;
 use crate::scoring::TaskBoard;
 use askama::Template;
@@ -46,8 +46,8 @@ pub struct Handin {
     pub past: Vec<crate::control::SubmissionRecord>,
 }
 
-async fn handin(state: &AppState, lab: &str, database: &str) -> Result<Option<Handin>, WebError> {
-    let Some(loaded) = state.store.lab(lab).await? else {
+async fn handin(state: &AppState, lab: &LabId, database: &str) -> Result<Option<Handin>, WebError> {
+    let Some(loaded) = state.store.lab(lab.as_str()).await? else {
         return Ok(None);
     };
     let Some(rules) = loaded.lab.submissions.clone() else {
@@ -60,7 +60,7 @@ async fn handin(state: &AppState, lab: &str, database: &str) -> Result<Option<Ha
             .map(|f| format!("{} ({})", f.name(), f.how()))
             .collect::<Vec<_>>()
             .join("; "),
-        max_size: crate::submissions::human_size(rules.max_bytes),
+        max_size: crate::app::human_size(rules.max_bytes),
         deadline: rules
             .deadline(loaded.lab.deadline)
             .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string()),
@@ -97,7 +97,7 @@ async fn labs_of(state: &AppState, user: &str) -> Result<Vec<StudentLab>, WebErr
         .into_iter()
         .zip(handins)
         .map(|(m, handin)| {
-            let board = snapshot.labs.iter().find(|l| l.id == m.lab);
+            let board = snapshot.labs.iter().find(|l| l.id == m.lab.as_str());
             let me = board.and_then(|b| b.participants.iter().find(|p| p.username == user));
             let psql = state
                 .settings
@@ -128,7 +128,7 @@ async fn labs_of(state: &AppState, user: &str) -> Result<Vec<StudentLab>, WebErr
                     .collect()
             });
             StudentLab {
-                id: m.lab,
+                id: m.lab.to_string(),
                 title: m.title,
                 database: m.database,
                 psql,

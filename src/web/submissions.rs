@@ -6,9 +6,9 @@ use super::highlight::{self, Piece};
 use super::labs::parse_id;
 use super::session::{Role, Session};
 use super::{AppState, Nav, WebError};
-use crate::control::SubmissionRecord;
+use crate::app::{self, Accepted, UploadError};
+use crate::control::{JobStatus, SubmissionRecord};
 use crate::ident::Username;
-use crate::submissions::{self, Accepted, UploadError};
 use crate::web::labs::LabPath;
 use crate::web::session::Staff;
 use askama::Template;
@@ -85,7 +85,7 @@ async fn accept_multipart(
             }
             Some("file") if token_ok => {
                 let mut body = field.map(|c| c.map_err(|e| e.body_text()));
-                return Ok(submissions::accept(
+                return Ok(app::hand_in(
                     &state.settings,
                     &state.store,
                     &state.queue,
@@ -188,7 +188,7 @@ async fn upload_api(
             .into_body()
             .into_data_stream()
             .map(|c| c.map_err(|e| e.to_string()));
-        submissions::accept(
+        app::hand_in(
             &state.settings,
             &state.store,
             &state.queue,
@@ -313,7 +313,7 @@ async fn page(
     Ok(Html(
         SubmissionPage {
             nav: Nav::of(&s),
-            size: submissions::human_size(sub.size as u64),
+            size: app::human_size(sub.size as u64),
             issues,
             is_staff: s.role >= Role::Staff,
             sub,
@@ -345,7 +345,7 @@ async fn job_log(
     Staff(s): Staff,
     LabPath(lab): LabPath,
 ) -> Result<Html<String>, WebError> {
-    let subs = state.store.lab_submissions(lab.as_str()).await?;
+    let subs = state.store.lab_submissions(&lab).await?;
     let mut by_db: BTreeMap<String, DatabaseSummary> = BTreeMap::new();
     for sub in subs.iter().rev() {
         let d = by_db
@@ -358,7 +358,7 @@ async fn job_log(
                 last_status: String::new(),
             });
         d.uploads += 1;
-        d.last_status = sub.status.clone();
+        d.last_status = sub.status.to_string();
         if !d.uploaders.contains(&sub.uploaded_by) {
             d.uploaders.push(sub.uploaded_by.clone());
         }
@@ -366,7 +366,7 @@ async fn job_log(
     let rows = subs
         .into_iter()
         .map(|sub| {
-            let size = submissions::human_size(sub.size as u64);
+            let size = app::human_size(sub.size as u64);
             let took = sub
                 .duration_secs()
                 .map_or_else(|| "—".to_string(), |d| format!("{d:.1} s"));

@@ -233,15 +233,16 @@ async fn hand_ins_logins_and_files_give_a_student_nothing() {
     // At most three hand-ins of one database wait at once, even when they
     // arrive together (before the server runs: no worker takes them).
     let store = &env.store;
+    let lab = pglab::ident::LabId::parse("atkweb").expect("id");
     let new = |file: &'static str| pglab::control::NewSubmission {
-        lab: "atkweb",
+        lab: &lab,
         database: "atkweb.nobody",
         server: "main",
         owner: "atkweb.nobody",
         group: None,
         uploaded_by: "alice",
         size: 1,
-        format: "plain",
+        format: pglab::lab::submissions::DumpFormat::Plain,
         file,
         late: false,
         contents: None,

@@ -1,7 +1,10 @@
-//! Restores cut off by pglab's end: killed (SIGKILL) or stopped (SIGTERM)
-//! during a restore, a separate `pglab serve` process each time; the job is
-//! retried at the next start and nothing is left behind.
+//! Jobs cut off by pglab's end: a restore killed (SIGKILL) or stopped
+//! (SIGTERM), an apply started from the web page and killed, a separate
+//! `pglab serve` process each time; the job is retried at the next start,
+//! its page is served by whichever process is asked, and nothing is left
+//! behind.
 
+use crate::browser::Http;
 use crate::submissions::{count, doctored_plain, finished, no_leftovers, setup, source_db, upload};
 use crate::support::TestEnv;
 use std::time::Duration;
@@ -103,6 +106,75 @@ async fn a_restore_interrupted_by_a_crash_or_a_stop_is_retried_and_leaves_nothin
     assert_eq!(job["attempts"].as_i64(), Some(2), "{job}");
     assert_eq!(job["status"], "succeeded", "{job}");
     no_leftovers(&env).await;
-    third.kill().await.expect("stop");
+
+    // An apply started from the web page is a job of the same queue.
+    let mut http = Http::new(&base);
+    let admin_pw = env.settings().web.admin_password.expose().to_string();
+    http.login("admin", &admin_pw).await;
+    let csrf = http.csrf("/labs/crash/participants").await;
+    let mut csv = crate::submissions::PEOPLE.to_string();
+    for i in 0..40 {
+        csv.push_str(&format!("late{i},Late {i},late{i}@example.org,x{i}\n"));
+    }
+    let (status, location) = http
+        .post(
+            "/labs/crash/participants/apply",
+            &[("csrf", &csrf), ("csv", &csv)],
+        )
+        .await;
+    assert_eq!(status, 303, "{location}");
+    let status_url = format!("{location}/status");
+    // Killed while it runs (some changes made, not all).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = job_status(&mut http, &status_url).await;
+        if job["state"] == "running" && job["done"].as_i64() > Some(2) {
+            break;
+        }
+        assert!(
+            job["state"] == "queued" || job["state"] == "running",
+            "{job}"
+        );
+        assert!(tokio::time::Instant::now() < deadline, "{job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    third.kill().await.expect("SIGKILL");
+    let _ = third.wait().await;
+    // Another process serves the same page (the session and the job are
+    // in the control database) and finishes the job.
+    let mut fourth = serve();
+    healthy().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let job = loop {
+        let job = job_status(&mut http, &status_url).await;
+        if job["state"] != "queued" && job["state"] != "running" {
+            break job;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{job}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["attempts"], 2, "{job}");
+    let log = job["log"].to_string();
+    assert!(log.contains("interrupted"), "{log}");
+    let lab = pglab::ident::LabId::parse("crash").expect("id");
+    let people = env
+        .store
+        .participants(lab.as_str())
+        .await
+        .expect("participants");
+    assert_eq!(people.len(), 43);
+    let (_, page) = http.get(&location).await;
+    assert!(
+        page.contains("succeeded") && page.contains("attempt 2"),
+        "{page}"
+    );
+    fourth.kill().await.expect("stop");
     env.stop().await;
+}
+
+async fn job_status(http: &mut Http, url: &str) -> serde_json::Value {
+    let (code, body) = http.get(url).await;
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).expect("job JSON")
 }

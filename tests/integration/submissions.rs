@@ -537,7 +537,12 @@ async fn broken_and_hostile_dumps_fail_harmlessly_and_say_why() {
     );
 
     // An upload cut off halfway: nothing is stored, nothing is queued.
-    let jobs_before = env.store.lab_submissions("hand").await.expect("jobs").len();
+    let jobs_before = env
+        .store
+        .lab_submissions(&pglab::ident::LabId::parse("hand").expect("id"))
+        .await
+        .expect("jobs")
+        .len();
     {
         use tokio::io::AsyncWriteExt;
         let mut tcp = tokio::net::TcpStream::connect(env.settings().listen)
@@ -556,7 +561,11 @@ async fn broken_and_hostile_dumps_fail_harmlessly_and_say_why() {
     }
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(
-        env.store.lab_submissions("hand").await.expect("jobs").len(),
+        env.store
+            .lab_submissions(&pglab::ident::LabId::parse("hand").expect("id"))
+            .await
+            .expect("jobs")
+            .len(),
         jobs_before
     );
     assert_eq!(

@@ -2,7 +2,7 @@
 //! policy, replace), the body streamed to disk with the size limit enforced
 //! as it arrives, the preflight, then a queued job.
 
-use super::Queue;
+use super::jobs::Queue;
 use crate::control::{NewSubmission, Store};
 use crate::ident::LabId;
 use crate::lab::submissions::{LatePolicy, MAX_PENDING};
@@ -70,7 +70,7 @@ impl Drop for Upload {
     fn drop(&mut self) {
         if !self.keep {
             let _ = std::fs::remove_file(&self.path);
-            let _ = std::fs::remove_dir_all(super::detect::unpacked_dir(&self.path));
+            let _ = std::fs::remove_dir_all(crate::submissions::detect::unpacked_dir(&self.path));
         }
     }
 }
@@ -103,10 +103,10 @@ where
     Ok((size, out.into_inner()))
 }
 
-/// Takes `user`'s upload into lab `lab`; `now` is the server's time of
+/// Hands in `user`'s upload into lab `lab`; `now` is the server's time of
 /// arrival, which decides lateness.
 #[tracing::instrument(skip_all, fields(lab = %lab, user = %user))]
-pub async fn accept<S, E>(
+pub async fn hand_in<S, E>(
     settings: &Settings,
     store: &Store,
     queue: &Queue,
@@ -129,7 +129,7 @@ where
         .clone()
         .ok_or_else(|| UploadError::Closed(lab.to_string()))?;
     let (database, server_name, owner, group) = store
-        .database_of(lab.as_str(), user)
+        .database_of(lab, user)
         .await?
         .ok_or_else(|| UploadError::NotParticipant(lab.to_string()))?;
     let deadline = rules.deadline(spec.deadline);
@@ -139,10 +139,10 @@ where
             d.format("%Y-%m-%d %H:%M:%S UTC").to_string()
         })));
     }
-    if !rules.replace && store.has_restored(lab.as_str(), &database).await? {
+    if !rules.replace && store.has_restored(lab, &database).await? {
         return Err(UploadError::AlreadyHandedIn);
     }
-    let pending = store.pending_submissions(lab.as_str(), &database).await?;
+    let pending = store.pending_submissions(lab, &database).await?;
     let _place = queue
         .receive(format!("{lab}/{database}"), pending, MAX_PENDING)
         .ok_or(UploadError::Busy(MAX_PENDING))?;
@@ -161,7 +161,7 @@ where
     // meanwhile.
     let (synced, pre) = tokio::join!(
         file.sync_all(),
-        super::detect::preflight(server, &upload.path, &rules.formats, &database)
+        crate::submissions::detect::preflight(server, &upload.path, &rules.formats, &database)
     );
     let pre = pre.map_err(UploadError::Refused)?;
     synced?;
@@ -169,14 +169,14 @@ where
     let id = store
         .insert_submission(
             &NewSubmission {
-                lab: lab.as_str(),
+                lab,
                 database: &database,
                 server: &server_name,
                 owner: &owner,
                 group: group.as_deref(),
                 uploaded_by: user,
                 size: size as i64,
-                format: pre.format.name(),
+                format: pre.format,
                 file: &file,
                 late,
                 contents: pre.contents.as_deref(),

@@ -1,0 +1,183 @@
+//! The job queue's workers: every pglab process runs a few, each claims a
+//! job from the control database (applies, restores), keeps its heartbeat
+//! while it runs, and a sweeper retries or fails the jobs whose worker
+//! died. Any process may run any job, so a second replica shares the work
+//! and shows the same progress.
+
+use crate::control::{JobKind, JobRecord, Store};
+use crate::settings::Settings;
+use crate::submissions::worker as restores;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Jobs running at once in one pglab process.
+pub const WORKERS: usize = 2;
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// A running job not heard of for this long belongs to a dead worker.
+const STALE_SECS: f64 = 20.0;
+const IDLE_POLL: Duration = Duration::from_secs(2);
+
+/// Wakes this process's workers when a job was queued, and counts the
+/// uploads this process is receiving per database.
+#[derive(Clone, Default)]
+pub struct Queue {
+    wake: Arc<Notify>,
+    receiving: Arc<Mutex<HashMap<String, i64>>>,
+}
+
+/// An upload being received; its place is freed when it is dropped.
+pub struct Receiving {
+    key: String,
+    receiving: Arc<Mutex<HashMap<String, i64>>>,
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        let mut map = self.receiving.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.key) {
+            *n -= 1;
+            if *n <= 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl Queue {
+    pub fn queued(&self) {
+        self.wake.notify_waiters();
+    }
+
+    /// Takes a place for an upload into `key` (a lab's database) before its
+    /// body is read, unless `pending` jobs plus the uploads being received
+    /// reach `max`: parallel uploads cannot all pass the cap and fill the
+    /// disk before any of them is counted.
+    pub fn receive(&self, key: String, pending: i64, max: i64) -> Option<Receiving> {
+        let mut map = self.receiving.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(key.clone()).or_insert(0);
+        if pending + *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Receiving {
+            key,
+            receiving: Arc::clone(&self.receiving),
+        })
+    }
+}
+
+/// Starts the workers and the sweeper of this process.
+pub fn start(settings: Arc<Settings>, store: Store, queue: Queue) -> Vec<tokio::task::AbortHandle> {
+    let instance = format!("{}-{}", std::process::id(), crate::random::token());
+    let sweeper = sweep_loop(
+        Arc::clone(&settings),
+        store.clone(),
+        format!("{instance}-sweep"),
+    );
+    let mut tasks = vec![tokio::spawn(sweeper).abort_handle()];
+    for i in 0..WORKERS {
+        let worker = work_loop(
+            Arc::clone(&settings),
+            store.clone(),
+            queue.clone(),
+            format!("{instance}-{i}"),
+        );
+        tasks.push(tokio::spawn(worker).abort_handle());
+    }
+    tasks
+}
+
+async fn work_loop(settings: Arc<Settings>, store: Store, queue: Queue, worker: String) {
+    loop {
+        let notified = queue.wake.notified();
+        match store.claim_job(&worker).await {
+            Ok(Some(job)) => run(&settings, &store, &worker, job).await,
+            Ok(None) => {
+                let _ = tokio::time::timeout(IDLE_POLL, notified).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "job queue unavailable");
+                tokio::time::sleep(IDLE_POLL).await;
+            }
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(job = job.id, kind = %job.kind, lab = %job.lab))]
+async fn run(settings: &Settings, store: &Store, worker: &str, job: JobRecord) {
+    tracing::info!(attempt = job.attempts, "job started");
+    // In the same task as the job: when the job is dropped (pglab stops),
+    // the heartbeat stops too and the job becomes stale.
+    tokio::select! {
+        () = dispatch(settings, store, &job) => {},
+        () = heartbeat(store, worker, job.id) => unreachable!("the heartbeat never ends"),
+    }
+}
+
+/// Runs a claimed job; each kind records its own end.
+async fn dispatch(settings: &Settings, store: &Store, job: &JobRecord) {
+    match job.kind {
+        JobKind::Restore => match store.submission_of_job(job.id).await {
+            Ok(Some(sub)) => restores::run(settings, store, sub).await,
+            Ok(None) => end(store, job, "the submission of this restore is gone").await,
+            Err(e) => end(store, job, &e.to_string()).await,
+        },
+        JobKind::Apply => super::labs::run_apply_job(settings, store, job).await,
+    }
+}
+
+async fn end(store: &Store, job: &JobRecord, error: &str) {
+    tracing::warn!(error, "job failed");
+    if let Err(e) = store.finish_job(job.id, &[], Some(error)).await {
+        tracing::error!(error = %e, "could not record the end of a job");
+    }
+}
+
+async fn heartbeat(store: &Store, worker: &str, id: i64) {
+    loop {
+        tokio::time::sleep(HEARTBEAT).await;
+        let _ = store.job_heartbeat(id, worker).await;
+    }
+}
+
+async fn sweep_loop(settings: Arc<Settings>, store: Store, sweeper: String) {
+    loop {
+        if let Err(e) = sweep(&settings, &store, &sweeper).await {
+            tracing::warn!(error = %e, "sweeping interrupted jobs");
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// Ends or requeues the jobs whose worker stopped (pglab was killed).
+pub async fn sweep(settings: &Settings, store: &Store, sweeper: &str) -> anyhow::Result<()> {
+    for job in store.take_stale_jobs(STALE_SECS, sweeper).await? {
+        match job.kind {
+            JobKind::Restore => match store.submission_of_job(job.id).await? {
+                Some(sub) => restores::recover(settings, store, sub, job.max_attempts).await?,
+                None => end(store, &job, "the submission of this restore is gone").await,
+            },
+            // Applying is idempotent: the next attempt plans again from
+            // what the interrupted one left.
+            JobKind::Apply if job.attempts < job.max_attempts => {
+                tracing::info!(job = job.id, "interrupted apply queued again");
+                store
+                    .requeue_job(
+                        job.id,
+                        "interrupted (pglab stopped during the apply); retried",
+                    )
+                    .await?;
+            }
+            JobKind::Apply => {
+                let error = format!(
+                    "the apply was interrupted {} times (pglab stopped); run it again",
+                    job.attempts
+                );
+                end(store, &job, &error).await;
+            }
+        }
+    }
+    Ok(())
+}
