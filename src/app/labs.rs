@@ -34,6 +34,37 @@ pub async fn write_generated(
     Ok(out)
 }
 
+/// A lab as the control database holds it, with its reference and starter
+/// written under `<data_dir>/labs/<id>/sources/<digest>/` (once per
+/// content): what an apply builds from, in any pglab process. `None` when
+/// there is no such lab.
+pub async fn stored_lab(
+    settings: &Settings,
+    store: &Store,
+    id: &LabId,
+) -> anyhow::Result<Option<LoadedLab>> {
+    let Some(loaded) = store.lab(id.as_str()).await? else {
+        return Ok(None);
+    };
+    let files = store.lab_sources(id).await?;
+    if files.is_empty() {
+        // Recorded by a pglab before version 5 of the control database:
+        // built from where the lab named its files, if they are still there.
+        return Ok(Some(loaded));
+    }
+    let dir = settings
+        .data_dir
+        .join("labs")
+        .join(id.as_str())
+        .join("sources")
+        .join(&loaded.sources_digest);
+    crate::lab::write_sources(&dir, &files)?;
+    Ok(Some(LoadedLab {
+        lab: loaded.lab.with_sources_in(&dir),
+        ..loaded
+    }))
+}
+
 /// Loads a lab's reference and starter into scratch databases of `server`
 /// and drops them: the lab's SQL works (`pglab lab check`, the upload page).
 pub async fn check_lab_loads(server: &PgServerSettings, lab: &LoadedLab) -> anyhow::Result<()> {
@@ -184,8 +215,7 @@ async fn apply_job(
 ) -> anyhow::Result<Vec<String>> {
     let csv = job.params["participants"].as_str().unwrap_or_default();
     let wanted = Participants::parse("participants", csv)?;
-    let lab = store
-        .lab(job.lab.as_str())
+    let lab = stored_lab(settings, store, &job.lab)
         .await?
         .ok_or_else(|| anyhow::anyhow!("lab {} is gone", job.lab))?;
     let plan = provision::plan(settings, store, lab, wanted, false).await?;

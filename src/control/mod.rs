@@ -28,6 +28,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("migrations/0003_submissions.sql"),
     ),
     (4, "jobs", include_str!("migrations/0004_jobs.sql")),
+    (
+        5,
+        "lab sources",
+        include_str!("migrations/0005_lab_sources.sql"),
+    ),
 ];
 
 /// Serialises migrations between pglab replicas that start together.

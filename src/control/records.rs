@@ -3,7 +3,7 @@
 use super::types::column;
 use super::{Store, StoreError};
 use crate::ident::LabId;
-use crate::lab::LoadedLab;
+use crate::lab::{LoadedLab, SourceFile};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatabaseRecord {
@@ -69,23 +69,75 @@ pub(super) fn read_lab(id: &str, spec: serde_json::Value) -> Result<crate::lab::
 }
 
 impl Store {
-    pub async fn upsert_lab(&self, lab: &LoadedLab) -> Result<(), StoreError> {
+    /// Records a lab with its reference and starter files, in one
+    /// transaction; files whose content did not change are not rewritten.
+    pub async fn upsert_lab(
+        &self,
+        lab: &LoadedLab,
+        sources: &[SourceFile],
+    ) -> Result<(), StoreError> {
         let spec = serde_json::to_value(StoredLab {
             format: LAB_FORMAT,
             lab: lab.lab.clone(),
         })
         .expect("lab serializes");
-        self.client()
-            .await?
-            .execute(
-                "INSERT INTO labs (id, title, spec, source_yaml, sources_digest) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (id) DO UPDATE SET title = $2, spec = $3, source_yaml = $4,
-                     sources_digest = $5, updated_at = now()
-                 WHERE (labs.title, labs.spec, labs.source_yaml, labs.sources_digest) IS DISTINCT FROM ($2, $3, $4, $5)",
-                &[&lab.lab.id.as_str(), &lab.lab.title, &spec, &lab.text, &lab.sources_digest],
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO labs (id, title, spec, source_yaml, sources_digest) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO UPDATE SET title = $2, spec = $3, source_yaml = $4,
+                 sources_digest = $5, updated_at = now()
+             WHERE (labs.title, labs.spec, labs.source_yaml, labs.sources_digest) IS DISTINCT FROM ($2, $3, $4, $5)",
+            &[&lab.lab.id, &lab.lab.title, &spec, &lab.text, &lab.sources_digest],
+        )
+        .await?;
+        let names: Vec<&str> = sources.iter().map(|f| f.file_name.as_str()).collect();
+        tx.execute(
+            "DELETE FROM lab_sources WHERE lab_id = $1 AND file_name <> ALL($2)",
+            &[&lab.lab.id, &names],
+        )
+        .await?;
+        for file in sources {
+            tx.execute(
+                "INSERT INTO lab_sources (lab_id, role, file_name, sha256, content) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (lab_id, file_name) DO UPDATE SET role = $2, sha256 = $4, content = $5
+                 WHERE (lab_sources.role, lab_sources.sha256) IS DISTINCT FROM ($2, $4)",
+                &[&lab.lab.id, &file.role, &file.file_name, &file.sha256(), &file.bytes],
             )
             .await?;
+        }
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// The reference and starter files a lab was last recorded with.
+    pub async fn lab_sources(&self, lab: &LabId) -> Result<Vec<SourceFile>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT role, file_name, sha256, content FROM lab_sources WHERE lab_id = $1 ORDER BY file_name COLLATE \"C\"",
+                &[lab],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let role: &str = r.get(0);
+                let file = SourceFile {
+                    role: SourceFile::role_named(role),
+                    file_name: r.get(1),
+                    bytes: r.get(3),
+                };
+                if file.sha256() != r.get::<_, &str>(2) {
+                    return Err(StoreError::BadRecord {
+                        what: "lab file",
+                        key: format!("{lab}/{}", r.get::<_, &str>(1)),
+                        reason: "its content does not match its checksum".into(),
+                    });
+                }
+                Ok(file)
+            })
+            .collect()
     }
 
     pub async fn labs(&self) -> Result<Vec<LabSummary>, StoreError> {

@@ -166,7 +166,13 @@ impl<'a> Run<'a> {
     /// fails to load leaves no trace.
     async fn record_lab(&mut self) -> Result<(), ProvisionError> {
         if !self.lab_recorded {
-            self.store.upsert_lab(&self.plan.lab).await?;
+            let sources = self
+                .plan
+                .lab
+                .lab
+                .read_sources()
+                .map_err(|e| ProvisionError::Input(e.to_string()))?;
+            self.store.upsert_lab(&self.plan.lab, &sources).await?;
             self.lab_recorded = true;
         }
         Ok(())

@@ -13,12 +13,6 @@ use axum::extract::State;
 use axum::response::Html;
 use axum::routing::get;
 use axum::Router;
-use std::path::PathBuf;
-
-/// Where the files of labs created in the browser live.
-pub fn lab_dir(state: &AppState, id: &LabId) -> PathBuf {
-    state.settings.data_dir.join("labs").join(id.as_str())
-}
 
 pub fn parse_id(id: &str) -> Result<LabId, WebError> {
     LabId::parse(id).map_err(|_| WebError::NotFound)
@@ -48,13 +42,9 @@ impl axum::extract::FromRequestParts<AppState> for LabPath {
     }
 }
 
-/// The lab with its sources: from its folder when it was created here, else
-/// as last applied (from the CLI).
+/// The lab as the control database holds it (uploaded here, or applied
+/// from the CLI): the same spec the scoring engine reads.
 pub async fn load_lab(state: &AppState, id: &LabId) -> Result<LoadedLab, WebError> {
-    let file = lab_dir(state, id).join("lab.yaml");
-    if file.exists() {
-        return LoadedLab::load(&file).map_err(|e| WebError::BadRequest(e.to_string()));
-    }
     state
         .store
         .lab(id.as_str())

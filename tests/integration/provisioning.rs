@@ -208,5 +208,29 @@ async fn per_group_databases_are_shared_by_members_only() {
         .await
         .expect_err("needs groups");
     assert!(err.to_string().contains("has no group"), "{err}");
+
+    // The control database holds the lab's files as applied: with the
+    // folder gone, any pglab process builds from the same bytes.
+    let id = pglab::ident::LabId::parse("proj").expect("id");
+    let stored = env.store.lab_sources(&id).await.expect("sources");
+    let on_disk = pglab::lab::LoadedLab::load(&lab)
+        .expect("lab")
+        .lab
+        .read_sources()
+        .expect("read");
+    assert_eq!(stored, on_disk);
+    assert_eq!(
+        stored.iter().map(|f| f.role).collect::<Vec<_>>(),
+        ["reference", "starter"]
+    );
+    std::fs::remove_dir_all(lab.parent().expect("folder")).expect("remove the lab's folder");
+    let from_store = pglab::app::labs::stored_lab(env.settings(), &env.store, &id)
+        .await
+        .expect("read back")
+        .expect("the lab");
+    assert_eq!(from_store.lab.read_sources().expect("written"), stored);
+    pglab::app::check_lab_loads(&env.settings().postgres[0], &from_store)
+        .await
+        .expect("the stored files build the lab");
     env.stop().await;
 }

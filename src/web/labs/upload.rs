@@ -3,7 +3,7 @@
 //! validated (errors next to their line), loaded into scratch databases, and
 //! only then moved into place.
 
-use super::{lab_dir, AppState, Nav, WebError};
+use super::{AppState, Nav, WebError};
 use crate::lab::{LabError, LoadedLab};
 use crate::web::session::Master;
 use crate::web::session::{self, Role, Session};
@@ -224,8 +224,7 @@ async fn validate(
         }
     }
     let id = &lab.lab.id;
-    let exists =
-        lab_dir(state, id).exists() || state.store.lab(id.as_str()).await.ok().flatten().is_some();
+    let exists = state.store.lab(id.as_str()).await.ok().flatten().is_some();
     if exists && !up.replace {
         return Err(vec![(0, format!("a lab with id {id} exists; tick \"Replace\" to update its files, or choose another id"))]);
     }
@@ -258,15 +257,13 @@ async fn create(
             return Ok(response);
         }
     };
-    let target = lab_dir(&state, &lab.lab.id);
-    let io = |e: std::io::Error| WebError::Internal(format!("moving the lab into place: {e}"));
-    if target.exists() {
-        std::fs::remove_dir_all(&target).map_err(io)?;
-    }
-    std::fs::rename(&staging.0, &target).map_err(io)?;
-    let lab =
-        LoadedLab::load(&target.join("lab.yaml")).map_err(|e| WebError::Internal(e.to_string()))?;
-    state.store.upsert_lab(&lab).await?;
+    // The control database keeps the lab with its files; the staging
+    // folder goes when this request ends.
+    let sources = lab
+        .lab
+        .read_sources()
+        .map_err(|e| WebError::Internal(e.to_string()))?;
+    state.store.upsert_lab(&lab, &sources).await?;
     tracing::info!(lab = %lab.lab.id, files = ?up.files, user = %s.user, "lab stored");
     Ok(Redirect::to(&format!("/labs/{}", lab.lab.id)).into_response())
 }
