@@ -88,7 +88,7 @@ async fn naive_grid(store: &pglab::control::Store, lab: &LabBoard) -> String {
                 })
                 .collect();
             ParticipantBoard {
-                username: p.username.clone(),
+                username: p.username.to_string(),
                 pseudonym: String::new(),
                 database: p.database.clone(),
                 server: String::new(),

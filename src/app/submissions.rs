@@ -5,7 +5,7 @@
 use super::jobs::Queue;
 use crate::control::{NewSubmission, Store};
 use crate::ident::LabId;
-use crate::lab::submissions::{LatePolicy, MAX_PENDING};
+use crate::lab::submissions::{LatePolicy, SubmissionRules, MAX_PENDING};
 use crate::settings::Settings;
 use axum::body::Bytes;
 use chrono::{DateTime, Utc};
@@ -119,6 +119,82 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
+    let a = admit(store, lab, user, now).await?;
+    let (database, server_name) = (&a.database, &a.server);
+    let pending = store.pending_submissions(lab, database).await?;
+    let _place = queue
+        .receive(format!("{lab}/{database}"), pending, MAX_PENDING)
+        .ok_or(UploadError::Busy(MAX_PENDING))?;
+    let server = settings.server(server_name).ok_or_else(|| {
+        UploadError::Refused(format!("server {server_name} is not in the config"))
+    })?;
+    let dir = settings.data_dir.join("submissions").join(lab.as_str());
+    tokio::fs::create_dir_all(&dir).await?;
+    let mut upload = Upload {
+        path: dir.join(crate::random::token()),
+        keep: false,
+    };
+    let (size, file) = receive(body, &upload.path, a.rules.max_bytes).await?;
+    // The file is on disk before the job row says so (a job that outlives
+    // a crash of the machine finds the whole file); the preflight reads it
+    // meanwhile.
+    let (synced, pre) = tokio::join!(
+        file.sync_all(),
+        crate::submissions::detect::preflight(server, &upload.path, &a.rules.formats, database)
+    );
+    let pre = pre.map_err(UploadError::Refused)?;
+    synced?;
+    let file = upload.path.display().to_string();
+    let id = store
+        .insert_submission(
+            &NewSubmission {
+                lab,
+                database,
+                server: server_name,
+                owner: &a.owner,
+                group: a.group.as_deref(),
+                uploaded_by: user,
+                size: size as i64,
+                format: pre.format,
+                file: &file,
+                late: a.late,
+                contents: pre.contents.as_deref(),
+            },
+            MAX_PENDING,
+        )
+        .await?
+        .ok_or(UploadError::Busy(MAX_PENDING))?;
+    upload.keep = true;
+    queue.queued();
+    let (format, late) = (pre.format.name(), a.late);
+    tracing::info!(id, size, format, late, "submission queued");
+    Ok(Accepted {
+        id,
+        format: format.to_string(),
+        size,
+        late,
+    })
+}
+
+/// What the lab's rules allow for this upload, decided before its body is
+/// read.
+struct Admitted {
+    rules: SubmissionRules,
+    database: String,
+    server: String,
+    owner: String,
+    group: Option<String>,
+    late: bool,
+}
+
+/// The lab's rules: it takes dumps, `user` takes part, the deadline (on
+/// the server's clock) and whether a restored database may be replaced.
+async fn admit(
+    store: &Store,
+    lab: &LabId,
+    user: &str,
+    now: DateTime<Utc>,
+) -> Result<Admitted, UploadError> {
     let spec = store
         .lab(lab.as_str())
         .await?
@@ -128,7 +204,7 @@ where
         .submissions
         .clone()
         .ok_or_else(|| UploadError::Closed(lab.to_string()))?;
-    let (database, server_name, owner, group) = store
+    let (database, server, owner, group) = store
         .database_of(lab, user)
         .await?
         .ok_or_else(|| UploadError::NotParticipant(lab.to_string()))?;
@@ -142,62 +218,12 @@ where
     if !rules.replace && store.has_restored(lab, &database).await? {
         return Err(UploadError::AlreadyHandedIn);
     }
-    let pending = store.pending_submissions(lab, &database).await?;
-    let _place = queue
-        .receive(format!("{lab}/{database}"), pending, MAX_PENDING)
-        .ok_or(UploadError::Busy(MAX_PENDING))?;
-    let server = settings.server(&server_name).ok_or_else(|| {
-        UploadError::Refused(format!("server {server_name} is not in the config"))
-    })?;
-    let dir = settings.data_dir.join("submissions").join(lab.as_str());
-    tokio::fs::create_dir_all(&dir).await?;
-    let mut upload = Upload {
-        path: dir.join(crate::random::token()),
-        keep: false,
-    };
-    let (size, file) = receive(body, &upload.path, rules.max_bytes).await?;
-    // The file is on disk before the job row says so (a job that outlives
-    // a crash of the machine finds the whole file); the preflight reads it
-    // meanwhile.
-    let (synced, pre) = tokio::join!(
-        file.sync_all(),
-        crate::submissions::detect::preflight(server, &upload.path, &rules.formats, &database)
-    );
-    let pre = pre.map_err(UploadError::Refused)?;
-    synced?;
-    let file = upload.path.display().to_string();
-    let id = store
-        .insert_submission(
-            &NewSubmission {
-                lab,
-                database: &database,
-                server: &server_name,
-                owner: &owner,
-                group: group.as_deref(),
-                uploaded_by: user,
-                size: size as i64,
-                format: pre.format,
-                file: &file,
-                late,
-                contents: pre.contents.as_deref(),
-            },
-            MAX_PENDING,
-        )
-        .await?
-        .ok_or(UploadError::Busy(MAX_PENDING))?;
-    upload.keep = true;
-    queue.queued();
-    tracing::info!(
-        id,
-        size,
-        format = pre.format.name(),
-        late,
-        "submission queued"
-    );
-    Ok(Accepted {
-        id,
-        format: pre.format.name().to_string(),
-        size,
+    Ok(Admitted {
+        rules,
+        database,
+        server,
+        owner,
+        group,
         late,
     })
 }

@@ -90,7 +90,7 @@ pub async fn pseudonyms(config: &Path, lab: &str) -> anyhow::Result<()> {
     for p in people {
         println!(
             "{}  {}",
-            crate::scoring::board::pseudonym(&key, lab, &p.username),
+            crate::scoring::board::pseudonym(&key, lab, p.username.as_str()),
             p.username
         );
     }

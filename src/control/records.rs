@@ -2,7 +2,7 @@
 
 use super::types::column;
 use super::{Store, StoreError};
-use crate::ident::LabId;
+use crate::ident::{GroupName, LabId, Username};
 use crate::lab::{LoadedLab, SourceFile};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,10 +14,10 @@ pub struct DatabaseRecord {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParticipantRecord {
-    pub username: String,
+    pub username: Username,
     pub name: String,
     pub email: String,
-    pub group: Option<String>,
+    pub group: Option<GroupName>,
     pub database: String,
 }
 
@@ -277,16 +277,18 @@ impl Store {
                 &[&lab],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| ParticipantRecord {
-                username: r.get(0),
-                name: r.get(1),
-                email: r.get(2),
-                group: r.get(3),
-                database: r.get(4),
+        rows.iter()
+            .map(|r| {
+                let key = || format!("{lab}/{}", r.get::<_, &str>(0));
+                Ok(ParticipantRecord {
+                    username: column(r, 0, "participant", key)?,
+                    name: r.get(1),
+                    email: r.get(2),
+                    group: column(r, 3, "participant", key)?,
+                    database: r.get(4),
+                })
             })
-            .collect())
+            .collect()
     }
 
     pub async fn put_participant(

@@ -94,6 +94,47 @@ pub struct Budget {
 }
 
 pub fn render(lab: &Lab, reference: &Reference, targets: &[Target], budgets: &[Budget]) -> String {
+    let (queries, notes) = task_queries(lab, reference);
+    let connections: Vec<String> = targets
+        .iter()
+        .map(|t| {
+            format!(
+                "postgres://{}:{}@{}:{}/{}?sslmode=disable&application_name=pglab-exporter",
+                PgName::checker(&t.owner),
+                crate::provision::postgres::checker_password(t.server, &t.owner),
+                t.server.host,
+                t.server.port,
+                t.database
+            )
+        })
+        .collect();
+    let config = Config {
+        jobs: vec![Job {
+            name: format!("pglab_{}", lab.id.as_str().replace('-', "_")),
+            interval: INTERVAL.into(),
+            connections,
+            // The checking role's own defaults (set by `pglab apply`) already
+            // make every session of it read-only, bounded and the owner, also
+            // when the exporter's pool opens a new connection without these.
+            // Nothing here calls a function a student could have shadowed.
+            startup_sql: vec![
+                "SET statement_timeout = '2s'".into(),
+                "SET lock_timeout = '1s'".into(),
+                "SET default_transaction_read_only = on".into(),
+                "SET search_path = public".into(),
+            ],
+            queries,
+        }],
+    };
+    let mut out = header(lab, "#");
+    out.push_str(&comments(lab, budgets, &notes));
+    out.push_str(&serde_norway::to_string(&config).expect("config serializes"));
+    out
+}
+
+/// One query per task: a fingerprint of each of its checks. A task with a
+/// check that cannot be expressed is left out, with a note saying why.
+fn task_queries(lab: &Lab, reference: &Reference) -> (Vec<Query>, Vec<String>) {
     let mut notes = Vec::new();
     let mut queries = Vec::new();
     for (i, task) in lab.tasks.iter().enumerate() {
@@ -141,39 +182,13 @@ pub fn render(lab: &Lab, reference: &Reference, targets: &[Target], budgets: &[B
             query: rows.join(" UNION ALL "),
         });
     }
-    let connections: Vec<String> = targets
-        .iter()
-        .map(|t| {
-            format!(
-                "postgres://{}:{}@{}:{}/{}?sslmode=disable&application_name=pglab-exporter",
-                PgName::checker(&t.owner),
-                crate::provision::postgres::checker_password(t.server, &t.owner),
-                t.server.host,
-                t.server.port,
-                t.database
-            )
-        })
-        .collect();
-    let config = Config {
-        jobs: vec![Job {
-            name: format!("pglab_{}", lab.id.as_str().replace('-', "_")),
-            interval: INTERVAL.into(),
-            connections,
-            // The checking role's own defaults (set by `pglab apply`) already
-            // make every session of it read-only, bounded and the owner, also
-            // when the exporter's pool opens a new connection without these.
-            // Nothing here calls a function a student could have shadowed.
-            startup_sql: vec![
-                "SET statement_timeout = '2s'".into(),
-                "SET lock_timeout = '1s'".into(),
-                "SET default_transaction_read_only = on".into(),
-                "SET search_path = public".into(),
-            ],
-            queries,
-        }],
-    };
-    let mut out = header(lab, "#");
-    out.push_str(
+    (queries, notes)
+}
+
+/// The comment block of the file: how it connects, the connection budget
+/// of each server, and what was left out.
+fn comments(lab: &Lab, budgets: &[Budget], notes: &[String]) -> String {
+    let mut out = String::from(
         "#\n# Connects to each database as its owner's checking role pglab.ck.<owner>\n\
          # (no privileges of its own; can act as that owner and nobody else),\n\
          # read-only. Exports fingerprints only: prometheus/rules/<lab>.yml\n\
@@ -203,12 +218,11 @@ pub fn render(lab: &Lab, reference: &Reference, targets: &[Target], budgets: &[B
     if lab.databases == DatabaseMode::PerGroup {
         out.push_str("# One database per group: the participant label is the group.\n");
     }
-    for n in &notes {
+    for n in notes {
         out.push_str(&format!("# {n}\n"));
     }
     if notes.is_empty() {
         out.push_str("# Every check of every task is expressed as SQL below.\n");
     }
-    out.push_str(&serde_norway::to_string(&config).expect("config serializes"));
     out
 }

@@ -169,7 +169,7 @@ pub async fn generate(
             let server = settings.server(&d.server)?;
             let owner = people.iter().find(|p| p.database == d.name);
             let name = match (lab.databases, owner) {
-                (crate::lab::DatabaseMode::PerParticipant, Some(p)) => p.username.clone(),
+                (crate::lab::DatabaseMode::PerParticipant, Some(p)) => p.username.to_string(),
                 _ => d
                     .name
                     .split_once('.')

@@ -66,6 +66,46 @@ impl Participants {
             .flexible(true)
             .has_headers(has_header)
             .from_reader(text.as_bytes());
+        let columns = Columns::of(file, &mut reader, has_header)?;
+        for record in reader.records() {
+            let record = match record {
+                Ok(r) => r,
+                Err(e) => {
+                    let line = e.position().map_or(0, |p| p.line());
+                    errors.push(format!("{file}:{line}: {e}"));
+                    continue;
+                }
+            };
+            if record.iter().all(|f| f.is_empty()) {
+                continue;
+            }
+            let line = record.position().map_or(0, |p| p.line());
+            match columns.participant(&record) {
+                Ok(p) if out.iter().any(|o| o.username == p.username) => {
+                    errors.push(format!("{file}:{line}: duplicate username {}", p.username));
+                }
+                Ok(p) => out.push(p),
+                Err(msg) => errors.push(format!("{file}:{line}: {msg}")),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Self(out))
+        } else {
+            Err(CsvError::Invalid(errors))
+        }
+    }
+}
+
+/// Where each field is in the rows of a participant list.
+struct Columns {
+    username: usize,
+    name: usize,
+    email: usize,
+    group: Option<usize>,
+}
+
+impl Columns {
+    fn of(file: &str, reader: &mut csv::Reader<&[u8]>, has_header: bool) -> Result<Self, CsvError> {
         let header: Vec<String> = if has_header {
             match reader.headers() {
                 Ok(h) => h.iter().map(|s| s.to_ascii_lowercase()).collect(),
@@ -77,74 +117,47 @@ impl Participants {
                 .to_vec()
         };
         let col = |name: &str| header.iter().position(|h| h == name);
-        let (Some(iu), Some(in_), Some(ie)) = (col("username"), col("name"), col("email")) else {
+        let (Some(username), Some(name), Some(email)) =
+            (col("username"), col("name"), col("email"))
+        else {
             return Err(CsvError::Invalid(vec![format!(
                 "{file}:1: the header must be username,name,email[,group], found {:?}",
                 header.join(",")
             )]));
         };
-        let ig = col("group");
-        for record in reader.records() {
-            let record = match record {
-                Ok(r) => r,
-                Err(e) => {
-                    let line = e.position().map_or(0, |p| p.line());
-                    errors.push(format!("{file}:{line}: {e}"));
-                    continue;
-                }
-            };
-            let line = record.position().map_or(0, |p| p.line());
-            if record.iter().all(|f| f.is_empty()) {
-                continue;
-            }
-            let field = |i: usize| record.get(i).unwrap_or("").to_string();
-            let mut bad = |msg: String| errors.push(format!("{file}:{line}: {msg}"));
-            let username = match Username::parse(&field(iu)) {
-                Ok(u) => u,
-                Err(e) => {
-                    bad(e.to_string());
-                    continue;
-                }
-            };
-            let (name, email) = (field(in_), field(ie));
-            if name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
-                bad(format!(
-                    "name of {username} must be at most {MAX_NAME} printable characters"
-                ));
-                continue;
-            }
-            if !valid_email(&email) {
-                bad(format!(
-                    "email of {username} {email:?} is not an address like name@example.org"
-                ));
-                continue;
-            }
-            let group = match ig.map(field).filter(|g| !g.is_empty()) {
-                None => None,
-                Some(g) => match GroupName::parse(&g) {
-                    Ok(g) => Some(g),
-                    Err(e) => {
-                        bad(e.to_string());
-                        continue;
-                    }
-                },
-            };
-            if out.iter().any(|p| p.username == username) {
-                bad(format!("duplicate username {username}"));
-                continue;
-            }
-            out.push(Participant {
-                username,
-                name,
-                email,
-                group,
-            });
+        Ok(Self {
+            username,
+            name,
+            email,
+            group: col("group"),
+        })
+    }
+
+    /// One row as a participant, or what is wrong with it.
+    fn participant(&self, record: &csv::StringRecord) -> Result<Participant, String> {
+        let field = |i: usize| record.get(i).unwrap_or("").to_string();
+        let username = Username::parse(&field(self.username)).map_err(|e| e.to_string())?;
+        let (name, email) = (field(self.name), field(self.email));
+        if name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
+            return Err(format!(
+                "name of {username} must be at most {MAX_NAME} printable characters"
+            ));
         }
-        if errors.is_empty() {
-            Ok(Self(out))
-        } else {
-            Err(CsvError::Invalid(errors))
+        if !valid_email(&email) {
+            return Err(format!(
+                "email of {username} {email:?} is not an address like name@example.org"
+            ));
         }
+        let group = match self.group.map(field).filter(|g| !g.is_empty()) {
+            None => None,
+            Some(g) => Some(GroupName::parse(&g).map_err(|e| e.to_string())?),
+        };
+        Ok(Participant {
+            username,
+            name,
+            email,
+            group,
+        })
     }
 }
 

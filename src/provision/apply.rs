@@ -363,10 +363,10 @@ impl<'a> Run<'a> {
             .collect();
         for p in &plan.participants.0 {
             let rec = ParticipantRecord {
-                username: p.username.to_string(),
+                username: p.username.clone(),
                 name: p.name.clone(),
                 email: p.email.clone(),
-                group: p.group.as_ref().map(|g| g.to_string()),
+                group: p.group.clone(),
                 database: by_user[&p.username].to_string(),
             };
             self.store.put_participant(&self.lab_id, &rec).await?;

@@ -102,29 +102,62 @@ pub async fn plan(
     people: Participants,
     prune: bool,
 ) -> Result<Plan, ProvisionError> {
-    if let Some(p) = people.0.iter().find(|p| reserved(&p.username)) {
-        return Err(ProvisionError::Input(format!(
-            "username {} is reserved for the database system or pglab; choose another",
-            p.username
-        )));
-    }
+    refuse_names(settings, &lab, &people)?;
     let lab_id = lab.lab.id.to_string();
-    // The lab's LDAP group is cn=<lab id>: it must not be a role group, or
-    // every participant would become a lab master.
-    if lab_id == settings.web.master_group || lab_id == settings.web.staff_group {
-        return Err(ProvisionError::Input(format!(
-            "lab id {lab_id} is the name of the LDAP group of lab masters or staff (web.master_group / web.staff_group); choose another id"
-        )));
-    }
-    let wanted = databases_wanted(&lab, &people)?;
     let recorded: BTreeMap<String, String> = store
         .databases(&lab_id)
         .await?
         .into_iter()
         .map(|d| (d.name, d.server))
         .collect();
+    let placements = place(settings, store, databases_wanted(&lab, &people)?, &recorded).await?;
+    let (states, mut changes) = server_changes(settings, store, &lab, &placements).await?;
+    super::plan_ldap::ldap_changes(settings, &lab, &people, store, prune, &mut changes).await?;
+    pg_changes(&lab, &placements, &states, &recorded, &mut changes)?;
+    let unlisted = unlisted(store, &lab_id, &people, &placements, prune).await?;
+    changes.extend(unlisted.changes);
+    changes.sort_by_key(|c| (c.phase(), c.server().map(str::to_string)));
+    Ok(Plan {
+        lab,
+        participants: people,
+        placements,
+        changes,
+        notices: unlisted.notices,
+        pruned_users: if prune { unlisted.users } else { vec![] },
+    })
+}
 
-    // Placement: recorded ones stay; new ones go to the least-loaded server.
+/// Refuses participants with names of the database system or pglab, and a
+/// lab whose LDAP group (cn=<lab id>) would be a role group: every
+/// participant would become a lab master.
+fn refuse_names(
+    settings: &Settings,
+    lab: &LoadedLab,
+    people: &Participants,
+) -> Result<(), ProvisionError> {
+    if let Some(p) = people.0.iter().find(|p| reserved(&p.username)) {
+        return Err(ProvisionError::Input(format!(
+            "username {} is reserved for the database system or pglab; choose another",
+            p.username
+        )));
+    }
+    let lab_id = lab.lab.id.as_str();
+    if lab_id == settings.web.master_group || lab_id == settings.web.staff_group {
+        return Err(ProvisionError::Input(format!(
+            "lab id {lab_id} is the name of the LDAP group of lab masters or staff (web.master_group / web.staff_group); choose another id"
+        )));
+    }
+    Ok(())
+}
+
+/// Where each wanted database lives: recorded ones stay; new ones go to
+/// the least-loaded server.
+async fn place(
+    settings: &Settings,
+    store: &Store,
+    wanted: Vec<(PgName, PgName, Vec<Username>)>,
+    recorded: &BTreeMap<String, String>,
+) -> Result<Vec<Placement>, ProvisionError> {
     let mut load: BTreeMap<String, i64> = settings
         .postgres
         .iter()
@@ -162,9 +195,19 @@ pub async fn plan(
             members,
         });
     }
+    Ok(placements)
+}
 
+/// Reads each server the lab uses (and the first, which holds the
+/// reference): its state, and whether it needs pglab's baseline or the
+/// lab's reference and template (re)built.
+async fn server_changes(
+    settings: &Settings,
+    store: &Store,
+    lab: &LoadedLab,
+    placements: &[Placement],
+) -> Result<(BTreeMap<String, ServerState>, Vec<Change>), ProvisionError> {
     let mut changes = Vec::new();
-    let mut notices = Vec::new();
     let mut servers: BTreeSet<String> = placements.iter().map(|p| p.server.clone()).collect();
     servers.insert(settings.postgres[0].name.clone());
     let mut states: BTreeMap<String, ServerState> = BTreeMap::new();
@@ -177,13 +220,13 @@ pub async fn plan(
                 server: name.clone(),
             });
         }
-        let built = store.lab_build(&lab_id, name).await?;
-        let present = state
-            .databases
-            .contains_key(PgName::reference_db(&lab.lab.id).as_str())
-            && state
-                .databases
-                .contains_key(PgName::template_db(&lab.lab.id).as_str());
+        let built = store.lab_build(lab.lab.id.as_str(), name).await?;
+        let present = [
+            PgName::reference_db(&lab.lab.id),
+            PgName::template_db(&lab.lab.id),
+        ]
+        .iter()
+        .all(|db| state.databases.contains_key(db.as_str()));
         if built.as_deref() != Some(lab.sources_digest.as_str()) || !present {
             changes.push(Change::BuildLab {
                 server: name.clone(),
@@ -192,117 +235,86 @@ pub async fn plan(
         }
         states.insert(name.clone(), state);
     }
+    Ok((states, changes))
+}
 
-    super::plan_ldap::ldap_changes(settings, &lab, &people, store, prune, &mut changes).await?;
-    pg_changes(&lab, &people, &placements, &states, &recorded, &mut changes)?;
+/// What to do about databases and participants no longer listed: prune
+/// them (`--prune`), or tell the lab master they are kept.
+struct Unlisted {
+    changes: Vec<Change>,
+    notices: Vec<String>,
+    /// Participants no longer listed.
+    users: Vec<String>,
+}
 
-    // Participants no longer listed.
+async fn unlisted(
+    store: &Store,
+    lab_id: &str,
+    people: &Participants,
+    placements: &[Placement],
+    prune: bool,
+) -> Result<Unlisted, ProvisionError> {
     let listed: BTreeSet<&str> = people.0.iter().map(|p| p.username.as_str()).collect();
     let placed: BTreeSet<&str> = placements.iter().map(|p| p.db.as_str()).collect();
-    let gone: Vec<String> = store
-        .participants(&lab_id)
-        .await?
-        .into_iter()
-        .map(|p| p.username)
-        .filter(|u| !listed.contains(u.as_str()))
-        .collect();
+    let recorded = store.participants(lab_id).await?;
+    let mut out = Unlisted {
+        changes: vec![],
+        notices: vec![],
+        users: recorded
+            .iter()
+            .map(|p| p.username.to_string())
+            .filter(|u| !listed.contains(u.as_str()))
+            .collect(),
+    };
     for db in store
-        .databases(&lab_id)
+        .databases(lab_id)
         .await?
         .into_iter()
         .filter(|d| !placed.contains(d.name.as_str()))
     {
-        let users: Vec<String> = store
-            .participants(&lab_id)
-            .await?
-            .into_iter()
+        let users: Vec<String> = recorded
+            .iter()
             .filter(|p| p.database == db.name)
-            .map(|p| p.username)
+            .map(|p| p.username.to_string())
             .collect();
         if prune {
-            changes.push(Change::Prune {
+            out.changes.push(Change::Prune {
                 server: db.server,
                 db: db.name,
                 users,
             });
         } else {
-            notices.push(format!("database {} ({}) is no longer listed: kept with its data; apply --prune dumps and removes it", db.name, users.join(", ")));
+            out.notices.push(format!("database {} ({}) is no longer listed: kept with its data; apply --prune dumps and removes it", db.name, users.join(", ")));
         }
     }
-    for u in &gone {
-        if !prune {
-            notices.push(format!(
+    if !prune {
+        for u in &out.users {
+            out.notices.push(format!(
                 "participant {u} is no longer listed: account kept; apply --prune removes it"
             ));
         }
     }
-    changes.sort_by_key(|c| (c.phase(), c.server().map(str::to_string)));
-    Ok(Plan {
-        lab,
-        participants: people,
-        placements,
-        changes,
-        notices,
-        pruned_users: if prune { gone } else { vec![] },
-    })
+    Ok(out)
 }
 
 fn pg_changes(
     lab: &LoadedLab,
-    people: &Participants,
     placements: &[Placement],
     states: &BTreeMap<String, ServerState>,
     recorded: &BTreeMap<String, String>,
     changes: &mut Vec<Change>,
 ) -> Result<(), ProvisionError> {
     let limit = lab.lab.options.connection_limit;
-    let _ = people;
     let mut roles_seen: BTreeSet<(String, PgName)> = BTreeSet::new();
     for p in placements {
         let state = &states[&p.server];
         for member in &p.members {
-            let role = member.role();
-            if !roles_seen.insert((p.server.clone(), role.clone())) {
-                continue;
-            }
-            match state.roles.get(role.as_str()) {
-                None => changes.push(Change::CreateRole { server: p.server.clone(), role, connection_limit: limit }),
-                Some(_) if !state.is_student(role.as_str()) => {
-                    return Err(ProvisionError::Input(format!(
-                        "role {role} already exists on server {} and was not made by pglab for a participant; refusing to take it over (rename the participant)",
-                        p.server
-                    )))
-                }
-                Some(r)
-                    if r.connection_limit != -1 && (r.connection_limit as u32) < limit
-                        || !r.login =>
-                {
-                    changes.push(Change::FixRole { server: p.server.clone(), role, connection_limit: limit })
-                }
-                Some(_) => {}
+            if roles_seen.insert((p.server.clone(), member.role())) {
+                changes.extend(member_change(p, state, member, limit)?);
             }
         }
         if lab.lab.databases == DatabaseMode::PerGroup {
-            let group_exists = state.roles.contains_key(p.owner.as_str());
-            if !group_exists {
-                changes.push(Change::CreateGroupRole {
-                    server: p.server.clone(),
-                    role: p.owner.clone(),
-                });
-            }
-            for member in &p.members {
-                let is_member = state
-                    .roles
-                    .get(member.as_str())
-                    .is_some_and(|r| r.member_of.contains(p.owner.as_str()));
-                if !is_member {
-                    changes.push(Change::GrantGroup {
-                        server: p.server.clone(),
-                        group: p.owner.clone(),
-                        member: member.role(),
-                    });
-                }
-            }
+            group_changes(p, state, changes);
         }
         if !state.has_checker(&p.owner) {
             changes.push(Change::Checker {
@@ -310,21 +322,90 @@ fn pg_changes(
                 owner: p.owner.clone(),
             });
         }
-        match state.databases.get(p.db.as_str()) {
-            None => changes.push(Change::CreateDatabase { server: p.server.clone(), db: p.db.clone(), owner: p.owner.clone() }),
-            Some(_) if !recorded.contains_key(p.db.as_str()) => {
-                return Err(ProvisionError::Input(format!(
-                    "database {} already exists on server {} and was not made by pglab; refusing to take it over",
-                    p.db, p.server
-                )))
-            }
-            Some(access) if !access.is_closed() => changes.push(Change::CloseDatabase {
-                server: p.server.clone(),
-                db: p.db.clone(),
-                owner: p.owner.clone(),
-            }),
-            Some(_) => {}
-        }
+        changes.extend(database_change(p, state, recorded)?);
     }
     Ok(())
+}
+
+/// A participant's login role: made, fixed, or refused when it exists and
+/// pglab did not make it.
+fn member_change(
+    p: &Placement,
+    state: &ServerState,
+    member: &Username,
+    limit: u32,
+) -> Result<Option<Change>, ProvisionError> {
+    let role = member.role();
+    Ok(match state.roles.get(role.as_str()) {
+        None => Some(Change::CreateRole {
+            server: p.server.clone(),
+            role,
+            connection_limit: limit,
+        }),
+        Some(_) if !state.is_student(role.as_str()) => {
+            return Err(ProvisionError::Input(format!(
+                "role {role} already exists on server {} and was not made by pglab for a participant; refusing to take it over (rename the participant)",
+                p.server
+            )))
+        }
+        Some(r) if r.connection_limit != -1 && (r.connection_limit as u32) < limit || !r.login => {
+            Some(Change::FixRole {
+                server: p.server.clone(),
+                role,
+                connection_limit: limit,
+            })
+        }
+        Some(_) => None,
+    })
+}
+
+/// A group database's owner role and its members.
+fn group_changes(p: &Placement, state: &ServerState, changes: &mut Vec<Change>) {
+    if !state.roles.contains_key(p.owner.as_str()) {
+        changes.push(Change::CreateGroupRole {
+            server: p.server.clone(),
+            role: p.owner.clone(),
+        });
+    }
+    for member in &p.members {
+        let is_member = state
+            .roles
+            .get(member.as_str())
+            .is_some_and(|r| r.member_of.contains(p.owner.as_str()));
+        if !is_member {
+            changes.push(Change::GrantGroup {
+                server: p.server.clone(),
+                group: p.owner.clone(),
+                member: member.role(),
+            });
+        }
+    }
+}
+
+/// The database itself: made, closed to others, or refused when it exists
+/// and pglab did not make it.
+fn database_change(
+    p: &Placement,
+    state: &ServerState,
+    recorded: &BTreeMap<String, String>,
+) -> Result<Option<Change>, ProvisionError> {
+    Ok(match state.databases.get(p.db.as_str()) {
+        None => Some(Change::CreateDatabase {
+            server: p.server.clone(),
+            db: p.db.clone(),
+            owner: p.owner.clone(),
+        }),
+        Some(_) if !recorded.contains_key(p.db.as_str()) => {
+            return Err(ProvisionError::Input(format!(
+                "database {} already exists on server {} and was not made by pglab; refusing to take it over",
+                p.db, p.server
+            )))
+        }
+        Some(access) if !access.is_closed() => Some(Change::CloseDatabase {
+            server: p.server.clone(),
+            db: p.db.clone(),
+            owner: p.owner.clone(),
+        }),
+        Some(_) => None,
+    })
 }

@@ -1,6 +1,6 @@
 //! The LDAP part of a plan: people and groups to add or change.
 
-use super::ldap::Directory;
+use super::ldap::{Directory, Person};
 use super::{Change, ProvisionError};
 use crate::control::Store;
 use crate::ident::Username;
@@ -18,47 +18,76 @@ pub(super) async fn ldap_changes(
 ) -> Result<(), ProvisionError> {
     let mut dir = Directory::connect(&settings.ldap).await?;
     let existing = dir.people().await?;
-    for Participant {
+    for p in &people.0 {
+        changes.extend(person_changes(p, existing.get(p.username.as_str())));
+    }
+    for (cn, members) in wanted_groups(lab, people, store, prune).await? {
+        let current = dir.group_members(&cn).await?;
+        let now: BTreeSet<String> = members.iter().map(|m| m.to_string()).collect();
+        let before = current.clone().unwrap_or_default();
+        if current.is_some() && before == now || current.is_none() && now.is_empty() {
+            continue;
+        }
+        changes.push(Change::SetGroup {
+            cn,
+            exists: current.is_some(),
+            added: now.difference(&before).count(),
+            removed: before.difference(&now).count(),
+            members,
+        });
+    }
+    dir.close().await;
+    Ok(())
+}
+
+/// A participant's LDAP entry: added with a password, or its name, e-mail
+/// or missing password fixed.
+fn person_changes(p: &Participant, existing: Option<&Person>) -> Vec<Change> {
+    let Participant {
         username,
         name,
         email,
         ..
-    } in &people.0
-    {
-        match existing.get(username.as_str()) {
-            None => {
-                changes.push(Change::AddPerson {
-                    user: username.clone(),
-                    name: name.clone(),
-                    email: email.clone(),
-                });
-                changes.push(Change::SetPassword {
-                    user: username.clone(),
-                });
-            }
-            Some(person) => {
-                let shown_name = if name.is_empty() {
-                    username.as_str()
-                } else {
-                    name
-                };
-                if person.name != shown_name || &person.email != email {
-                    changes.push(Change::UpdatePerson {
-                        user: username.clone(),
-                        name: name.clone(),
-                        email: email.clone(),
-                    });
-                }
-                if !person.has_password {
-                    changes.push(Change::SetPassword {
-                        user: username.clone(),
-                    });
-                }
-            }
-        }
+    } = p;
+    let set_password = Change::SetPassword {
+        user: username.clone(),
+    };
+    let Some(person) = existing else {
+        let add = Change::AddPerson {
+            user: username.clone(),
+            name: name.clone(),
+            email: email.clone(),
+        };
+        return vec![add, set_password];
+    };
+    let mut changes = vec![];
+    let shown_name = if name.is_empty() {
+        username.as_str()
+    } else {
+        name
+    };
+    if person.name != shown_name || &person.email != email {
+        changes.push(Change::UpdatePerson {
+            user: username.clone(),
+            name: name.clone(),
+            email: email.clone(),
+        });
     }
-    // Groups: the lab's, and one per participant group. Without --prune,
-    // people who left the list stay members (nothing is taken away).
+    if !person.has_password {
+        changes.push(set_password);
+    }
+    changes
+}
+
+/// Groups and their members: the lab's, and one per participant group.
+/// Without --prune, people who left the list stay members (nothing is
+/// taken away).
+async fn wanted_groups(
+    lab: &LoadedLab,
+    people: &Participants,
+    store: &Store,
+    prune: bool,
+) -> Result<BTreeMap<String, BTreeSet<Username>>, ProvisionError> {
     let lab_id = lab.lab.id.to_string();
     let kept: Vec<Username> = if prune {
         vec![]
@@ -69,7 +98,7 @@ pub(super) async fn ldap_changes(
             .await?
             .into_iter()
             .filter(|p| !listed.contains(p.username.as_str()))
-            .filter_map(|p| Username::parse(&p.username).ok())
+            .map(|p| p.username)
             .collect()
     };
     let mut groups: BTreeMap<String, BTreeSet<Username>> = BTreeMap::new();
@@ -90,21 +119,5 @@ pub(super) async fn ldap_changes(
                 .insert(p.username.clone());
         }
     }
-    for (cn, members) in groups {
-        let current = dir.group_members(&cn).await?;
-        let now: BTreeSet<String> = members.iter().map(|m| m.to_string()).collect();
-        let before = current.clone().unwrap_or_default();
-        if current.is_some() && before == now || current.is_none() && now.is_empty() {
-            continue;
-        }
-        changes.push(Change::SetGroup {
-            cn,
-            exists: current.is_some(),
-            added: now.difference(&before).count(),
-            removed: before.difference(&now).count(),
-            members,
-        });
-    }
-    dir.close().await;
-    Ok(())
+    Ok(groups)
 }

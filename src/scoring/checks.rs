@@ -190,47 +190,13 @@ pub async fn verify<C: GenericClient>(
                 rows,
             },
         ) => {
-            let Some(got) = inspect::table(client, name).await.map_err(db)? else {
-                return Err(Failure::wrong(format!("missing table {name}")));
+            let want = TableWanted {
+                columns,
+                primary_key,
+                foreign_keys,
+                rows: rows.as_ref(),
             };
-            if compare.contains(&Compare::Columns) {
-                if let Some(why) = inspect::compare_columns(&got.columns, columns) {
-                    return Err(Failure::wrong(why));
-                }
-            }
-            if compare.contains(&Compare::PrimaryKey) {
-                if let Some(why) =
-                    inspect::compare_keys("primary key", &got.primary_key, primary_key)
-                {
-                    return Err(Failure::wrong(why));
-                }
-            }
-            if compare.contains(&Compare::ForeignKeys) {
-                if let Some(why) =
-                    inspect::compare_keys("foreign key", &got.foreign_keys, foreign_keys)
-                {
-                    return Err(Failure::wrong(why));
-                }
-            }
-            if let Some(want) = rows {
-                if let Some(why) = inspect::compare_columns(&got.columns, columns)
-                    .filter(|w| w.starts_with("missing"))
-                {
-                    return Err(Failure::wrong(why));
-                }
-                let got = rows::fetch(
-                    client,
-                    &table_rows_sql(name, columns),
-                    false,
-                    limits.max_rows,
-                )
-                .await
-                .map_err(|e| fetch_failure(e, limits))?;
-                if let Some(why) = rows::compare(&got, want) {
-                    return Err(Failure::wrong(why));
-                }
-            }
-            Ok(())
+            verify_table(client, name, compare, &want, limits).await
         }
         (Check::View { name, ordered, .. }, Expected::Rows(want)) => {
             if !inspect::exists(client, name, "vmrpf").await.map_err(db)? {
@@ -248,25 +214,93 @@ pub async fn verify<C: GenericClient>(
                 .map_err(|e| fetch_failure(e, limits))?;
             rows::compare(&got, want).map_or(Ok(()), |why| Err(Failure::wrong(why)))
         }
-        (Check::Sql { sql }, _) => {
-            let rows = client.query(rows::strip_sql(sql), &[]).await.map_err(db)?;
-            let value = match rows.as_slice() {
-                [] => return Err(Failure::wrong("returned no row")),
-                [row] if row.len() == 1 => row
-                    .try_get::<_, Option<bool>>(0)
-                    .map_err(|_| Failure::wrong("did not return a boolean"))?,
-                _ => return Err(Failure::wrong("did not return exactly one value")),
-            };
-            match value {
-                Some(true) => Ok(()),
-                Some(false) => Err(Failure::wrong("returned false")),
-                None => Err(Failure::wrong("returned null")),
-            }
-        }
+        (Check::Sql { sql }, _) => verify_sql(client, sql, limits).await,
         _ => Err(Failure {
             reason: "the check changed since the reference was read".into(),
             class: "broken_check",
         }),
+    }
+}
+
+/// What the reference's table looks like.
+struct TableWanted<'a> {
+    columns: &'a [(String, String)],
+    primary_key: &'a [String],
+    foreign_keys: &'a [String],
+    rows: Option<&'a RowSet>,
+}
+
+/// A `table:` check: the table exists, then each part the check compares.
+async fn verify_table<C: GenericClient>(
+    client: &C,
+    name: &ObjectName,
+    compare: &[Compare],
+    want: &TableWanted<'_>,
+    limits: &Limits,
+) -> Result<(), Failure> {
+    let db = |e: tokio_postgres::Error| describe(&e, limits);
+    let Some(got) = inspect::table(client, name).await.map_err(db)? else {
+        return Err(Failure::wrong(format!("missing table {name}")));
+    };
+    let differences = [
+        (
+            Compare::Columns,
+            inspect::compare_columns(&got.columns, want.columns),
+        ),
+        (
+            Compare::PrimaryKey,
+            inspect::compare_keys("primary key", &got.primary_key, want.primary_key),
+        ),
+        (
+            Compare::ForeignKeys,
+            inspect::compare_keys("foreign key", &got.foreign_keys, want.foreign_keys),
+        ),
+    ];
+    for (part, why) in differences {
+        if let (true, Some(why)) = (compare.contains(&part), why) {
+            return Err(Failure::wrong(why));
+        }
+    }
+    let Some(rows_wanted) = want.rows else {
+        return Ok(());
+    };
+    if let Some(why) =
+        inspect::compare_columns(&got.columns, want.columns).filter(|w| w.starts_with("missing"))
+    {
+        return Err(Failure::wrong(why));
+    }
+    let got = rows::fetch(
+        client,
+        &table_rows_sql(name, want.columns),
+        false,
+        limits.max_rows,
+    )
+    .await
+    .map_err(|e| fetch_failure(e, limits))?;
+    rows::compare(&got, rows_wanted).map_or(Ok(()), |why| Err(Failure::wrong(why)))
+}
+
+/// An `sql:` check: one boolean, true.
+async fn verify_sql<C: GenericClient>(
+    client: &C,
+    sql: &str,
+    limits: &Limits,
+) -> Result<(), Failure> {
+    let rows = client
+        .query(rows::strip_sql(sql), &[])
+        .await
+        .map_err(|e| describe(&e, limits))?;
+    let value = match rows.as_slice() {
+        [] => return Err(Failure::wrong("returned no row")),
+        [row] if row.len() == 1 => row
+            .try_get::<_, Option<bool>>(0)
+            .map_err(|_| Failure::wrong("did not return a boolean"))?,
+        _ => return Err(Failure::wrong("did not return exactly one value")),
+    };
+    match value {
+        Some(true) => Ok(()),
+        Some(false) => Err(Failure::wrong("returned false")),
+        None => Err(Failure::wrong("returned null")),
     }
 }
 

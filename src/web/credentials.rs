@@ -147,7 +147,7 @@ async fn reset(
         .participants(lab.as_str())
         .await?
         .iter()
-        .any(|p| p.username == user.as_str());
+        .any(|p| p.username == user);
     if !takes_part {
         return Err(WebError::NotFound);
     }

@@ -5,7 +5,7 @@ use super::labs::load_lab;
 use super::session::Session;
 use super::{AppState, Nav, WebError};
 use crate::control::ParticipantRecord;
-use crate::ident::{GroupName, LabId, Username};
+use crate::ident::LabId;
 use crate::lab::{Participant, Participants};
 use crate::provision;
 use crate::web::labs::LabPath;
@@ -77,13 +77,11 @@ fn current_list(records: &[ParticipantRecord]) -> Participants {
     Participants(
         records
             .iter()
-            .filter_map(|r| {
-                Some(Participant {
-                    username: Username::parse(&r.username).ok()?,
-                    name: r.name.clone(),
-                    email: r.email.clone(),
-                    group: r.group.as_deref().and_then(|g| GroupName::parse(g).ok()),
-                })
+            .map(|r| Participant {
+                username: r.username.clone(),
+                name: r.name.clone(),
+                email: r.email.clone(),
+                group: r.group.clone(),
             })
             .collect(),
     )

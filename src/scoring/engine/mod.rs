@@ -173,7 +173,7 @@ impl Engine {
                 .into_iter()
                 .filter_map(|p| {
                     let server = dbs.iter().find(|d| d.name == p.database)?.server.clone();
-                    Some((p.username, p.database, server))
+                    Some((p.username.to_string(), p.database, server))
                 })
                 .collect();
             self.participant_index.insert(id.clone(), index);
