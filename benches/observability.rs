@@ -149,9 +149,14 @@ async fn main() {
         pglab_address: settings.listen.to_string(),
         prometheus_address: "127.0.0.1:9090".into(),
     };
-    let files = pglab::generate::generate(&settings, &store, "obsbench", &gen_opts)
-        .await
-        .expect("generate");
+    let files = pglab::generate::generate(
+        &settings,
+        &store,
+        &pglab::ident::LabId::parse("obsbench").expect("id"),
+        &gen_opts,
+    )
+    .await
+    .expect("generate");
     files.write(dir.path()).expect("write");
     // One run per exporter start: a long interval keeps it from running twice.
     let config = dir.path().join("exporter/obsbench.yml");

@@ -125,11 +125,11 @@ async fn main() {
     );
 
     let dbs: Vec<String> = store
-        .databases("bench")
+        .databases(&lab.lab.id)
         .await
         .expect("dbs")
         .into_iter()
-        .map(|d| d.name)
+        .map(|d| d.name.to_string())
         .collect();
     let naive = naive_round(&settings, &dbs, &lab.lab).await;
 

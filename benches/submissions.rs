@@ -192,7 +192,7 @@ async fn settle(admin: &tokio_postgres::Client, store: &pglab::control::Store) {
     while store
         .older_previous(
             &pglab::ident::LabId::parse("sub").expect("id"),
-            "sub_u0",
+            &pglab::ident::PgName::from_catalog("sub_u0".into()),
             -1,
         )
         .await
@@ -488,7 +488,7 @@ async fn main() {
     for i in 0..PARTICIPANTS {
         let u = format!("u{i}");
         let p = store
-            .initial_password(&u)
+            .initial_password(&pglab::ident::Username::parse(&u).expect("username"))
             .await
             .expect("store")
             .expect("password");

@@ -67,8 +67,9 @@ async fn timed_get(
 /// The naive board: read participants and scores from the control
 /// database, then build and render the same grid.
 async fn naive_grid(store: &pglab::control::Store, lab: &LabBoard) -> String {
-    let people = store.participants("board").await.expect("participants");
-    let scores = store.task_scores("board").await.expect("scores");
+    let id = pglab::ident::LabId::parse("board").expect("id");
+    let people = store.participants(&id).await.expect("participants");
+    let scores = store.task_scores(&id).await.expect("scores");
     let participants = people
         .iter()
         .map(|p| {
@@ -78,7 +79,7 @@ async fn naive_grid(store: &pglab::control::Store, lab: &LabBoard) -> String {
                 .map(|t| {
                     let s = scores
                         .iter()
-                        .find(|s| s.database == p.database && s.task == t.id);
+                        .find(|s| s.database == p.database.as_str() && s.task == t.id);
                     TaskBoard {
                         passed: s.is_some_and(|s| s.passed),
                         points: s.map_or(0, |s| s.points as u32),
@@ -90,7 +91,7 @@ async fn naive_grid(store: &pglab::control::Store, lab: &LabBoard) -> String {
             ParticipantBoard {
                 username: p.username.to_string(),
                 pseudonym: String::new(),
-                database: p.database.clone(),
+                database: p.database.to_string(),
                 server: String::new(),
                 tasks: Some(tasks),
                 error: None,

@@ -137,6 +137,16 @@ impl GroupName {
     }
 }
 
+/// A Postgres name reads as the text Postgres knows it by (for catalog
+/// queries, connection strings and messages); it is only made by pglab.
+impl std::ops::Deref for PgName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl PgName {
     /// A name pglab owns (roles like `pglab_students`); checked like a username.
     pub fn fixed(s: &str) -> Self {

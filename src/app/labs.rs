@@ -19,19 +19,27 @@ pub fn default_generate_options(settings: &Settings) -> GenerateOptions {
     }
 }
 
+/// Monitoring files as written.
+pub struct Written {
+    pub folder: PathBuf,
+    /// Relative to `folder`.
+    pub files: Vec<PathBuf>,
+}
+
 /// Writes the monitoring files of `lab` into `out` (default:
-/// `<data_dir>/generated`); returns the folder.
+/// `<data_dir>/generated`).
 pub async fn write_generated(
     settings: &Settings,
     store: &Store,
-    lab: &str,
+    lab: &LabId,
     out: Option<&Path>,
     opts: &GenerateOptions,
-) -> Result<PathBuf, GenerateError> {
-    let out = out.map_or_else(|| settings.data_dir.join("generated"), Path::to_path_buf);
-    let files = generate::generate(settings, store, lab, opts).await?;
-    files.write(&out)?;
-    Ok(out)
+) -> Result<Written, GenerateError> {
+    let folder = out.map_or_else(|| settings.data_dir.join("generated"), Path::to_path_buf);
+    let generated = generate::generate(settings, store, lab, opts).await?;
+    generated.write(&folder)?;
+    let files = generated.files.into_iter().map(|(p, _)| p).collect();
+    Ok(Written { folder, files })
 }
 
 /// A lab as the control database holds it, with its reference and starter
@@ -43,7 +51,7 @@ pub async fn stored_lab(
     store: &Store,
     id: &LabId,
 ) -> anyhow::Result<Option<LoadedLab>> {
-    let Some(loaded) = store.lab(id.as_str()).await? else {
+    let Some(loaded) = store.lab(id).await? else {
         return Ok(None);
     };
     let files = store.lab_sources(id).await?;
@@ -116,15 +124,15 @@ pub async fn apply_lab(
     progress: impl FnMut(usize, &Change),
 ) -> Result<Applied, ProvisionError> {
     let report = provision::apply(settings, store, plan, progress).await?;
-    let id = plan.lab.lab.id.to_string();
     let generated = write_generated(
         settings,
         store,
-        &id,
+        &plan.lab.lab.id,
         None,
         &default_generate_options(settings),
     )
     .await
+    .map(|w| w.folder)
     .map_err(|e| e.to_string());
     Ok(Applied { report, generated })
 }

@@ -3,8 +3,8 @@
 //! as it arrives, the preflight, then a queued job.
 
 use super::jobs::Queue;
-use crate::control::{NewSubmission, Store};
-use crate::ident::LabId;
+use crate::control::{NewSubmission, ParticipantDatabase, Store};
+use crate::ident::{LabId, Username};
 use crate::lab::submissions::{LatePolicy, SubmissionRules, MAX_PENDING};
 use crate::settings::Settings;
 use axum::body::Bytes;
@@ -111,7 +111,7 @@ pub async fn hand_in<S, E>(
     store: &Store,
     queue: &Queue,
     lab: &LabId,
-    user: &str,
+    user: &Username,
     now: DateTime<Utc>,
     body: &mut S,
 ) -> Result<Accepted, UploadError>
@@ -120,12 +120,12 @@ where
     E: std::fmt::Display,
 {
     let a = admit(store, lab, user, now).await?;
-    let (database, server_name) = (&a.database, &a.server);
+    let (database, server_name) = (&a.place.database, &a.place.server);
     let pending = store.pending_submissions(lab, database).await?;
     let _place = queue
         .receive(format!("{lab}/{database}"), pending, MAX_PENDING)
         .ok_or(UploadError::Busy(MAX_PENDING))?;
-    let server = settings.server(server_name).ok_or_else(|| {
+    let server = settings.server(server_name.as_str()).ok_or_else(|| {
         UploadError::Refused(format!("server {server_name} is not in the config"))
     })?;
     let dir = settings.data_dir.join("submissions").join(lab.as_str());
@@ -140,7 +140,12 @@ where
     // meanwhile.
     let (synced, pre) = tokio::join!(
         file.sync_all(),
-        crate::submissions::detect::preflight(server, &upload.path, &a.rules.formats, database)
+        crate::submissions::detect::preflight(
+            server,
+            &upload.path,
+            &a.rules.formats,
+            database.as_str()
+        )
     );
     let pre = pre.map_err(UploadError::Refused)?;
     synced?;
@@ -151,8 +156,8 @@ where
                 lab,
                 database,
                 server: server_name,
-                owner: &a.owner,
-                group: a.group.as_deref(),
+                owner: &a.place.owner,
+                group: a.place.group.as_ref(),
                 uploaded_by: user,
                 size: size as i64,
                 format: pre.format,
@@ -180,10 +185,7 @@ where
 /// read.
 struct Admitted {
     rules: SubmissionRules,
-    database: String,
-    server: String,
-    owner: String,
-    group: Option<String>,
+    place: ParticipantDatabase,
     late: bool,
 }
 
@@ -192,11 +194,11 @@ struct Admitted {
 async fn admit(
     store: &Store,
     lab: &LabId,
-    user: &str,
+    user: &Username,
     now: DateTime<Utc>,
 ) -> Result<Admitted, UploadError> {
     let spec = store
-        .lab(lab.as_str())
+        .lab(lab)
         .await?
         .ok_or_else(|| UploadError::Closed(lab.to_string()))?
         .lab;
@@ -204,7 +206,7 @@ async fn admit(
         .submissions
         .clone()
         .ok_or_else(|| UploadError::Closed(lab.to_string()))?;
-    let (database, server, owner, group) = store
+    let place = store
         .database_of(lab, user)
         .await?
         .ok_or_else(|| UploadError::NotParticipant(lab.to_string()))?;
@@ -215,15 +217,8 @@ async fn admit(
             d.format("%Y-%m-%d %H:%M:%S UTC").to_string()
         })));
     }
-    if !rules.replace && store.has_restored(lab, &database).await? {
+    if !rules.replace && store.has_restored(lab, &place.database).await? {
         return Err(UploadError::AlreadyHandedIn);
     }
-    Ok(Admitted {
-        rules,
-        database,
-        server,
-        owner,
-        group,
-        late,
-    })
+    Ok(Admitted { rules, place, late })
 }

@@ -132,7 +132,8 @@ pub async fn apply(config: &Path, args: &ApplyArgs) -> anyhow::Result<()> {
 pub async fn credentials(config: &Path, lab: &str, forget: bool) -> anyhow::Result<()> {
     let settings = Settings::load(config)?;
     let store = Store::open_migrated(&settings).await?;
-    let rows = store.credentials(lab).await?;
+    let lab = crate::ident::LabId::parse(lab)?;
+    let rows = store.credentials(&lab).await?;
     if rows.is_empty() {
         bail!("lab {lab:?} has no participants (apply it first)");
     }
@@ -148,7 +149,7 @@ pub async fn credentials(config: &Path, lab: &str, forget: bool) -> anyhow::Resu
             "{:<20} {:<22} {}",
             c.username,
             password,
-            crate::app::psql_command(server, c)
+            crate::app::psql_command(server, &c.username, &c.database)
         );
     }
     if forget {

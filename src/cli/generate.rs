@@ -30,18 +30,13 @@ pub async fn run(config: &Path, args: &GenerateArgs) -> anyhow::Result<()> {
         prometheus_address: args.prometheus_address.clone(),
         ..crate::app::default_generate_options(&settings)
     };
-    let out = crate::app::write_generated(
-        &settings,
-        &store,
-        lab.lab.id.as_str(),
-        args.out.as_deref(),
-        &opts,
-    )
-    .await?;
+    let out =
+        crate::app::write_generated(&settings, &store, &lab.lab.id, args.out.as_deref(), &opts)
+            .await?;
     println!(
         "monitoring files of lab {} written to {}",
         lab.lab.id,
-        out.display()
+        out.folder.display()
     );
     Ok(())
 }

@@ -85,7 +85,9 @@ pub async fn pseudonyms(config: &Path, lab: &str) -> anyhow::Result<()> {
     let settings = Settings::load(config)?;
     let store = Store::open_migrated(&settings).await?;
     let key = store.secret("pseudonym").await?;
-    let people = store.participants(lab).await?;
+    let people = store
+        .participants(&crate::ident::LabId::parse(lab)?)
+        .await?;
     anyhow::ensure!(!people.is_empty(), "lab {lab:?} has no participants");
     for p in people {
         println!(

@@ -120,7 +120,7 @@ async fn apply_demo(settings: &crate::settings::Settings, store: &Store) -> anyh
         "  monitoring files (SQL exporter, Prometheus, Grafana): {}",
         out.display()
     );
-    let creds = store.credentials("demo").await?;
+    let creds = store.credentials(&plan.lab.lab.id).await?;
     if let Some(c) = creds.iter().find(|c| c.initial_password.is_some()) {
         let server = settings
             .server(&c.server)
@@ -130,7 +130,10 @@ async fn apply_demo(settings: &crate::settings::Settings, store: &Store) -> anyh
             c.username,
             c.initial_password.as_deref().unwrap_or_default()
         );
-        println!("  log in with: {}", crate::app::psql_command(server, c));
+        println!(
+            "  log in with: {}",
+            crate::app::psql_command(server, &c.username, &c.database)
+        );
         println!(
             "  all initial passwords: pglab --config {} credentials demo",
             settings.data_dir.join("pglab.yaml").display()

@@ -1,15 +1,16 @@
 //! Typed reads and writes of the control database.
 
 use super::types::column;
+use super::ServerName;
 use super::{Store, StoreError};
-use crate::ident::{GroupName, LabId, Username};
+use crate::ident::{GroupName, LabId, PgName, Username};
 use crate::lab::{LoadedLab, SourceFile};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatabaseRecord {
-    pub name: String,
-    pub owner: String,
-    pub server: String,
+    pub name: PgName,
+    pub owner: PgName,
+    pub server: ServerName,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +19,7 @@ pub struct ParticipantRecord {
     pub name: String,
     pub email: String,
     pub group: Option<GroupName>,
-    pub database: String,
+    pub database: PgName,
 }
 
 /// A lab a user takes part in.
@@ -26,13 +27,13 @@ pub struct ParticipantRecord {
 pub struct Membership {
     pub lab: LabId,
     pub title: String,
-    pub database: String,
-    pub server: String,
+    pub database: PgName,
+    pub server: ServerName,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LabSummary {
-    pub id: String,
+    pub id: LabId,
     pub title: String,
     pub participants: i64,
     pub databases: i64,
@@ -152,19 +153,20 @@ impl Store {
                 &[],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| LabSummary {
-                id: r.get(0),
-                title: r.get(1),
-                participants: r.get(2),
-                databases: r.get(3),
+        rows.iter()
+            .map(|r| {
+                Ok(LabSummary {
+                    id: column(r, 0, "lab", || r.get::<_, String>(0))?,
+                    title: r.get(1),
+                    participants: r.get(2),
+                    databases: r.get(3),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// A lab as last applied (or uploaded): its spec, YAML text and digest.
-    pub async fn lab(&self, id: &str) -> Result<Option<LoadedLab>, StoreError> {
+    pub async fn lab(&self, id: &LabId) -> Result<Option<LoadedLab>, StoreError> {
         let row = self
             .client()
             .await?
@@ -175,7 +177,7 @@ impl Store {
             .await?;
         row.map(|r| {
             Ok(LoadedLab {
-                lab: read_lab(id, r.get(0))?,
+                lab: read_lab(id.as_str(), r.get(0))?,
                 text: r.get(1),
                 sources_digest: r.get(2),
             })
@@ -184,13 +186,17 @@ impl Store {
     }
 
     /// The digest of the sources the lab's databases on `server` were built from.
-    pub async fn lab_build(&self, lab: &str, server: &str) -> Result<Option<String>, StoreError> {
+    pub async fn lab_build(
+        &self,
+        lab: &LabId,
+        server: &ServerName,
+    ) -> Result<Option<String>, StoreError> {
         let row = self
             .client()
             .await?
             .query_opt(
                 "SELECT sources_digest FROM lab_builds WHERE lab_id = $1 AND server = $2",
-                &[&lab, &server],
+                &[lab, server],
             )
             .await?;
         Ok(row.map(|r| r.get(0)))
@@ -198,8 +204,8 @@ impl Store {
 
     pub async fn set_lab_build(
         &self,
-        lab: &str,
-        server: &str,
+        lab: &LabId,
+        server: &ServerName,
         digest: &str,
     ) -> Result<(), StoreError> {
         self.client()
@@ -207,19 +213,19 @@ impl Store {
             .execute(
                 "INSERT INTO lab_builds (lab_id, server, sources_digest) VALUES ($1, $2, $3)
                  ON CONFLICT (lab_id, server) DO UPDATE SET sources_digest = $3, built_at = now()",
-                &[&lab, &server, &digest],
+                &[lab, server, &digest],
             )
             .await?;
         Ok(())
     }
 
-    pub async fn databases(&self, lab: &str) -> Result<Vec<DatabaseRecord>, StoreError> {
+    pub async fn databases(&self, lab: &LabId) -> Result<Vec<DatabaseRecord>, StoreError> {
         let rows = self
             .client()
             .await?
             .query(
                 "SELECT name, owner, server FROM lab_databases WHERE lab_id = $1 ORDER BY name",
-                &[&lab],
+                &[lab],
             )
             .await?;
         Ok(rows
@@ -233,7 +239,7 @@ impl Store {
     }
 
     /// How many lab databases each server holds (for placing new ones).
-    pub async fn database_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+    pub async fn database_counts(&self) -> Result<Vec<(ServerName, i64)>, StoreError> {
         let rows = self
             .client()
             .await?
@@ -245,36 +251,36 @@ impl Store {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    pub async fn put_database(&self, lab: &str, db: &DatabaseRecord) -> Result<(), StoreError> {
+    pub async fn put_database(&self, lab: &LabId, db: &DatabaseRecord) -> Result<(), StoreError> {
         self.client()
             .await?
             .execute(
                 "INSERT INTO lab_databases (lab_id, name, owner, server) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (lab_id, name) DO NOTHING",
-                &[&lab, &db.name, &db.owner, &db.server],
+                &[lab, &db.name, &db.owner, &db.server],
             )
             .await?;
         Ok(())
     }
 
-    pub async fn delete_database(&self, lab: &str, name: &str) -> Result<(), StoreError> {
+    pub async fn delete_database(&self, lab: &LabId, name: &PgName) -> Result<(), StoreError> {
         self.client()
             .await?
             .execute(
                 "DELETE FROM lab_databases WHERE lab_id = $1 AND name = $2",
-                &[&lab, &name],
+                &[lab, name],
             )
             .await?;
         Ok(())
     }
 
-    pub async fn participants(&self, lab: &str) -> Result<Vec<ParticipantRecord>, StoreError> {
+    pub async fn participants(&self, lab: &LabId) -> Result<Vec<ParticipantRecord>, StoreError> {
         let rows = self
             .client()
             .await?
             .query(
                 "SELECT username, name, email, grp, database FROM participants WHERE lab_id = $1 ORDER BY username",
-                &[&lab],
+                &[lab],
             )
             .await?;
         rows.iter()
@@ -293,7 +299,7 @@ impl Store {
 
     pub async fn put_participant(
         &self,
-        lab: &str,
+        lab: &LabId,
         p: &ParticipantRecord,
     ) -> Result<(), StoreError> {
         self.client()
@@ -301,25 +307,29 @@ impl Store {
             .execute(
                 "INSERT INTO participants (lab_id, username, name, email, grp, database) VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (lab_id, username) DO UPDATE SET name = $3, email = $4, grp = $5, database = $6",
-                &[&lab, &p.username, &p.name, &p.email, &p.group, &p.database],
+                &[lab, &p.username, &p.name, &p.email, &p.group, &p.database],
             )
             .await?;
         Ok(())
     }
 
-    pub async fn delete_participant(&self, lab: &str, username: &str) -> Result<(), StoreError> {
+    pub async fn delete_participant(
+        &self,
+        lab: &LabId,
+        username: &Username,
+    ) -> Result<(), StoreError> {
         self.client()
             .await?
             .execute(
                 "DELETE FROM participants WHERE lab_id = $1 AND username = $2",
-                &[&lab, &username],
+                &[lab, username],
             )
             .await?;
         Ok(())
     }
 
     /// The labs a user takes part in, with their database and its server.
-    pub async fn memberships(&self, username: &str) -> Result<Vec<Membership>, StoreError> {
+    pub async fn memberships(&self, username: &Username) -> Result<Vec<Membership>, StoreError> {
         let rows = self
             .client()
             .await?
@@ -329,7 +339,7 @@ impl Store {
                  JOIN labs l ON l.id = p.lab_id
                  JOIN lab_databases d ON d.lab_id = p.lab_id AND d.name = p.database
                  WHERE p.username = $1 ORDER BY l.id",
-                &[&username],
+                &[username],
             )
             .await?;
         rows.iter()
@@ -347,25 +357,28 @@ impl Store {
     }
 
     /// In how many labs this user takes part (an LDAP account is shared).
-    pub async fn labs_of_user(&self, username: &str) -> Result<i64, StoreError> {
+    pub async fn labs_of_user(&self, username: &Username) -> Result<i64, StoreError> {
         let row = self
             .client()
             .await?
             .query_one(
                 "SELECT count(*) FROM participants WHERE username = $1",
-                &[&username],
+                &[username],
             )
             .await?;
         Ok(row.get(0))
     }
 
-    pub async fn initial_password(&self, username: &str) -> Result<Option<String>, StoreError> {
+    pub async fn initial_password(
+        &self,
+        username: &Username,
+    ) -> Result<Option<String>, StoreError> {
         let row = self
             .client()
             .await?
             .query_opt(
                 "SELECT initial_password FROM credentials WHERE username = $1",
-                &[&username],
+                &[username],
             )
             .await?;
         Ok(row.map(|r| r.get(0)))
@@ -373,7 +386,7 @@ impl Store {
 
     pub async fn set_initial_password(
         &self,
-        username: &str,
+        username: &Username,
         password: &str,
     ) -> Result<(), StoreError> {
         self.client()
@@ -381,23 +394,23 @@ impl Store {
             .execute(
                 "INSERT INTO credentials (username, initial_password) VALUES ($1, $2)
                  ON CONFLICT (username) DO UPDATE SET initial_password = $2, created_at = now()",
-                &[&username, &password],
+                &[username, &password],
             )
             .await?;
         Ok(())
     }
 
-    pub async fn forget_initial_password(&self, username: &str) -> Result<(), StoreError> {
+    pub async fn forget_initial_password(&self, username: &Username) -> Result<(), StoreError> {
         self.client()
             .await?
-            .execute("DELETE FROM credentials WHERE username = $1", &[&username])
+            .execute("DELETE FROM credentials WHERE username = $1", &[username])
             .await?;
         Ok(())
     }
 
     pub async fn record_apply(
         &self,
-        lab: &str,
+        lab: &LabId,
         changes: i32,
         summary: &serde_json::Value,
     ) -> Result<(), StoreError> {
@@ -405,7 +418,7 @@ impl Store {
             .await?
             .execute(
                 "INSERT INTO applies (lab_id, changes, summary) VALUES ($1, $2, $3)",
-                &[&lab, &changes, summary],
+                &[lab, &changes, summary],
             )
             .await?;
         Ok(())
@@ -415,16 +428,16 @@ impl Store {
 /// What a participant needs to log in for the first time.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CredentialRecord {
-    pub username: String,
+    pub username: Username,
     pub name: String,
-    pub database: String,
-    pub server: String,
+    pub database: PgName,
+    pub server: ServerName,
     /// `None` once handed out and forgotten.
     pub initial_password: Option<String>,
 }
 
 impl Store {
-    pub async fn credentials(&self, lab: &str) -> Result<Vec<CredentialRecord>, StoreError> {
+    pub async fn credentials(&self, lab: &LabId) -> Result<Vec<CredentialRecord>, StoreError> {
         let rows = self
             .client()
             .await?
@@ -434,19 +447,22 @@ impl Store {
                  JOIN lab_databases d ON d.lab_id = p.lab_id AND d.name = p.database
                  LEFT JOIN credentials c ON c.username = p.username
                  WHERE p.lab_id = $1 ORDER BY p.username",
-                &[&lab],
+                &[lab],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| CredentialRecord {
-                username: r.get(0),
-                name: r.get(1),
-                database: r.get(2),
-                server: r.get(3),
-                initial_password: r.get(4),
+        rows.iter()
+            .map(|r| {
+                Ok(CredentialRecord {
+                    username: column(r, 0, "participant", || {
+                        format!("{lab}/{}", r.get::<_, &str>(0))
+                    })?,
+                    name: r.get(1),
+                    database: r.get(2),
+                    server: r.get(3),
+                    initial_password: r.get(4),
+                })
             })
-            .collect())
+            .collect()
     }
 }
 

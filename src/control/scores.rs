@@ -1,6 +1,7 @@
 //! Scores, progress and installation secrets in the control database.
 
 use super::{Store, StoreError};
+use crate::ident::LabId;
 use crate::lab::Lab;
 use chrono::{DateTime, Utc};
 
@@ -44,14 +45,14 @@ impl Store {
             .collect()
     }
 
-    pub async fn task_scores(&self, lab: &str) -> Result<Vec<StoredTask>, StoreError> {
+    pub async fn task_scores(&self, lab: &LabId) -> Result<Vec<StoredTask>, StoreError> {
         let rows = self
             .client()
             .await?
             .query(
                 "SELECT database, task, passed, points, reason, first_passed_at
                  FROM task_scores WHERE lab_id = $1",
-                &[&lab],
+                &[lab],
             )
             .await?;
         Ok(rows
@@ -71,7 +72,7 @@ impl Store {
     /// earlier saves).
     pub async fn save_task(
         &self,
-        lab: &str,
+        lab: &LabId,
         t: &StoredTask,
         now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -85,7 +86,7 @@ impl Store {
                      passed = $4, points = $5, reason = $6, updated_at = $7,
                      first_passed_at = coalesce(s.first_passed_at, CASE WHEN $4 THEN $7::timestamptz END)
                  RETURNING first_passed_at",
-                &[&lab, &t.database, &t.task, &t.passed, &t.points, &t.reason, &now],
+                &[lab, &t.database, &t.task, &t.passed, &t.points, &t.reason, &now],
             )
             .await?;
         Ok(row.get(0))
@@ -93,7 +94,7 @@ impl Store {
 
     pub async fn save_progress(
         &self,
-        lab: &str,
+        lab: &LabId,
         database: &str,
         last_progress_at: Option<DateTime<Utc>>,
         last_activity_at: Option<DateTime<Utc>>,
@@ -106,7 +107,7 @@ impl Store {
                  ON CONFLICT (lab_id, database) DO UPDATE SET
                      last_progress_at = coalesce($3, database_progress.last_progress_at),
                      last_activity_at = coalesce($4, database_progress.last_activity_at)",
-                &[&lab, &database, &last_progress_at, &last_activity_at],
+                &[lab, &database, &last_progress_at, &last_activity_at],
             )
             .await?;
         Ok(())
@@ -114,14 +115,14 @@ impl Store {
 
     pub async fn progress(
         &self,
-        lab: &str,
+        lab: &LabId,
     ) -> Result<Vec<(String, Option<DateTime<Utc>>, Option<DateTime<Utc>>)>, StoreError> {
         let rows = self
             .client()
             .await?
             .query(
                 "SELECT database, last_progress_at, last_activity_at FROM database_progress WHERE lab_id = $1",
-                &[&lab],
+                &[lab],
             )
             .await?;
         Ok(rows

@@ -3,8 +3,9 @@
 
 use super::jobs::{finish, insert_job, requeue, NewJob};
 use super::types::column;
+use super::ServerName;
 use super::{JobKind, JobStatus, Store, StoreError};
-use crate::ident::LabId;
+use crate::ident::{GroupName, LabId, PgName, Username};
 use crate::lab::submissions::DumpFormat;
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
@@ -40,11 +41,11 @@ pub struct SubmissionRecord {
     /// The restore job.
     pub job: i64,
     pub lab: LabId,
-    pub database: String,
-    pub server: String,
-    pub owner: String,
-    pub group: Option<String>,
-    pub uploaded_by: String,
+    pub database: PgName,
+    pub server: ServerName,
+    pub owner: PgName,
+    pub group: Option<GroupName>,
+    pub uploaded_by: Username,
     pub uploaded_at: DateTime<Utc>,
     pub size: i64,
     pub format: DumpFormat,
@@ -74,11 +75,11 @@ impl SubmissionRecord {
 /// What the upload handler records before the job is queued.
 pub struct NewSubmission<'a> {
     pub lab: &'a LabId,
-    pub database: &'a str,
-    pub server: &'a str,
-    pub owner: &'a str,
-    pub group: Option<&'a str>,
-    pub uploaded_by: &'a str,
+    pub database: &'a PgName,
+    pub server: &'a ServerName,
+    pub owner: &'a PgName,
+    pub group: Option<&'a GroupName>,
+    pub uploaded_by: &'a Username,
     pub size: i64,
     pub format: DumpFormat,
     pub file: &'a str,
@@ -87,7 +88,7 @@ pub struct NewSubmission<'a> {
 }
 
 /// Restores of one database run one at a time.
-fn restore_key(lab: &str, database: &str) -> String {
+fn restore_key(lab: &LabId, database: &PgName) -> String {
     format!("restore:{lab}/{database}")
 }
 
@@ -106,8 +107,8 @@ fn record(r: &Row) -> Result<SubmissionRecord, StoreError> {
         database: r.get(3),
         server: r.get(4),
         owner: r.get(5),
-        group: r.get(6),
-        uploaded_by: r.get(7),
+        group: column(r, 6, "submission", key)?,
+        uploaded_by: column(r, 7, "submission", key)?,
         uploaded_at: r.get(8),
         size: r.get(9),
         format: column(r, 10, "submission", key)?,
@@ -134,14 +135,14 @@ impl Store {
     pub async fn pending_submissions(
         &self,
         lab: &LabId,
-        database: &str,
+        database: &PgName,
     ) -> Result<i64, StoreError> {
         let row = self
             .client()
             .await?
             .query_one(
                 "SELECT count(*) FROM jobs WHERE lock_key = $1 AND status IN ('queued', 'running')",
-                &[&restore_key(lab.as_str(), database)],
+                &[&restore_key(lab, database)],
             )
             .await?;
         Ok(row.get(0))
@@ -159,9 +160,9 @@ impl Store {
         let job = NewJob {
             kind: JobKind::Restore,
             lab: s.lab,
-            lock_key: restore_key(s.lab.as_str(), s.database),
+            lock_key: restore_key(s.lab, s.database),
             title: format!("Restore into {}", s.database),
-            started_by: s.uploaded_by,
+            started_by: s.uploaded_by.as_str(),
             params: serde_json::json!({}),
             max_attempts: RESTORE_ATTEMPTS,
         };
@@ -173,7 +174,7 @@ impl Store {
                 "INSERT INTO submissions (lab_id, database, server, owner, grp, uploaded_by, size, format, file, late, contents, job_id)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                  RETURNING id",
-                &[s.lab, &s.database, &s.server, &s.owner, &s.group, &s.uploaded_by, &s.size, &s.format, &s.file, &s.late, &s.contents, &job],
+                &[s.lab, s.database, s.server, s.owner, &s.group, s.uploaded_by, &s.size, &s.format, &s.file, &s.late, &s.contents, &job],
             )
             .await?;
         tx.execute(
@@ -226,11 +227,11 @@ impl Store {
     pub async fn database_submissions(
         &self,
         lab: &LabId,
-        database: &str,
+        database: &PgName,
     ) -> Result<Vec<SubmissionRecord>, StoreError> {
         self.submissions_where(
             "s.lab_id = $1 AND s.database = $2 ORDER BY s.id DESC",
-            &[lab, &database],
+            &[lab, database],
         )
         .await
     }
@@ -303,13 +304,13 @@ impl Store {
     }
 
     /// Whether the database already received a dump successfully.
-    pub async fn has_restored(&self, lab: &LabId, database: &str) -> Result<bool, StoreError> {
+    pub async fn has_restored(&self, lab: &LabId, database: &PgName) -> Result<bool, StoreError> {
         let row = self
             .client()
             .await?
             .query_one(
                 &format!("SELECT EXISTS (SELECT 1 FROM {FROM} WHERE s.lab_id = $1 AND s.database = $2 AND j.status = 'succeeded')"),
-                &[lab, &database],
+                &[lab, database],
             )
             .await?;
         Ok(row.get(0))
@@ -319,7 +320,7 @@ impl Store {
     pub async fn older_previous(
         &self,
         lab: &LabId,
-        database: &str,
+        database: &PgName,
         id: i64,
     ) -> Result<Vec<(i64, String)>, StoreError> {
         let rows = self
@@ -328,7 +329,7 @@ impl Store {
             .query(
                 &format!("SELECT s.id, s.previous FROM {FROM}
                  WHERE s.lab_id = $1 AND s.database = $2 AND s.id <> $3 AND j.status = 'succeeded' AND s.previous IS NOT NULL"),
-                &[lab, &database, &id],
+                &[lab, database, &id],
             )
             .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
@@ -345,12 +346,13 @@ impl Store {
         Ok(())
     }
 
-    /// Participants' databases and owners, for the upload handler.
+    /// A participant's database, its server, owner and the participant's
+    /// group, for the upload handler.
     pub async fn database_of(
         &self,
         lab: &LabId,
-        username: &str,
-    ) -> Result<Option<(String, String, String, Option<String>)>, StoreError> {
+        username: &Username,
+    ) -> Result<Option<ParticipantDatabase>, StoreError> {
         let row = self
             .client()
             .await?
@@ -358,11 +360,27 @@ impl Store {
                 "SELECT p.database, d.server, d.owner, p.grp FROM participants p
                  JOIN lab_databases d ON d.lab_id = p.lab_id AND d.name = p.database
                  WHERE p.lab_id = $1 AND p.username = $2",
-                &[lab, &username],
+                &[lab, username],
             )
             .await?;
-        Ok(row.map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))))
+        row.map(|r| {
+            Ok(ParticipantDatabase {
+                database: r.get(0),
+                server: r.get(1),
+                owner: r.get(2),
+                group: column(&r, 3, "participant", || format!("{lab}/{username}"))?,
+            })
+        })
+        .transpose()
     }
+}
+
+/// Where a participant's hand-ins go.
+pub struct ParticipantDatabase {
+    pub database: PgName,
+    pub server: ServerName,
+    pub owner: PgName,
+    pub group: Option<GroupName>,
 }
 
 /// Attempts before a restore interrupted by crashes is failed.

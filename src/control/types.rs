@@ -25,6 +25,15 @@ impl ServerName {
     }
 }
 
+/// Reads as the name in the config (`Settings::server` takes it).
+impl std::ops::Deref for ServerName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl std::fmt::Display for ServerName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)

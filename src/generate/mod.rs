@@ -10,7 +10,7 @@ mod prometheus;
 pub use exporter::{metric_name, Target};
 
 use crate::control::Store;
-use crate::ident::PgName;
+use crate::ident::{LabId, PgName};
 use crate::lab::{Check, Lab};
 use crate::pgconn;
 use crate::scoring::inspect;
@@ -146,14 +146,14 @@ pub struct GenerateOptions {
 pub async fn generate(
     settings: &Settings,
     store: &Store,
-    lab_id: &str,
+    lab_id: &LabId,
     opts: &GenerateOptions,
 ) -> Result<Generated, GenerateError> {
     let spec = store
         .lab_specs()
         .await?
         .into_iter()
-        .find(|s| s.lab.id.as_str() == lab_id)
+        .find(|s| &s.lab.id == lab_id)
         .ok_or_else(|| GenerateError::NotApplied(lab_id.to_string()))?;
     let lab = spec.lab;
     let databases = store.databases(lab_id).await?;
@@ -161,7 +161,7 @@ pub async fn generate(
     let key = store.secret("pseudonym").await?;
     let server = databases
         .first()
-        .map_or(settings.postgres[0].name.clone(), |d| d.server.clone());
+        .map_or(settings.postgres[0].name.clone(), |d| d.server.to_string());
     let reference = read_reference(settings, &server, &lab).await?;
     let targets: Vec<Target> = databases
         .iter()
@@ -173,17 +173,17 @@ pub async fn generate(
                 _ => d
                     .name
                     .split_once('.')
-                    .map_or(d.name.clone(), |(_, g)| g.to_string()),
+                    .map_or(d.name.to_string(), |(_, g)| g.to_string()),
             };
             let participant = if lab.options.pseudonymize {
-                crate::scoring::board::pseudonym(&key, lab_id, &name)
+                crate::scoring::board::pseudonym(&key, lab_id.as_str(), &name)
             } else {
                 name
             };
             Some(Target {
                 server,
-                database: d.name.clone(),
-                owner: PgName::from_catalog(d.owner.clone()),
+                database: d.name.to_string(),
+                owner: d.owner.clone(),
                 participant,
             })
         })

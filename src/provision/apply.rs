@@ -9,8 +9,8 @@ use super::plan::{Change, Plan};
 use super::postgres::{self as pg, sql_err};
 use super::prune::prune;
 use super::ProvisionError;
-use crate::control::{DatabaseRecord, ParticipantRecord, Store};
-use crate::ident::{PgName, Username};
+use crate::control::{DatabaseRecord, ParticipantRecord, ServerName, Store};
+use crate::ident::{LabId, PgName, Username};
 use crate::settings::{PgServerSettings, Settings};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -57,7 +57,7 @@ struct Run<'a> {
     settings: &'a Settings,
     store: &'a Store,
     plan: &'a Plan,
-    lab_id: String,
+    lab_id: LabId,
     clients: BTreeMap<String, Vec<Client>>,
     dir: Option<Directory>,
     templates: BTreeMap<String, pg::TemplateInfo>,
@@ -97,7 +97,7 @@ pub async fn apply(
         settings,
         store,
         plan,
-        lab_id: plan.lab.lab.id.to_string(),
+        lab_id: plan.lab.lab.id.clone(),
         clients: BTreeMap::new(),
         dir: None,
         templates: BTreeMap::new(),
@@ -228,7 +228,11 @@ impl<'a> Run<'a> {
                 self.lab_recorded = false;
                 self.record_lab().await?;
                 store
-                    .set_lab_build(&lab_id, server, &lab.sources_digest)
+                    .set_lab_build(
+                        &lab_id,
+                        &ServerName::new(server.as_str()),
+                        &lab.sources_digest,
+                    )
                     .await?;
                 self.templates.remove(server);
             }
@@ -241,7 +245,7 @@ impl<'a> Run<'a> {
             Change::SetPassword { user } => {
                 // Kept first, so that a password set in LDAP is never lost.
                 let password = initial_password();
-                store.set_initial_password(user.as_str(), &password).await?;
+                store.set_initial_password(user, &password).await?;
                 self.ldap().await?.set_password(user, &password).await?;
             }
             Change::SetGroup {
@@ -315,9 +319,9 @@ impl<'a> Run<'a> {
                             // Recorded before it is made: a crash between the two
                             // never leaves a database pglab does not know about.
                             let record = DatabaseRecord {
-                                name: db.to_string(),
-                                owner: owner.to_string(),
-                                server: s.name.clone(),
+                                name: db.clone(),
+                                owner: owner.clone(),
+                                server: ServerName::new(s.name.as_str()),
                             };
                             let result = match store.put_database(lab_id, &record).await {
                                 Ok(()) => pg::clone_database(s, client, template, db, owner)
@@ -367,7 +371,7 @@ impl<'a> Run<'a> {
                 name: p.name.clone(),
                 email: p.email.clone(),
                 group: p.group.clone(),
-                database: by_user[&p.username].to_string(),
+                database: by_user[&p.username].clone(),
             };
             self.store.put_participant(&self.lab_id, &rec).await?;
         }

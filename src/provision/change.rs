@@ -69,8 +69,8 @@ pub enum Change {
     },
     Prune {
         server: String,
-        db: String,
-        users: Vec<String>,
+        db: PgName,
+        users: Vec<Username>,
     },
 }
 
@@ -149,7 +149,7 @@ impl fmt::Display for Change {
             Change::CreateDatabase { server, db, owner } => write!(f, "+ pg[{server}] database {db} from the lab template, owned by {owner}, CONNECT for its owner only"),
             Change::Checker { server, owner } => write!(f, "+ pg[{server}] checking role {} (can act as {owner} and nobody else)", crate::ident::PgName::checker(owner)),
             Change::CloseDatabase { server, db, owner } => write!(f, "~ pg[{server}] CONNECT on {db} for its owner and {} only", crate::ident::PgName::checker(owner)),
-            Change::Prune { server, db, users } => write!(f, "- pg[{server}] database {db} of {}: dump to the data directory, then drop", users.join(", ")),
+            Change::Prune { server, db, users } => write!(f, "- pg[{server}] database {db} of {}: dump to the data directory, then drop", users.iter().map(Username::as_str).collect::<Vec<_>>().join(", ")),
         }
     }
 }

@@ -163,15 +163,24 @@ impl Directory {
     }
 
     /// Adds `user` to the group `cn`, creating the group if needed.
+    /// Other members stay as they are (also those whose uid pglab would
+    /// not accept as a username).
     pub async fn add_member(&mut self, cn: &str, user: &Username) -> Result<(), LdapError> {
-        let current = self.group_members(cn).await?;
-        let mut members: BTreeSet<Username> = current
-            .iter()
-            .flatten()
-            .filter_map(|u| Username::parse(u).ok())
-            .collect();
-        members.insert(user.clone());
-        self.set_group(cn, current.is_some(), &members).await
+        match self.group_members(cn).await? {
+            None => self.set_group(cn, false, &BTreeSet::from([user.clone()])).await,
+            Some(members) if members.contains(user.as_str()) => Ok(()),
+            Some(_) => {
+                let dn = self.group_dn(cn);
+                let member = HashSet::from([self.person_dn(user)]);
+                self.ldap
+                    .with_timeout(LDAP_TIMEOUT)
+                    .modify(&dn, vec![Mod::Add("member".to_string(), member)])
+                    .await
+                    .and_then(|r| r.success())
+                    .map_err(op(format!("add {user} to group {dn}")))?;
+                Ok(())
+            }
+        }
     }
 
     pub fn group_dn(&self, cn: &str) -> String {

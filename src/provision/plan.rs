@@ -3,8 +3,8 @@
 
 use super::postgres::{self as pg, ServerState};
 use super::ProvisionError;
-use crate::control::Store;
-use crate::ident::{GroupName, PgName, Username};
+use crate::control::{ServerName, Store};
+use crate::ident::{GroupName, LabId, PgName, Username};
 use crate::lab::{DatabaseMode, LoadedLab, Participants};
 use crate::settings::Settings;
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,7 +30,7 @@ pub struct Plan {
     /// Things the lab master should know that are not changes.
     pub notices: Vec<String>,
     /// Usernames removed from the list whose data `--prune` removes.
-    pub pruned_users: Vec<String>,
+    pub pruned_users: Vec<Username>,
 }
 
 impl fmt::Display for Plan {
@@ -103,12 +103,12 @@ pub async fn plan(
     prune: bool,
 ) -> Result<Plan, ProvisionError> {
     refuse_names(settings, &lab, &people)?;
-    let lab_id = lab.lab.id.to_string();
+    let lab_id = lab.lab.id.clone();
     let recorded: BTreeMap<String, String> = store
         .databases(&lab_id)
         .await?
         .into_iter()
-        .map(|d| (d.name, d.server))
+        .map(|d| (d.name.to_string(), d.server.to_string()))
         .collect();
     let placements = place(settings, store, databases_wanted(&lab, &people)?, &recorded).await?;
     let (states, mut changes) = server_changes(settings, store, &lab, &placements).await?;
@@ -164,7 +164,7 @@ async fn place(
         .map(|s| (s.name.clone(), 0))
         .collect();
     for (server, n) in store.database_counts().await? {
-        if let Some(l) = load.get_mut(&server) {
+        if let Some(l) = load.get_mut(server.as_str()) {
             *l = n;
         }
     }
@@ -220,7 +220,9 @@ async fn server_changes(
                 server: name.clone(),
             });
         }
-        let built = store.lab_build(lab.lab.id.as_str(), name).await?;
+        let built = store
+            .lab_build(&lab.lab.id, &ServerName::new(name.as_str()))
+            .await?;
         let present = [
             PgName::reference_db(&lab.lab.id),
             PgName::template_db(&lab.lab.id),
@@ -244,12 +246,12 @@ struct Unlisted {
     changes: Vec<Change>,
     notices: Vec<String>,
     /// Participants no longer listed.
-    users: Vec<String>,
+    users: Vec<Username>,
 }
 
 async fn unlisted(
     store: &Store,
-    lab_id: &str,
+    lab_id: &LabId,
     people: &Participants,
     placements: &[Placement],
     prune: bool,
@@ -262,7 +264,7 @@ async fn unlisted(
         notices: vec![],
         users: recorded
             .iter()
-            .map(|p| p.username.to_string())
+            .map(|p| p.username.clone())
             .filter(|u| !listed.contains(u.as_str()))
             .collect(),
     };
@@ -272,18 +274,19 @@ async fn unlisted(
         .into_iter()
         .filter(|d| !placed.contains(d.name.as_str()))
     {
-        let users: Vec<String> = recorded
+        let users: Vec<Username> = recorded
             .iter()
             .filter(|p| p.database == db.name)
-            .map(|p| p.username.to_string())
+            .map(|p| p.username.clone())
             .collect();
         if prune {
             out.changes.push(Change::Prune {
-                server: db.server,
+                server: db.server.to_string(),
                 db: db.name,
                 users,
             });
         } else {
+            let users: Vec<&str> = users.iter().map(Username::as_str).collect();
             out.notices.push(format!("database {} ({}) is no longer listed: kept with its data; apply --prune dumps and removes it", db.name, users.join(", ")));
         }
     }

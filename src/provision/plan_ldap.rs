@@ -88,7 +88,7 @@ async fn wanted_groups(
     store: &Store,
     prune: bool,
 ) -> Result<BTreeMap<String, BTreeSet<Username>>, ProvisionError> {
-    let lab_id = lab.lab.id.to_string();
+    let lab_id = lab.lab.id.clone();
     let kept: Vec<Username> = if prune {
         vec![]
     } else {
@@ -103,7 +103,7 @@ async fn wanted_groups(
     };
     let mut groups: BTreeMap<String, BTreeSet<Username>> = BTreeMap::new();
     groups.insert(
-        lab_id.clone(),
+        lab_id.to_string(),
         people
             .0
             .iter()

@@ -5,7 +5,7 @@ use super::ldap::Directory;
 use super::postgres as pg;
 use super::{tools, ProvisionError};
 use crate::control::Store;
-use crate::ident::Username;
+use crate::ident::{LabId, PgName, Username};
 use crate::settings::{PgServerSettings, Settings};
 use std::path::{Path, PathBuf};
 use tokio_postgres::Client;
@@ -39,20 +39,18 @@ pub async fn prune(
     store: &Store,
     admin: &Client,
     dir: &mut Directory,
-    lab: &str,
-    (server, db, users): (&str, &str, &[String]),
+    lab: &LabId,
+    (server, db, users): (&str, &PgName, &[Username]),
 ) -> Result<PathBuf, ProvisionError> {
     let s = settings.server(server).expect("planned");
-    let folder = settings.data_dir.join("pruned").join(lab);
-    let path = dump_then_drop(s, admin, db, db, &folder).await?;
+    let folder = settings.data_dir.join("pruned").join(lab.as_str());
+    let path = dump_then_drop(s, admin, db.as_str(), db.as_str(), &folder).await?;
     store.delete_database(lab, db).await?;
     for user in users {
         store.delete_participant(lab, user).await?;
         if store.labs_of_user(user).await? == 0 {
-            pg::drop_role(s, admin, user).await?;
-            if let Ok(u) = Username::parse(user) {
-                dir.delete_person(&u).await?;
-            }
+            pg::drop_role(s, admin, user.as_str()).await?;
+            dir.delete_person(user).await?;
             store.forget_initial_password(user).await?;
         }
     }

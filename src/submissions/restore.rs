@@ -246,7 +246,7 @@ async fn restore_dump(
 ) -> Result<(), Vec<RestoreIssue>> {
     let file = PathBuf::from(&job.file);
     let format = job.format;
-    let rules = match store.lab(job.lab.as_str()).await {
+    let rules = match store.lab(&job.lab).await {
         Ok(Some(spec)) => spec.lab.submissions,
         _ => None,
     };
@@ -302,10 +302,7 @@ async fn finish(
     admin
         .batch_execute(&format!(
             "{} REVOKE ALL ON DATABASE {} FROM {};",
-            crate::provision::postgres::close_database_sql(
-                &scratch,
-                &PgName::from_catalog(job.owner.clone())
-            ),
+            crate::provision::postgres::close_database_sql(&scratch, &job.owner),
             scratch.quoted(),
             quote_ident(&names.role)
         ))

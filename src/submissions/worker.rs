@@ -34,7 +34,7 @@ pub async fn run(settings: &Settings, store: &Store, sub: SubmissionRecord) {
 /// unless the lab keeps uploads, and then only the newest
 /// `KEPT_UPLOADS` finished ones of the database stay.
 async fn remove_uploads(store: &Store, job: &SubmissionRecord) {
-    let keep = match store.lab(job.lab.as_str()).await {
+    let keep = match store.lab(&job.lab).await {
         Ok(Some(spec)) => spec.lab.submissions.is_some_and(|r| r.keep_uploads),
         _ => false,
     };

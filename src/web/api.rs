@@ -35,16 +35,14 @@ async fn generate(
     let lab = LabId::parse(&lab).map_err(|e| WebError::BadRequest(e.to_string()))?;
     let settings = &state.settings;
     let opts = crate::app::default_generate_options(settings);
-    let files = crate::generate::generate(settings, &state.store, lab.as_str(), &opts).await?;
-    let out = settings.data_dir.join("generated");
-    files.write(&out)?;
-    let names: Vec<String> = files
+    let written = crate::app::write_generated(settings, &state.store, &lab, None, &opts).await?;
+    let names: Vec<String> = written
         .files
         .iter()
-        .map(|(p, _)| p.display().to_string())
+        .map(|p| p.display().to_string())
         .collect();
     Ok(Json(
-        serde_json::json!({ "lab": lab, "folder": out, "files": names }),
+        serde_json::json!({ "lab": lab, "folder": written.folder, "files": names }),
     ))
 }
 

@@ -5,6 +5,7 @@
 
 use super::labs::{grafana_link, parse_id};
 use super::{AppState, Nav, WebError};
+use crate::ident::LabId;
 use crate::scoring::LabBoard;
 use crate::web::session::Staff;
 use askama::Template;
@@ -200,11 +201,11 @@ struct BoardQuery {
 /// first round the board has the lab's tasks and nobody in it yet.
 async fn lab_board(
     state: &AppState,
-    lab: &str,
+    lab: &LabId,
     public: bool,
 ) -> Result<(LabBoard, Option<DateTime<Utc>>, String), WebError> {
     let snapshot = state.board.get();
-    let board = match snapshot.labs.iter().find(|l| l.id == lab) {
+    let board = match snapshot.labs.iter().find(|l| l.id == lab.as_str()) {
         Some(b) => b.clone(),
         None => {
             let loaded = state.store.lab(lab).await?.ok_or(WebError::NotFound)?;
@@ -232,7 +233,7 @@ async fn page(
     projector: bool,
 ) -> Result<Response, WebError> {
     let id = parse_id(lab)?;
-    let (board, at, version) = lab_board(state, id.as_str(), public).await?;
+    let (board, at, version) = lab_board(state, &id, public).await?;
     let prefix = if public { "/public" } else { "" };
     Ok(Html(
         BoardPage {
@@ -262,7 +263,7 @@ async fn grid(
     public: bool,
 ) -> Result<Response, WebError> {
     let id = parse_id(lab)?;
-    let (board, at, version) = lab_board(state, id.as_str(), public).await?;
+    let (board, at, version) = lab_board(state, &id, public).await?;
     let cache = [
         (header::ETAG, version.clone()),
         (header::CACHE_CONTROL, "no-cache".to_string()),

@@ -5,7 +5,7 @@ use super::labs::{load_lab, parse_id};
 use super::login::CsrfOnly;
 use super::{AppState, Nav, WebError};
 use crate::app::psql_command;
-use crate::ident::Username;
+use crate::ident::{LabId, Username};
 use crate::provision::{self, ldap};
 use crate::web::labs::LabPath;
 use crate::web::session::Master;
@@ -34,7 +34,7 @@ struct CredentialsPage {
     login_url: String,
 }
 
-async fn slips(state: &AppState, lab: &str) -> Result<Vec<Slip>, WebError> {
+async fn slips(state: &AppState, lab: &LabId) -> Result<Vec<Slip>, WebError> {
     let rows = state.store.credentials(lab).await?;
     Ok(rows
         .into_iter()
@@ -42,12 +42,14 @@ async fn slips(state: &AppState, lab: &str) -> Result<Vec<Slip>, WebError> {
             let psql = state
                 .settings
                 .server(&c.server)
-                .map_or_else(String::new, |server| psql_command(server, &c));
+                .map_or_else(String::new, |server| {
+                    psql_command(server, &c.username, &c.database)
+                });
             Slip {
                 psql,
-                username: c.username,
+                username: c.username.to_string(),
                 name: c.name,
-                database: c.database,
+                database: c.database.to_string(),
                 password: c.initial_password,
             }
         })
@@ -84,7 +86,7 @@ async fn page(
             nav: Nav::of(&s),
             lab: lab.to_string(),
             title: loaded.lab.title,
-            slips: slips(&state, lab.as_str()).await?,
+            slips: slips(&state, &lab).await?,
             login_url: login_url(&state, &headers),
         }
         .render()?,
@@ -98,7 +100,7 @@ async fn csv(
 ) -> Result<Response, WebError> {
     let mut w = csv::Writer::from_writer(vec![]);
     let _ = w.write_record(["username", "name", "database", "initial_password", "psql"]);
-    for slip in slips(&state, lab.as_str()).await? {
+    for slip in slips(&state, &lab).await? {
         let password = slip.password.unwrap_or_default();
         let _ = w.write_record([
             &slip.username,
@@ -144,7 +146,7 @@ async fn reset(
     let user = Username::parse(&user).map_err(|_| WebError::NotFound)?;
     let takes_part = state
         .store
-        .participants(lab.as_str())
+        .participants(&lab)
         .await?
         .iter()
         .any(|p| p.username == user);
@@ -156,10 +158,7 @@ async fn reset(
     let result = dir.set_password(&user, &password).await;
     dir.close().await;
     result?;
-    state
-        .store
-        .set_initial_password(user.as_str(), &password)
-        .await?;
+    state.store.set_initial_password(&user, &password).await?;
     tracing::info!(%lab, %user, by = %s.user, "password reset");
     Ok(Redirect::to(&format!("/labs/{lab}/credentials#slip-{user}")).into_response())
 }

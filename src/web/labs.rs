@@ -45,11 +45,7 @@ impl axum::extract::FromRequestParts<AppState> for LabPath {
 /// The lab as the control database holds it (uploaded here, or applied
 /// from the CLI): the same spec the scoring engine reads.
 pub async fn load_lab(state: &AppState, id: &LabId) -> Result<LoadedLab, WebError> {
-    state
-        .store
-        .lab(id.as_str())
-        .await?
-        .ok_or(WebError::NotFound)
+    state.store.lab(id).await?.ok_or(WebError::NotFound)
 }
 
 /// One row of the labs list.
@@ -83,7 +79,7 @@ async fn list(State(state): State<AppState>, s: Session) -> Result<Html<String>,
         .await?
         .into_iter()
         .map(|l| {
-            let board = board_of(&state, &l.id);
+            let board = board_of(&state, l.id.as_str());
             let summary = board.as_ref().map(|b| super::board::summarize(b, now));
             LabRow {
                 status: match (&summary, l.databases) {
@@ -94,7 +90,7 @@ async fn list(State(state): State<AppState>, s: Session) -> Result<Html<String>,
                 average_percent: summary.as_ref().map_or(0, |s| s.average_percent),
                 finished: summary.as_ref().map_or(0, |s| s.finished),
                 needs_help: summary.as_ref().map_or(0, |s| s.needs_help),
-                id: l.id,
+                id: l.id.to_string(),
                 title: l.title,
                 participants: l.participants,
             }
@@ -126,12 +122,7 @@ async fn show(
     LabPath(id): LabPath,
 ) -> Result<Html<String>, WebError> {
     let lab = load_lab(&state, &id).await?;
-    let summary = state
-        .store
-        .labs()
-        .await?
-        .into_iter()
-        .find(|l| l.id == id.as_str());
+    let summary = state.store.labs().await?.into_iter().find(|l| l.id == id);
     Ok(Html(
         LabPage {
             nav: Nav::of(&s),

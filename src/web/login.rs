@@ -171,7 +171,7 @@ async fn authenticate(
     if let Some(role) = role {
         return Ok(Ok(role));
     }
-    if state.store.labs_of_user(user.as_str()).await? > 0 {
+    if state.store.labs_of_user(&user).await? > 0 {
         Ok(Ok(Role::Student))
     } else {
         Ok(Err("Your account takes part in no lab (yet)."))

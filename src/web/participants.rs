@@ -133,7 +133,7 @@ async fn page_for(
         nav: Nav::of(s),
         lab: lab.to_string(),
         title: loaded.lab.title,
-        current: state.store.participants(lab.as_str()).await?,
+        current: state.store.participants(lab).await?,
         pasted,
         rows,
         errors,
@@ -184,7 +184,7 @@ async fn plan(
         Ok(p) => p,
         Err(errors) => return invalid(page_for(&state, &s, &lab, pasted, rows, errors).await?),
     };
-    let current = current_list(&state.store.participants(lab.as_str()).await?);
+    let current = current_list(&state.store.participants(&lab).await?);
     let wanted = current.merged(added.clone());
     let plan = match plan_for(&state, &lab, wanted.clone()).await {
         Ok(p) => p,

@@ -219,6 +219,26 @@ impl FromRequestParts<AppState> for Staff {
     }
 }
 
+/// A student's session with their username: handlers that take it are for
+/// participants only (staff have no lab database of their own: 403).
+pub struct Student {
+    pub session: Session,
+    pub user: crate::ident::Username,
+}
+
+impl FromRequestParts<AppState> for Student {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        let session = Session::from_request_parts(parts, state).await?;
+        if session.role != Role::Student {
+            return Err(WebError::Forbidden);
+        }
+        let user = crate::ident::Username::parse(&session.user).map_err(|_| WebError::Forbidden)?;
+        Ok(Student { session, user })
+    }
+}
+
 /// The password attempt of `user` from this request, for the limiter.
 pub fn attempt<'a>(
     state: &AppState,

@@ -1,11 +1,10 @@
 //! A student's own page: their database, the `psql` command, their progress
 //! per task with the scoring engine's reasons, and the password change.
 
-use super::session::{Role, Session};
+use super::session::Student;
 use super::{AppState, Nav, WebError};
 use crate::app::psql_command;
-use crate::control::CredentialRecord;
-use crate::ident::{LabId, Username};
+use crate::ident::{LabId, PgName, Username};
 use crate::provision::ldap;
 use crate::scoring::TaskBoard;
 use askama::Template;
@@ -46,8 +45,12 @@ pub struct Handin {
     pub past: Vec<crate::control::SubmissionRecord>,
 }
 
-async fn handin(state: &AppState, lab: &LabId, database: &str) -> Result<Option<Handin>, WebError> {
-    let Some(loaded) = state.store.lab(lab.as_str()).await? else {
+async fn handin(
+    state: &AppState,
+    lab: &LabId,
+    database: &PgName,
+) -> Result<Option<Handin>, WebError> {
+    let Some(loaded) = state.store.lab(lab).await? else {
         return Ok(None);
     };
     let Some(rules) = loaded.lab.submissions.clone() else {
@@ -86,7 +89,7 @@ struct StudentPage {
     error: Option<String>,
 }
 
-async fn labs_of(state: &AppState, user: &str) -> Result<Vec<StudentLab>, WebError> {
+async fn labs_of(state: &AppState, user: &Username) -> Result<Vec<StudentLab>, WebError> {
     let snapshot = state.board.get();
     let memberships = state.store.memberships(user).await?;
     let mut handins = vec![];
@@ -98,21 +101,13 @@ async fn labs_of(state: &AppState, user: &str) -> Result<Vec<StudentLab>, WebErr
         .zip(handins)
         .map(|(m, handin)| {
             let board = snapshot.labs.iter().find(|l| l.id == m.lab.as_str());
-            let me = board.and_then(|b| b.participants.iter().find(|p| p.username == user));
+            let me =
+                board.and_then(|b| b.participants.iter().find(|p| p.username == user.as_str()));
             let psql = state
                 .settings
                 .server(&m.server)
                 .map_or_else(String::new, |server| {
-                    psql_command(
-                        server,
-                        &CredentialRecord {
-                            username: user.to_string(),
-                            name: String::new(),
-                            database: m.database.clone(),
-                            server: m.server.clone(),
-                            initial_password: None,
-                        },
-                    )
+                    psql_command(server, user, &m.database)
                 });
             let tasks = board.map_or_else(Vec::new, |b| {
                 b.tasks
@@ -130,7 +125,7 @@ async fn labs_of(state: &AppState, user: &str) -> Result<Vec<StudentLab>, WebErr
             StudentLab {
                 id: m.lab.to_string(),
                 title: m.title,
-                database: m.database,
+                database: m.database.to_string(),
                 psql,
                 points: me.map_or(0, |p| p.points()),
                 max_points: board.map_or(0, |b| b.max_points()),
@@ -145,15 +140,15 @@ async fn labs_of(state: &AppState, user: &str) -> Result<Vec<StudentLab>, WebErr
 
 pub(super) async fn render(
     state: &AppState,
-    s: &Session,
+    student: &Student,
     message: Option<String>,
     error: Option<String>,
 ) -> Result<Html<String>, WebError> {
     Ok(Html(
         StudentPage {
-            nav: Nav::of(s),
-            user: s.user.clone(),
-            labs: labs_of(state, &s.user).await?,
+            nav: Nav::of(&student.session),
+            user: student.user.to_string(),
+            labs: labs_of(state, &student.user).await?,
             min_length: state.settings.web.min_password_length,
             message,
             error,
@@ -162,12 +157,8 @@ pub(super) async fn render(
     ))
 }
 
-async fn me(State(state): State<AppState>, s: Session) -> Result<Html<String>, WebError> {
-    if s.role != Role::Student {
-        // Staff have no lab database of their own.
-        return Err(WebError::Forbidden);
-    }
-    render(&state, &s, None, None).await
+async fn me(State(state): State<AppState>, student: Student) -> Result<Html<String>, WebError> {
+    render(&state, &student, None, None).await
 }
 
 #[derive(serde::Deserialize)]
@@ -183,14 +174,11 @@ async fn change_password(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: axum::http::HeaderMap,
-    s: Session,
+    student: Student,
     Form(form): Form<PasswordForm>,
 ) -> Result<Html<String>, WebError> {
-    s.check_csrf(&form.csrf)?;
-    if s.role != Role::Student {
-        return Err(WebError::Forbidden);
-    }
-    let user = Username::parse(&s.user).map_err(|_| WebError::Forbidden)?;
+    student.session.check_csrf(&form.csrf)?;
+    let (s, user) = (&student, &student.user);
     let min = state.settings.web.min_password_length;
     let problem = if form.new != form.confirm {
         Some("The new password and its confirmation differ.".to_string())
@@ -204,20 +192,20 @@ async fn change_password(
         None
     };
     if let Some(p) = problem {
-        return render(&state, &s, None, Some(p)).await;
+        return render(&state, s, None, Some(p)).await;
     }
     let counted = state
         .limiter
         .count(&super::limiter::Attempt {
-            user: &s.user,
+            user: user.as_str(),
             addr: super::session::client_ip(&state, &headers, addr),
             known_device: false,
         })
         .map_err(WebError::TooManyAttempts)?;
-    if !ldap::change_own_password(&state.settings.ldap, &user, &form.current, &form.new).await? {
+    if !ldap::change_own_password(&state.settings.ldap, user, &form.current, &form.new).await? {
         return render(
             &state,
-            &s,
+            s,
             None,
             Some("The current password is wrong.".into()),
         )
@@ -225,11 +213,11 @@ async fn change_password(
     }
     state.limiter.forgive(counted);
     // The initial password no longer works: pglab stops keeping it.
-    state.store.forget_initial_password(user.as_str()).await?;
+    state.store.forget_initial_password(user).await?;
     tracing::info!(%user, "password changed by its owner");
     render(
         &state,
-        &s,
+        s,
         Some("Your password was changed. Use the new one for psql and for this site.".into()),
         None,
     )

@@ -4,11 +4,11 @@
 
 use super::highlight::{self, Piece};
 use super::labs::parse_id;
-use super::session::{Role, Session};
+use super::session::{Role, Session, Student};
 use super::{AppState, Nav, WebError};
 use crate::app::{self, Accepted, UploadError};
 use crate::control::{JobStatus, SubmissionRecord};
-use crate::ident::Username;
+use crate::ident::{GroupName, PgName, Username};
 use crate::web::labs::LabPath;
 use crate::web::session::Staff;
 use askama::Template;
@@ -64,7 +64,7 @@ async fn small_field(mut field: axum::extract::multipart::Field<'_>) -> Result<S
 async fn accept_multipart(
     state: &AppState,
     lab: &str,
-    user: &str,
+    user: &Username,
     mut form: Multipart,
     csrf: Option<&Session>,
 ) -> Result<Accepted, WebError> {
@@ -107,17 +107,15 @@ async fn accept_multipart(
 
 async fn upload_form(
     State(state): State<AppState>,
-    s: Session,
+    student: Student,
     Path(lab): Path<String>,
     form: Multipart,
 ) -> Result<Response, WebError> {
-    if s.role != Role::Student {
-        return Err(WebError::Forbidden);
-    }
-    match accept_multipart(&state, &lab, &s.user, form, Some(&s)).await {
+    let s = &student.session;
+    match accept_multipart(&state, &lab, &student.user, form, Some(s)).await {
         Ok(a) => Ok(Redirect::to(&format!("/submissions/{}", a.id)).into_response()),
         Err(WebError::Upload(e)) if e.status().is_client_error() => {
-            let mut r = super::student::render(&state, &s, None, Some(e.to_string()))
+            let mut r = super::student::render(&state, &student, None, Some(e.to_string()))
                 .await?
                 .into_response();
             *r.status_mut() = e.status();
@@ -133,7 +131,7 @@ async fn basic_user(
     state: &AppState,
     headers: &HeaderMap,
     addr: SocketAddr,
-) -> Result<String, WebError> {
+) -> Result<Username, WebError> {
     use base64::Engine;
     let (user, password) = headers
         .get(header::AUTHORIZATION)
@@ -159,7 +157,7 @@ async fn basic_user(
         return Err(WebError::Unauthorized);
     }
     state.limiter.forgive(counted);
-    Ok(user)
+    Ok(parsed)
 }
 
 /// `POST /api/labs/{lab}/submissions`: `curl -u alice -F file=@db.dump`, or
@@ -223,11 +221,14 @@ async fn may_see(
     if role >= Role::Staff {
         return Ok(true);
     }
+    let Ok(user) = Username::parse(user) else {
+        return Ok(false);
+    };
     Ok(state
         .store
-        .database_of(&sub.lab, user)
+        .database_of(&sub.lab, &user)
         .await?
-        .is_some_and(|(db, ..)| db == sub.database))
+        .is_some_and(|p| p.database == sub.database))
 }
 
 async fn find(
@@ -256,7 +257,7 @@ async fn api_status(
     Path(id): Path<i64>,
 ) -> Result<Json<SubmissionRecord>, super::error::ApiError> {
     let user = basic_user(&state, &headers, addr).await?;
-    Ok(Json(find(&state, Role::Student, &user, id).await?))
+    Ok(Json(find(&state, Role::Student, user.as_str(), id).await?))
 }
 
 async fn status(
@@ -324,10 +325,10 @@ async fn page(
 
 /// Uploads into one database, for the job log's summary.
 pub struct DatabaseSummary {
-    pub database: String,
-    pub group: Option<String>,
+    pub database: PgName,
+    pub group: Option<GroupName>,
     pub uploads: usize,
-    pub uploaders: Vec<String>,
+    pub uploaders: Vec<Username>,
     pub last_status: String,
 }
 
@@ -346,7 +347,7 @@ async fn job_log(
     LabPath(lab): LabPath,
 ) -> Result<Html<String>, WebError> {
     let subs = state.store.lab_submissions(&lab).await?;
-    let mut by_db: BTreeMap<String, DatabaseSummary> = BTreeMap::new();
+    let mut by_db: BTreeMap<PgName, DatabaseSummary> = BTreeMap::new();
     for sub in subs.iter().rev() {
         let d = by_db
             .entry(sub.database.clone())

@@ -234,13 +234,16 @@ async fn hand_ins_logins_and_files_give_a_student_nothing() {
     // arrive together (before the server runs: no worker takes them).
     let store = &env.store;
     let lab = pglab::ident::LabId::parse("atkweb").expect("id");
+    let nobody = pglab::ident::PgName::from_catalog("atkweb.nobody".into());
+    let main = pglab::control::ServerName::new("main");
+    let alice = pglab::ident::Username::parse("alice").expect("username");
     let new = |file: &'static str| pglab::control::NewSubmission {
         lab: &lab,
-        database: "atkweb.nobody",
-        server: "main",
-        owner: "atkweb.nobody",
+        database: &nobody,
+        server: &main,
+        owner: &nobody,
         group: None,
-        uploaded_by: "alice",
+        uploaded_by: &alice,
         size: 1,
         format: pglab::lab::submissions::DumpFormat::Plain,
         file,

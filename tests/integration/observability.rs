@@ -81,10 +81,11 @@ async fn generated_files_work_with_promtool_the_stock_exporter_and_prometheus() 
         pglab_address: env.settings().listen.to_string(),
         prometheus_address: format!("127.0.0.1:{prometheus_port}"),
     };
-    let files = generate::generate(env.settings(), &env.store, "obs", &opts)
+    let obs = pglab::ident::LabId::parse("obs").expect("id");
+    let files = generate::generate(env.settings(), &env.store, &obs, &opts)
         .await
         .expect("generate");
-    let again = generate::generate(env.settings(), &env.store, "obs", &opts)
+    let again = generate::generate(env.settings(), &env.store, &obs, &opts)
         .await
         .expect("generate");
     assert!(files.files == again.files, "generation is deterministic");

@@ -117,7 +117,7 @@ async fn participant_works_in_own_database_only() {
     assert!(
         plan.changes
             .iter()
-            .any(|c| matches!(c, Change::Prune { db, .. } if db == "shop_carol")),
+            .any(|c| matches!(c, Change::Prune { db, .. } if db.as_str() == "shop_carol")),
         "{plan}"
     );
     assert_eq!(report.dumps.len(), 1);

@@ -25,7 +25,11 @@ async fn participants_spread_over_two_servers_and_stay() {
         plan.placements
     );
 
-    let recorded = env.store.databases("multi").await.expect("records");
+    let recorded = env
+        .store
+        .databases(&pglab::ident::LabId::parse("multi").expect("id"))
+        .await
+        .expect("records");
     assert_eq!(recorded.len(), 6);
     for p in &plan.placements {
         let idx = if p.server == "main" { 0 } else { 1 };

@@ -158,11 +158,7 @@ async fn a_restore_interrupted_by_a_crash_or_a_stop_is_retried_and_leaves_nothin
     let log = job["log"].to_string();
     assert!(log.contains("interrupted"), "{log}");
     let lab = pglab::ident::LabId::parse("crash").expect("id");
-    let people = env
-        .store
-        .participants(lab.as_str())
-        .await
-        .expect("participants");
+    let people = env.store.participants(&lab).await.expect("participants");
     assert_eq!(people.len(), 43);
     let (_, page) = http.get(&location).await;
     assert!(

@@ -92,7 +92,7 @@ impl TestEnv {
 
     pub async fn password(&self, user: &str) -> String {
         self.store
-            .initial_password(user)
+            .initial_password(&pglab::ident::Username::parse(user).expect("username"))
             .await
             .expect("store")
             .expect("initial password kept")

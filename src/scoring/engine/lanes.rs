@@ -5,6 +5,7 @@
 //! database within its time budget, the whole within the round's deadline.
 
 use super::{Job, LabCache};
+use crate::control::ServerName;
 use crate::scoring::checks::{self, Limits};
 use crate::scoring::evaluate::{self, TaskOutcome};
 use crate::settings::{PgServerSettings, Settings};
@@ -28,7 +29,7 @@ pub(super) async fn run(
     let round_deadline = tokio::time::sleep(Duration::from_secs(
         settings.scoring.round_deadline_secs.max(1),
     ));
-    let mut by_lane: BTreeMap<(String, bool), Vec<Job>> = BTreeMap::new();
+    let mut by_lane: BTreeMap<(ServerName, bool), Vec<Job>> = BTreeMap::new();
     for j in jobs {
         by_lane
             .entry((j.server.clone(), j.slow))
@@ -37,7 +38,7 @@ pub(super) async fn run(
     }
     let runs = by_lane.into_iter().map(|((server, slow), jobs)| {
         let s = settings
-            .server(&server)
+            .server(server.as_str())
             .expect("placed on a configured server");
         futures_util::stream::iter(jobs)
             .map(move |job| score_one(s, labs, limits, job))
@@ -71,7 +72,7 @@ async fn score_one(
     job: Job,
 ) -> Evaluated {
     let started = Instant::now();
-    let cache = &labs[&job.lab];
+    let cache = &labs[job.lab.as_str()];
     let Some(expected) = &cache.expected else {
         let why = "the lab's reference database cannot be read".to_string();
         return (job, Err(why), started.elapsed());
@@ -81,7 +82,14 @@ async fn score_one(
         (limits.statement_timeout + checks::GRACE + Duration::from_secs(2)) * (checks as u32 + 1);
     let scored = tokio::time::timeout(
         most,
-        evaluate::score_database(server, &job.db, &job.owner, &cache.lab, expected, &limits),
+        evaluate::score_database(
+            server,
+            job.db.as_str(),
+            job.owner.as_str(),
+            &cache.lab,
+            expected,
+            &limits,
+        ),
     )
     .await;
     let result = match scored {

@@ -11,7 +11,8 @@ use super::board::Board;
 use super::checks::{self, Limits};
 use super::evaluate::{self, Expectations, TaskOutcome};
 use super::health::Health;
-use crate::control::{LabSpecRecord, Store};
+use crate::control::{LabSpecRecord, ServerName, Store};
+use crate::ident::{LabId, PgName, Username};
 use crate::lab::Lab;
 use crate::settings::Settings;
 use chrono::{DateTime, Utc};
@@ -69,19 +70,34 @@ pub struct Engine {
     board: Board,
     health: Arc<Health>,
     labs: BTreeMap<String, LabCache>,
-    /// Per lab: (username, database, server) of every participant.
-    participant_index: BTreeMap<String, Vec<(String, String, String)>>,
+    /// Per lab: every participant and where their database is.
+    participant_index: BTreeMap<String, Vec<Member>>,
     pseudonym_key: Option<String>,
 }
 
-/// Per server: (lab, database, owner) of every database placed there.
-type Placements = BTreeMap<String, Vec<(String, String, String)>>;
+/// A participant of a lab, for the board.
+#[derive(Debug, Clone)]
+pub(super) struct Member {
+    username: Username,
+    db: PgName,
+    server: ServerName,
+}
+
+/// A lab database placed on a server.
+struct Placed {
+    lab: LabId,
+    db: PgName,
+    owner: PgName,
+}
+
+/// Per server: every lab database placed there.
+type Placements = BTreeMap<ServerName, Vec<Placed>>;
 
 pub(super) struct Job {
-    lab: String,
-    db: String,
-    server: String,
-    owner: String,
+    lab: LabId,
+    db: PgName,
+    server: ServerName,
+    owner: PgName,
     /// Its checks timed out recently: it is evaluated in its server's slow
     /// lane, one database at a time, never in the lanes the others use.
     slow: bool,
@@ -134,8 +150,8 @@ impl Engine {
         // leaves a different tail each time.
         jobs.sort_by_key(|j| {
             self.labs
-                .get(&j.lab)
-                .and_then(|l| l.dbs.get(&j.db))
+                .get(j.lab.as_str())
+                .and_then(|l| l.dbs.get(j.db.as_str()))
                 .and_then(|c| c.last_scored)
         });
         let evaluated = jobs.len();
@@ -166,22 +182,27 @@ impl Engine {
         self.participant_index.clear();
         for spec in &specs {
             self.refresh_lab(spec).await?;
-            let id = spec.lab.id.to_string();
-            let dbs = self.store.databases(&id).await?;
-            let people = self.store.participants(&id).await?;
+            let id = &spec.lab.id;
+            let dbs = self.store.databases(id).await?;
+            let people = self.store.participants(id).await?;
             let index = people
                 .into_iter()
                 .filter_map(|p| {
                     let server = dbs.iter().find(|d| d.name == p.database)?.server.clone();
-                    Some((p.username.to_string(), p.database, server))
+                    Some(Member {
+                        username: p.username,
+                        db: p.database,
+                        server,
+                    })
                 })
                 .collect();
-            self.participant_index.insert(id.clone(), index);
+            self.participant_index.insert(id.to_string(), index);
             for d in dbs {
-                placements
-                    .entry(d.server.clone())
-                    .or_default()
-                    .push((id.clone(), d.name, d.owner));
+                placements.entry(d.server).or_default().push(Placed {
+                    lab: id.clone(),
+                    db: d.name,
+                    owner: d.owner,
+                });
             }
         }
         for (id, cache) in &mut self.labs {
@@ -189,7 +210,7 @@ impl Engine {
                 placements
                     .values()
                     .flatten()
-                    .any(|(l, d, _)| l == id && d == db)
+                    .any(|p| p.lab.as_str() == id && p.db.as_str() == db)
             });
         }
         Ok(placements)
@@ -209,22 +230,23 @@ impl Engine {
         let mut servers = Vec::new();
         let mut jobs = Vec::new();
         for (server, dbs) in placements {
-            let Some(s) = self.settings.server(server) else {
+            let Some(s) = self.settings.server(server.as_str()) else {
                 continue;
             };
-            let names: Vec<String> = dbs.iter().map(|(_, d, _)| d.clone()).collect();
+            let names: Vec<String> = dbs.iter().map(|p| p.db.to_string()).collect();
             let found = match activity::read(s, &names).await {
                 Ok(found) => found,
                 Err(e) => {
                     tracing::warn!(server = %server, error = %e, "cannot read activity");
-                    servers.push((server.clone(), false));
+                    servers.push((server.to_string(), false));
                     continue;
                 }
             };
-            servers.push((server.clone(), true));
-            for (lab, db, owner) in dbs {
-                let Some(a) = found.get(db) else { continue };
-                if let Some(slow) = self.needs_evaluation(lab, db, a) {
+            servers.push((server.to_string(), true));
+            for Placed { lab, db, owner } in dbs {
+                let (lab_key, db_key) = (lab.as_str(), db.as_str());
+                let Some(a) = found.get(db_key) else { continue };
+                if let Some(slow) = self.needs_evaluation(lab_key, db_key, a) {
                     jobs.push(Job {
                         lab: lab.clone(),
                         db: db.clone(),
@@ -233,7 +255,11 @@ impl Engine {
                         slow,
                     });
                 }
-                if let Some(c) = self.labs.get_mut(lab).and_then(|l| l.dbs.get_mut(db)) {
+                if let Some(c) = self
+                    .labs
+                    .get_mut(lab_key)
+                    .and_then(|l| l.dbs.get_mut(db_key))
+                {
                     // A session that came and went between two rounds
                     // leaves only its writes: date them to this round.
                     let wrote = c
@@ -244,7 +270,7 @@ impl Engine {
                         c.last_activity = Some(at);
                     }
                 }
-                activity.insert((lab.clone(), db.clone()), a.clone());
+                activity.insert((lab.to_string(), db.to_string()), a.clone());
             }
         }
         for s in &self.settings.postgres {
@@ -289,7 +315,7 @@ impl Engine {
             db.signature = None; // the checks may have changed: score everything again
         }
         if dbs.is_empty() {
-            for t in self.store.task_scores(&id).await? {
+            for t in self.store.task_scores(&spec.lab.id).await? {
                 if let Some(at) = t.first_passed_at {
                     dbs.entry(t.database.clone())
                         .or_default()
@@ -297,7 +323,7 @@ impl Engine {
                         .insert(t.task.clone(), at);
                 }
             }
-            for (db, progress, activity) in self.store.progress(&id).await? {
+            for (db, progress, activity) in self.store.progress(&spec.lab.id).await? {
                 let c = dbs.entry(db).or_default();
                 c.last_progress = progress;
                 c.last_activity = activity;
@@ -305,10 +331,10 @@ impl Engine {
         }
         let server = self
             .store
-            .databases(&id)
+            .databases(&spec.lab.id)
             .await?
             .first()
-            .and_then(|d| self.settings.server(&d.server))
+            .and_then(|d| self.settings.server(d.server.as_str()))
             .unwrap_or(&self.settings.postgres[0])
             .clone();
         let expected = match evaluate::expectations(&server, &spec.lab, &self.limits()).await {
@@ -344,7 +370,7 @@ impl Engine {
         let results = lanes::run(&self.settings, &self.labs, self.limits(), jobs).await;
         let now = Utc::now();
         for (job, result, took) in results {
-            let a = &activity[&(job.lab.clone(), job.db.clone())];
+            let a = &activity[&(job.lab.to_string(), job.db.to_string())];
             self.record(&job, result, took, a, now).await;
         }
     }

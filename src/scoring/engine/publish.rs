@@ -22,14 +22,14 @@ impl Engine {
                     &cache.lab,
                     participants
                         .iter()
-                        .map(|(user, db, server)| {
-                            let c = cache.dbs.get(db);
-                            let a = activity.get(&(id.clone(), db.clone()));
+                        .map(|m| {
+                            let c = cache.dbs.get(m.db.as_str());
+                            let a = activity.get(&(id.clone(), m.db.to_string()));
                             ParticipantBoard {
-                                username: user.clone(),
-                                pseudonym: pseudonym(&key, id, user),
-                                database: db.clone(),
-                                server: server.clone(),
+                                username: m.username.to_string(),
+                                pseudonym: pseudonym(&key, id, m.username.as_str()),
+                                database: m.db.to_string(),
+                                server: m.server.to_string(),
                                 tasks: c.and_then(|c| c.outcomes.as_ref()).map(|o| {
                                     o.iter()
                                         .zip(&cache.lab.tasks)
@@ -61,7 +61,7 @@ impl Engine {
         });
     }
 
-    fn participants_of(&self, lab: &str) -> Vec<(String, String, String)> {
-        self.participant_index.get(lab).cloned().unwrap_or_default()
+    fn participants_of(&self, lab: &str) -> &[super::Member] {
+        self.participant_index.get(lab).map_or(&[], Vec::as_slice)
     }
 }

@@ -23,9 +23,9 @@ impl Engine {
             Duration::from_secs(self.settings.scoring.interval_secs.max(1)),
             Duration::from_secs(self.settings.scoring.max_backoff_secs),
         );
-        let lab = self.labs.get_mut(&job.lab).expect("lab cached");
+        let lab = self.labs.get_mut(job.lab.as_str()).expect("lab cached");
         let tasks: Vec<String> = lab.lab.tasks.iter().map(|t| t.id.clone()).collect();
-        let cache = lab.dbs.entry(job.db.clone()).or_default();
+        let cache = lab.dbs.entry(job.db.to_string()).or_default();
         cache.last_scored = Some(Instant::now());
         cache.last_took = took;
         let mut outcomes = match result {
@@ -92,7 +92,7 @@ async fn save_changes(
             continue;
         }
         let stored = StoredTask {
-            database: job.db.clone(),
+            database: job.db.to_string(),
             task: task.clone(),
             passed: o.passed,
             points: o.points as i32,
@@ -108,7 +108,12 @@ async fn save_changes(
         }
     }
     if let Err(e) = store
-        .save_progress(&job.lab, &job.db, cache.last_progress, a.last_activity)
+        .save_progress(
+            &job.lab,
+            job.db.as_str(),
+            cache.last_progress,
+            a.last_activity,
+        )
         .await
     {
         tracing::warn!(error = %e, "cannot save progress");

@@ -224,7 +224,7 @@ async fn validate(
         }
     }
     let id = &lab.lab.id;
-    let exists = state.store.lab(id.as_str()).await.ok().flatten().is_some();
+    let exists = state.store.lab(id).await.ok().flatten().is_some();
     if exists && !up.replace {
         return Err(vec![(0, format!("a lab with id {id} exists; tick \"Replace\" to update its files, or choose another id"))]);
     }
