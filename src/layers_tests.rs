@@ -19,20 +19,11 @@ const LOWER: [&str; 7] = [
     "metrics",
 ];
 
-/// Folder (or top-level file) -> the folders its code names.
-fn graph() -> BTreeMap<String, BTreeSet<String>> {
+/// Every `.rs` file of `src/` outside tests, as (path relative to `src/`,
+/// its code before any `#[cfg(test)]`).
+fn sources() -> Vec<(String, String)> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let tops: BTreeSet<String> = std::fs::read_dir(&src)
-        .expect("src")
-        .filter_map(Result::ok)
-        .map(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .trim_end_matches(".rs")
-                .to_string()
-        })
-        .collect();
-    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut out = vec![];
     let mut stack = vec![src.clone()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).expect("dir").filter_map(Result::ok) {
@@ -47,26 +38,42 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
                 continue;
             }
             let rel = path.strip_prefix(&src).expect("under src");
-            let top = rel
-                .components()
-                .next()
-                .map(|c| {
-                    c.as_os_str()
-                        .to_string_lossy()
-                        .trim_end_matches(".rs")
-                        .to_string()
-                })
-                .unwrap_or_default();
             let text = std::fs::read_to_string(&path).expect("read");
-            let code = text.split("#[cfg(test)]").next().unwrap_or("");
-            for (i, _) in code.match_indices("crate::") {
-                let name: String = code[i + 7..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
-                    .collect();
-                if name != top && tops.contains(&name) {
-                    out.entry(top.clone()).or_default().insert(name);
-                }
+            let code = text.split("#[cfg(test)]").next().unwrap_or("").to_string();
+            out.push((rel.display().to_string(), code));
+        }
+    }
+    out
+}
+
+/// Folder (or top-level file) -> the folders its code names.
+fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let tops: BTreeSet<String> = std::fs::read_dir(&src)
+        .expect("src")
+        .filter_map(Result::ok)
+        .map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_string()
+        })
+        .collect();
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (rel, code) in sources() {
+        let top = rel
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches(".rs")
+            .to_string();
+        for (i, _) in code.match_indices("crate::") {
+            let name: String = code[i + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if name != top && tops.contains(&name) {
+                out.entry(top.clone()).or_default().insert(name);
             }
         }
     }
@@ -116,48 +123,31 @@ const LONG_DATA: [&str; 2] = ["generate/grafana.rs:dashboard", "metrics.rs:regis
 
 /// `(file, function, lines)` of every function in `src/` outside tests.
 fn function_lengths() -> Vec<(String, String, usize)> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut out = vec![];
-    let mut stack = vec![src.clone()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("dir").filter_map(Result::ok) {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
+    for (rel, code) in sources() {
+        let lines: Vec<&str> = code.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let body = line.trim_start();
+            let indent = &line[..line.len() - body.len()];
+            let head = ["pub ", "pub(crate) ", "pub(super) ", "async ", "const "]
+                .iter()
+                .fold(body, |b, p| b.strip_prefix(p).unwrap_or(b));
+            let head = head.strip_prefix("async ").unwrap_or(head);
+            let Some(name) = head.strip_prefix("fn ") else {
+                continue;
+            };
+            if line.trim_end().ends_with(';') {
                 continue;
             }
-            if path.extension().is_none_or(|e| e != "rs")
-                || path.to_string_lossy().contains("tests")
-            {
-                continue;
-            }
-            let rel = path.strip_prefix(&src).expect("under src");
-            let text = std::fs::read_to_string(&path).expect("read");
-            let code = text.split("#[cfg(test)]").next().unwrap_or("");
-            let lines: Vec<&str> = code.lines().collect();
-            for (i, line) in lines.iter().enumerate() {
-                let body = line.trim_start();
-                let indent = &line[..line.len() - body.len()];
-                let head = ["pub ", "pub(crate) ", "pub(super) ", "async ", "const "]
-                    .iter()
-                    .fold(body, |b, p| b.strip_prefix(p).unwrap_or(b));
-                let head = head.strip_prefix("async ").unwrap_or(head);
-                let Some(name) = head.strip_prefix("fn ") else {
-                    continue;
-                };
-                if line.trim_end().ends_with(';') {
-                    continue;
-                }
-                let name: String = name
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                let end = lines[i..]
-                    .iter()
-                    .position(|l| l.trim_end() == format!("{indent}}}"))
-                    .unwrap_or(0);
-                out.push((rel.display().to_string(), name, end + 1));
-            }
+            let name: String = name
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            let end = lines[i..]
+                .iter()
+                .position(|l| l.trim_end() == format!("{indent}}}"))
+                .unwrap_or(0);
+            out.push((rel.clone(), name, end + 1));
         }
     }
     out

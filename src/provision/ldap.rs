@@ -167,7 +167,10 @@ impl Directory {
     /// not accept as a username).
     pub async fn add_member(&mut self, cn: &str, user: &Username) -> Result<(), LdapError> {
         match self.group_members(cn).await? {
-            None => self.set_group(cn, false, &BTreeSet::from([user.clone()])).await,
+            None => {
+                self.set_group(cn, false, &BTreeSet::from([user.clone()]))
+                    .await
+            }
             Some(members) if members.contains(user.as_str()) => Ok(()),
             Some(_) => {
                 let dn = self.group_dn(cn);

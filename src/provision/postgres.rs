@@ -1,7 +1,7 @@
 //! The Postgres side of provisioning: reading a server's roles and
 //! databases, and the statements that change them.
 
-use crate::ident::{quote_ident, PgName};
+use crate::ident::{quote_ident, quote_literal, PgName};
 use crate::pgconn::{self, ConnectError};
 use crate::settings::PgServerSettings;
 use std::collections::{BTreeMap, BTreeSet};
@@ -204,6 +204,36 @@ pub fn fix_login_role_sql(role: &PgName, connection_limit: u32) -> String {
     format!(
         "ALTER ROLE {r} LOGIN CONNECTION LIMIT {connection_limit}; GRANT {STUDENTS_ROLE} TO {r};",
         r = role.quoted()
+    )
+}
+
+/// A login role for one job (a restore) that can act as `owner` and nothing
+/// else: a password given as its SCRAM verifier, valid until `until`, at
+/// most 4 sessions, and member of `pglab_restorers` (pg_hba lets it in by
+/// password).
+pub fn create_job_login_sql(
+    role: &PgName,
+    owner: &PgName,
+    verifier: &str,
+    until: chrono::DateTime<chrono::Utc>,
+) -> String {
+    format!(
+        "CREATE ROLE {r} LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
+         CONNECTION LIMIT 4 PASSWORD {} VALID UNTIL {} IN ROLE {}, {RESTORERS_ROLE};",
+        quote_literal(verifier),
+        quote_literal(&until.to_rfc3339()),
+        owner.quoted(),
+        r = role.quoted(),
+    )
+}
+
+/// In the database of the session: what `from` owns goes to `to`, and
+/// `from` loses every privilege there (so that it can be dropped).
+pub fn hand_over_owned_sql(from: &PgName, to: &PgName) -> String {
+    format!(
+        "REASSIGN OWNED BY {f} TO {}; DROP OWNED BY {f};",
+        to.quoted(),
+        f = from.quoted()
     )
 }
 

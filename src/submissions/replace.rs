@@ -4,7 +4,7 @@
 
 use super::restore::{database_exists, JobNames};
 use crate::control::{Store, SubmissionRecord};
-use crate::ident::quote_ident;
+use crate::ident::{quote_ident, PgName};
 use crate::provision::postgres as pg;
 use crate::settings::{PgServerSettings, Settings};
 use std::time::Duration;
@@ -23,16 +23,15 @@ pub(super) async fn disown_job_role(
     server: &PgServerSettings,
     admin: &Client,
     names: &JobNames,
-    owner: &str,
+    owner: &PgName,
 ) -> Result<(), String> {
     let inside = crate::pgconn::connect(server, &names.scratch)
         .await
         .map_err(|e| e.to_string())?;
     inside
-        .batch_execute(&format!(
-            "REASSIGN OWNED BY {role} TO {owner}; DROP OWNED BY {role};",
-            role = quote_ident(&names.role),
-            owner = quote_ident(owner),
+        .batch_execute(&pg::hand_over_owned_sql(
+            &PgName::from_catalog(names.role.clone()),
+            owner,
         ))
         .await
         .map_err(|e| db_error(&e))?;

@@ -9,7 +9,7 @@ use super::issues::{self, RestoreIssue};
 use super::replace::{disown_job_role, swap};
 use super::tools::{self, RestoreLogin};
 use crate::control::{Store, SubmissionRecord};
-use crate::ident::{quote_ident, quote_literal, PgName};
+use crate::ident::{quote_ident, PgName};
 use crate::lab::submissions::DumpFormat;
 use crate::provision::postgres::{self as pg, PgError};
 use crate::settings::{PgServerSettings, Settings};
@@ -209,13 +209,11 @@ async fn set_up(
         .map_err(|e| issue("control database", e))?;
     let password = crate::random::secret();
     let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
+    let until = chrono::Utc::now() + chrono::Duration::days(1);
+    let login = PgName::from_catalog(names.role.clone());
     admin
-        .batch_execute(&format!(
-            "CREATE ROLE {role} LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
-             CONNECTION LIMIT 4 PASSWORD {} VALID UNTIL {} IN ROLE {owner}, {}",
-            quote_literal(&verifier),
-            quote_literal(&(chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339()),
-            crate::provision::postgres::RESTORERS_ROLE,
+        .batch_execute(&pg::create_job_login_sql(
+            &login, &job.owner, &verifier, until,
         ))
         .await
         .map_err(|e| issue("preparing the scratch database", db_error(&e)))?;

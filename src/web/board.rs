@@ -3,13 +3,13 @@
 //! Staff see usernames; the public variant (lab option `public_board`)
 //! shows pseudonyms and needs no login.
 
-use super::labs::{grafana_link, parse_id};
+use super::labs::{grafana_link, LabPath};
 use super::{AppState, Nav, WebError};
 use crate::ident::LabId;
 use crate::scoring::LabBoard;
 use crate::web::session::Staff;
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -228,12 +228,11 @@ async fn lab_board(
 async fn page(
     state: &AppState,
     nav: Option<Nav>,
-    lab: &str,
+    id: &LabId,
     public: bool,
     projector: bool,
 ) -> Result<Response, WebError> {
-    let id = parse_id(lab)?;
-    let (board, at, version) = lab_board(state, &id, public).await?;
+    let (board, at, version) = lab_board(state, id, public).await?;
     let prefix = if public { "/public" } else { "" };
     Ok(Html(
         BoardPage {
@@ -246,7 +245,7 @@ async fn page(
             grafana: if public {
                 None
             } else {
-                grafana_link(state, &id)
+                grafana_link(state, id)
             },
             public,
             projector,
@@ -259,11 +258,10 @@ async fn page(
 async fn grid(
     state: &AppState,
     headers: &HeaderMap,
-    lab: &str,
+    id: &LabId,
     public: bool,
 ) -> Result<Response, WebError> {
-    let id = parse_id(lab)?;
-    let (board, at, version) = lab_board(state, &id, public).await?;
+    let (board, at, version) = lab_board(state, id, public).await?;
     let cache = [
         (header::ETAG, version.clone()),
         (header::CACHE_CONTROL, "no-cache".to_string()),
@@ -281,7 +279,7 @@ async fn grid(
 async fn staff_page(
     State(state): State<AppState>,
     Staff(s): Staff,
-    Path(lab): Path<String>,
+    LabPath(lab): LabPath,
     Query(q): Query<BoardQuery>,
 ) -> Result<Response, WebError> {
     page(&state, Nav::of(&s), &lab, false, q.projector).await
@@ -291,14 +289,14 @@ async fn staff_grid(
     State(state): State<AppState>,
     _staff: Staff,
     headers: HeaderMap,
-    Path(lab): Path<String>,
+    LabPath(lab): LabPath,
 ) -> Result<Response, WebError> {
     grid(&state, &headers, &lab, false).await
 }
 
 async fn public_page(
     State(state): State<AppState>,
-    Path(lab): Path<String>,
+    LabPath(lab): LabPath,
     Query(q): Query<BoardQuery>,
 ) -> Result<Response, WebError> {
     page(&state, None, &lab, true, q.projector).await
@@ -307,7 +305,7 @@ async fn public_page(
 async fn public_grid(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(lab): Path<String>,
+    LabPath(lab): LabPath,
 ) -> Result<Response, WebError> {
     grid(&state, &headers, &lab, true).await
 }

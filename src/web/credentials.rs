@@ -1,16 +1,15 @@
 //! Initial passwords of a lab (lab masters only): printable slips, a CSV
 //! download, and resetting one participant's password.
 
-use super::labs::{load_lab, parse_id};
+use super::labs::{load_lab, LabUserPath};
 use super::login::CsrfOnly;
 use super::{AppState, Nav, WebError};
 use crate::app::psql_command;
-use crate::ident::{LabId, Username};
-use crate::provision::{self, ldap};
+use crate::ident::LabId;
 use crate::web::labs::LabPath;
 use crate::web::session::Master;
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -138,27 +137,14 @@ fn neutralize(cell: &str) -> String {
 async fn reset(
     State(state): State<AppState>,
     Master(s): Master,
-    Path((lab, user)): Path<(String, String)>,
+    LabUserPath(lab, user): LabUserPath,
     Form(form): Form<CsrfOnly>,
 ) -> Result<Response, WebError> {
     s.check_csrf(&form.csrf)?;
-    let lab = parse_id(&lab)?;
-    let user = Username::parse(&user).map_err(|_| WebError::NotFound)?;
-    let takes_part = state
-        .store
-        .participants(&lab)
-        .await?
-        .iter()
-        .any(|p| p.username == user);
-    if !takes_part {
+    if !crate::app::participants::reset_password(&state.settings, &state.store, &lab, &user).await?
+    {
         return Err(WebError::NotFound);
     }
-    let password = provision::initial_password();
-    let mut dir = ldap::Directory::connect(&state.settings.ldap).await?;
-    let result = dir.set_password(&user, &password).await;
-    dir.close().await;
-    result?;
-    state.store.set_initial_password(&user, &password).await?;
     tracing::info!(%lab, %user, by = %s.user, "password reset");
     Ok(Redirect::to(&format!("/labs/{lab}/credentials#slip-{user}")).into_response())
 }

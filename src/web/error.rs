@@ -49,6 +49,15 @@ impl From<crate::provision::ProvisionError> for WebError {
     }
 }
 
+impl From<crate::app::participants::ResetError> for WebError {
+    fn from(e: crate::app::participants::ResetError) -> Self {
+        match e {
+            crate::app::participants::ResetError::Store(e) => e.into(),
+            crate::app::participants::ResetError::Ldap(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::provision::ldap::LdapError> for WebError {
     fn from(e: crate::provision::ldap::LdapError) -> Self {
         WebError::Ldap(Box::new(e))

@@ -2,9 +2,9 @@
 
 mod upload;
 
-use super::session::{Role, Session};
+use super::session::Role;
 use super::{AppState, Nav, WebError};
-use crate::ident::LabId;
+use crate::ident::{LabId, Username};
 use crate::lab::{Lab, LoadedLab};
 use crate::scoring::LabBoard;
 use crate::web::session::Staff;
@@ -22,6 +22,18 @@ pub fn parse_id(id: &str) -> Result<LabId, WebError> {
 /// any unknown lab.
 pub struct LabPath(pub LabId);
 
+/// The parameters of a route's path; a path that does not fit is a 404.
+async fn path_params(
+    parts: &mut axum::http::request::Parts,
+    state: &AppState,
+) -> Result<std::collections::BTreeMap<String, String>, WebError> {
+    use axum::extract::{FromRequestParts, Path};
+    let Path(params) = Path::from_request_parts(parts, state)
+        .await
+        .map_err(|_| WebError::NotFound)?;
+    Ok(params)
+}
+
 impl axum::extract::FromRequestParts<AppState> for LabPath {
     type Rejection = WebError;
 
@@ -29,16 +41,32 @@ impl axum::extract::FromRequestParts<AppState> for LabPath {
         parts: &mut axum::http::request::Parts,
         state: &AppState,
     ) -> Result<Self, WebError> {
-        let axum::extract::Path(params) = axum::extract::Path::<
-            std::collections::BTreeMap<String, String>,
-        >::from_request_parts(parts, state)
-        .await
-        .map_err(|_| WebError::NotFound)?;
+        let params = path_params(parts, state).await?;
         let lab = params
             .get("lab")
             .or_else(|| params.get("id"))
             .ok_or(WebError::NotFound)?;
         parse_id(lab).map(LabPath)
+    }
+}
+
+/// The `{lab}` and `{user}` of a route, parsed: a 404 when either is not a
+/// valid name.
+pub struct LabUserPath(pub LabId, pub Username);
+
+impl axum::extract::FromRequestParts<AppState> for LabUserPath {
+    type Rejection = WebError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, WebError> {
+        let params = path_params(parts, state).await?;
+        let (Some(lab), Some(user)) = (params.get("lab"), params.get("user")) else {
+            return Err(WebError::NotFound);
+        };
+        let user = Username::parse(user).map_err(|_| WebError::NotFound)?;
+        Ok(LabUserPath(parse_id(lab)?, user))
     }
 }
 
@@ -70,8 +98,7 @@ fn board_of(state: &AppState, id: &str) -> Option<LabBoard> {
     state.board.get().labs.iter().find(|l| l.id == id).cloned()
 }
 
-async fn list(State(state): State<AppState>, s: Session) -> Result<Html<String>, WebError> {
-    s.require(Role::Staff)?;
+async fn list(State(state): State<AppState>, Staff(s): Staff) -> Result<Html<String>, WebError> {
     let now = chrono::Utc::now();
     let labs = state
         .store

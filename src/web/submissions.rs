@@ -3,12 +3,11 @@
 //! submission with its errors, and the lab master's job log.
 
 use super::highlight::{self, Piece};
-use super::labs::parse_id;
 use super::session::{Role, Session, Student};
 use super::{AppState, Nav, WebError};
 use crate::app::{self, Accepted, UploadError};
 use crate::control::{JobStatus, SubmissionRecord};
-use crate::ident::{GroupName, PgName, Username};
+use crate::ident::{GroupName, LabId, PgName, Username};
 use crate::web::labs::LabPath;
 use crate::web::session::Staff;
 use askama::Template;
@@ -63,12 +62,11 @@ async fn small_field(mut field: axum::extract::multipart::Field<'_>) -> Result<S
 /// streamed into `accept`.
 async fn accept_multipart(
     state: &AppState,
-    lab: &str,
+    lab: &LabId,
     user: &Username,
     mut form: Multipart,
     csrf: Option<&Session>,
 ) -> Result<Accepted, WebError> {
-    let lab = parse_id(lab)?;
     let now = chrono::Utc::now();
     let mut token_ok = csrf.is_none();
     while let Some(field) = form
@@ -89,7 +87,7 @@ async fn accept_multipart(
                     &state.settings,
                     &state.store,
                     &state.queue,
-                    &lab,
+                    lab,
                     user,
                     now,
                     &mut body,
@@ -108,7 +106,7 @@ async fn accept_multipart(
 async fn upload_form(
     State(state): State<AppState>,
     student: Student,
-    Path(lab): Path<String>,
+    LabPath(lab): LabPath,
     form: Multipart,
 ) -> Result<Response, WebError> {
     let s = &student.session;
@@ -165,7 +163,7 @@ async fn basic_user(
 async fn upload_api(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Path(lab): Path<String>,
+    LabPath(lab): LabPath,
     request: axum::extract::Request,
 ) -> Result<Response, super::error::ApiError> {
     let user = basic_user(&state, request.headers(), addr).await?;
@@ -181,7 +179,6 @@ async fn upload_api(
                 .map_err(|e| WebError::BadRequest(e.body_text()))?;
         accept_multipart(&state, &lab, &user, form, None).await?
     } else {
-        let lab = parse_id(&lab)?;
         let mut body = request
             .into_body()
             .into_data_stream()

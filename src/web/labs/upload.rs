@@ -6,7 +6,7 @@
 use super::{AppState, Nav, WebError};
 use crate::lab::{LabError, LoadedLab};
 use crate::web::session::Master;
-use crate::web::session::{self, Role, Session};
+use crate::web::session::{self, Session};
 use askama::Template;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -67,8 +67,7 @@ fn page(s: &Session, yaml: String, errors: Vec<(usize, String)>, replace: bool) 
     }
 }
 
-async fn form(s: Session) -> Result<Html<String>, WebError> {
-    s.require(Role::Master)?;
+async fn form(Master(s): Master) -> Result<Html<String>, WebError> {
     Ok(Html(page(&s, EXAMPLE.to_string(), vec![], false).render()?))
 }
 
