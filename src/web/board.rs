@@ -26,8 +26,29 @@ pub struct Row {
     pub who: String,
     pub cells: Vec<Cell>,
     pub points: u32,
-    pub status: &'static str,
+    pub status: RowState,
     pub status_text: String,
+}
+
+/// Where a participant stands, for the board's last column and its colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowState {
+    Idle,
+    Working,
+    Done,
+    Help,
+}
+
+impl std::fmt::Display for RowState {
+    /// The CSS class suffix (`st-<state>`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RowState::Idle => "idle",
+            RowState::Working => "working",
+            RowState::Done => "done",
+            RowState::Help => "help",
+        })
+    }
 }
 
 /// Counts for the labs list.
@@ -42,25 +63,31 @@ fn status(
     tasks: usize,
     now: DateTime<Utc>,
     public: bool,
-) -> (&'static str, String) {
+) -> (RowState, String) {
     if let Some(e) = &p.error {
         // The error names servers and databases: for staff only.
         if public {
-            return ("help", "needs help: cannot be checked".into());
+            return (RowState::Help, "needs help: cannot be checked".into());
         }
-        return ("help", format!("needs help: cannot be checked ({e})"));
+        return (
+            RowState::Help,
+            format!("needs help: cannot be checked ({e})"),
+        );
     }
     let Some(done) = p.tasks.as_ref() else {
-        return ("idle", "not checked yet".into());
+        return (RowState::Idle, "not checked yet".into());
     };
     if tasks > 0 && done.iter().all(|t| t.passed) {
-        return ("done", "done".into());
+        return (RowState::Done, "done".into());
     }
     match p.stuck_minutes(now) {
-        Some(m) => ("help", format!("needs help: no progress for {m} min")),
-        None if p.connected > 0 => ("working", "working".into()),
-        _ if p.last_activity.is_none() => ("idle", "not started".into()),
-        _ => ("idle", "not connected".into()),
+        Some(m) => (
+            RowState::Help,
+            format!("needs help: no progress for {m} min"),
+        ),
+        None if p.connected > 0 => (RowState::Working, "working".into()),
+        _ if p.last_activity.is_none() => (RowState::Idle, "not started".into()),
+        _ => (RowState::Idle, "not connected".into()),
     }
 }
 
@@ -72,9 +99,9 @@ pub fn summarize(board: &LabBoard, now: DateTime<Utc>) -> LabStats {
     for p in &board.participants {
         total += u64::from(p.points()) * 100 / u64::from(max);
         match status(p, board.tasks.len(), now, true).0 {
-            "done" => finished += 1,
-            "help" => needs_help += 1,
-            _ => {}
+            RowState::Done => finished += 1,
+            RowState::Help => needs_help += 1,
+            RowState::Idle | RowState::Working => {}
         }
     }
     LabStats {
