@@ -36,9 +36,9 @@ function followJob(el) {
         const bar = document.getElementById("job-progress");
         bar.max = Math.max(job.total, 1);
         bar.value = job.done;
-        document.getElementById("job-count").textContent = job.done + " of " + job.total;
-        document.getElementById("job-percent").textContent =
-          job.total ? Math.floor(job.done * 100 / job.total) : 100;
+        document.getElementById("job-count").textContent = job.total
+          ? job.done + " of " + job.total + " changes (" + Math.floor(job.done * 100 / job.total) + "%)"
+          : (job.state === "queued" ? "waiting for a worker" : "planning the changes");
         document.getElementById("job-state").textContent = job.state;
         document.getElementById("job-log").textContent = job.log.join("\n");
         if (job.state !== "running" && job.state !== "queued") { location.reload(); return; }

@@ -38,14 +38,10 @@ pub struct LoadedLab {
 
 impl LoadedLab {
     pub fn load(path: &Path) -> Result<Self, LabError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LabError::Read {
+        let (name, text) = read_named(path).map_err(|source| LabError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        let name = path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
         let dir = path.parent().unwrap_or(Path::new("."));
         let lab = parse(&name, &text, dir)?;
         let mut digest = Sha256::new();
@@ -63,6 +59,17 @@ impl LoadedLab {
             sources_digest: hex::encode(digest.finalize()),
         })
     }
+}
+
+/// A text file and the name its errors are reported under (the file's
+/// name, without folders).
+pub(crate) fn read_named(path: &Path) -> std::io::Result<(String, String)> {
+    let text = std::fs::read_to_string(path)?;
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    Ok((name, text))
 }
 
 /// A file of a lab as stored with it: the reference, the starter, or a

@@ -39,14 +39,10 @@ impl CsvError {
 
 impl Participants {
     pub fn load(path: &Path) -> Result<Self, CsvError> {
-        let text = std::fs::read_to_string(path).map_err(|source| CsvError::Read {
+        let (name, text) = super::read_named(path).map_err(|source| CsvError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        let name = path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
         Self::parse(&name, &text)
     }
 

@@ -58,10 +58,20 @@ struct JobPage {
 }
 
 impl JobPage {
-    fn percent(&self) -> i32 {
-        (self.job.done * 100)
-            .checked_div(self.job.total)
-            .unwrap_or(if self.job.ended() { 100 } else { 0 })
+    /// "12 of 40 changes (30%)", or what happens before the changes are
+    /// known (the same words as the page's script).
+    fn progress_text(&self) -> String {
+        let job = &self.job;
+        match (job.total, job.state) {
+            (0, JobStatus::Queued) => "waiting for a worker".into(),
+            (0, JobStatus::Running) => "planning the changes".into(),
+            (0, _) => "no changes".into(),
+            (total, _) => format!(
+                "{} of {total} changes ({}%)",
+                job.done,
+                job.done * 100 / total
+            ),
+        }
     }
 }
 
