@@ -4,7 +4,7 @@
 //! died. Any process may run any job, so a second replica shares the work
 //! and shows the same progress.
 
-use crate::control::{JobKind, JobRecord, Store};
+use crate::control::{Claim, JobKind, JobRecord, Store};
 use crate::settings::Settings;
 use crate::submissions::worker as restores;
 use std::collections::HashMap;
@@ -108,37 +108,50 @@ async fn work_loop(settings: Arc<Settings>, store: Store, queue: Queue, worker: 
 #[tracing::instrument(skip_all, fields(job = job.id, kind = %job.kind, lab = %job.lab))]
 async fn run(settings: &Settings, store: &Store, worker: &str, job: JobRecord) {
     tracing::info!(attempt = job.attempts, "job started");
+    let claim = Claim {
+        job: job.id,
+        worker,
+    };
     // In the same task as the job: when the job is dropped (pglab stops),
-    // the heartbeat stops too and the job becomes stale.
+    // the heartbeat stops too and the job becomes stale; when the job is no
+    // longer this worker's (its heartbeat was missed and a sweeper took it
+    // over), it is dropped here.
     tokio::select! {
-        () = dispatch(settings, store, &job) => {},
-        () = heartbeat(store, worker, job.id) => unreachable!("the heartbeat never ends"),
+        () = dispatch(settings, store, &job, claim) => {},
+        () = heartbeat(store, claim) => {
+            tracing::warn!("the job was taken over by a sweeper: stopped here");
+        }
     }
 }
 
 /// Runs a claimed job; each kind records its own end.
-async fn dispatch(settings: &Settings, store: &Store, job: &JobRecord) {
+async fn dispatch(settings: &Settings, store: &Store, job: &JobRecord, claim: Claim<'_>) {
     match job.kind {
         JobKind::Restore => match store.submission_of_job(job.id).await {
-            Ok(Some(sub)) => restores::run(settings, store, sub).await,
-            Ok(None) => end(store, job, "the submission of this restore is gone").await,
-            Err(e) => end(store, job, &e.to_string()).await,
+            Ok(Some(sub)) => restores::run(settings, store, sub, claim.worker).await,
+            Ok(None) => end(store, claim, "the submission of this restore is gone").await,
+            Err(e) => end(store, claim, &e.to_string()).await,
         },
-        JobKind::Apply => super::labs::run_apply_job(settings, store, job).await,
+        JobKind::Apply => super::labs::run_apply_job(settings, store, job, claim).await,
     }
 }
 
-async fn end(store: &Store, job: &JobRecord, error: &str) {
-    tracing::warn!(error, "job failed");
-    if let Err(e) = store.finish_job(job.id, &[], Some(error)).await {
+async fn end(store: &Store, claim: Claim<'_>, error: &str) {
+    tracing::warn!(job = claim.job, error, "job failed");
+    if let Err(e) = store.finish_job(claim, &[], Some(error)).await {
         tracing::error!(error = %e, "could not record the end of a job");
     }
 }
 
-async fn heartbeat(store: &Store, worker: &str, id: i64) {
+/// Returns when the job is no longer this worker's.
+async fn heartbeat(store: &Store, claim: Claim<'_>) {
     loop {
         tokio::time::sleep(HEARTBEAT).await;
-        let _ = store.job_heartbeat(id, worker).await;
+        // A control database that does not answer is not a lost job: the
+        // sweeper waits `STALE_SECS` before taking it over.
+        if let Ok(false) = store.job_heartbeat(claim).await {
+            return;
+        }
     }
 }
 
@@ -151,32 +164,52 @@ async fn sweep_loop(settings: Arc<Settings>, store: Store, sweeper: String) {
     }
 }
 
-/// Ends or requeues the jobs whose worker stopped (pglab was killed).
+/// Ends or requeues the jobs whose worker stopped (pglab was killed), one
+/// at a time; a job that cannot be recovered now (its server is down) is
+/// tried again at a later sweep, and does not hold up the others.
 pub async fn sweep(settings: &Settings, store: &Store, sweeper: &str) -> anyhow::Result<()> {
-    for job in store.take_stale_jobs(STALE_SECS, sweeper).await? {
-        match job.kind {
-            JobKind::Restore => match store.submission_of_job(job.id).await? {
-                Some(sub) => restores::recover(settings, store, sub, job.max_attempts).await?,
-                None => end(store, &job, "the submission of this restore is gone").await,
-            },
-            // Applying is idempotent: the next attempt plans again from
-            // what the interrupted one left.
-            JobKind::Apply if job.attempts < job.max_attempts => {
-                tracing::info!(job = job.id, "interrupted apply queued again");
-                store
-                    .requeue_job(
-                        job.id,
-                        "interrupted (pglab stopped during the apply); retried",
-                    )
-                    .await?;
+    while let Some(job) = store.take_stale_job(STALE_SECS, sweeper).await? {
+        let claim = Claim {
+            job: job.id,
+            worker: sweeper,
+        };
+        if let Err(e) = recover(settings, store, &job, claim).await {
+            tracing::warn!(job = job.id, error = %e, "cannot recover an interrupted job yet");
+        }
+    }
+    Ok(())
+}
+
+async fn recover(
+    settings: &Settings,
+    store: &Store,
+    job: &JobRecord,
+    claim: Claim<'_>,
+) -> anyhow::Result<()> {
+    match job.kind {
+        JobKind::Restore => match store.submission_of_job(job.id).await? {
+            Some(sub) => {
+                restores::recover(settings, store, sub, claim.worker, job.max_attempts).await?;
             }
-            JobKind::Apply => {
-                let error = format!(
-                    "the apply was interrupted {} times (pglab stopped); run it again",
-                    job.attempts
-                );
-                end(store, &job, &error).await;
-            }
+            None => end(store, claim, "the submission of this restore is gone").await,
+        },
+        // Applying is idempotent: the next attempt plans again from what
+        // the interrupted one left.
+        JobKind::Apply if job.attempts < job.max_attempts => {
+            tracing::info!(job = job.id, "interrupted apply queued again");
+            store
+                .requeue_job(
+                    claim,
+                    "interrupted (pglab stopped during the apply); retried",
+                )
+                .await?;
+        }
+        JobKind::Apply => {
+            let error = format!(
+                "the apply was interrupted {} times (pglab stopped); run it again",
+                job.attempts
+            );
+            end(store, claim, &error).await;
         }
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! Labs: checking that a lab's files load, applying a lab with its
 //! participants, and writing its monitoring files.
 
-use crate::control::{JobKind, JobRecord, JobStatus, NewJob, Store, StoreError};
+use crate::control::{Claim, JobKind, JobRecord, JobStatus, NewJob, Store, StoreError};
 use crate::generate::{self, GenerateError, GenerateOptions};
 use crate::ident::LabId;
 use crate::lab::{LoadedLab, Participants};
@@ -68,7 +68,7 @@ pub async fn stored_lab(
         .join(&loaded.sources_digest);
     crate::lab::write_sources(&dir, &files)?;
     Ok(Some(LoadedLab {
-        lab: loaded.lab.with_sources_in(&dir),
+        lab: loaded.lab.with_sources_in(&dir, &files),
         ..loaded
     }))
 }
@@ -123,7 +123,15 @@ pub async fn apply_lab(
     plan: &Plan,
     progress: impl FnMut(usize, &Change),
 ) -> Result<Applied, ProvisionError> {
-    let report = provision::apply(settings, store, plan, progress).await?;
+    let id = &plan.lab.lab.id;
+    let Some(lock) = store.lock_apply(id).await? else {
+        return Err(ProvisionError::Input(format!(
+            "lab {id} is being applied right now (from the web app or another pglab apply); run this again when that has ended"
+        )));
+    };
+    let applied = provision::apply(settings, store, plan, progress).await;
+    lock.release().await;
+    let report = applied?;
     let generated = write_generated(
         settings,
         store,
@@ -203,16 +211,20 @@ pub async fn start_apply(
 /// Runs a claimed apply job: plans again from the stored lab and the list
 /// the job carries (the state may have moved since the plan was shown),
 /// applies with progress lines in the job's log, and records the end.
-pub async fn run_apply_job(settings: &Settings, store: &Store, job: &JobRecord) {
-    let (summary, error) = match apply_job(settings, store, job).await {
+pub async fn run_apply_job(settings: &Settings, store: &Store, job: &JobRecord, claim: Claim<'_>) {
+    let (summary, error) = match apply_job(settings, store, job, claim).await {
         Ok(summary) => (summary, None),
         Err(e) => {
             tracing::error!(error = %e, "apply failed");
             (vec![], Some(e.to_string()))
         }
     };
-    if let Err(e) = store.finish_job(job.id, &summary, error.as_deref()).await {
-        tracing::error!(error = %e, "could not record the end of an apply");
+    match store.finish_job(claim, &summary, error.as_deref()).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!("the apply's job was taken over meanwhile: its end is not recorded here")
+        }
+        Err(e) => tracing::error!(error = %e, "could not record the end of an apply"),
     }
 }
 
@@ -220,21 +232,24 @@ async fn apply_job(
     settings: &Settings,
     store: &Store,
     job: &JobRecord,
+    claim: Claim<'_>,
 ) -> anyhow::Result<Vec<String>> {
-    let csv = job.params["participants"].as_str().unwrap_or_default();
+    let csv = job.params["participants"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("job {} carries no participant list", job.id))?;
     let wanted = Participants::parse("participants", csv)?;
     let lab = stored_lab(settings, store, &job.lab)
         .await?
         .ok_or_else(|| anyhow::anyhow!("lab {} is gone", job.lab))?;
     let plan = provision::plan(settings, store, lab, wanted, false).await?;
     let total = i32::try_from(plan.changes.len()).unwrap_or(i32::MAX);
-    store.job_progress(job.id, 0, total, &[]).await?;
+    store.job_progress(claim, 0, total, &[]).await?;
     // Progress is written by a task of its own, in order, while the apply
     // goes on; the end waits until every line is stored.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, String)>();
     let writer = {
         let store = store.clone();
-        let id = job.id;
+        let (id, worker) = (claim.job, claim.worker.to_string());
         tokio::spawn(async move {
             while let Some((done, line)) = rx.recv().await {
                 let mut lines = vec![line];
@@ -244,7 +259,11 @@ async fn apply_job(
                     lines.push(l);
                 }
                 let done = i32::try_from(done).unwrap_or(i32::MAX);
-                if let Err(e) = store.job_progress(id, done, total, &lines).await {
+                let claim = Claim {
+                    job: id,
+                    worker: &worker,
+                };
+                if let Err(e) = store.job_progress(claim, done, total, &lines).await {
                     tracing::warn!(error = %e, "could not record an apply's progress");
                 }
             }

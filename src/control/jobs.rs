@@ -209,36 +209,41 @@ impl Store {
         }
     }
 
-    pub async fn job_heartbeat(&self, id: i64, worker: &str) -> Result<(), StoreError> {
-        self.client()
+    /// Keeps a claimed job alive; `false` when it is no longer this
+    /// worker's (a sweeper took it over): the worker must stop it.
+    pub async fn job_heartbeat(&self, claim: Claim<'_>) -> Result<bool, StoreError> {
+        let n = self
+            .client()
             .await?
             .execute(
-                "UPDATE jobs SET heartbeat_at = now() WHERE id = $1 AND worker = $2",
-                &[&id, &worker],
+                "UPDATE jobs SET heartbeat_at = now() WHERE id = $1 AND worker = $2 AND status = 'running'",
+                &[&claim.job, &claim.worker],
             )
             .await?;
-        Ok(())
+        Ok(n == 1)
     }
 
-    /// Records progress: `done` of `total`, and log lines.
+    /// Records progress: `done` of `total`, and log lines (nothing when the
+    /// job is no longer this worker's).
     pub async fn job_progress(
         &self,
-        id: i64,
+        claim: Claim<'_>,
         done: i32,
         total: i32,
         lines: &[String],
     ) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        tx.execute(
-            "UPDATE jobs SET done = $2, total = $3 WHERE id = $1",
-            &[&id, &done, &total],
-        )
-        .await?;
-        if !lines.is_empty() {
+        let mine = tx
+            .execute(
+                "UPDATE jobs SET done = $3, total = $4 WHERE id = $1 AND worker = $2 AND status = 'running'",
+                &[&claim.job, &claim.worker, &done, &total],
+            )
+            .await?;
+        if mine == 1 && !lines.is_empty() {
             tx.execute(
                 "INSERT INTO job_log (job_id, line) SELECT $1, unnest($2::text[])",
-                &[&id, &lines],
+                &[&claim.job, &lines],
             )
             .await?;
         }
@@ -246,84 +251,104 @@ impl Store {
         Ok(())
     }
 
-    /// Ends a job; `error` makes it failed.
+    /// Ends a claimed job; `error` makes it failed. `false` when the job
+    /// was no longer this worker's (nothing recorded).
     pub async fn finish_job(
         &self,
-        id: i64,
+        claim: Claim<'_>,
         summary: &[String],
         error: Option<&str>,
-    ) -> Result<(), StoreError> {
-        finish(&**self.client().await?, id, summary, error).await
+    ) -> Result<bool, StoreError> {
+        finish(&**self.client().await?, claim, summary, error).await
     }
 
-    /// Back in the queue after an interrupted attempt, with `note` in its log.
-    pub async fn requeue_job(&self, id: i64, note: &str) -> Result<(), StoreError> {
-        requeue(&**self.client().await?, id, note).await
+    /// Back in the queue after an interrupted attempt, with `note` in its
+    /// log; `false` when the job was no longer this worker's.
+    pub async fn requeue_job(&self, claim: Claim<'_>, note: &str) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mine = requeue(&*tx, claim, note).await?;
+        tx.commit().await?;
+        Ok(mine)
     }
 
-    /// Running jobs whose worker has not been heard of for `secs` (it
-    /// died), taken over by `sweeper`: another replica's sweeper does not
-    /// see them as stale while this one deals with them.
-    pub async fn take_stale_jobs(
+    /// A running job whose worker has not been heard of for `secs` (it
+    /// died), taken over by `sweeper`, one at a time: another replica's
+    /// sweeper does not see it as stale while this one deals with it.
+    pub async fn take_stale_job(
         &self,
         secs: f64,
         sweeper: &str,
-    ) -> Result<Vec<JobRecord>, StoreError> {
-        let rows = self
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let row = self
             .client()
             .await?
-            .query(
+            .query_opt(
                 &format!(
                     "UPDATE jobs j SET worker = $2, heartbeat_at = now()
-                     WHERE j.status = 'running' AND j.heartbeat_at < now() - make_interval(secs => $1)
+                     WHERE j.id = (SELECT s.id FROM jobs s
+                                   WHERE s.status = 'running'
+                                     AND s.heartbeat_at < now() - make_interval(secs => $1)
+                                   ORDER BY s.id LIMIT 1 FOR UPDATE SKIP LOCKED)
                      RETURNING {JOB_COLUMNS}"
                 ),
                 &[&secs, &sweeper],
             )
             .await?;
-        rows.iter().map(job).collect()
+        row.as_ref().map(job).transpose()
     }
+}
+
+/// A job as one worker (or sweeper) holds it: what it records counts only
+/// while the job is still running as its own.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub job: i64,
+    pub worker: &'a str,
 }
 
 pub(super) async fn finish(
     client: &impl GenericClient,
-    id: i64,
+    claim: Claim<'_>,
     summary: &[String],
     error: Option<&str>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let status = if error.is_some() {
         JobStatus::Failed
     } else {
         JobStatus::Succeeded
     };
     let summary = serde_json::to_value(summary).expect("strings serialize");
-    client
+    let n = client
         .execute(
-            "UPDATE jobs SET status = $2, summary = $3, error = $4, finished_at = now(),
-                 done = CASE WHEN $4::text IS NULL THEN total ELSE done END
-             WHERE id = $1",
-            &[&id, &status, &summary, &error],
+            "UPDATE jobs SET status = $3, summary = $4, error = $5, finished_at = now(),
+                 done = CASE WHEN $5::text IS NULL THEN total ELSE done END
+             WHERE id = $1 AND worker = $2 AND status = 'running'",
+            &[&claim.job, &claim.worker, &status, &summary, &error],
         )
         .await?;
-    Ok(())
+    Ok(n == 1)
 }
 
 pub(super) async fn requeue(
     client: &impl GenericClient,
-    id: i64,
+    claim: Claim<'_>,
     note: &str,
-) -> Result<(), StoreError> {
-    client
+) -> Result<bool, StoreError> {
+    let n = client
         .execute(
-            "UPDATE jobs SET status = 'queued', worker = NULL, heartbeat_at = NULL WHERE id = $1",
-            &[&id],
+            "UPDATE jobs SET status = 'queued', worker = NULL, heartbeat_at = NULL
+             WHERE id = $1 AND worker = $2 AND status = 'running'",
+            &[&claim.job, &claim.worker],
         )
         .await?;
-    client
-        .execute(
-            "INSERT INTO job_log (job_id, line) VALUES ($1, $2)",
-            &[&id, &note],
-        )
-        .await?;
-    Ok(())
+    if n == 1 {
+        client
+            .execute(
+                "INSERT INTO job_log (job_id, line) VALUES ($1, $2)",
+                &[&claim.job, &note],
+            )
+            .await?;
+    }
+    Ok(n == 1)
 }

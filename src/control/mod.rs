@@ -67,6 +67,31 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// For sessions of their own (a lock held for as long as they live).
+    server: crate::settings::PgServerSettings,
+    database: String,
+}
+
+/// A lab's apply lock: held by one apply at a time, in any pglab process;
+/// released by `release`, or when dropped (its own session ends, a moment
+/// later).
+pub struct ApplyLock {
+    session: tokio_postgres::Client,
+    lab: crate::ident::LabId,
+}
+
+impl ApplyLock {
+    /// Releases the lock before the session ends: the next apply finds it
+    /// free at once.
+    pub async fn release(self) {
+        let _ = self
+            .session
+            .execute(
+                "SELECT pg_advisory_unlock(hashtext('pglab apply ' || $1))",
+                &[&self.lab],
+            )
+            .await;
+    }
 }
 
 impl Store {
@@ -114,7 +139,31 @@ impl Store {
             .max_size(8)
             .build()
             .expect("pool without runtime-specific options");
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            server: server.clone(),
+            database: db.clone(),
+        })
+    }
+
+    /// Takes the apply lock of `lab`, unless another apply (a job, another
+    /// `pglab apply`) holds it: `None` then.
+    pub async fn lock_apply(
+        &self,
+        lab: &crate::ident::LabId,
+    ) -> Result<Option<ApplyLock>, StoreError> {
+        let session = pgconn::connect(&self.server, &self.database).await?;
+        let locked: bool = session
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtext('pglab apply ' || $1))",
+                &[lab],
+            )
+            .await?
+            .get(0);
+        Ok(locked.then(|| ApplyLock {
+            session,
+            lab: lab.clone(),
+        }))
     }
 
     pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -123,6 +172,12 @@ impl Store {
 
     /// Applies pending migrations; returns the versions applied.
     pub async fn migrate(&self) -> Result<Vec<i32>, StoreError> {
+        self.migrate_until(i32::MAX).await
+    }
+
+    /// Applies pending migrations up to version `last` (tests of upgrades
+    /// start from an older version).
+    pub async fn migrate_until(&self, last: i32) -> Result<Vec<i32>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
@@ -146,7 +201,7 @@ impl Store {
             return Err(StoreError::TooNew(current, known));
         }
         let mut applied = vec![];
-        for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        for &(version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current && m.0 <= last) {
             tx.batch_execute(sql)
                 .await
                 .map_err(|source| StoreError::Migration {

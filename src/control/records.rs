@@ -124,17 +124,19 @@ impl Store {
         rows.iter()
             .map(|r| {
                 let role: &str = r.get(0);
+                let bad = |reason: String| StoreError::BadRecord {
+                    what: "lab file",
+                    key: format!("{lab}/{}", r.get::<_, &str>(1)),
+                    reason,
+                };
                 let file = SourceFile {
-                    role: SourceFile::role_named(role),
+                    role: SourceFile::role_named(role)
+                        .ok_or_else(|| bad(format!("unknown role {role:?}")))?,
                     file_name: r.get(1),
                     bytes: r.get(3),
                 };
                 if file.sha256() != r.get::<_, &str>(2) {
-                    return Err(StoreError::BadRecord {
-                        what: "lab file",
-                        key: format!("{lab}/{}", r.get::<_, &str>(1)),
-                        reason: "its content does not match its checksum".into(),
-                    });
+                    return Err(bad("its content does not match its checksum".into()));
                 }
                 Ok(file)
             })

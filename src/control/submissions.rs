@@ -1,7 +1,7 @@
 //! Dump submissions: what was handed in, and what its restore (a job of the
 //! queue, `queued → running → succeeded | failed`) made of it.
 
-use super::jobs::{finish, insert_job, requeue, NewJob};
+use super::jobs::{finish, insert_job, requeue, Claim, NewJob};
 use super::types::column;
 use super::ServerName;
 use super::{JobKind, JobStatus, Store, StoreError};
@@ -259,48 +259,64 @@ impl Store {
         Ok(())
     }
 
-    /// Ends a submission's restore: its errors and note, and its job.
+    /// Ends a submission's restore: its errors and note, and its job; only
+    /// while the job is `worker`'s (`false`: nothing recorded).
     pub async fn finish_submission(
         &self,
         sub: &SubmissionRecord,
+        worker: &str,
         succeeded: bool,
         errors: &[RestoreIssue],
         note: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let json = serde_json::to_value(errors).expect("issues serialize");
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        tx.execute(
-            "UPDATE submissions SET errors = $2, note = NULLIF(concat_ws('; ', note, $3::text), ''), scratch = NULL WHERE id = $1",
-            &[&sub.id, &json, &note],
-        )
-        .await?;
+    ) -> Result<bool, StoreError> {
         let failure = (!succeeded).then(|| match errors {
             [] => "the restore failed".to_string(),
             [one] => one.message.clone(),
             [first, ..] => format!("{} (and {} more errors)", first.message, errors.len() - 1),
         });
-        finish(&*tx, sub.job, &[], failure.as_deref()).await?;
+        let json = serde_json::to_value(errors).expect("issues serialize");
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let claim = Claim {
+            job: sub.job,
+            worker,
+        };
+        if !finish(&*tx, claim, &[], failure.as_deref()).await? {
+            return Ok(false);
+        }
+        tx.execute(
+            "UPDATE submissions SET errors = $2, note = NULLIF(concat_ws('; ', note, $3::text), ''), scratch = NULL WHERE id = $1",
+            &[&sub.id, &json, &note],
+        )
+        .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
-    /// Back in the queue after an interrupted attempt.
+    /// Back in the queue after an interrupted attempt (while the job is
+    /// `worker`'s).
     pub async fn requeue_submission(
         &self,
         sub: &SubmissionRecord,
+        worker: &str,
         note: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        let claim = Claim {
+            job: sub.job,
+            worker,
+        };
+        if !requeue(&*tx, claim, note).await? {
+            return Ok(false);
+        }
         tx.execute(
             "UPDATE submissions SET scratch = NULL, previous = NULL, note = $2 WHERE id = $1",
             &[&sub.id, &note],
         )
         .await?;
-        requeue(&*tx, sub.job, note).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Whether the database already received a dump successfully.

@@ -2,17 +2,18 @@
 
 mod checks;
 pub mod participants;
+mod sources;
 mod spec;
 pub mod submissions;
 mod walk;
 mod yaml;
 
 pub use participants::{Participant, Participants};
+pub use sources::{write_sources, SourceFile};
 pub use spec::{Check, Compare, DatabaseMode, Lab, LabOptions, ObjectName, Source, Task};
 pub use walk::FieldError;
 
-use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
@@ -32,7 +33,8 @@ pub struct LoadedLab {
     pub lab: Lab,
     /// The YAML text as the lab master wrote it.
     pub text: String,
-    /// SHA-256 over the reference and starter contents.
+    /// SHA-256 over the names and contents of the reference, the starter
+    /// and the files they include (`sources::digest`).
     pub sources_digest: String,
 }
 
@@ -44,19 +46,11 @@ impl LoadedLab {
         })?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let lab = parse(&name, &text, dir)?;
-        let mut digest = Sha256::new();
-        for (_, source) in lab.sources() {
-            let bytes = std::fs::read(source.path()).map_err(|e| LabError::Read {
-                path: source.path().display().to_string(),
-                source: e,
-            })?;
-            digest.update((bytes.len() as u64).to_le_bytes());
-            digest.update(&bytes);
-        }
+        let sources_digest = sources::digest(&lab.read_sources()?);
         Ok(Self {
             lab,
             text,
-            sources_digest: hex::encode(digest.finalize()),
+            sources_digest,
         })
     }
 }
@@ -70,155 +64,6 @@ pub(crate) fn read_named(path: &Path) -> std::io::Result<(String, String)> {
         |n| n.to_string_lossy().into_owned(),
     );
     Ok((name, text))
-}
-
-/// A file of a lab as stored with it: the reference, the starter, or a
-/// file one of them includes with psql's `\i` / `\ir`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceFile {
-    /// `reference`, `starter` or `include`.
-    pub role: &'static str,
-    /// Relative to the folder of the reference and starter.
-    pub file_name: String,
-    pub bytes: Vec<u8>,
-}
-
-impl SourceFile {
-    pub fn sha256(&self) -> String {
-        hex::encode(Sha256::digest(&self.bytes))
-    }
-
-    pub fn role_named(role: &str) -> &'static str {
-        match role {
-            "reference" => "reference",
-            "starter" => "starter",
-            _ => "include",
-        }
-    }
-}
-
-/// A relative path that stays below its folder (no `..`, not absolute).
-fn stays_inside(name: &str) -> bool {
-    let path = Path::new(name);
-    !name.is_empty()
-        && path
-            .components()
-            .all(|c| matches!(c, std::path::Component::Normal(_)))
-}
-
-/// The files a psql script includes relative to its own folder: the
-/// argument of each `\i`, `\ir`, `\include` and `\include_relative` line
-/// that is a relative path staying inside it.
-fn includes(script: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(script)
-        .lines()
-        .filter_map(|line| {
-            let rest = line.trim_start().strip_prefix('\\')?;
-            let (command, arg) = rest.split_once(char::is_whitespace)?;
-            let arg = arg.trim().trim_matches(|c| c == '\'' || c == '"');
-            let known = ["i", "ir", "include", "include_relative"].contains(&command);
-            (known && stays_inside(arg)).then(|| arg.to_string())
-        })
-        .collect()
-}
-
-impl Lab {
-    /// The lab's reference and starter with their role.
-    pub fn sources(&self) -> impl Iterator<Item = (&'static str, &Source)> {
-        std::iter::once(("reference", &self.reference))
-            .chain(self.starter.as_ref().map(|s| ("starter", s)))
-    }
-
-    /// Reads the reference and starter, and the files their SQL includes
-    /// from the same folder, from where the lab names them.
-    pub fn read_sources(&self) -> Result<Vec<SourceFile>, LabError> {
-        let read = |path: &Path| {
-            std::fs::read(path).map_err(|e| LabError::Read {
-                path: path.display().to_string(),
-                source: e,
-            })
-        };
-        let mut files: Vec<SourceFile> = vec![];
-        // First in, first out: the reference and starter keep their role
-        // when the other one includes them.
-        let mut pending: std::collections::VecDeque<(PathBuf, String, &'static str)> = self
-            .sources()
-            .map(|(role, source)| {
-                let path = source.path().to_path_buf();
-                let name = path
-                    .file_name()
-                    .map_or_else(|| role.to_string(), |n| n.to_string_lossy().into_owned());
-                (path, name, role)
-            })
-            .collect();
-        while let Some((path, file_name, role)) = pending.pop_front() {
-            if files.iter().any(|f| f.file_name == file_name) {
-                continue;
-            }
-            let bytes = read(&path)?;
-            let folder = path.parent().unwrap_or(Path::new("."));
-            let prefix = Path::new(&file_name).parent().unwrap_or(Path::new(""));
-            let is_sql = match role {
-                "include" => true,
-                _ => self
-                    .sources()
-                    .any(|(r, s)| r == role && matches!(s, Source::Sql(_))),
-            };
-            if is_sql {
-                for inc in includes(&bytes) {
-                    let name = prefix.join(&inc).to_string_lossy().into_owned();
-                    pending.push_back((folder.join(&inc), name, "include"));
-                }
-            }
-            files.push(SourceFile {
-                role,
-                file_name,
-                bytes,
-            });
-        }
-        files.sort_by(|a, b| a.file_name.cmp(&b.file_name));
-        Ok(files)
-    }
-
-    /// The same lab with its reference and starter in `dir` (where the
-    /// stored files are written, under their names).
-    pub fn with_sources_in(mut self, dir: &Path) -> Self {
-        for source in std::iter::once(&mut self.reference).chain(self.starter.as_mut()) {
-            let name = source
-                .path()
-                .file_name()
-                .map(std::ffi::OsStr::to_os_string)
-                .unwrap_or_default();
-            let moved = dir.join(name);
-            *source = match source {
-                Source::Sql(_) => Source::Sql(moved),
-                Source::Dump(_) => Source::Dump(moved),
-            };
-        }
-        self
-    }
-}
-
-/// Writes stored lab files below `dir`; a name leaving it is refused.
-pub fn write_sources(dir: &Path, files: &[SourceFile]) -> std::io::Result<()> {
-    for file in files {
-        if !stays_inside(&file.file_name) {
-            return Err(std::io::Error::other(format!(
-                "lab file name {:?} leaves the lab's folder",
-                file.file_name
-            )));
-        }
-        let path = dir.join(&file.file_name);
-        if std::fs::read(&path).ok().as_deref() == Some(file.bytes.as_slice()) {
-            continue;
-        }
-        let folder = path.parent().expect("below dir");
-        std::fs::create_dir_all(folder)?;
-        let partial = folder.join(format!(".{}.partial", std::process::id()));
-        std::fs::write(&partial, &file.bytes)?;
-        std::fs::rename(&partial, &path)?;
-    }
-    Ok(())
 }
 
 /// Parses lab YAML text; `name` is used in error messages, `dir` to resolve
@@ -255,48 +100,6 @@ mod fuzz_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_files_a_lab_is_stored_with_are_its_sources_and_their_includes() {
-        let dir = tempfile::tempdir().expect("dir");
-        let d = dir.path();
-        std::fs::create_dir_all(d.join("parts")).expect("mkdir");
-        std::fs::write(
-            d.join("ref.sql"),
-            "\\ir starter.sql\n  \\i 'parts/data.sql'\n\\i /etc/passwd\n\\ir ../up.sql\n",
-        )
-        .expect("w");
-        std::fs::write(d.join("starter.sql"), "\\ir ref.sql\n").expect("w");
-        std::fs::write(d.join("parts/data.sql"), "\\ir more.sql\n").expect("w");
-        std::fs::write(d.join("parts/more.sql"), "SELECT 1;").expect("w");
-        let text = "id: inc\ntitle: Inc\nreference: {sql: ref.sql}\nstarter: {sql: starter.sql}\ntasks:\n  - id: one\n    title: One\n    checks: [{sql: SELECT true}]\n";
-        let lab = parse("lab.yaml", text, d).expect("lab");
-        let files = lab.read_sources().expect("read");
-        let names: Vec<(&str, &str)> = files
-            .iter()
-            .map(|f| (f.file_name.as_str(), f.role))
-            .collect();
-        assert_eq!(
-            names,
-            [
-                ("parts/data.sql", "include"),
-                ("parts/more.sql", "include"),
-                ("ref.sql", "reference"),
-                ("starter.sql", "starter"),
-            ]
-        );
-        // Written elsewhere, the lab finds them under the same names.
-        let copy = tempfile::tempdir().expect("dir");
-        write_sources(copy.path(), &files).expect("write");
-        let moved = lab.with_sources_in(copy.path());
-        assert_eq!(moved.read_sources().expect("read copy"), files);
-        let escaping = SourceFile {
-            role: "include",
-            file_name: "../x.sql".into(),
-            bytes: vec![],
-        };
-        assert!(write_sources(copy.path(), &[escaping]).is_err());
-    }
 
     fn errors(text: &str) -> Vec<String> {
         let dir = std::env::temp_dir();

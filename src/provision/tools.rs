@@ -93,9 +93,18 @@ pub async fn psql_file(
     file: &Path,
     role: Option<&str>,
 ) -> Result<(), ToolError> {
+    // In the file's folder, as its lab's files are laid out: `\i x.sql`
+    // finds x.sql beside it, wherever the files were written.
+    let file = std::path::absolute(file).map_err(|source| ToolError::Io {
+        what: format!("loading {}", file.display()),
+        source,
+    })?;
     let mut cmd = command(server, "psql", db, role)?;
     cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
-        .arg(file);
+        .arg(&file);
+    if let Some(folder) = file.parent() {
+        cmd.current_dir(folder);
+    }
     run(format!("loading {}", file.display()), cmd).await
 }
 

@@ -8,12 +8,14 @@ use crate::lab::submissions::KEPT_UPLOADS;
 use crate::settings::Settings;
 
 #[tracing::instrument(skip_all, fields(submission = sub.id, db = %sub.database))]
-pub async fn run(settings: &Settings, store: &Store, sub: SubmissionRecord) {
+pub async fn run(settings: &Settings, store: &Store, sub: SubmissionRecord, worker: &str) {
     tracing::info!(format = sub.format.name(), "restore started");
     let saved = match restore::run(settings, store, &sub).await {
         Outcome::Succeeded(note) => {
             tracing::info!("restore succeeded");
-            let saved = store.finish_submission(&sub, true, &[], Some(&note)).await;
+            let saved = store
+                .finish_submission(&sub, worker, true, &[], Some(&note))
+                .await;
             for note in super::replace::retire_older(settings, store, &sub).await {
                 tracing::info!(%note, "older database retired");
             }
@@ -21,11 +23,17 @@ pub async fn run(settings: &Settings, store: &Store, sub: SubmissionRecord) {
         }
         Outcome::Failed(issues) => {
             tracing::info!(errors = issues.len(), "restore failed");
-            store.finish_submission(&sub, false, &issues, None).await
+            store
+                .finish_submission(&sub, worker, false, &issues, None)
+                .await
         }
     };
-    if let Err(e) = saved {
-        tracing::error!(error = %e, "could not record the end of a restore");
+    match saved {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            "the restore's job was taken over meanwhile: its end is not recorded here"
+        ),
+        Err(e) => tracing::error!(error = %e, "could not record the end of a restore"),
     }
     remove_uploads(store, &sub).await;
 }
@@ -61,6 +69,7 @@ pub async fn recover(
     settings: &Settings,
     store: &Store,
     sub: SubmissionRecord,
+    sweeper: &str,
     max_attempts: i32,
 ) -> anyhow::Result<()> {
     debug_assert_eq!(sub.status, JobStatus::Running);
@@ -84,7 +93,9 @@ pub async fn recover(
             "interrupted restore had completed: recorded as succeeded"
         );
         let note = "restored (pglab stopped just after; recorded at the next start)";
-        store.finish_submission(&sub, true, &[], Some(note)).await?;
+        store
+            .finish_submission(&sub, sweeper, true, &[], Some(note))
+            .await?;
         return Ok(());
     }
     // The swap did not happen: the group's database must accept sessions
@@ -95,6 +106,7 @@ pub async fn recover(
         store
             .requeue_submission(
                 &sub,
+                sweeper,
                 "interrupted (pglab stopped during the restore); retried",
             )
             .await?;
@@ -104,7 +116,9 @@ pub async fn recover(
             "the restore was interrupted {} times (pglab stopped); nothing was changed",
             sub.attempts
         ));
-        store.finish_submission(&sub, false, &[issue], None).await?;
+        store
+            .finish_submission(&sub, sweeper, false, &[issue], None)
+            .await?;
     }
     Ok(())
 }

@@ -142,3 +142,62 @@ fn malformed_files_name_file_line_and_field() {
     }
     assert!(!err.contains("people.csv:2:"), "{err}");
 }
+
+/// A control database of pglab 0.3 (version 3: restores in `submissions`)
+/// upgrades to the job queue keeping every hand-in, its state and its
+/// errors; two restores of one database left running by the old queue's
+/// race do not stop the upgrade.
+#[tokio::test]
+async fn control_database_upgrades_keep_every_hand_in() {
+    let env = TestEnv::start(1).await;
+    let mut settings = env.settings().clone();
+    settings.control.database = "pglab_v3".into();
+    let old = pglab::control::Store::open(&settings).await.expect("open");
+    assert_eq!(old.migrate_until(3).await.expect("to 3"), [1, 2, 3]);
+    old.client()
+        .await
+        .expect("client")
+        .batch_execute(
+            "INSERT INTO labs (id, title, spec, source_yaml, sources_digest) VALUES ('old', 'Old', '{}', '', '');
+             INSERT INTO submissions (lab_id, database, server, owner, uploaded_by, size, format, file, late, status, attempts, errors, note)
+             VALUES ('old', 'old.g1', 'main', 'old.g1', 'alice', 10, 'plain', '/nowhere/1', false, 'succeeded', 1, '[]', 'restored'),
+                    ('old', 'old.g1', 'main', 'old.g1', 'bob', 20, 'custom', '/nowhere/2', true, 'failed', 2,
+                     '[{\"message\": \"syntax error\", \"statement\": null, \"toc\": null, \"line\": 3}]', null),
+                    ('old', 'old.g2', 'main', 'old.g2', 'carol', 30, 'tar', '/nowhere/3', false, 'running', 1, '[]', null),
+                    ('old', 'old.g2', 'main', 'old.g2', 'carol', 40, 'tar', '/nowhere/4', false, 'running', 1, '[]', null),
+                    ('old', 'old.g2', 'main', 'old.g2', 'carol', 50, 'tar', '/nowhere/5', false, 'queued', 0, '[]', null);",
+        )
+        .await
+        .expect("old rows");
+    assert_eq!(old.migrate().await.expect("upgrade"), [4, 5]);
+    let lab = pglab::ident::LabId::parse("old").expect("id");
+    let subs = old.lab_submissions(&lab).await.expect("read back");
+    use pglab::control::JobStatus::*;
+    let seen: Vec<(i64, pglab::control::JobStatus, i32)> = subs
+        .iter()
+        .map(|s| (s.size, s.status, s.attempts))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (50, Queued, 0),
+            (40, Queued, 1),
+            (30, Running, 1),
+            (20, Failed, 2),
+            (10, Succeeded, 1)
+        ]
+    );
+    let failed = subs.iter().find(|s| s.size == 20).expect("bob's");
+    assert_eq!(failed.errors[0].message, "syntax error");
+    assert_eq!(failed.errors[0].line, Some(3));
+    assert!(failed.late && failed.format == pglab::lab::submissions::DumpFormat::Custom);
+    // Each hand-in has its own restore job, keyed by its database.
+    let jobs: std::collections::BTreeSet<i64> = subs.iter().map(|s| s.job).collect();
+    assert_eq!(jobs.len(), 5);
+    let g2 = pglab::ident::PgName::from_catalog("old.g2".into());
+    assert_eq!(
+        old.pending_submissions(&lab, &g2).await.expect("pending"),
+        3
+    );
+    env.stop().await;
+}

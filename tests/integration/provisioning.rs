@@ -232,5 +232,28 @@ async fn per_group_databases_are_shared_by_members_only() {
     pglab::app::check_lab_loads(&env.settings().postgres[0], &from_store)
         .await
         .expect("the stored files build the lab");
+
+    // One apply of a lab at a time, whoever starts it.
+    let people = pglab::lab::Participants::parse("people", people).expect("csv");
+    let plan = pglab::provision::plan(env.settings(), &env.store, from_store, people, false)
+        .await
+        .expect("plan");
+    let held = env
+        .store
+        .lock_apply(&id)
+        .await
+        .expect("lock")
+        .expect("free");
+    assert!(env.store.lock_apply(&id).await.expect("lock").is_none());
+    let refused = pglab::app::apply_lab(env.settings(), &env.store, &plan, |_, _| {})
+        .await
+        .err()
+        .expect("refused while another apply runs")
+        .to_string();
+    assert!(refused.contains("being applied"), "{refused}");
+    held.release().await;
+    pglab::app::apply_lab(env.settings(), &env.store, &plan, |_, _| {})
+        .await
+        .expect("applies once the other apply ended");
     env.stop().await;
 }

@@ -30,8 +30,6 @@ CREATE TABLE jobs (
     error        text
 );
 
--- Two workers can never run jobs of the same key at once.
-CREATE UNIQUE INDEX jobs_one_running ON jobs (lock_key) WHERE status = 'running';
 CREATE INDEX jobs_queue ON jobs (id) WHERE status IN ('queued', 'running');
 CREATE INDEX jobs_recent ON jobs (lock_key, finished_at);
 
@@ -69,3 +67,13 @@ ALTER TABLE submissions
     DROP COLUMN started_at,
     DROP COLUMN finished_at;
 CREATE UNIQUE INDEX submissions_job ON submissions (job_id);
+
+-- The old queue could leave two running restores of one database (nothing
+-- stopped two claims at once): all but the oldest wait again.
+UPDATE jobs SET status = 'queued', worker = NULL, heartbeat_at = NULL
+WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY lock_key ORDER BY id) AS n
+                             FROM jobs WHERE status = 'running') r
+             WHERE n > 1);
+
+-- Two workers can never run jobs of the same key at once.
+CREATE UNIQUE INDEX jobs_one_running ON jobs (lock_key) WHERE status = 'running';
