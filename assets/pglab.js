@@ -94,7 +94,56 @@ function followSubmission(el) {
   if (el.dataset.state === "queued" || el.dataset.state === "running") setTimeout(tick, 1000);
 }
 
+// A student's progress follows the scoring rounds (ETag polling, like the
+// board) and says aloud which task just passed.
+function followProgress(el) {
+  const lab = el.id.replace(/^progress-/, "");
+  const announce = document.getElementById("announce-" + lab);
+  let version = el.dataset.version;
+  async function tick() {
+    try {
+      const r = await fetch(el.dataset.url, {
+        credentials: "same-origin",
+        headers: version ? { "If-None-Match": version } : {},
+      });
+      if (r.status === 200) {
+        const before = new Set([...el.querySelectorAll("li.task[data-passed='1']")].map((t) => t.id));
+        el.innerHTML = await r.text();
+        version = r.headers.get("ETag") || version;
+        const passed = [...el.querySelectorAll("li.task[data-passed='1']")].filter((t) => !before.has(t.id));
+        if (passed.length && announce) {
+          announce.textContent = "Passed: " + passed.map((t) => t.dataset.title).join(", ");
+          for (const t of passed) t.classList.add("just-passed");
+        }
+      }
+    } catch (e) { /* retried below */ }
+    setTimeout(tick, 2000);
+  }
+  setTimeout(tick, 2000);
+}
+
+// "Copy" next to a command.
+function enhanceCopy(button) {
+  button.addEventListener("click", async () => {
+    const text = document.getElementById(button.dataset.copy).textContent;
+    try {
+      await navigator.clipboard.writeText(text);
+      button.textContent = "Copied";
+    } catch (e) {
+      const range = document.createRange();
+      range.selectNodeContents(document.getElementById(button.dataset.copy));
+      const sel = window.getSelection();
+      sel.removeAllRanges();
+      sel.addRange(range);
+      button.textContent = "Selected: press Ctrl+C";
+    }
+    setTimeout(() => { button.textContent = "Copy"; }, 2500);
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  for (const p of document.querySelectorAll(".live-progress")) followProgress(p);
+  for (const b of document.querySelectorAll("button.copy")) enhanceCopy(b);
   for (const f of document.querySelectorAll("form.upload")) enhanceUpload(f);
   const sub = document.getElementById("sub-status");
   if (sub) followSubmission(sub);

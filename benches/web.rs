@@ -84,6 +84,7 @@ async fn naive_grid(store: &pglab::control::Store, lab: &LabBoard) -> String {
                         passed: s.is_some_and(|s| s.passed),
                         points: s.map_or(0, |s| s.points as u32),
                         reason: s.and_then(|s| s.reason.clone()),
+                        hint: None,
                         first_passed: s.and_then(|s| s.first_passed_at),
                     }
                 })

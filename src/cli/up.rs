@@ -81,10 +81,8 @@ async fn serve(
     if let Some(p) = &stack.prometheus {
         println!("prometheus: http://127.0.0.1:{}", p.port);
     }
-    println!(
-        "config:   {} (used by the other pglab commands run from here)",
-        settings.data_dir.join("pglab.yaml").display()
-    );
+    let config = settings.data_dir.join("pglab.yaml");
+    println!("config:   {} ({})", config.display(), config_reach(&config));
     if with_demo {
         apply_demo(settings, &store).await?;
     }
@@ -104,15 +102,46 @@ async fn serve(
     Ok(())
 }
 
+/// Where the other commands find the config: `.pglab/pglab.yaml` of the
+/// folder they run in is their default; for another data directory, a link
+/// there points at it (unless that file exists already).
+fn config_reach(config: &std::path::Path) -> String {
+    let default = std::path::Path::new(".pglab/pglab.yaml");
+    let same = |a: &std::path::Path, b: &std::path::Path| {
+        std::fs::canonicalize(a)
+            .ok()
+            .zip(std::fs::canonicalize(b).ok())
+            .is_some_and(|(a, b)| a == b)
+    };
+    if same(config, default) {
+        return "used by the other pglab commands run from here".into();
+    }
+    let linked = default.symlink_metadata().is_err()
+        && std::fs::create_dir_all(".pglab").is_ok()
+        && std::path::absolute(config)
+            .and_then(|target| std::os::unix::fs::symlink(target, default))
+            .is_ok();
+    if linked {
+        "linked from .pglab/pglab.yaml: the other pglab commands run from here use it".into()
+    } else {
+        format!(
+            "the other pglab commands: pglab --config {} ..., or export PGLAB_CONFIG={}",
+            config.display(),
+            config.display()
+        )
+    }
+}
+
 async fn apply_demo(settings: &crate::settings::Settings, store: &Store) -> anyhow::Result<()> {
     let (lab_file, csv) = demo::write(&settings.data_dir.join("demo"))?;
     let lab = LoadedLab::load(&lab_file)?;
     let people = Participants::load(&csv)?;
     let plan = provision::plan(settings, store, lab, people, false).await?;
     let applied = crate::app::apply_lab(settings, store, &plan, |_, _| {}).await?;
+    // The demo's list, and whoever was added to the lab since (kept).
+    let participants = store.participants(&plan.lab.lab.id).await?.len();
     println!(
-        "demo lab: {} participants, {} changes applied",
-        plan.participants.0.len(),
+        "demo lab: {participants} participants, {} changes applied",
         applied.report.applied
     );
     let out = applied.generated.map_err(anyhow::Error::msg)?;

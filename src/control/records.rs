@@ -432,6 +432,7 @@ impl Store {
 pub struct CredentialRecord {
     pub username: Username,
     pub name: String,
+    pub email: String,
     pub database: PgName,
     pub server: ServerName,
     /// `None` once handed out and forgotten.
@@ -444,7 +445,7 @@ impl Store {
             .client()
             .await?
             .query(
-                "SELECT p.username, p.name, p.database, d.server, c.initial_password
+                "SELECT p.username, p.name, p.database, d.server, c.initial_password, p.email
                  FROM participants p
                  JOIN lab_databases d ON d.lab_id = p.lab_id AND d.name = p.database
                  LEFT JOIN credentials c ON c.username = p.username
@@ -462,6 +463,7 @@ impl Store {
                     database: r.get(2),
                     server: r.get(3),
                     initial_password: r.get(4),
+                    email: r.get(5),
                 })
             })
             .collect()

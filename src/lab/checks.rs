@@ -6,10 +6,11 @@ use super::yaml::{Node, Value};
 
 const CHECK_KINDS: &[&str] = &["table", "view", "query", "sql"];
 const CHECK_KEYS: &[&str] = &[
-    "table", "view", "query", "sql", "compare", "expect", "ordered",
+    "table", "view", "query", "sql", "compare", "expect", "ordered", "hint",
 ];
 
-pub(super) fn check(w: &mut Walker, node: &Node, path: &str) -> Option<Check> {
+/// A check and its `hint:` (shown to the participant while it fails).
+pub(super) fn check(w: &mut Walker, node: &Node, path: &str) -> Option<(Check, Option<String>)> {
     // The kind is the one key naming a check; report a misspelt kind as such.
     if let Value::Map(entries) = &node.value {
         for (k, _) in entries {
@@ -62,19 +63,21 @@ pub(super) fn check(w: &mut Walker, node: &Node, path: &str) -> Option<Check> {
             None
         }
     };
-    match kind {
-        "table" => Some(Check::Table {
+    let hint = w.string(&c, "hint");
+    let check = match kind {
+        "table" => Check::Table {
             name: name(w)?,
             compare: compare(w, &c)?,
-        }),
-        "view" => Some(Check::View {
+        },
+        "view" => Check::View {
             name: name(w)?,
             expect: w.string(&c, "expect"),
             ordered,
-        }),
-        "query" => Some(Check::Query { sql: text, ordered }),
-        _ => Some(Check::Sql { sql: text }),
-    }
+        },
+        "query" => Check::Query { sql: text, ordered },
+        _ => Check::Sql { sql: text },
+    };
+    Some((check, hint))
 }
 
 fn compare(w: &mut Walker, c: &Fields) -> Option<Vec<Compare>> {

@@ -89,7 +89,8 @@ fn lab_errors(text: &str) -> Result<(), TestCaseError> {
 }
 
 fn csv_errors(text: &str) -> Result<(), TestCaseError> {
-    let lines = text.lines().count().max(1);
+    // A lone CR ends a line too (as old spreadsheets write them).
+    let lines = super::unix_lines(text).lines().count().max(1);
     match Participants::parse("p.csv", text) {
         Ok(_) => {}
         Err(CsvError::Invalid(errors)) => {

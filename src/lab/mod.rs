@@ -55,6 +55,17 @@ impl LoadedLab {
     }
 }
 
+/// The text with `\n` line ends only (from CRLF or a lone CR, as browsers
+/// and spreadsheets send them), so that every line number is the one the
+/// user's editor shows.
+pub(crate) fn unix_lines(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\r') {
+        text.replace("\r\n", "\n").replace('\r', "\n").into()
+    } else {
+        text.into()
+    }
+}
+
 /// A text file and the name its errors are reported under (the file's
 /// name, without folders).
 pub(crate) fn read_named(path: &Path) -> std::io::Result<(String, String)> {
@@ -100,6 +111,15 @@ mod fuzz_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_labs_schemas_are_where_its_checked_tables_are() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("r.sql"), "SELECT 1;").expect("write");
+        let text = "id: s\ntitle: S\nreference: {sql: r.sql}\ntasks:\n  - id: a\n    title: A\n    checks:\n      - table: shop.items\n      - view: public.v\n      - view: audit.log_view\n      - sql: SELECT true\n";
+        let lab = parse("lab.yaml", text, dir.path()).expect("lab");
+        assert_eq!(lab.schemas(), ["audit", "shop"]);
+    }
 
     fn errors(text: &str) -> Vec<String> {
         let dir = std::env::temp_dir();

@@ -48,6 +48,7 @@ impl Participants {
 
     /// Parses the CSV; every bad line is reported with its number.
     pub fn parse(file: &str, text: &str) -> Result<Self, CsvError> {
+        let text = &*super::unix_lines(text);
         let mut errors = Vec::new();
         let mut out: Vec<Participant> = Vec::new();
         // A pasted list may come without the header line: then the columns
@@ -64,10 +65,23 @@ impl Participants {
             .from_reader(text.as_bytes());
         let columns = Columns::of(file, &mut reader, has_header)?;
         for record in reader.records() {
+            // The line from the byte offset: the reader's own line count
+            // leaves out empty lines.
+            // A record's position can be the empty lines before it.
+            let line_at = |p: Option<&csv::Position>| {
+                p.map_or(0, |p| {
+                    let bytes = text.as_bytes();
+                    let mut start = (p.byte() as usize).min(bytes.len());
+                    while bytes.get(start) == Some(&b'\n') {
+                        start += 1;
+                    }
+                    bytes[..start].iter().filter(|&&b| b == b'\n').count() + 1
+                })
+            };
             let record = match record {
                 Ok(r) => r,
                 Err(e) => {
-                    let line = e.position().map_or(0, |p| p.line());
+                    let line = line_at(e.position());
                     errors.push(format!("{file}:{line}: {e}"));
                     continue;
                 }
@@ -75,7 +89,7 @@ impl Participants {
             if record.iter().all(|f| f.is_empty()) {
                 continue;
             }
-            let line = record.position().map_or(0, |p| p.line());
+            let line = line_at(record.position());
             match columns.participant(&record) {
                 Ok(p) if out.iter().any(|o| o.username == p.username) => {
                     errors.push(format!("{file}:{line}: duplicate username {}", p.username));
@@ -197,6 +211,32 @@ fn valid_email(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crlf_and_lf_give_the_same_line_numbers() {
+        let lf = "username,name,email,group\nalice,Alice,alice@example.org,\n\nbad name,Bob,bob@example.org,\ncarol,Carol,not-an-address,\n";
+        for text in [
+            lf.to_string(),
+            lf.replace('\n', "\r\n"),
+            lf.replace('\n', "\r"),
+        ] {
+            let e = Participants::parse("pasted", &text)
+                .expect_err("bad rows")
+                .to_string();
+            assert!(
+                e.contains("pasted:4:") && e.contains("pasted:5:"),
+                "{text:?}: {e}"
+            );
+        }
+        // Without a header line the numbers are the user's too.
+        let e = Participants::parse(
+            "pasted",
+            "alice,Alice,alice@example.org,\r\nbad name,B,b@example.org,\r\n",
+        )
+        .expect_err("bad row")
+        .to_string();
+        assert!(e.contains("pasted:2:"), "{e}");
+    }
 
     #[test]
     fn hostile_lines_are_rejected_with_line_numbers() {

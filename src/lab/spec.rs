@@ -30,6 +30,27 @@ impl Source {
     }
 }
 
+impl Lab {
+    /// The schemas the lab's table and view checks name, other than
+    /// `public`: where participants' tables are (and what their databases'
+    /// `search_path` includes).
+    pub fn schemas(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .tasks
+            .iter()
+            .flat_map(|t| &t.checks)
+            .filter_map(|c| match c {
+                Check::Table { name, .. } | Check::View { name, .. } => Some(name.schema.clone()),
+                _ => None,
+            })
+            .filter(|s| s != "public")
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
 /// `schema.name` of a table or view; quoted only where SQL is built.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ObjectName {
@@ -102,6 +123,9 @@ pub struct Task {
     pub description: Option<String>,
     pub points: u32,
     pub checks: Vec<Check>,
+    /// Per check, what the participant is told while that check fails.
+    #[serde(default)]
+    pub hints: Vec<Option<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -290,11 +314,11 @@ fn tasks(w: &mut Walker, f: &Fields) -> Option<Vec<Task>> {
                 "a task needs at least one check",
             );
         }
-        let checks: Vec<Check> = checks_nodes
+        let (checks, hints): (Vec<Check>, Vec<Option<String>>) = checks_nodes
             .into_iter()
             .enumerate()
             .filter_map(|(j, c)| super::checks::check(w, c, &format!("{path}.checks[{j}]")))
-            .collect();
+            .unzip();
         if let (Some(id), Some(title), Some(points)) = (id, title, points) {
             out.push(Task {
                 id,
@@ -302,6 +326,7 @@ fn tasks(w: &mut Walker, f: &Fields) -> Option<Vec<Task>> {
                 description,
                 points,
                 checks,
+                hints,
             });
         }
     }

@@ -121,8 +121,9 @@ impl MarkedEventReceiver for Builder {
 
 /// Parses one YAML document into a tree with line numbers.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+    let text = super::unix_lines(text);
     let mut builder = Builder::default();
-    let mut parser = Parser::new_from_str(text);
+    let mut parser = Parser::new_from_str(&text);
     parser.load(&mut builder, false).map_err(|e| SyntaxError {
         line: e.marker().line(),
         message: e.info().to_string(),
@@ -149,6 +150,22 @@ mod tests {
             panic!()
         };
         assert_eq!(items[1].line, 4);
+    }
+
+    #[test]
+    fn crlf_and_lf_give_the_same_lines() {
+        let lf = "a: 1\nb:\n  - x\n  - y: 2\nc: [1, 2\n";
+        let crlf = lf.replace('\n', "\r\n");
+        assert_eq!(parse(lf).unwrap_err().line, parse(&crlf).unwrap_err().line);
+        let ok = "a: 1\r\n\r\nb:\r\n  - x\r\n  - y: 2\r\n";
+        let Value::Map(entries) = parse(ok).unwrap().value else {
+            panic!()
+        };
+        assert_eq!(entries[1].0.line, 3);
+        let Value::Seq(items) = &entries[1].1.value else {
+            panic!()
+        };
+        assert_eq!(items[1].line, 5);
     }
 
     #[test]

@@ -256,6 +256,13 @@ impl<'a> Run<'a> {
             } => {
                 self.ldap().await?.set_group(cn, *exists, members).await?;
             }
+            Change::SearchPath { server, db, path } => {
+                let client = &self.admin(server, 1).await?[0];
+                client
+                    .batch_execute(&pg::search_path_sql(db, path))
+                    .await
+                    .map_err(sql_err(server, format!("set the search_path of {db}")))?;
+            }
             Change::CloseDatabase { server, db, owner } => {
                 let client = &self.admin(server, 1).await?[0];
                 client
@@ -313,7 +320,13 @@ impl<'a> Run<'a> {
                             if stop.load(std::sync::atomic::Ordering::Relaxed) {
                                 return Some((idx, None));
                             }
-                            let Change::CreateDatabase { db, owner, .. } = &batch[idx] else {
+                            let Change::CreateDatabase {
+                                db,
+                                owner,
+                                search_path,
+                                ..
+                            } = &batch[idx]
+                            else {
                                 unreachable!("a database batch holds only databases")
                             };
                             // Recorded before it is made: a crash between the two
@@ -324,9 +337,11 @@ impl<'a> Run<'a> {
                                 server: ServerName::new(s.name.as_str()),
                             };
                             let result = match store.put_database(lab_id, &record).await {
-                                Ok(()) => pg::clone_database(s, client, template, db, owner)
-                                    .await
-                                    .map_err(ProvisionError::from),
+                                Ok(()) => {
+                                    pg::clone_database(s, client, template, db, owner, search_path)
+                                        .await
+                                        .map_err(ProvisionError::from)
+                                }
                                 Err(e) => Err(e.into()),
                             };
                             if let Err(e) = result {

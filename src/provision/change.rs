@@ -61,11 +61,19 @@ pub enum Change {
         server: String,
         db: PgName,
         owner: PgName,
+        /// Set on the new database right after it is made.
+        search_path: Vec<String>,
     },
     CloseDatabase {
         server: String,
         db: PgName,
         owner: PgName,
+    },
+    /// The database's `search_path` (see `postgres::search_path`).
+    SearchPath {
+        server: String,
+        db: PgName,
+        path: Vec<String>,
     },
     Prune {
         server: String,
@@ -89,7 +97,7 @@ impl Change {
             Change::CreateGroupRole { .. } => 5,
             Change::GrantGroup { .. } | Change::Checker { .. } => 6,
             Change::CreateDatabase { .. } => 7,
-            Change::CloseDatabase { .. } => 8,
+            Change::CloseDatabase { .. } | Change::SearchPath { .. } => 8,
             Change::Prune { .. } => 9,
         }
     }
@@ -105,6 +113,7 @@ impl Change {
             | Change::Checker { server, .. }
             | Change::CreateDatabase { server, .. }
             | Change::CloseDatabase { server, .. }
+            | Change::SearchPath { server, .. }
             | Change::Prune { server, .. } => Some(server),
             _ => None,
         }
@@ -126,6 +135,7 @@ impl Change {
             Change::Checker { .. } => "pg_checker",
             Change::CreateDatabase { .. } => "pg_create_database",
             Change::CloseDatabase { .. } => "pg_close_database",
+            Change::SearchPath { .. } => "pg_search_path",
             Change::Prune { .. } => "prune",
         }
     }
@@ -146,7 +156,8 @@ impl fmt::Display for Change {
             Change::FixRole { server, role, connection_limit } => write!(f, "~ pg[{server}] role {role}: member of pglab_students, connection limit {connection_limit}"),
             Change::CreateGroupRole { server, role } => write!(f, "+ pg[{server}] group role {role}"),
             Change::GrantGroup { server, group, member } => write!(f, "+ pg[{server}] grant {group} to {member}"),
-            Change::CreateDatabase { server, db, owner } => write!(f, "+ pg[{server}] database {db} from the lab template, owned by {owner}, CONNECT for its owner only"),
+            Change::CreateDatabase { server, db, owner, search_path } => write!(f, "+ pg[{server}] database {db} from the lab template, owned by {owner}, CONNECT for its owner only, search_path {}", search_path.join(", ")),
+            Change::SearchPath { server, db, path } => write!(f, "~ pg[{server}] database {db}: search_path {}", path.join(", ")),
             Change::Checker { server, owner } => write!(f, "+ pg[{server}] checking role {} (can act as {owner} and nobody else)", crate::ident::PgName::checker(owner)),
             Change::CloseDatabase { server, db, owner } => write!(f, "~ pg[{server}] CONNECT on {db} for its owner and {} only", crate::ident::PgName::checker(owner)),
             Change::Prune { server, db, users } => write!(f, "- pg[{server}] database {db} of {}: dump to the data directory, then drop", users.iter().map(Username::as_str).collect::<Vec<_>>().join(", ")),

@@ -308,6 +308,7 @@ fn pg_changes(
     changes: &mut Vec<Change>,
 ) -> Result<(), ProvisionError> {
     let limit = lab.lab.options.connection_limit;
+    let search_path = pg::search_path(&lab.lab.schemas());
     let mut roles_seen: BTreeSet<(String, PgName)> = BTreeSet::new();
     for p in placements {
         let state = &states[&p.server];
@@ -325,7 +326,7 @@ fn pg_changes(
                 owner: p.owner.clone(),
             });
         }
-        changes.extend(database_change(p, state, recorded)?);
+        changes.extend(database_changes(p, state, recorded, &search_path)?);
     }
     Ok(())
 }
@@ -385,30 +386,42 @@ fn group_changes(p: &Placement, state: &ServerState, changes: &mut Vec<Change>) 
     }
 }
 
-/// The database itself: made, closed to others, or refused when it exists
-/// and pglab did not make it.
-fn database_change(
+/// The database itself: made, closed to others, its `search_path` set; or
+/// refused when it exists and pglab did not make it.
+fn database_changes(
     p: &Placement,
     state: &ServerState,
     recorded: &BTreeMap<String, String>,
-) -> Result<Option<Change>, ProvisionError> {
-    Ok(match state.databases.get(p.db.as_str()) {
-        None => Some(Change::CreateDatabase {
-            server: p.server.clone(),
-            db: p.db.clone(),
-            owner: p.owner.clone(),
-        }),
-        Some(_) if !recorded.contains_key(p.db.as_str()) => {
-            return Err(ProvisionError::Input(format!(
-                "database {} already exists on server {} and was not made by pglab; refusing to take it over",
-                p.db, p.server
-            )))
-        }
-        Some(access) if !access.is_closed() => Some(Change::CloseDatabase {
-            server: p.server.clone(),
-            db: p.db.clone(),
-            owner: p.owner.clone(),
-        }),
-        Some(_) => None,
-    })
+    search_path: &[String],
+) -> Result<Vec<Change>, ProvisionError> {
+    let (server, db) = (p.server.clone(), p.db.clone());
+    let Some(access) = state.databases.get(p.db.as_str()) else {
+        let owner = p.owner.clone();
+        let search_path = search_path.to_vec();
+        return Ok(vec![Change::CreateDatabase {
+            server,
+            db,
+            owner,
+            search_path,
+        }]);
+    };
+    if !recorded.contains_key(p.db.as_str()) {
+        return Err(ProvisionError::Input(format!(
+            "database {db} already exists on server {server} and was not made by pglab; refusing to take it over"
+        )));
+    }
+    let mut out = vec![];
+    if !access.is_closed() {
+        let owner = p.owner.clone();
+        out.push(Change::CloseDatabase {
+            server: server.clone(),
+            db: db.clone(),
+            owner,
+        });
+    }
+    if state.search_paths.get(p.db.as_str()).map(Vec::as_slice) != Some(search_path) {
+        let path = search_path.to_vec();
+        out.push(Change::SearchPath { server, db, path });
+    }
+    Ok(out)
 }

@@ -79,7 +79,43 @@ impl DbAccess {
 pub struct ServerState {
     pub roles: BTreeMap<String, RoleState>,
     pub databases: BTreeMap<String, DbAccess>,
+    /// Each database's own `search_path` setting, as its names.
+    pub search_paths: BTreeMap<String, Vec<String>>,
     pub baseline_ok: bool,
+}
+
+/// The `search_path` of a participant's database: their own schema, then
+/// `public`, then the lab's schemas (so that `\dt` shows their tables).
+pub fn search_path(schemas: &[String]) -> Vec<String> {
+    ["$user", "public"]
+        .into_iter()
+        .map(str::to_string)
+        .chain(schemas.iter().cloned())
+        .collect()
+}
+
+pub fn search_path_sql(db: &PgName, path: &[String]) -> String {
+    let names: Vec<String> = path.iter().map(|n| quote_ident(n)).collect();
+    format!(
+        "ALTER DATABASE {} SET search_path = {};",
+        db.quoted(),
+        names.join(", ")
+    )
+}
+
+/// The names of a stored `search_path=...` setting.
+fn parse_search_path(setting: &str) -> Vec<String> {
+    setting
+        .split(',')
+        .map(|n| {
+            let n = n.trim();
+            match n.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+                Some(quoted) => quoted.replace("\"\"", "\""),
+                None => n.to_string(),
+            }
+        })
+        .filter(|n| !n.is_empty())
+        .collect()
 }
 
 impl ServerState {
@@ -152,6 +188,23 @@ pub async fn read_state(
             checker_connect: r.get(2),
         };
         state.databases.insert(r.get(0), access);
+    }
+    let rows = client
+        .query(
+            "SELECT d.datname::text, substr(c, length('search_path=') + 1)
+             FROM pg_db_role_setting s
+             JOIN pg_database d ON d.oid = s.setdatabase
+             CROSS JOIN unnest(s.setconfig) c
+             WHERE s.setrole = 0 AND c LIKE 'search\\_path=%'",
+            &[],
+        )
+        .await
+        .map_err(sql_err(&server.name, "read database settings"))?;
+    for r in rows {
+        let setting: String = r.get(1);
+        state
+            .search_paths
+            .insert(r.get(0), parse_search_path(&setting));
     }
     let public = |db: &str| state.databases.get(db).is_some_and(|a| a.public_connect);
     state.baseline_ok = state.roles.contains_key(STUDENTS_ROLE)
@@ -333,6 +386,7 @@ pub async fn clone_database(
     template: &TemplateInfo,
     db: &PgName,
     owner: &PgName,
+    search_path: &[String],
 ) -> Result<(), PgError> {
     let create = format!(
         "CREATE DATABASE {} WITH TEMPLATE {} OWNER {} STRATEGY {}",
@@ -341,7 +395,13 @@ pub async fn clone_database(
         owner.quoted(),
         template.strategy
     );
-    create_closed_database(server, client, &create, db, &close_database_sql(db, owner)).await?;
+    // Grants and the search path are set before anybody can connect.
+    let setup = format!(
+        "{} {}",
+        close_database_sql(db, owner),
+        search_path_sql(db, search_path)
+    );
+    create_closed_database(server, client, &create, db, &setup).await?;
     if template.has_starter_objects {
         let inside = pgconn::connect(server, db.as_str()).await?;
         inside

@@ -11,6 +11,8 @@ pub struct TaskBoard {
     pub passed: bool,
     pub points: u32,
     pub reason: Option<String>,
+    /// The lab's hint for the check that fails.
+    pub hint: Option<String>,
     pub first_passed: Option<DateTime<Utc>>,
 }
 

@@ -291,7 +291,7 @@ async fn verify_sql<C: GenericClient>(
         .await
         .map_err(|e| describe(&e, limits))?;
     let value = match rows.as_slice() {
-        [] => return Err(Failure::wrong("returned no row")),
+        [] => return Err(Failure::wrong("not yet: the check's query found no row")),
         [row] if row.len() == 1 => row
             .try_get::<_, Option<bool>>(0)
             .map_err(|_| Failure::wrong("did not return a boolean"))?,
@@ -299,8 +299,10 @@ async fn verify_sql<C: GenericClient>(
     };
     match value {
         Some(true) => Ok(()),
-        Some(false) => Err(Failure::wrong("returned false")),
-        None => Err(Failure::wrong("returned null")),
+        Some(false) => Err(Failure::wrong("not yet: the check's condition is false")),
+        None => Err(Failure::wrong(
+            "not yet: the check's condition is unknown (NULL: is something missing?)",
+        )),
     }
 }
 

@@ -26,6 +26,8 @@ pub struct TaskOutcome {
     pub passed: bool,
     pub points: u32,
     pub reason: Option<String>,
+    /// The lab's hint for the check that failed.
+    pub hint: Option<String>,
     /// Class of the failure (`wrong`, `timeout`, `error`, ...), for metrics.
     #[serde(skip)]
     pub class: Option<&'static str>,
@@ -122,6 +124,7 @@ pub fn not_checked() -> TaskOutcome {
         passed: false,
         points: 0,
         reason: Some("not checked yet: another check of this database had to be stopped".into()),
+        hint: None,
         class: Some(SKIPPED),
     }
 }
@@ -160,6 +163,27 @@ pub async fn score_database(
 
 /// Checks tasks from `outcomes.len()` on in one session, until all are
 /// done or a check had to be terminated (that session is then gone).
+/// A task's outcome from its first failing check (index and failure), if
+/// any: the failure's reason, and the lab's hint for that check.
+fn outcome(task: &crate::lab::Task, failure: Option<(Failure, usize)>) -> TaskOutcome {
+    let Some((f, j)) = failure else {
+        return TaskOutcome {
+            passed: true,
+            points: task.points,
+            reason: None,
+            hint: None,
+            class: None,
+        };
+    };
+    TaskOutcome {
+        passed: false,
+        points: 0,
+        reason: Some(f.reason),
+        hint: task.hints.get(j).cloned().flatten(),
+        class: Some(f.class),
+    }
+}
+
 async fn score_in_one_session(
     server: &PgServerSettings,
     db: &str,
@@ -191,9 +215,9 @@ async fn score_in_one_session(
     tx.batch_execute("SAVEPOINT c").await?;
     let first = outcomes.len();
     for (task, expected) in lab.tasks.iter().zip(expected).skip(first) {
-        let mut failure: Option<Failure> = None;
+        let mut failure: Option<(Failure, usize)> = None;
         let mut ended = false;
-        for (check, want) in task.checks.iter().zip(expected) {
+        for (j, (check, want)) in task.checks.iter().zip(expected).enumerate() {
             let run = checks::guarded(
                 &cancel,
                 hard_limit,
@@ -218,16 +242,11 @@ async fn score_in_one_session(
                 tx.batch_execute("ROLLBACK TO SAVEPOINT c").await?;
             }
             if let Err(f) = result {
-                failure = Some(f);
+                failure = Some((f, j));
                 break;
             }
         }
-        outcomes.push(TaskOutcome {
-            passed: failure.is_none(),
-            points: if failure.is_none() { task.points } else { 0 },
-            class: failure.as_ref().map(|f| f.class),
-            reason: failure.map(|f| f.reason),
-        });
+        outcomes.push(outcome(task, failure));
         if ended {
             // Terminated already; the session is gone.
             terminator.armed = false;

@@ -81,7 +81,7 @@ pub async fn fetch<C: GenericClient>(
 pub fn compare(got: &RowSet, want: &RowSet) -> Option<String> {
     if got.columns != want.columns {
         return Some(format!(
-            "column count {}, expected {}",
+            "the result has {} columns, {} expected",
             got.columns, want.columns
         ));
     }
@@ -94,7 +94,7 @@ pub fn compare(got: &RowSet, want: &RowSet) -> Option<String> {
         sorted_got.sort_unstable();
         sorted_want.sort_unstable();
         if sorted_got == sorted_want {
-            return Some("right rows in the wrong order".into());
+            return Some("the right rows in the wrong order (look at ORDER BY)".into());
         }
         return Some(difference(&sorted_got, &sorted_want));
     }
@@ -131,10 +131,21 @@ fn difference(got: &[String], want: &[String]) -> String {
             format!("{n} rows")
         }
     };
+    // A row matches only when all its values do: a changed value shows as
+    // one row missing and one unexpected.
     match (missing, unexpected) {
-        (0, u) => format!("{} unexpected", rows(u)),
-        (m, 0) => format!("{} missing", rows(m)),
-        (m, u) => format!("{} missing, {u} unexpected", rows(m)),
+        (0, u) => format!(
+            "{} too many (rows the expected result does not have)",
+            rows(u)
+        ),
+        (m, 0) => format!(
+            "{} missing (rows of the expected result not found)",
+            rows(m)
+        ),
+        (m, u) => format!(
+            "{} missing, {u} unexpected (a row matches only when all its values do)",
+            rows(m)
+        ),
     }
 }
 
@@ -164,22 +175,22 @@ mod tests {
         );
         assert_eq!(
             compare(&set(&["(1,a)", "(2,b)", "(9,z)"], false), &want).as_deref(),
-            Some("2 rows missing, 1 unexpected")
+            Some("2 rows missing, 1 unexpected (a row matches only when all its values do)")
         );
         assert_eq!(
             compare(&set(&["(1,a)", "(2,b)", "(2,b)"], false), &want).as_deref(),
-            Some("1 row missing")
+            Some("1 row missing (rows of the expected result not found)")
         );
         let mut narrow = set(&["(1)"], false);
         narrow.columns = 1;
         assert_eq!(
             compare(&narrow, &want).as_deref(),
-            Some("column count 1, expected 2")
+            Some("the result has 1 columns, 2 expected")
         );
         let want = set(&["(1,a)", "(2,b)"], true);
         assert_eq!(
             compare(&set(&["(2,b)", "(1,a)"], true), &want).as_deref(),
-            Some("right rows in the wrong order")
+            Some("the right rows in the wrong order (look at ORDER BY)")
         );
     }
 }

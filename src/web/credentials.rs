@@ -18,6 +18,7 @@ use axum::{Form, Router};
 pub struct Slip {
     pub username: String,
     pub name: String,
+    pub email: String,
     pub database: String,
     pub password: Option<String>,
     pub psql: String,
@@ -48,6 +49,7 @@ async fn slips(state: &AppState, lab: &LabId) -> Result<Vec<Slip>, WebError> {
                 psql,
                 username: c.username.to_string(),
                 name: c.name,
+                email: c.email,
                 database: c.database.to_string(),
                 password: c.initial_password,
             }
@@ -95,19 +97,33 @@ async fn page(
 async fn csv(
     State(state): State<AppState>,
     Master(s): Master,
+    headers: HeaderMap,
     LabPath(lab): LabPath,
 ) -> Result<Response, WebError> {
-    let mut w = csv::Writer::from_writer(vec![]);
-    let _ = w.write_record(["username", "name", "database", "initial_password", "psql"]);
+    // UTF-8 with a byte order mark: spreadsheets then read accented names
+    // right instead of guessing a legacy encoding.
+    let mut w = csv::Writer::from_writer("\u{feff}".as_bytes().to_vec());
+    let web = login_url(&state, &headers);
+    let _ = w.write_record([
+        "username",
+        "name",
+        "email",
+        "database",
+        "initial_password",
+        "psql",
+        "web",
+    ]);
     for slip in slips(&state, &lab).await? {
         let password = slip.password.unwrap_or_default();
         let _ = w.write_record([
             &slip.username,
             // A cell starting with = + - @ would be a formula in a spreadsheet.
             &neutralize(&slip.name),
+            &neutralize(&slip.email),
             &slip.database,
             &password,
             &slip.psql,
+            &web,
         ]);
     }
     let body = w.into_inner().unwrap_or_default();
@@ -149,9 +165,18 @@ async fn reset(
     Ok(Redirect::to(&format!("/labs/{lab}/credentials#slip-{user}")).into_response())
 }
 
+/// A refresh of the reset's address: back to the slip (a reset is only
+/// made by the button).
+async fn back_to_slip(LabUserPath(lab, user): LabUserPath) -> Redirect {
+    Redirect::to(&format!("/labs/{lab}/credentials#slip-{user}"))
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/labs/{lab}/credentials", get(page))
         .route("/labs/{lab}/credentials.csv", get(csv))
-        .route("/labs/{lab}/participants/{user}/reset", post(reset))
+        .route(
+            "/labs/{lab}/participants/{user}/reset",
+            post(reset).get(back_to_slip),
+        )
 }

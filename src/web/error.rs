@@ -26,6 +26,8 @@ pub enum WebError {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("This address takes a form, not a visit: go back to the page the form was on.")]
+    MethodNotAllowed,
     #[error(transparent)]
     Generate(#[from] crate::generate::GenerateError),
     #[error(transparent)]
@@ -76,6 +78,7 @@ impl WebError {
             WebError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::Conflict(_) => StatusCode::CONFLICT,
+            WebError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             WebError::Upload(e) => e.status(),
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -168,4 +171,10 @@ impl IntoResponse for ApiError {
 /// Fallback for paths no route knows.
 pub async fn not_found() -> WebError {
     WebError::NotFound
+}
+
+/// A known address asked with the wrong method (a bookmark of a form's
+/// target): a pglab page saying so, not the browser's blank one.
+pub async fn method_not_allowed() -> WebError {
+    WebError::MethodNotAllowed
 }

@@ -12,6 +12,7 @@ mod jobs;
 mod labs;
 pub mod limiter;
 mod login;
+mod markdown;
 mod participants;
 pub mod session;
 mod student;
@@ -80,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(api::router())
         .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn(assets::security_headers))
         .layer(axum::middleware::from_fn(request_span))
         .with_state(state)

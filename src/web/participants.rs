@@ -236,9 +236,21 @@ async fn apply(
     Ok(Redirect::to(&format!("/jobs/{id}")).into_response())
 }
 
+/// A refresh or bookmark of a form's address: the form again (a plan is
+/// made from a list, which a visit does not carry).
+async fn back_to_participants(LabPath(lab): LabPath) -> Redirect {
+    Redirect::to(&format!("/labs/{lab}/participants"))
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/labs/{lab}/participants", get(show))
-        .route("/labs/{lab}/participants/plan", post(plan))
-        .route("/labs/{lab}/participants/apply", post(apply))
+        .route(
+            "/labs/{lab}/participants/plan",
+            post(plan).get(back_to_participants),
+        )
+        .route(
+            "/labs/{lab}/participants/apply",
+            post(apply).get(back_to_participants),
+        )
 }

@@ -113,7 +113,11 @@ async fn upload_form(
     match accept_multipart(&state, &lab, &student.user, form, Some(s)).await {
         Ok(a) => Ok(Redirect::to(&format!("/submissions/{}", a.id)).into_response()),
         Err(WebError::Upload(e)) if e.status().is_client_error() => {
-            let mut r = super::student::render(&state, &student, None, Some(e.to_string()))
+            let feedback = super::student::Feedback::Upload {
+                lab,
+                error: e.to_string(),
+            };
+            let mut r = super::student::render(&state, &student, feedback)
                 .await?
                 .into_response();
             *r.status_mut() = e.status();

@@ -160,7 +160,10 @@ async fn code_run_by_a_check_cannot_reach_classmates_or_stall_scoring() {
     // Good was scored in the same round, untouched by eve's checks.
     assert_eq!(
         scorer.task("atk", "good", "notes"),
-        (false, Some("1 row missing".into()))
+        (
+            false,
+            Some("1 row missing (rows of the expected result not found)".into())
+        )
     );
     // Bob's psql session is still there and still his.
     let (bob, r) = bob_busy.await.expect("bob's task");

@@ -112,7 +112,10 @@ async fn hostile_objects_are_bounded_and_harmless() {
     );
     assert_eq!(
         reason("escalate"),
-        (false, Some("returned false".into())),
+        (
+            false,
+            Some("not yet: the check's condition is false".into())
+        ),
         "RESET ROLE must not reach a superuser"
     );
     assert_eq!(reason("raise"), (false, Some("error: boom".into())));

@@ -105,7 +105,7 @@ async fn scripted_students_show_up_in_scores_metrics_and_prometheus() {
     );
     assert_eq!(
         scorer.task("club", "s_half", "cleanup").1.as_deref(),
-        Some("1 row missing, 1 unexpected")
+        Some("1 row missing, 1 unexpected (a row matches only when all its values do)")
     );
 
     work("s_break", "DROP VIEW cd.expensive_facilities; UPDATE cd.facilities SET guestcost = 31 WHERE facid = 0;".into()).await;
@@ -114,7 +114,7 @@ async fn scripted_students_show_up_in_scores_metrics_and_prometheus() {
     assert_eq!(scorer.passed("club", "s_break"), ["ratings", "cleanup"]);
     assert_eq!(
         scorer.task("club", "s_break", "guestcost").1.as_deref(),
-        Some("1 row missing, 1 unexpected")
+        Some("1 row missing, 1 unexpected (a row matches only when all its values do)")
     );
 
     // `pglab score --json` (the real binary) says the same.

@@ -132,12 +132,28 @@ async fn lab_master_to_student_to_live_board_in_chromium() {
     assert_eq!(b.path().await, "/me");
     let me = b.text("main").await;
     assert!(me.contains("web_alice") && me.contains("psql -h"), "{me}");
+    // Each task with its description; where the tables are; once checked,
+    // what the failing check found and the lab's hint.
+    assert!(
+        me.contains("Set the stock of every product") && me.contains("\\dt shop.*"),
+        "{me}"
+    );
+    let hint = b
+        .wait_text("#task-restock .hint", "LIKE", Duration::from_secs(30))
+        .await;
+    assert!(hint.contains("case-sensitive"), "{hint}");
+    assert!(b
+        .text("#task-restock .reason")
+        .await
+        .contains("condition is false"));
     b.shot("09-student").await;
     let new_password = "tea-pots-are-20";
     b.fill("#current", &initial).await;
     b.fill("#new", new_password).await;
     b.fill("#confirm", new_password).await;
     b.click("form[action='/me/password'] button").await;
+    // Sent, redirected, shown: a refresh shows the page again, no resend.
+    assert_eq!(b.path().await, "/me");
     assert!(b.text("p.ok").await.contains("password was changed"));
     b.shot("10-password-changed").await;
 
@@ -175,6 +191,69 @@ async fn lab_master_to_student_to_live_board_in_chromium() {
         .expect("marker");
     assert_eq!(marker, serde_json::json!(42), "the board page was reloaded");
     b.shot("12-board-live").await;
+
+    // The student's page follows the rounds as well: a task solved in psql
+    // shows as passed, and is announced, without a reload.
+    b.logout().await;
+    b.login("alice", new_password).await;
+    b.wait_text(
+        "#task-restock .task-state",
+        "passed",
+        Duration::from_secs(10),
+    )
+    .await;
+    b.client
+        .execute("window.pglabMarker = 43;", vec![])
+        .await
+        .expect("marker");
+    alice
+        .batch_execute(
+            "CREATE TABLE shop.reviews (review_id serial PRIMARY KEY, \
+             product_id integer NOT NULL REFERENCES shop.products, \
+             stars integer NOT NULL CHECK (stars BETWEEN 1 AND 5), body text)",
+        )
+        .await
+        .expect("solve reviews-table");
+    // The announcement is for screen readers (visually hidden): read it
+    // from the page.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let announced = loop {
+        let text = b
+            .client
+            .execute(
+                "return document.getElementById('announce-web').textContent;",
+                vec![],
+            )
+            .await
+            .expect("announcement");
+        let text = text.as_str().unwrap_or_default().to_string();
+        if text.contains("Passed") || tokio::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(
+        announced.contains("Create the reviews table"),
+        "{announced}"
+    );
+    assert!(b
+        .text("#task-reviews-table .task-state")
+        .await
+        .contains("passed"));
+    let marker = b
+        .client
+        .execute("return window.pglabMarker;", vec![])
+        .await
+        .expect("marker");
+    assert_eq!(
+        marker,
+        serde_json::json!(43),
+        "the student page was reloaded"
+    );
+    b.shot("12b-student-live").await;
+    // A bookmark of the form's address is not a blank 405.
+    b.goto("/me/password").await;
+    assert_eq!(b.path().await, "/me");
 
     // Public board: pseudonyms, no login; projector and phone sizes.
     b.logout().await;

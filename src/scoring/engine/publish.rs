@@ -37,6 +37,7 @@ impl Engine {
                                             passed: o.passed,
                                             points: o.points,
                                             reason: o.reason.clone(),
+                                            hint: o.hint.clone(),
                                             first_passed: c
                                                 .and_then(|c| c.first_passed.get(&t.id).copied()),
                                         })

@@ -1,0 +1,225 @@
+//! What a student sees of each lab they take part in: the tasks with their
+//! descriptions, their state and what to do about it, the `psql` command,
+//! where their tables are, hand-ins; and the part of it that follows the
+//! scoring rounds without a reload (`/me/labs/{lab}/progress`, polled with
+//! the round's ETag like the board).
+
+use crate::app::psql_command;
+use crate::control::Membership;
+use crate::ident::Username;
+use crate::lab::Lab;
+use crate::scoring::{ParticipantBoard, Snapshot, TaskBoard};
+use crate::web::labs::LabPath;
+use crate::web::session::Student;
+use crate::web::{AppState, WebError};
+use askama::Template;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+
+pub struct TaskRow {
+    pub id: String,
+    pub title: String,
+    /// The description as HTML (Markdown from the lab file, made safe).
+    pub description: Option<String>,
+    pub points: u32,
+    pub state: Option<TaskBoard>,
+}
+
+impl TaskRow {
+    pub fn passed(&self) -> bool {
+        self.state.as_ref().is_some_and(|s| s.passed)
+    }
+}
+
+pub struct StudentLab {
+    pub id: String,
+    pub title: String,
+    pub database: String,
+    pub psql: String,
+    /// Schemas the lab's tables and views live in (other than `public`).
+    pub schemas: Vec<String>,
+    /// The participant's pseudonym on the public board, when it uses them.
+    pub pseudonym: Option<String>,
+    pub progress: Progress,
+    /// Dump uploads, when the lab takes them.
+    pub handin: Option<Handin>,
+    /// Why the upload just sent into this lab was refused.
+    pub upload_error: Option<String>,
+}
+
+/// The part of a lab's section that changes with each scoring round.
+#[derive(Template)]
+#[template(path = "student_progress.html")]
+pub struct Progress {
+    pub tasks: Vec<TaskRow>,
+    pub points: u32,
+    pub max_points: u32,
+    /// Why the database could not be scored in the latest round.
+    pub error: Option<String>,
+    /// When the latest round looked at the database (`None`: not scored
+    /// yet).
+    pub checked_at: Option<String>,
+    /// The round's ETag (the page asks again with it).
+    pub version: String,
+}
+
+/// What the student page shows of a lab's `submissions:`.
+pub struct Handin {
+    pub formats: String,
+    pub max_size: String,
+    pub deadline: Option<String>,
+    pub late_policy: &'static str,
+    pub replace: bool,
+    pub past: Vec<crate::control::SubmissionRecord>,
+}
+
+fn handin_of(lab: &Lab, past: Vec<crate::control::SubmissionRecord>) -> Option<Handin> {
+    let rules = lab.submissions.clone()?;
+    Some(Handin {
+        formats: rules
+            .formats
+            .iter()
+            .map(|f| format!("{} ({})", f.name(), f.how()))
+            .collect::<Vec<_>>()
+            .join("; "),
+        max_size: crate::app::human_size(rules.max_bytes),
+        deadline: rules
+            .deadline(lab.deadline)
+            .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string()),
+        late_policy: match rules.late {
+            crate::lab::submissions::LatePolicy::Reject => "uploads after it are refused",
+            crate::lab::submissions::LatePolicy::AcceptFlagged => {
+                "uploads after it are accepted and marked late"
+            }
+        },
+        replace: rules.replace,
+        past,
+    })
+}
+
+/// The round's ETag: it changes when a round publishes a new board.
+fn version(snapshot: &Snapshot) -> String {
+    format!(
+        "\"me-{}\"",
+        snapshot
+            .at
+            .map_or(0, |t| t.timestamp_nanos_opt().unwrap_or(0))
+    )
+}
+
+fn progress(lab: &Lab, snapshot: &Snapshot, me: Option<&ParticipantBoard>) -> Progress {
+    let tasks = lab
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| TaskRow {
+            id: t.id.clone(),
+            title: t.title.clone(),
+            description: t.description.as_deref().map(crate::web::markdown::to_html),
+            points: t.points,
+            state: me
+                .and_then(|p| p.tasks.as_ref())
+                .and_then(|ts| ts.get(i).cloned()),
+        })
+        .collect();
+    Progress {
+        tasks,
+        points: me.map_or(0, ParticipantBoard::points),
+        max_points: lab.tasks.iter().map(|t| t.points).sum(),
+        error: me.and_then(|p| p.error.clone()),
+        checked_at: snapshot
+            .at
+            .filter(|_| me.is_some_and(|p| p.tasks.is_some()))
+            .map(|t| t.format("%H:%M:%S UTC").to_string()),
+        version: version(snapshot),
+    }
+}
+
+async fn lab_of(
+    state: &AppState,
+    user: &Username,
+    m: Membership,
+    snapshot: &Snapshot,
+) -> Result<Option<StudentLab>, WebError> {
+    let Some(loaded) = state.store.lab(&m.lab).await? else {
+        return Ok(None);
+    };
+    let lab = loaded.lab;
+    let board = snapshot.labs.iter().find(|l| l.id == m.lab.as_str());
+    let me = board.and_then(|b| b.participants.iter().find(|p| p.username == user.as_str()));
+    let past = if lab.submissions.is_some() {
+        state
+            .store
+            .database_submissions(&m.lab, &m.database)
+            .await?
+    } else {
+        vec![]
+    };
+    Ok(Some(StudentLab {
+        id: m.lab.to_string(),
+        title: m.title,
+        database: m.database.to_string(),
+        psql: state
+            .settings
+            .server(&m.server)
+            .map_or_else(String::new, |server| {
+                psql_command(server, user, &m.database)
+            }),
+        schemas: lab.schemas(),
+        pseudonym: me
+            .filter(|_| lab.options.pseudonymize || lab.options.public_board)
+            .map(|p| p.pseudonym.clone()),
+        progress: progress(&lab, snapshot, me),
+        handin: handin_of(&lab, past),
+        upload_error: None,
+    }))
+}
+
+pub(super) async fn labs_of(
+    state: &AppState,
+    user: &Username,
+) -> Result<Vec<StudentLab>, WebError> {
+    let snapshot = state.board.get();
+    let mut out = vec![];
+    for m in state.store.memberships(user).await? {
+        out.extend(lab_of(state, user, m, &snapshot).await?);
+    }
+    Ok(out)
+}
+
+/// `GET /me/labs/{lab}/progress`: the progress part of the lab's section,
+/// `304` while no round published anything new.
+pub(super) async fn fragment(
+    State(state): State<AppState>,
+    student: Student,
+    LabPath(lab): LabPath,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
+    let snapshot = state.board.get();
+    let tag = version(&snapshot);
+    let cache = [
+        (header::ETAG, tag.clone()),
+        (header::CACHE_CONTROL, "no-cache".to_string()),
+    ];
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(tag.as_str())
+    {
+        return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
+    }
+    let Some(m) = state
+        .store
+        .memberships(&student.user)
+        .await?
+        .into_iter()
+        .find(|m| m.lab == lab)
+    else {
+        return Err(WebError::NotFound);
+    };
+    let Some(l) = lab_of(&state, &student.user, m, &snapshot).await? else {
+        return Err(WebError::NotFound);
+    };
+    Ok((cache, Html(l.progress.render()?)).into_response())
+}
