@@ -108,7 +108,7 @@ async fn naive_grid(store: &pglab::control::Store, lab: &LabBoard) -> String {
         participants,
         ..lab.clone()
     };
-    pglab::web::render_grid(&board, None, false).expect("render")
+    pglab::web::render_grid(&board, None, pglab::web::Audience::STAFF).expect("render")
 }
 
 #[tokio::main]
@@ -301,7 +301,7 @@ async fn main() {
     let mut size = 0;
     for _ in 0..RUNS {
         let t = Instant::now();
-        size = pglab::web::render_grid(&lab, None, false)
+        size = pglab::web::render_grid(&lab, None, pglab::web::Audience::STAFF)
             .expect("render")
             .len();
         ours.push(t.elapsed().as_secs_f64() * 1000.0);

@@ -320,30 +320,8 @@ impl<'a> Run<'a> {
                             if stop.load(std::sync::atomic::Ordering::Relaxed) {
                                 return Some((idx, None));
                             }
-                            let Change::CreateDatabase {
-                                db,
-                                owner,
-                                search_path,
-                                ..
-                            } = &batch[idx]
-                            else {
-                                unreachable!("a database batch holds only databases")
-                            };
-                            // Recorded before it is made: a crash between the two
-                            // never leaves a database pglab does not know about.
-                            let record = DatabaseRecord {
-                                name: db.clone(),
-                                owner: owner.clone(),
-                                server: ServerName::new(s.name.as_str()),
-                            };
-                            let result = match store.put_database(lab_id, &record).await {
-                                Ok(()) => {
-                                    pg::clone_database(s, client, template, db, owner, search_path)
-                                        .await
-                                        .map_err(ProvisionError::from)
-                                }
-                                Err(e) => Err(e.into()),
-                            };
+                            let result =
+                                clone_one(store, lab_id, s, client, template, &batch[idx]).await;
                             if let Err(e) = result {
                                 stop.store(true, std::sync::atomic::Ordering::Relaxed);
                                 return Some((idx, Some(e)));
@@ -395,6 +373,36 @@ impl<'a> Run<'a> {
         }
         Ok(())
     }
+}
+
+/// One database of a batch: recorded before it is made (a crash between
+/// the two never leaves a database pglab does not know about), then cloned
+/// from the lab's template.
+async fn clone_one(
+    store: &Store,
+    lab: &LabId,
+    server: &PgServerSettings,
+    client: &Client,
+    template: &pg::TemplateInfo,
+    change: &Change,
+) -> Result<(), ProvisionError> {
+    let Change::CreateDatabase {
+        db,
+        owner,
+        search_path,
+        ..
+    } = change
+    else {
+        unreachable!("a database batch holds only databases")
+    };
+    let record = DatabaseRecord {
+        name: db.clone(),
+        owner: owner.clone(),
+        server: ServerName::new(server.name.as_str()),
+    };
+    store.put_database(lab, &record).await?;
+    pg::clone_database(server, client, template, db, owner, search_path).await?;
+    Ok(())
 }
 
 fn role_sql(server: &PgServerSettings, change: &Change) -> String {

@@ -24,10 +24,35 @@ pub struct Cell {
 
 pub struct Row {
     pub who: String,
+    /// The participant's page (staff boards with names only).
+    pub link: Option<String>,
     pub cells: Vec<Cell>,
     pub points: u32,
     pub status: RowState,
+    /// Where the participant is: done, working, not connected, ...
     pub status_text: String,
+    /// Why they need help, when they do.
+    pub help: Option<String>,
+}
+
+/// Who looks at a board: a staff member at their desk (names, reasons,
+/// links to participant pages), a projector in the room (pseudonyms unless
+/// the lab master asks for names, no reasons), or anyone (public board).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Audience {
+    pub names: bool,
+    pub reasons: bool,
+}
+
+impl Audience {
+    pub const STAFF: Audience = Audience {
+        names: true,
+        reasons: true,
+    };
+    pub const PUBLIC: Audience = Audience {
+        names: false,
+        reasons: false,
+    };
 }
 
 /// Where a participant stands, for the board's last column and its colour.
@@ -58,36 +83,44 @@ pub struct LabStats {
     pub needs_help: usize,
 }
 
-fn status(
+/// Where a participant stands, what to call it, and why they need help
+/// (the same rule as the `PglabParticipantStuck` alert; an error's text
+/// only for staff).
+pub(super) fn status(
     p: &crate::scoring::ParticipantBoard,
     tasks: usize,
     now: DateTime<Utc>,
-    public: bool,
-) -> (RowState, String) {
+    reasons: bool,
+) -> (RowState, &'static str, Option<String>) {
+    let presence = if p.connected > 0 {
+        "working"
+    } else if p.last_activity.is_none() {
+        "not started"
+    } else {
+        "not connected"
+    };
     if let Some(e) = &p.error {
-        // The error names servers and databases: for staff only.
-        if public {
-            return (RowState::Help, "needs help: cannot be checked".into());
-        }
-        return (
-            RowState::Help,
-            format!("needs help: cannot be checked ({e})"),
-        );
+        let why = if reasons {
+            format!("cannot be checked ({e})")
+        } else {
+            "cannot be checked".to_string()
+        };
+        return (RowState::Help, presence, Some(why));
     }
     let Some(done) = p.tasks.as_ref() else {
-        return (RowState::Idle, "not checked yet".into());
+        return (RowState::Idle, "not checked yet", None);
     };
     if tasks > 0 && done.iter().all(|t| t.passed) {
-        return (RowState::Done, "done".into());
+        return (RowState::Done, "done", None);
     }
     match p.stuck_minutes(now) {
         Some(m) => (
             RowState::Help,
-            format!("needs help: no progress for {m} min"),
+            presence,
+            Some(format!("no progress for {m} min")),
         ),
-        None if p.connected > 0 => (RowState::Working, "working".into()),
-        _ if p.last_activity.is_none() => (RowState::Idle, "not started".into()),
-        _ => (RowState::Idle, "not connected".into()),
+        None if p.connected > 0 => (RowState::Working, presence, None),
+        None => (RowState::Idle, presence, None),
     }
 }
 
@@ -98,7 +131,7 @@ pub fn summarize(board: &LabBoard, now: DateTime<Utc>) -> LabStats {
     let (mut finished, mut needs_help) = (0, 0);
     for p in &board.participants {
         total += u64::from(p.points()) * 100 / u64::from(max);
-        match status(p, board.tasks.len(), now, true).0 {
+        match status(p, board.tasks.len(), now, false).0 {
             RowState::Done => finished += 1,
             RowState::Help => needs_help += 1,
             RowState::Idle | RowState::Working => {}
@@ -126,55 +159,32 @@ impl BoardView {
     pub fn new(
         board: &LabBoard,
         at: Option<DateTime<Utc>>,
-        public: bool,
+        audience: Audience,
         now: DateTime<Utc>,
     ) -> Self {
         let mut rows: Vec<Row> = board
             .participants
             .iter()
             .map(|p| {
-                let (status, status_text) = status(p, board.tasks.len(), now, public);
-                let cells = board
-                    .tasks
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| {
-                        let state = p.tasks.as_ref().and_then(|ts| ts.get(i));
-                        Cell {
-                            passed: state.is_some_and(|s| s.passed),
-                            checked: state.is_some(),
-                            title: match state {
-                                Some(s) if s.passed => format!("{}: passed", t.title),
-                                Some(s) if public => {
-                                    format!("{}: not yet ({} points)", t.title, s.points)
-                                }
-                                Some(s) => format!(
-                                    "{}: not yet{}",
-                                    t.title,
-                                    s.reason
-                                        .as_deref()
-                                        .map(|r| format!(" ({r})"))
-                                        .unwrap_or_default()
-                                ),
-                                None => format!("{}: not checked yet", t.title),
-                            },
-                        }
-                    })
-                    .collect();
+                let (status, status_text, help) =
+                    status(p, board.tasks.len(), now, audience.reasons);
                 Row {
-                    who: if public {
-                        p.pseudonym.clone()
-                    } else {
+                    who: if audience.names {
                         p.username.clone()
+                    } else {
+                        p.pseudonym.clone()
                     },
-                    cells,
+                    link: (audience.names && audience.reasons)
+                        .then(|| format!("/labs/{}/participants/{}", board.id, p.username)),
+                    cells: cells(board, p, audience),
                     points: p.points(),
                     status,
-                    status_text,
+                    status_text: status_text.to_string(),
+                    help,
                 }
             })
             .collect();
-        if public {
+        if !audience.names {
             // By pseudonym: the order of usernames would hint at who is who.
             rows.sort_by(|a, b| a.who.cmp(&b.who));
         }
@@ -195,13 +205,40 @@ impl BoardView {
     }
 }
 
+/// One participant's cells, with the task and (for staff) the reason in
+/// each cell's tooltip.
+fn cells(board: &LabBoard, p: &crate::scoring::ParticipantBoard, audience: Audience) -> Vec<Cell> {
+    board
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let state = p.tasks.as_ref().and_then(|ts| ts.get(i));
+            let reason = state
+                .and_then(|s| s.reason.as_deref())
+                .filter(|_| audience.reasons)
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            Cell {
+                passed: state.is_some_and(|s| s.passed),
+                checked: state.is_some(),
+                title: match state {
+                    Some(s) if s.passed => format!("{}: passed", t.title),
+                    Some(_) => format!("{}: not yet{reason}", t.title),
+                    None => format!("{}: not checked yet", t.title),
+                },
+            }
+        })
+        .collect()
+}
+
 /// Renders the grid of a lab (the benchmark calls this too).
 pub fn render_grid(
     board: &LabBoard,
     at: Option<DateTime<Utc>>,
-    public: bool,
+    audience: Audience,
 ) -> Result<String, askama::Error> {
-    BoardView::new(board, at, public, Utc::now()).render()
+    BoardView::new(board, at, audience, Utc::now()).render()
 }
 
 #[derive(Template)]
@@ -216,20 +253,50 @@ struct BoardPage {
     grafana: Option<String>,
     public: bool,
     projector: bool,
+    /// Whether the grid shows real names.
+    names: bool,
 }
 
 #[derive(serde::Deserialize)]
 struct BoardQuery {
     #[serde(default)]
     projector: bool,
+    /// On a projector: real names instead of pseudonyms.
+    #[serde(default)]
+    names: bool,
 }
 
-/// The lab's board and a version that changes with every round. Before the
-/// first round the board has the lab's tasks and nobody in it yet.
+impl BoardQuery {
+    /// Who a staff member's board is for: their desk, or the room.
+    fn audience(&self) -> Audience {
+        if self.projector {
+            Audience {
+                names: self.names,
+                reasons: false,
+            }
+        } else {
+            Audience::STAFF
+        }
+    }
+
+    /// The same view's address suffix, for the grid the page polls.
+    fn suffix(&self) -> &'static str {
+        match (self.projector, self.names) {
+            (false, _) => "",
+            (true, false) => "?projector=true",
+            (true, true) => "?projector=true&names=true",
+        }
+    }
+}
+
+/// The lab's board and a version that changes with every round (and with
+/// the audience). Before the first round the board has the lab's tasks and
+/// nobody in it yet.
 async fn lab_board(
     state: &AppState,
     lab: &LabId,
     public: bool,
+    audience: Audience,
 ) -> Result<(LabBoard, Option<DateTime<Utc>>, String), WebError> {
     let snapshot = state.board.get();
     let board = match snapshot.labs.iter().find(|l| l.id == lab.as_str()) {
@@ -243,31 +310,39 @@ async fn lab_board(
         return Err(WebError::NotFound);
     }
     let version = format!(
-        "\"{}-{}\"",
+        "\"{}-{}{}\"",
         snapshot
             .at
             .map_or(0, |t| t.timestamp_nanos_opt().unwrap_or(0)),
-        u8::from(public)
+        u8::from(audience.names),
+        u8::from(audience.reasons)
     );
     Ok((board, snapshot.at, version))
 }
 
+/// A board page: `public` is the public board (no login), `q` the view.
 async fn page(
     state: &AppState,
     nav: Option<Nav>,
     id: &LabId,
     public: bool,
-    projector: bool,
+    q: &BoardQuery,
 ) -> Result<Response, WebError> {
-    let (board, at, version) = lab_board(state, id, public).await?;
+    let audience = if public {
+        Audience::PUBLIC
+    } else {
+        q.audience()
+    };
+    let (board, at, version) = lab_board(state, id, public, audience).await?;
     let prefix = if public { "/public" } else { "" };
+    let suffix = if public { "" } else { q.suffix() };
     Ok(Html(
         BoardPage {
             nav,
             lab: id.to_string(),
             title: board.title.clone(),
-            grid: render_grid(&board, at, public)?,
-            grid_url: format!("{prefix}/labs/{id}/board/grid"),
+            grid: render_grid(&board, at, audience)?,
+            grid_url: format!("{prefix}/labs/{id}/board/grid{suffix}"),
             version,
             grafana: if public {
                 None
@@ -275,7 +350,8 @@ async fn page(
                 grafana_link(state, id)
             },
             public,
-            projector,
+            projector: q.projector,
+            names: audience.names,
         }
         .render()?,
     )
@@ -287,8 +363,9 @@ async fn grid(
     headers: &HeaderMap,
     id: &LabId,
     public: bool,
+    audience: Audience,
 ) -> Result<Response, WebError> {
-    let (board, at, version) = lab_board(state, id, public).await?;
+    let (board, at, version) = lab_board(state, id, public, audience).await?;
     let cache = [
         (header::ETAG, version.clone()),
         (header::CACHE_CONTROL, "no-cache".to_string()),
@@ -300,7 +377,7 @@ async fn grid(
     {
         return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
     }
-    Ok((cache, Html(render_grid(&board, at, public)?)).into_response())
+    Ok((cache, Html(render_grid(&board, at, audience)?)).into_response())
 }
 
 async fn staff_page(
@@ -309,7 +386,7 @@ async fn staff_page(
     LabPath(lab): LabPath,
     Query(q): Query<BoardQuery>,
 ) -> Result<Response, WebError> {
-    page(&state, Nav::of(&s), &lab, false, q.projector).await
+    page(&state, Nav::of(&s), &lab, false, &q).await
 }
 
 async fn staff_grid(
@@ -317,8 +394,9 @@ async fn staff_grid(
     _staff: Staff,
     headers: HeaderMap,
     LabPath(lab): LabPath,
+    Query(q): Query<BoardQuery>,
 ) -> Result<Response, WebError> {
-    grid(&state, &headers, &lab, false).await
+    grid(&state, &headers, &lab, false, q.audience()).await
 }
 
 async fn public_page(
@@ -326,7 +404,7 @@ async fn public_page(
     LabPath(lab): LabPath,
     Query(q): Query<BoardQuery>,
 ) -> Result<Response, WebError> {
-    page(&state, None, &lab, true, q.projector).await
+    page(&state, None, &lab, true, &q).await
 }
 
 async fn public_grid(
@@ -334,7 +412,7 @@ async fn public_grid(
     headers: HeaderMap,
     LabPath(lab): LabPath,
 ) -> Result<Response, WebError> {
-    grid(&state, &headers, &lab, true).await
+    grid(&state, &headers, &lab, true, Audience::PUBLIC).await
 }
 
 pub fn router() -> Router<AppState> {

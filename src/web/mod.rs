@@ -13,12 +13,13 @@ mod labs;
 pub mod limiter;
 mod login;
 mod markdown;
+mod participant;
 mod participants;
 pub mod session;
 mod student;
 mod submissions;
 
-pub use board::{render_grid, BoardView};
+pub use board::{render_grid, Audience, BoardView};
 pub use error::WebError;
 pub use limiter::Limiter;
 
@@ -72,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .merge(login::router())
         .merge(labs::router())
         .merge(participants::router())
+        .merge(participant::router())
         .merge(credentials::router())
         .merge(student::router())
         .merge(submissions::router())

@@ -1,0 +1,116 @@
+//! One participant's page for staff: who they are, where their database
+//! is, whether they need help and why, every task with what its check found,
+//! and their hand-ins. Linked from each row of the board.
+
+use super::board::{status, RowState};
+use super::labs::{load_lab, LabUserPath};
+use super::session::Staff;
+use super::{AppState, Nav, WebError};
+use crate::control::{ParticipantRecord, SubmissionRecord};
+use crate::scoring::{ParticipantBoard, TaskBoard};
+use askama::Template;
+use axum::extract::State;
+use axum::response::Html;
+use axum::routing::get;
+use axum::Router;
+use chrono::Utc;
+
+pub struct TaskLine {
+    pub title: String,
+    pub points: u32,
+    pub state: Option<TaskBoard>,
+}
+
+#[derive(Template)]
+#[template(path = "participant.html")]
+struct ParticipantPage {
+    nav: Option<Nav>,
+    lab: String,
+    lab_title: String,
+    person: ParticipantRecord,
+    psql: String,
+    board: Option<ParticipantBoard>,
+    state: RowState,
+    status_text: String,
+    help: Option<String>,
+    tasks: Vec<TaskLine>,
+    handins: Vec<SubmissionRecord>,
+}
+
+fn when(t: &Option<chrono::DateTime<Utc>>) -> String {
+    t.map_or_else(
+        || "—".to_string(),
+        |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    )
+}
+
+async fn page(
+    State(state): State<AppState>,
+    Staff(s): Staff,
+    LabUserPath(lab, user): LabUserPath,
+) -> Result<Html<String>, WebError> {
+    let loaded = load_lab(&state, &lab).await?;
+    let person = state
+        .store
+        .participants(&lab)
+        .await?
+        .into_iter()
+        .find(|p| p.username == user)
+        .ok_or(WebError::NotFound)?;
+    let snapshot = state.board.get();
+    let lab_board = snapshot.labs.iter().find(|l| l.id == lab.as_str());
+    let board = lab_board
+        .and_then(|b| b.participants.iter().find(|p| p.username == user.as_str()))
+        .cloned();
+    let tasks_n = loaded.lab.tasks.len();
+    let (row_state, status_text, help) = match &board {
+        Some(p) => status(p, tasks_n, Utc::now(), true),
+        None => (RowState::Idle, "not checked yet", None),
+    };
+    let tasks = loaded
+        .lab
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| TaskLine {
+            title: t.title.clone(),
+            points: t.points,
+            state: board
+                .as_ref()
+                .and_then(|p| p.tasks.as_ref())
+                .and_then(|ts| ts.get(i).cloned()),
+        })
+        .collect();
+    let handins = state
+        .store
+        .database_submissions(&lab, &person.database)
+        .await?;
+    let psql = state
+        .store
+        .database_of(&lab, &user)
+        .await?
+        .and_then(|d| state.settings.server(&d.server))
+        .map_or_else(String::new, |server| {
+            crate::app::psql_command(server, &user, &person.database)
+        });
+    Ok(Html(
+        ParticipantPage {
+            nav: Nav::of(&s),
+            lab: lab.to_string(),
+            lab_title: loaded.lab.title,
+            person,
+            psql,
+            board,
+            state: row_state,
+            status_text: status_text.to_string(),
+            help,
+            tasks,
+            handins,
+        }
+        .render()?,
+    ))
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/labs/{lab}/participants/{user}", get(page))
+}
