@@ -50,6 +50,17 @@ async fn participant_works_in_own_database_only() {
         .expect("query")
         .get(0);
     assert_eq!(owner, "alice");
+    // Her tables are found without the schema name (`\dt` lists them).
+    let path: String = alice
+        .query_one("SELECT current_setting('search_path')", &[])
+        .await
+        .expect("search_path")
+        .get(0);
+    assert_eq!(path, "\"$user\", public, shop");
+    alice
+        .query_one("SELECT count(*) FROM products", &[])
+        .await
+        .expect("shop.products by its bare name");
 
     let wrong = env
         .connect_as(0, "alice", "not-her-password", "shop_alice")
