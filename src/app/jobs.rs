@@ -133,6 +133,7 @@ async fn dispatch(settings: &Settings, store: &Store, job: &JobRecord, claim: Cl
             Err(e) => end(store, claim, &e.to_string()).await,
         },
         JobKind::Apply => super::labs::run_apply_job(settings, store, job, claim).await,
+        JobKind::Reset => super::participants::run_reset_job(settings, store, job, claim).await,
     }
 }
 
@@ -193,20 +194,17 @@ async fn recover(
             }
             None => end(store, claim, "the submission of this restore is gone").await,
         },
-        // Applying is idempotent: the next attempt plans again from what
-        // the interrupted one left.
-        JobKind::Apply if job.attempts < job.max_attempts => {
-            tracing::info!(job = job.id, "interrupted apply queued again");
+        // Applying and resetting are idempotent: the next attempt starts
+        // from what the interrupted one left.
+        JobKind::Apply | JobKind::Reset if job.attempts < job.max_attempts => {
+            tracing::info!(job = job.id, kind = %job.kind, "interrupted job queued again");
             store
-                .requeue_job(
-                    claim,
-                    "interrupted (pglab stopped during the apply); retried",
-                )
+                .requeue_job(claim, "interrupted (pglab stopped during it); retried")
                 .await?;
         }
-        JobKind::Apply => {
+        JobKind::Apply | JobKind::Reset => {
             let error = format!(
-                "the apply was interrupted {} times (pglab stopped); run it again",
+                "interrupted {} times (pglab stopped); start it again",
                 job.attempts
             );
             end(store, claim, &error).await;

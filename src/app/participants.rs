@@ -46,3 +46,145 @@ pub enum ResetError {
     #[error(transparent)]
     Ldap(#[from] ldap::LdapError),
 }
+
+/// Dumps of reset databases kept per database (older ones are removed).
+pub const KEPT_RESET_DUMPS: usize = 5;
+
+/// Why a reset could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum StartResetError {
+    #[error("a reset or hand-in of this database is already waiting; wait until it is done")]
+    Busy,
+    #[error(transparent)]
+    Store(#[from] crate::control::StoreError),
+}
+
+/// Queues putting `database` of `lab` back to the lab's starter state (the
+/// current content dumped first, for the lab master). `by` asked for it.
+pub async fn start_reset(
+    store: &Store,
+    queue: &super::Queue,
+    lab: &LabId,
+    database: &PgName,
+    by: &str,
+) -> Result<i64, StartResetError> {
+    let job = crate::control::NewJob {
+        kind: crate::control::JobKind::Reset,
+        lab,
+        lock_key: crate::control::database_key(lab, database),
+        title: format!("Reset of {database}"),
+        started_by: by,
+        params: serde_json::json!({ "database": database.as_str() }),
+        max_attempts: 3,
+    };
+    // One reset waiting per database at most, and none while hand-ins wait.
+    let id = store
+        .enqueue_job(&job, 1)
+        .await?
+        .ok_or(StartResetError::Busy)?;
+    queue.queued();
+    tracing::info!(%lab, %database, by, job = id, "reset queued");
+    Ok(id)
+}
+
+/// Runs a claimed reset job and records its end.
+pub async fn run_reset_job(
+    settings: &Settings,
+    store: &Store,
+    job: &crate::control::JobRecord,
+    claim: crate::control::Claim<'_>,
+) {
+    let (summary, error) = match reset(settings, store, job).await {
+        Ok(summary) => (summary, None),
+        Err(e) => {
+            tracing::error!(error = %e, "reset failed");
+            (vec![], Some(format!("{e:#}")))
+        }
+    };
+    match store.finish_job(claim, &summary, error.as_deref()).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!("the reset's job was taken over meanwhile"),
+        Err(e) => tracing::error!(error = %e, "could not record the end of a reset"),
+    }
+}
+
+/// Dump (if the database exists: a retry after a crash may find it
+/// dropped), drop, and clone the lab's template again, closed to others and
+/// with its search path, owned by the same role.
+async fn reset(
+    settings: &Settings,
+    store: &Store,
+    job: &crate::control::JobRecord,
+) -> anyhow::Result<Vec<String>> {
+    use crate::provision::postgres as pg;
+    let name = job.params["database"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("job {} names no database", job.id))?;
+    let record = store
+        .databases(&job.lab)
+        .await?
+        .into_iter()
+        .find(|d| d.name.as_str() == name)
+        .ok_or_else(|| anyhow::anyhow!("database {name} is no longer in lab {}", job.lab))?;
+    let lab = store
+        .lab(&job.lab)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("lab {} is gone", job.lab))?
+        .lab;
+    let server = settings
+        .server(&record.server)
+        .ok_or_else(|| anyhow::anyhow!("server {} is not in the config", record.server))?;
+    let admin = crate::pgconn::connect(server, "postgres").await?;
+    let mut summary = vec![];
+    let folder = settings.data_dir.join("reset").join(job.lab.as_str());
+    if crate::submissions::restore::database_exists(&admin, &record.name).await? {
+        let dump = crate::provision::prune::dump_then_drop(
+            server,
+            &admin,
+            &record.name,
+            &record.name,
+            &folder,
+        )
+        .await?;
+        summary.push(format!("the database before the reset: {}", dump.display()));
+        remove_old_dumps(&folder, record.name.as_str());
+    }
+    let template = pg::template_info(server, &admin, &PgName::template_db(&job.lab)).await?;
+    let search_path = pg::search_path(&lab.schemas());
+    pg::clone_database(
+        server,
+        &admin,
+        &template,
+        &record.name,
+        &record.owner,
+        &search_path,
+    )
+    .await?;
+    summary.push(format!("{} is the lab's starter again", record.name));
+    Ok(summary)
+}
+
+/// Keeps the newest `KEPT_RESET_DUMPS` dumps of `db` in `folder`.
+fn remove_old_dumps(folder: &std::path::Path, db: &str) {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    let prefix = format!("{db}-");
+    let mut dumps: Vec<std::path::PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".dump"))
+        })
+        .collect();
+    // Names end with a UTC time stamp: newest last.
+    dumps.sort();
+    let old = dumps.len().saturating_sub(KEPT_RESET_DUMPS);
+    for p in &dumps[..old] {
+        if let Err(e) = std::fs::remove_file(p) {
+            tracing::warn!(file = %p.display(), error = %e, "could not remove an old reset dump");
+        }
+    }
+}

@@ -33,6 +33,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "lab sources",
         include_str!("migrations/0005_lab_sources.sql"),
     ),
+    (
+        6,
+        "reset jobs",
+        include_str!("migrations/0006_reset_jobs.sql"),
+    ),
 ];
 
 /// Serialises migrations between pglab replicas that start together.

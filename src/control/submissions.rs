@@ -87,8 +87,8 @@ pub struct NewSubmission<'a> {
     pub contents: Option<&'a str>,
 }
 
-/// Restores of one database run one at a time.
-fn restore_key(lab: &LabId, database: &PgName) -> String {
+/// Jobs on one database (restores, resets) run one at a time.
+pub fn database_key(lab: &LabId, database: &PgName) -> String {
     format!("restore:{lab}/{database}")
 }
 
@@ -142,7 +142,7 @@ impl Store {
             .await?
             .query_one(
                 "SELECT count(*) FROM jobs WHERE lock_key = $1 AND status IN ('queued', 'running')",
-                &[&restore_key(lab, database)],
+                &[&database_key(lab, database)],
             )
             .await?;
         Ok(row.get(0))
@@ -160,7 +160,7 @@ impl Store {
         let job = NewJob {
             kind: JobKind::Restore,
             lab: s.lab,
-            lock_key: restore_key(s.lab, s.database),
+            lock_key: database_key(s.lab, s.database),
             title: format!("Restore into {}", s.database),
             started_by: s.uploaded_by.as_str(),
             params: serde_json::json!({}),

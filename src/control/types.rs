@@ -148,6 +148,7 @@ stored_enum!(
     JobKind {
         Apply => "apply",
         Restore => "restore",
+        Reset => "reset",
     }
 );
 

@@ -4,15 +4,16 @@
 
 use super::board::{status, RowState};
 use super::labs::{load_lab, LabUserPath};
-use super::session::Staff;
+use super::login::CsrfOnly;
+use super::session::{Master, Staff};
 use super::{AppState, Nav, WebError};
 use crate::control::{ParticipantRecord, SubmissionRecord};
 use crate::scoring::{ParticipantBoard, TaskBoard};
 use askama::Template;
 use axum::extract::State;
-use axum::response::Html;
-use axum::routing::get;
-use axum::Router;
+use axum::response::{Html, Redirect};
+use axum::routing::{get, post};
+use axum::{Form, Router};
 use chrono::Utc;
 
 pub struct TaskLine {
@@ -111,6 +112,43 @@ async fn page(
     ))
 }
 
+/// `POST .../participants/{user}/reset-database` (lab master): the
+/// participant's database back to the starter, as a job whose page follows.
+async fn reset_database(
+    State(state): State<AppState>,
+    Master(s): Master,
+    LabUserPath(lab, user): LabUserPath,
+    Form(form): Form<CsrfOnly>,
+) -> Result<Redirect, WebError> {
+    s.check_csrf(&form.csrf)?;
+    let database = state
+        .store
+        .participants(&lab)
+        .await?
+        .into_iter()
+        .find(|p| p.username == user)
+        .ok_or(WebError::NotFound)?
+        .database;
+    let id =
+        crate::app::participants::start_reset(&state.store, &state.queue, &lab, &database, &s.user)
+            .await
+            .map_err(|e| match e {
+                crate::app::participants::StartResetError::Store(e) => e.into(),
+                busy => WebError::Conflict(busy.to_string()),
+            })?;
+    Ok(Redirect::to(&format!("/jobs/{id}")))
+}
+
+/// A refresh of the reset's address: back to the participant's page.
+async fn back_to_page(LabUserPath(lab, user): LabUserPath) -> Redirect {
+    Redirect::to(&format!("/labs/{lab}/participants/{user}"))
+}
+
 pub fn router() -> Router<AppState> {
-    Router::new().route("/labs/{lab}/participants/{user}", get(page))
+    Router::new()
+        .route("/labs/{lab}/participants/{user}", get(page))
+        .route(
+            "/labs/{lab}/participants/{user}/reset-database",
+            post(reset_database).get(back_to_page),
+        )
 }

@@ -255,6 +255,53 @@ async fn lab_master_to_student_to_live_board_in_chromium() {
     b.goto("/me/password").await;
     assert_eq!(b.path().await, "/me");
 
+    // Back to the starter from the page: the old content is dumped for the
+    // lab master, the starter's tables are back, the session was ended.
+    drop(alice);
+    for css in [
+        "details.reset summary",
+        "form[action='/me/labs/web/reset'] button",
+    ] {
+        b.client
+            .find(fantoccini::Locator::Css(css))
+            .await
+            .expect(css)
+            .click()
+            .await
+            .expect("click");
+    }
+    b.client.accept_alert().await.expect("confirm the reset");
+    b.wait_text("p.ok", "being reset", Duration::from_secs(20))
+        .await;
+    assert!(b.path().await.starts_with("/me?done=reset"));
+    assert!(b.text("p.ok").await.contains("being reset"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(c) = env.connect_as(0, "alice", new_password, "web_alice").await {
+            let back: bool = c
+                .query_one(
+                    "SELECT to_regclass('shop.reviews') IS NULL AND (SELECT bool_and(stock <> 20) FROM shop.products WHERE name LIKE '%Teapot%')",
+                    &[],
+                )
+                .await
+                .map(|r| r.get(0))
+                .unwrap_or(false);
+            if back {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reset did not happen"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let dumps = std::fs::read_dir(env.settings().data_dir.join("reset/web"))
+        .expect("reset dumps")
+        .count();
+    assert_eq!(dumps, 1);
+    b.shot("12c-student-after-reset").await;
+
     // Public board: pseudonyms, no login; projector and phone sizes.
     b.logout().await;
     b.goto("/public/labs/web/board?projector=true").await;

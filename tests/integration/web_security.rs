@@ -217,7 +217,10 @@ async fn roles_csrf_escaping_passwords_and_rate_limit() {
     let (status, location) = alice
         .post_owned("/me/password", &change(&alice_pw, new_pw))
         .await;
-    assert_eq!((status, location.as_str()), (303, "/me?done=password#password"));
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/me?done=password#password")
+    );
     let (_, page) = alice.get("/me?done=password").await;
     assert!(page.contains("password was changed"), "{page}");
     // The old password stops working: web, LDAP (psql) alike.

@@ -37,6 +37,11 @@ pub(super) enum Feedback {
         lab: LabId,
         error: String,
     },
+    /// Why the lab's database could not be reset, next to its button.
+    Reset {
+        lab: LabId,
+        error: String,
+    },
 }
 
 pub(super) async fn render(
@@ -53,6 +58,11 @@ pub(super) async fn render(
         Feedback::Upload { lab, error } => {
             if let Some(l) = labs.iter_mut().find(|l| l.id == lab.as_str()) {
                 l.upload_error = Some(error);
+            }
+        }
+        Feedback::Reset { lab, error } => {
+            if let Some(l) = labs.iter_mut().find(|l| l.id == lab.as_str()) {
+                l.reset_error = Some(error);
             }
         }
     }
@@ -85,9 +95,45 @@ async fn me(
         Some("password") => {
             Feedback::Done("Your password was changed. Use the new one for psql and for this site.")
         }
+        Some("reset") => Feedback::Done(
+            "Your database is being reset to the lab's starter: it is back within a minute (your sessions in it were ended). Your work before the reset is kept for your lab master.",
+        ),
         _ => Feedback::Nothing,
     };
     render(&state, &student, feedback).await
+}
+
+/// `POST /me/labs/{lab}/reset`: the student's own database back to the
+/// starter (a job; the page says so after the redirect).
+async fn reset(
+    State(state): State<AppState>,
+    student: Student,
+    crate::web::labs::LabPath(lab): crate::web::labs::LabPath,
+    axum::Form(form): axum::Form<crate::web::login::CsrfOnly>,
+) -> Result<axum::response::Response, WebError> {
+    use axum::response::IntoResponse;
+    student.session.check_csrf(&form.csrf)?;
+    let Some(m) = state
+        .store
+        .memberships(&student.user)
+        .await?
+        .into_iter()
+        .find(|m| m.lab == lab)
+    else {
+        return Err(WebError::NotFound);
+    };
+    let by = student.user.as_str();
+    match crate::app::participants::start_reset(&state.store, &state.queue, &lab, &m.database, by)
+        .await
+    {
+        Ok(_) => Ok(Redirect::to("/me?done=reset").into_response()),
+        Err(crate::app::participants::StartResetError::Busy) => {
+            let busy = crate::app::participants::StartResetError::Busy.to_string();
+            let page = render(&state, &student, Feedback::Reset { lab, error: busy }).await?;
+            Ok((axum::http::StatusCode::CONFLICT, page).into_response())
+        }
+        Err(crate::app::participants::StartResetError::Store(e)) => Err(e.into()),
+    }
 }
 
 /// A bookmark or a refresh of the form's address.
@@ -99,6 +145,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/me", get(me))
         .route("/me/labs/{lab}/progress", get(progress::fragment))
+        .route("/me/labs/{lab}/reset", post(reset).get(back_to_me))
         .route(
             "/me/password",
             post(password::change_password).get(back_to_me),

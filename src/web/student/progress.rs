@@ -46,6 +46,8 @@ pub struct StudentLab {
     pub handin: Option<Handin>,
     /// Why the upload just sent into this lab was refused.
     pub upload_error: Option<String>,
+    /// Why the reset just asked for could not start.
+    pub reset_error: Option<String>,
 }
 
 /// The part of a lab's section that changes with each scoring round.
@@ -173,6 +175,7 @@ async fn lab_of(
         progress: progress(&lab, snapshot, me),
         handin: handin_of(&lab, past),
         upload_error: None,
+        reset_error: None,
     }))
 }
 
