@@ -120,5 +120,6 @@ async fn build_scratch(
             .await
             .map_err(failed("starter"))?;
     }
+    super::in_database::prepare_template(server, template, lab).await?;
     Ok(())
 }

@@ -5,6 +5,7 @@ mod apply;
 pub mod build;
 mod change;
 mod checkers;
+pub mod in_database;
 pub mod ldap;
 mod plan;
 mod plan_ldap;

@@ -21,6 +21,21 @@ impl Signature {
     pub fn writes(&self) -> i64 {
         self.writes
     }
+
+    /// The database (a restore or reset makes a new one under the name).
+    pub fn oid(&self) -> u32 {
+        self.oid
+    }
+
+    /// This signature once `rows` more writes of pglab's own (its progress
+    /// rows, `in_database`) reached the statistics: nothing a participant
+    /// did.
+    pub fn after_own_writes(&self, rows: i64) -> Signature {
+        Signature {
+            writes: self.writes + rows,
+            ..self.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -6,6 +6,7 @@ mod bad_input;
 mod browser;
 mod clubdata;
 mod hostile;
+mod in_psql;
 mod observability;
 mod provisioning;
 mod scoring;

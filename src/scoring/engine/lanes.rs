@@ -6,6 +6,7 @@
 
 use super::{Job, LabCache};
 use crate::control::ServerName;
+use crate::provision::in_database;
 use crate::scoring::checks::{self, Limits};
 use crate::scoring::evaluate::{self, TaskOutcome};
 use crate::settings::{PgServerSettings, Settings};
@@ -13,8 +14,14 @@ use futures_util::StreamExt;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// What one database's evaluation gave, and how long it took.
-pub(super) type Evaluated = (Job, Result<Vec<TaskOutcome>, String>, Duration);
+/// What one database's evaluation gave, how long it took, and what was
+/// written into its `pglab` schema (`None`: nothing needed writing).
+pub(super) type Evaluated = (
+    Job,
+    Result<Vec<TaskOutcome>, String>,
+    Duration,
+    Option<Result<in_database::Written, String>>,
+);
 
 /// Evaluates `jobs`; past the round's deadline, what is done is kept and
 /// the databases still running are dropped (their sessions are ended) and
@@ -75,7 +82,7 @@ async fn score_one(
     let cache = &labs[job.lab.as_str()];
     let Some(expected) = &cache.expected else {
         let why = "the lab's reference database cannot be read".to_string();
-        return (job, Err(why), started.elapsed());
+        return (job, Err(why), started.elapsed(), None);
     };
     let checks: usize = cache.lab.tasks.iter().map(|t| t.checks.len()).sum();
     let most =
@@ -96,5 +103,41 @@ async fn score_one(
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(_) => Err(format!("scoring took longer than {} s", most.as_secs())),
     };
-    (job, result, started.elapsed())
+    let took = started.elapsed();
+    let written = match &result {
+        Ok(outcomes) => write_progress(server, cache, &job, outcomes).await,
+        Err(_) => None,
+    };
+    (job, result, took, written)
+}
+
+/// The database's own `pglab.progress` rows, when they changed (or the
+/// database or lab is new to them), in the same lane as the evaluation.
+async fn write_progress(
+    server: &PgServerSettings,
+    cache: &LabCache,
+    job: &Job,
+    outcomes: &[TaskOutcome],
+) -> Option<Result<in_database::Written, String>> {
+    let db = cache.dbs.get(job.db.as_str());
+    let tasks_too = db.and_then(|d| d.written_for) != Some((job.oid, cache.key.1));
+    let same = db.and_then(|d| d.outcomes.as_deref()) == Some(outcomes);
+    if same && !tasks_too {
+        return None;
+    }
+    let progress = in_database::Progress {
+        lab: &cache.lab,
+        tasks: outcomes
+            .iter()
+            .map(|o| in_database::TaskState {
+                passed: o.passed,
+                points: o.points,
+                reason: o.reason.as_deref(),
+                hint: o.hint.as_deref(),
+            })
+            .collect(),
+        checked_at: chrono::Utc::now(),
+    };
+    let written = in_database::write(server, &job.db, &progress).await;
+    Some(written.map_err(|e| crate::pgconn::db_message(&e)))
 }

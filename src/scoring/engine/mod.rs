@@ -35,6 +35,12 @@ struct DbCache {
     /// When it was last evaluated, and how long that took.
     last_scored: Option<Instant>,
     last_took: Duration,
+    /// Rows pglab wrote into the database's `pglab` schema that the
+    /// statistics may not show yet (see `absorb_own_writes`).
+    own_writes: Option<i64>,
+    /// The database (oid) and lab version the `pglab` schema was last
+    /// written for, with the task list.
+    written_for: Option<(u32, DateTime<Utc>)>,
 }
 
 impl DbCache {
@@ -54,6 +60,18 @@ impl DbCache {
 
     fn resting(&self) -> bool {
         self.rest_until.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// pglab's own progress rows reached the statistics and nothing else
+    /// changed: the database counts as unchanged.
+    fn absorb_own_writes(&mut self, now: &activity::Signature) {
+        let (Some(rows), Some(before)) = (self.own_writes, self.signature.as_ref()) else {
+            return;
+        };
+        if before.after_own_writes(rows) == *now {
+            self.signature = Some(now.clone());
+            self.own_writes = None;
+        }
     }
 }
 
@@ -98,6 +116,8 @@ pub(super) struct Job {
     db: PgName,
     server: ServerName,
     owner: PgName,
+    /// The database's oid when its change was seen.
+    oid: u32,
     /// Its checks timed out recently: it is evaluated in its server's slow
     /// lane, one database at a time, never in the lanes the others use.
     slow: bool,
@@ -246,12 +266,20 @@ impl Engine {
             for Placed { lab, db, owner } in dbs {
                 let (lab_key, db_key) = (lab.as_str(), db.as_str());
                 let Some(a) = found.get(db_key) else { continue };
+                if let Some(c) = self
+                    .labs
+                    .get_mut(lab_key)
+                    .and_then(|l| l.dbs.get_mut(db_key))
+                {
+                    c.absorb_own_writes(&a.signature);
+                }
                 if let Some(slow) = self.needs_evaluation(lab_key, db_key, a) {
                     jobs.push(Job {
                         lab: lab.clone(),
                         db: db.clone(),
                         server: server.clone(),
                         owner: owner.clone(),
+                        oid: a.signature.oid(),
                         slow,
                     });
                 }
@@ -369,9 +397,10 @@ impl Engine {
     async fn evaluate(&mut self, jobs: Vec<Job>, activity: &BTreeMap<(String, String), Activity>) {
         let results = lanes::run(&self.settings, &self.labs, self.limits(), jobs).await;
         let now = Utc::now();
-        for (job, result, took) in results {
+        for (job, result, took, written) in results {
             let a = &activity[&(job.lab.to_string(), job.db.to_string())];
             self.record(&job, result, took, a, now).await;
+            self.note_written(&job, written);
         }
     }
 }

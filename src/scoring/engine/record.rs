@@ -4,6 +4,7 @@
 
 use super::{DbCache, Engine, Job};
 use crate::control::{Store, StoredTask};
+use crate::provision::in_database;
 use crate::scoring::activity::Activity;
 use crate::scoring::evaluate::{self, TaskOutcome};
 use chrono::{DateTime, Utc};
@@ -68,9 +69,39 @@ impl Engine {
         }
         let old = cache.outcomes.take().unwrap_or_default();
         save_changes(&self.store, job, &tasks, &old, &outcomes, cache, a, now).await;
-        cache.outcomes = Some(outcomes);
         cache.signature = Some(a.signature.clone());
         cache.error = None;
+        cache.outcomes = Some(outcomes);
+    }
+}
+
+impl Engine {
+    /// Keeps what was written into the database's `pglab` schema: the rows
+    /// the change detection will see as pglab's own, and for which database
+    /// and lab version the task list is there.
+    pub(super) fn note_written(
+        &mut self,
+        job: &Job,
+        written: Option<Result<in_database::Written, String>>,
+    ) {
+        let Some(written) = written else { return };
+        let Some(lab) = self.labs.get_mut(job.lab.as_str()) else {
+            return;
+        };
+        let version = lab.key.1;
+        let Some(cache) = lab.dbs.get_mut(job.db.as_str()) else {
+            return;
+        };
+        match written {
+            Ok(rows) => {
+                cache.own_writes = rows;
+                cache.written_for = Some((job.oid, version));
+            }
+            Err(e) => {
+                tracing::warn!(db = %job.db, error = %e, "cannot write pglab.progress");
+                cache.own_writes = None;
+            }
+        }
     }
 }
 

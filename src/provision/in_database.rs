@@ -1,0 +1,247 @@
+//! What a participant can ask pglab from psql, in their own database:
+//! `SELECT * FROM pglab.progress;` and `SELECT * FROM pglab.tasks;`.
+//!
+//! Every lab template gets a schema `pglab` owned by pglab's admin, with
+//! the lab's tasks; participants' databases are cloned from it. After
+//! evaluating a database, the scoring engine writes that database's own
+//! progress rows there, as the admin. Students may only read the two views
+//! (`pglab_students`, and nobody but a database's owner can connect to it),
+//! nothing else is reachable from them (no foreign server, no credential,
+//! no other database's rows), and nobody but pglab can write them. The
+//! writes are plain row deletes and inserts whose number pglab knows, so
+//! that the change detection can tell them from the student's own.
+
+use super::postgres::STUDENTS_ROLE;
+use crate::lab::Lab;
+use crate::settings::PgServerSettings;
+use chrono::{DateTime, Utc};
+use tokio_postgres::{Client, GenericClient};
+
+/// Text columns are cut to these lengths: a progress row stays well below
+/// the size at which Postgres would move it out of line (TOAST), whose
+/// writes pglab could not count.
+const TITLE_CHARS: usize = 200;
+const REASON_CHARS: usize = 300;
+const HINT_CHARS: usize = 500;
+
+/// The schema, tables and views (students may read the views only).
+fn schema_sql(admin: &str) -> String {
+    let admin = crate::ident::quote_ident(admin);
+    format!(
+        "CREATE SCHEMA pglab AUTHORIZATION {admin};
+         REVOKE ALL ON SCHEMA pglab FROM PUBLIC;
+         CREATE TABLE pglab.progress_rows (
+             position int PRIMARY KEY, task text NOT NULL, title text NOT NULL,
+             points int NOT NULL, max_points int NOT NULL, state text NOT NULL,
+             reason text, hint text, checked_at timestamptz NOT NULL);
+         CREATE TABLE pglab.task_rows (
+             position int PRIMARY KEY, task text NOT NULL, title text NOT NULL,
+             points int NOT NULL, description text);
+         CREATE VIEW pglab.progress AS
+             SELECT task, title, points, max_points, state, reason, hint, checked_at
+             FROM pglab.progress_rows ORDER BY position;
+         CREATE VIEW pglab.tasks AS
+             SELECT task, title, points, description FROM pglab.task_rows ORDER BY position;
+         COMMENT ON VIEW pglab.progress IS 'Your tasks as pglab last checked them (read-only)';
+         COMMENT ON VIEW pglab.tasks IS 'The tasks of the lab (read-only)';
+         REVOKE ALL ON ALL TABLES IN SCHEMA pglab FROM PUBLIC;
+         GRANT USAGE ON SCHEMA pglab TO {STUDENTS_ROLE};
+         GRANT SELECT ON pglab.progress, pglab.tasks TO {STUDENTS_ROLE};"
+    )
+}
+
+fn clip(s: &str, chars: usize) -> String {
+    match s.char_indices().nth(chars) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_string(),
+    }
+}
+
+/// Safe settings for a session of the admin in a database a student owns:
+/// nothing a student made is found by name, and a student's lock cannot
+/// hold up a round.
+const SESSION: &str = "SET lock_timeout = '2s'; SET statement_timeout = '10s'; \
+                       SET search_path = pg_catalog, pg_temp";
+
+/// Whether the database has a schema `pglab`, and whether it is pglab's
+/// own (a database's owner can make one first, with tables and triggers of
+/// their own: pglab never writes into it, so never runs a student's code
+/// as the admin).
+async fn schema_owner(client: &impl GenericClient) -> Result<Option<bool>, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT n.nspowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
+             FROM pg_catalog.pg_namespace n WHERE n.nspname = 'pglab'",
+            &[],
+        )
+        .await?
+        .map(|r| r.get(0)))
+}
+
+/// The task list as stored, to tell whether it must be written.
+type TaskRow = (String, String, i32, Option<String>);
+
+fn task_rows(lab: &Lab) -> Vec<TaskRow> {
+    lab.tasks
+        .iter()
+        .map(|t| {
+            (
+                t.id.clone(),
+                clip(&t.title, TITLE_CHARS),
+                t.points as i32,
+                t.description.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Writes the task list unless it is there already; whether it wrote.
+async fn sync_tasks(client: &impl GenericClient, lab: &Lab) -> Result<bool, tokio_postgres::Error> {
+    let want = task_rows(lab);
+    let have: Vec<TaskRow> = client
+        .query(
+            "SELECT task, title, points, description FROM pglab.task_rows ORDER BY position",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    if have == want {
+        return Ok(false);
+    }
+    client.execute("DELETE FROM pglab.task_rows", &[]).await?;
+    for (i, (task, title, points, description)) in want.iter().enumerate() {
+        client
+            .execute(
+                "INSERT INTO pglab.task_rows VALUES ($1, $2, $3, $4, $5)",
+                &[&(i as i32), task, title, points, description],
+            )
+            .await?;
+    }
+    Ok(true)
+}
+
+/// Gives a freshly built template (scratch name, closed) its `pglab`
+/// schema and the lab's tasks; every database cloned from it has them.
+pub async fn prepare_template(
+    server: &PgServerSettings,
+    template: &str,
+    lab: &Lab,
+) -> Result<(), super::postgres::PgError> {
+    let err = |what: &'static str| super::postgres::sql_err(&server.name, what);
+    let client = crate::pgconn::connect(server, template).await?;
+    client
+        .batch_execute(SESSION)
+        .await
+        .map_err(err("prepare pglab's schema"))?;
+    if schema_owner(&client)
+        .await
+        .map_err(err("look for schema pglab"))?
+        .is_some()
+    {
+        return Err(super::postgres::PgError::Refused(
+            "the starter makes a schema named pglab, which pglab keeps for participants' progress: rename it".into(),
+        ));
+    }
+    client
+        .batch_execute(&schema_sql(&server.admin_user))
+        .await
+        .map_err(err("make schema pglab"))?;
+    sync_tasks(&client, lab)
+        .await
+        .map_err(err("write the task list"))?;
+    Ok(())
+}
+
+/// One task's state as the engine found it.
+pub struct TaskState<'a> {
+    pub passed: bool,
+    pub points: u32,
+    pub reason: Option<&'a str>,
+    pub hint: Option<&'a str>,
+}
+
+/// One database's progress rows as the engine found them.
+pub struct Progress<'a> {
+    pub lab: &'a Lab,
+    pub tasks: Vec<TaskState<'a>>,
+    pub checked_at: DateTime<Utc>,
+}
+
+/// What was written: `Some(n)` rows deleted and inserted (all the database
+/// saw of pglab: 0 when everything was there already), `None` when more was
+/// written (the schema made, the task list renewed), which pglab cannot
+/// count.
+pub type Written = Option<i64>;
+
+/// Writes the database's progress into its `pglab` schema (making the
+/// schema, or renewing the task list, when needed).
+pub async fn write(
+    server: &PgServerSettings,
+    db: &str,
+    progress: &Progress<'_>,
+) -> Result<Written, tokio_postgres::Error> {
+    let Ok(mut client) = crate::pgconn::connect(server, db).await else {
+        // Closed (a restore or reset is swapping it): the next round writes.
+        return Ok(None);
+    };
+    client.batch_execute(SESSION).await?;
+    let tx = client.transaction().await?;
+    let mut counted = match schema_owner(&tx).await? {
+        Some(true) => true,
+        Some(false) => {
+            tracing::warn!(db, "schema pglab is not pglab's own: progress not written");
+            return Ok(None);
+        }
+        None => {
+            tx.batch_execute(&schema_sql(&server.admin_user)).await?;
+            false
+        }
+    };
+    if sync_tasks(&tx, progress.lab).await? {
+        counted = false;
+    }
+    let rows = write_rows(&tx, progress).await?;
+    tx.commit().await?;
+    Ok(counted.then_some(rows))
+}
+
+async fn write_rows(
+    client: &impl GenericClient,
+    p: &Progress<'_>,
+) -> Result<i64, tokio_postgres::Error> {
+    let deleted = client
+        .execute("DELETE FROM pglab.progress_rows", &[])
+        .await?;
+    let mut inserted = 0;
+    for (i, (t, o)) in p.lab.tasks.iter().zip(&p.tasks).enumerate() {
+        let state = if o.passed { "passed" } else { "not yet" };
+        inserted += client
+            .execute(
+                "INSERT INTO pglab.progress_rows VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[
+                    &(i as i32),
+                    &t.id,
+                    &clip(&t.title, TITLE_CHARS),
+                    &(o.points as i32),
+                    &(t.points as i32),
+                    &state,
+                    &o.reason.map(|r| clip(r, REASON_CHARS)),
+                    &o.hint.map(|h| clip(h, HINT_CHARS)),
+                    &p.checked_at,
+                ],
+            )
+            .await?;
+    }
+    Ok(i64::try_from(deleted + inserted).unwrap_or(i64::MAX))
+}
+
+/// Drops a schema `pglab` that came with a hand-in (the student's dump of
+/// their database carries it, owned by them after the restore), in the
+/// restored database before it replaces theirs; pglab makes its own again.
+pub async fn drop_handed_in(client: &Client) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute("DROP SCHEMA IF EXISTS pglab CASCADE")
+        .await
+}
