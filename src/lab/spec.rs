@@ -137,6 +137,10 @@ pub struct LabOptions {
     /// Show a pseudonymised board to anyone, without login.
     #[serde(default)]
     pub public_board: bool,
+    /// Row comparisons may show the participant's own unexpected rows
+    /// (`feedback: rows`), not only how many rows differ.
+    #[serde(default)]
+    pub feedback_rows: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -253,13 +257,31 @@ fn options(w: &mut Walker, f: &Fields) -> Option<LabOptions> {
         pseudonymize: false,
         connection_limit: 5,
         public_board: false,
+        feedback_rows: false,
     };
     if let Some(node) = f.get("options") {
         let o = w.fields(
             node,
             "options",
-            &["pseudonymize", "connection_limit", "public_board"],
+            &[
+                "pseudonymize",
+                "connection_limit",
+                "public_board",
+                "feedback",
+            ],
         )?;
+        out.feedback_rows = match w.string(&o, "feedback").as_deref() {
+            None | Some("counts") => false,
+            Some("rows") => true,
+            Some(other) => {
+                w.error(
+                    o.line,
+                    &o.child("feedback"),
+                    format!("{other:?} is not one of: counts, rows"),
+                );
+                false
+            }
+        };
         out.public_board = w.boolean(&o, "public_board").unwrap_or(false);
         out.pseudonymize = w.boolean(&o, "pseudonymize").unwrap_or(false);
         out.connection_limit = w.number(&o, "connection_limit", 1, 100).unwrap_or(5);

@@ -32,6 +32,9 @@ pub struct Limits {
     pub statement_timeout: Duration,
     pub lock_timeout: Duration,
     pub max_rows: usize,
+    /// Whether a reason may quote the participant's own unexpected rows
+    /// (the lab's `feedback: rows`); never the reference's.
+    pub show_rows: bool,
 }
 
 /// Why a check failed, in words a student may read; `class` groups them
@@ -206,13 +209,15 @@ pub async fn verify<C: GenericClient>(
             let got = rows::fetch(client, &sql, *ordered, limits.max_rows)
                 .await
                 .map_err(|e| fetch_failure(e, limits))?;
-            rows::compare(&got, want).map_or(Ok(()), |why| Err(Failure::wrong(why)))
+            rows::compare(&got, want, limits.show_rows)
+                .map_or(Ok(()), |why| Err(Failure::wrong(why)))
         }
         (Check::Query { sql, ordered }, Expected::Rows(want)) => {
             let got = rows::fetch(client, rows::strip_sql(sql), *ordered, limits.max_rows)
                 .await
                 .map_err(|e| fetch_failure(e, limits))?;
-            rows::compare(&got, want).map_or(Ok(()), |why| Err(Failure::wrong(why)))
+            rows::compare(&got, want, limits.show_rows)
+                .map_or(Ok(()), |why| Err(Failure::wrong(why)))
         }
         (Check::Sql { sql }, _) => verify_sql(client, sql, limits).await,
         _ => Err(Failure {
@@ -277,7 +282,8 @@ async fn verify_table<C: GenericClient>(
     )
     .await
     .map_err(|e| fetch_failure(e, limits))?;
-    rows::compare(&got, rows_wanted).map_or(Ok(()), |why| Err(Failure::wrong(why)))
+    rows::compare(&got, rows_wanted, limits.show_rows)
+        .map_or(Ok(()), |why| Err(Failure::wrong(why)))
 }
 
 /// An `sql:` check: one boolean, true.

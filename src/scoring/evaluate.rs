@@ -150,6 +150,10 @@ pub async fn score_database(
     expected: &Expectations,
     limits: &Limits,
 ) -> Result<Vec<TaskOutcome>, EvalError> {
+    let limits = &Limits {
+        show_rows: lab.options.feedback_rows,
+        ..*limits
+    };
     let mut outcomes = Vec::with_capacity(lab.tasks.len());
     for _ in 0..SESSIONS_PER_ROUND {
         if outcomes.len() == lab.tasks.len() {

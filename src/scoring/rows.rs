@@ -77,8 +77,10 @@ pub async fn fetch<C: GenericClient>(
     })
 }
 
-/// `None` when equal, else a reason a student may read.
-pub fn compare(got: &RowSet, want: &RowSet) -> Option<String> {
+/// `None` when equal, else a reason a student may read: counts and, with
+/// `show_rows`, a few of the participant's own unexpected rows (never a row
+/// of the reference).
+pub fn compare(got: &RowSet, want: &RowSet, show_rows: bool) -> Option<String> {
     if got.columns != want.columns {
         return Some(format!(
             "the result has {} columns, {} expected",
@@ -96,14 +98,19 @@ pub fn compare(got: &RowSet, want: &RowSet) -> Option<String> {
         if sorted_got == sorted_want {
             return Some("the right rows in the wrong order (look at ORDER BY)".into());
         }
-        return Some(difference(&sorted_got, &sorted_want));
+        return Some(difference(&sorted_got, &sorted_want, show_rows));
     }
-    (got.rows != want.rows).then(|| difference(&got.rows, &want.rows))
+    (got.rows != want.rows).then(|| difference(&got.rows, &want.rows, show_rows))
 }
 
+/// Unexpected rows quoted in a reason, and characters of each.
+const SHOWN_ROWS: usize = 3;
+const SHOWN_ROW_CHARS: usize = 80;
+
 /// Counts rows missing and unexpected between two sorted lists.
-fn difference(got: &[String], want: &[String]) -> String {
+fn difference(got: &[String], want: &[String], show_rows: bool) -> String {
     let (mut i, mut j, mut missing, mut unexpected) = (0, 0, 0usize, 0usize);
+    let mut extra: Vec<&str> = vec![];
     while i < got.len() || j < want.len() {
         match (got.get(i), want.get(j)) {
             (Some(g), Some(w)) if g == w => {
@@ -112,10 +119,12 @@ fn difference(got: &[String], want: &[String]) -> String {
             }
             (Some(g), Some(w)) if g < w => {
                 unexpected += 1;
+                extra.push(g);
                 i += 1;
             }
-            (Some(_), None) => {
+            (Some(g), None) => {
                 unexpected += 1;
+                extra.push(g);
                 i += 1;
             }
             _ => {
@@ -133,7 +142,7 @@ fn difference(got: &[String], want: &[String]) -> String {
     };
     // A row matches only when all its values do: a changed value shows as
     // one row missing and one unexpected.
-    match (missing, unexpected) {
+    let counts = match (missing, unexpected) {
         (0, u) => format!(
             "{} too many (rows the expected result does not have)",
             rows(u)
@@ -146,7 +155,19 @@ fn difference(got: &[String], want: &[String]) -> String {
             "{} missing, {u} unexpected (a row matches only when all its values do)",
             rows(m)
         ),
+    };
+    if !show_rows || extra.is_empty() {
+        return counts;
     }
+    let shown: Vec<String> = extra
+        .iter()
+        .take(SHOWN_ROWS)
+        .map(|r| match r.char_indices().nth(SHOWN_ROW_CHARS) {
+            Some((at, _)) => format!("{}…", &r[..at]),
+            None => r.to_string(),
+        })
+        .collect();
+    format!("{counts}; unexpected: {}", shown.join(" "))
 }
 
 #[cfg(test)]
@@ -170,27 +191,44 @@ mod tests {
     fn multisets_and_reasons() {
         let want = set(&["(1,a)", "(2,b)", "(2,b)", "(3,c)"], false);
         assert_eq!(
-            compare(&set(&["(2,b)", "(1,a)", "(3,c)", "(2,b)"], false), &want),
+            compare(
+                &set(&["(2,b)", "(1,a)", "(3,c)", "(2,b)"], false),
+                &want,
+                false
+            ),
             None
         );
         assert_eq!(
-            compare(&set(&["(1,a)", "(2,b)", "(9,z)"], false), &want).as_deref(),
+            compare(&set(&["(1,a)", "(2,b)", "(9,z)"], false), &want, false).as_deref(),
             Some("2 rows missing, 1 unexpected (a row matches only when all its values do)")
         );
         assert_eq!(
-            compare(&set(&["(1,a)", "(2,b)", "(2,b)"], false), &want).as_deref(),
+            compare(&set(&["(1,a)", "(2,b)", "(2,b)"], false), &want, false).as_deref(),
             Some("1 row missing (rows of the expected result not found)")
         );
         let mut narrow = set(&["(1)"], false);
         narrow.columns = 1;
         assert_eq!(
-            compare(&narrow, &want).as_deref(),
+            compare(&narrow, &want, false).as_deref(),
             Some("the result has 1 columns, 2 expected")
         );
         let want = set(&["(1,a)", "(2,b)"], true);
         assert_eq!(
-            compare(&set(&["(2,b)", "(1,a)"], true), &want).as_deref(),
+            compare(&set(&["(2,b)", "(1,a)"], true), &want, false).as_deref(),
             Some("the right rows in the wrong order (look at ORDER BY)")
         );
+        // With `feedback: rows`: the participant's own unexpected rows, never
+        // the reference's missing ones.
+        let want = set(&["(1,a)", "(2,b)", "(3,secret)"], false);
+        let got = set(&["(1,a)", "(2,b)", "(3,mine)", "(4,also mine)"], false);
+        let shown = compare(&got, &want, true).expect("differs");
+        assert!(
+            shown.contains("(3,mine)") && shown.contains("(4,also mine)"),
+            "{shown}"
+        );
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(!compare(&got, &want, false)
+            .expect("differs")
+            .contains("mine"));
     }
 }

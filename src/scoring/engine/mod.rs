@@ -142,6 +142,8 @@ impl Engine {
             statement_timeout: Duration::from_millis(s.statement_timeout_ms),
             lock_timeout: Duration::from_millis(s.lock_timeout_ms),
             max_rows: s.max_rows,
+            // Per lab: `score_database` sets it from the lab's options.
+            show_rows: false,
         }
     }
 
