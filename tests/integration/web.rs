@@ -192,6 +192,48 @@ async fn lab_master_to_student_to_live_board_in_chromium() {
     assert_eq!(marker, serde_json::json!(42), "the board page was reloaded");
     b.shot("12-board-live").await;
 
+    // A participant's page from the board; the board at a laptop's and a
+    // projector's width (pseudonyms there unless names are asked for).
+    let link = b
+        .client
+        .find(fantoccini::Locator::Css(
+            "table.grid tbody tr:first-child th a",
+        ))
+        .await
+        .expect("a row links to its participant")
+        .attr("href")
+        .await
+        .expect("href");
+    assert_eq!(link.as_deref(), Some("/labs/web/participants/alice"));
+    b.goto("/labs/web/participants/alice").await;
+    let page = b.text("main").await;
+    assert!(
+        page.contains("Needs help")
+            && page.contains("Restock the teapots")
+            && page.contains("passed"),
+        "{page}"
+    );
+    b.shot("12a-participant").await;
+    b.client.set_window_size(1366, 768).await.expect("laptop");
+    b.goto("/labs/web/board").await;
+    b.shot("12p-board-laptop").await;
+    b.client
+        .set_window_size(1920, 1080)
+        .await
+        .expect("projector");
+    b.goto("/labs/web/board?projector=true").await;
+    let projected = b.text("table.grid").await;
+    assert!(
+        !projected.contains("alice") && projected.contains("p-"),
+        "{projected}"
+    );
+    b.shot("12q-board-projector-1920").await;
+    b.goto("/labs/web/board?projector=true&names=true").await;
+    assert!(b.text("table.grid").await.contains("alice"));
+    b.client.set_window_size(1280, 900).await.expect("back");
+    // The projector view hides the header (and its log-out button).
+    b.goto("/labs/web/board").await;
+
     // The student's page follows the rounds as well: a task solved in psql
     // shows as passed, and is announced, without a reload.
     b.logout().await;
@@ -251,6 +293,16 @@ async fn lab_master_to_student_to_live_board_in_chromium() {
         "the student page was reloaded"
     );
     b.shot("12b-student-live").await;
+    // psql, in the same session: the same as the page.
+    let in_psql: String = alice
+        .query_one(
+            "SELECT state FROM pglab.progress WHERE task = 'reviews-table'",
+            &[],
+        )
+        .await
+        .expect("pglab.progress in psql")
+        .get(0);
+    assert_eq!(in_psql, "passed");
     // A bookmark of the form's address is not a blank 405.
     b.goto("/me/password").await;
     assert_eq!(b.path().await, "/me");
