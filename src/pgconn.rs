@@ -6,7 +6,18 @@ use tokio_postgres::{Client, Config, NoTls};
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The admin's connection settings. `role=none` as a startup option wins
+/// over a database's own defaults: a student who owns a database can run
+/// `ALTER DATABASE ... SET role = <themselves>`, which would otherwise make
+/// every admin session in it start as them (and let their code, run by
+/// that session, `SET ROLE NONE` back to the superuser).
 pub fn config(server: &PgServerSettings, dbname: &str) -> Config {
+    let mut c = base(server, dbname);
+    c.options("-c role=none");
+    c
+}
+
+fn base(server: &PgServerSettings, dbname: &str) -> Config {
     let mut c = Config::new();
     c.host(&server.host)
         .port(server.port)
@@ -45,7 +56,8 @@ pub async fn connect_as(
     password: &str,
     application: &str,
 ) -> Result<Client, ConnectError> {
-    let mut c = config(server, dbname);
+    // The role's own defaults apply (a checking role starts as its owner).
+    let mut c = base(server, dbname);
     c.user(user)
         .password(password)
         .application_name(application);

@@ -49,12 +49,27 @@ pub enum ResetError {
 
 /// Dumps of reset databases kept per database (older ones are removed).
 pub const KEPT_RESET_DUMPS: usize = 5;
+/// A participant resets their database at most this often.
+pub const STUDENT_RESET_EVERY_MINUTES: i64 = 10;
+/// A database larger than this is reset without a dump (the disk is the
+/// lab's, not the student's to fill).
+pub const RESET_DUMP_MAX_BYTES: i64 = 2 << 30;
+
+/// Who asks for a reset: a participant may do it once per
+/// `STUDENT_RESET_EVERY_MINUTES`; the lab master any time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetBy {
+    Participant,
+    LabMaster,
+}
 
 /// Why a reset could not be queued.
 #[derive(Debug, thiserror::Error)]
 pub enum StartResetError {
     #[error("a reset or hand-in of this database is already waiting; wait until it is done")]
     Busy,
+    #[error("this database was reset less than {STUDENT_RESET_EVERY_MINUTES} minutes ago; try again later")]
+    TooSoon,
     #[error(transparent)]
     Store(#[from] crate::control::StoreError),
 }
@@ -67,11 +82,22 @@ pub async fn start_reset(
     lab: &LabId,
     database: &PgName,
     by: &str,
+    who: ResetBy,
 ) -> Result<i64, StartResetError> {
+    let key = crate::control::database_key(lab, database);
+    if who == ResetBy::Participant {
+        let last = store
+            .last_job_at(crate::control::JobKind::Reset, &key)
+            .await?;
+        let every = chrono::Duration::minutes(STUDENT_RESET_EVERY_MINUTES);
+        if last.is_some_and(|t| chrono::Utc::now() - t < every) {
+            return Err(StartResetError::TooSoon);
+        }
+    }
     let job = crate::control::NewJob {
         kind: crate::control::JobKind::Reset,
         lab,
-        lock_key: crate::control::database_key(lab, database),
+        lock_key: key,
         title: format!("Reset of {database}"),
         started_by: by,
         params: serde_json::json!({ "database": database.as_str() }),
@@ -134,20 +160,49 @@ async fn reset(
     let server = settings
         .server(&record.server)
         .ok_or_else(|| anyhow::anyhow!("server {} is not in the config", record.server))?;
+    // Not while the lab is applied (a prune could drop the database).
+    let Some(lock) = store.lock_apply(&job.lab).await? else {
+        anyhow::bail!(
+            "lab {} is being applied right now: reset again when that has ended",
+            job.lab
+        );
+    };
     let admin = crate::pgconn::connect(server, "postgres").await?;
-    let mut summary = vec![];
     let folder = settings.data_dir.join("reset").join(job.lab.as_str());
-    if crate::submissions::restore::database_exists(&admin, &record.name).await? {
-        let dump = crate::provision::prune::dump_then_drop(
-            server,
-            &admin,
-            &record.name,
-            &record.name,
-            &folder,
+    let mut summary = vec![];
+    let size: Option<i64> = admin
+        .query_opt(
+            "SELECT pg_database_size(oid) FROM pg_database WHERE datname = $1",
+            &[&record.name.as_str()],
         )
-        .await?;
-        summary.push(format!("the database before the reset: {}", dump.display()));
-        remove_old_dumps(&folder, record.name.as_str());
+        .await?
+        .map(|r| r.get(0));
+    match size {
+        // A retry after a crash may find it dropped already.
+        None => {}
+        Some(bytes) if bytes > RESET_DUMP_MAX_BYTES => {
+            pg::close_for_admin(server, &admin, &record.name).await?;
+            pg::drop_database(server, &admin, &record.name).await?;
+            summary.push(format!(
+                "not dumped: {} is larger than the {} a reset keeps",
+                crate::app::human_size(bytes as u64),
+                crate::app::human_size(RESET_DUMP_MAX_BYTES as u64)
+            ));
+        }
+        Some(_) => {
+            // The job's id keeps two resets in the same second apart.
+            let name = format!("{}-job{}", record.name, job.id);
+            let dump = crate::provision::prune::dump_then_drop(
+                server,
+                &admin,
+                &record.name,
+                &name,
+                &folder,
+            )
+            .await?;
+            summary.push(format!("the database before the reset: {}", dump.display()));
+            remove_old_dumps(&folder, record.name.as_str());
+        }
     }
     let template = pg::template_info(server, &admin, &PgName::template_db(&job.lab)).await?;
     let search_path = pg::search_path(&lab.schemas());
@@ -160,6 +215,7 @@ async fn reset(
         &search_path,
     )
     .await?;
+    lock.release().await;
     summary.push(format!("{} is the lab's starter again", record.name));
     Ok(summary)
 }
@@ -179,8 +235,8 @@ fn remove_old_dumps(folder: &std::path::Path, db: &str) {
                 .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".dump"))
         })
         .collect();
-    // Names end with a UTC time stamp: newest last.
-    dumps.sort();
+    // Oldest first (by modification time).
+    dumps.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
     let old = dumps.len().saturating_sub(KEPT_RESET_DUMPS);
     for p in &dumps[..old] {
         if let Err(e) = std::fs::remove_file(p) {

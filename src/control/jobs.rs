@@ -157,6 +157,23 @@ impl Store {
         row.as_ref().map(job).transpose()
     }
 
+    /// When the newest job of `kind` with this key was queued.
+    pub async fn last_job_at(
+        &self,
+        kind: JobKind,
+        lock_key: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT max(created_at) FROM jobs WHERE kind = $1 AND lock_key = $2",
+                &[&kind, &lock_key],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
     /// The newest `JOB_LOG_LINES` lines of a job's log, oldest first.
     pub async fn job_log(&self, id: i64) -> Result<Vec<String>, StoreError> {
         let rows = self

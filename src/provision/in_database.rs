@@ -67,15 +67,33 @@ const SESSION: &str = "SET lock_timeout = '2s'; SET statement_timeout = '10s'; \
 /// own (a database's owner can make one first, with tables and triggers of
 /// their own: pglab never writes into it, so never runs a student's code
 /// as the admin).
-async fn schema_owner(client: &impl GenericClient) -> Result<Option<bool>, tokio_postgres::Error> {
+async fn schema_owner(
+    client: &impl GenericClient,
+    admin: &str,
+) -> Result<Option<bool>, tokio_postgres::Error> {
     Ok(client
         .query_opt(
-            "SELECT n.nspowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)
+            "SELECT n.nspowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1)
              FROM pg_catalog.pg_namespace n WHERE n.nspname = 'pglab'",
-            &[],
+            &[&admin],
         )
         .await?
         .map(|r| r.get(0)))
+}
+
+/// The session is the admin's and acts as the admin (no role a database
+/// default could have set).
+async fn is_admin_session(
+    client: &impl GenericClient,
+    admin: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .query_one(
+            "SELECT session_user::text = $1 AND current_user::text = $1",
+            &[&admin],
+        )
+        .await?
+        .get(0))
 }
 
 /// The task list as stored, to tell whether it must be written.
@@ -135,7 +153,7 @@ pub async fn prepare_template(
         .batch_execute(SESSION)
         .await
         .map_err(err("prepare pglab's schema"))?;
-    if schema_owner(&client)
+    if schema_owner(&client, &server.admin_user)
         .await
         .map_err(err("look for schema pglab"))?
         .is_some()
@@ -187,8 +205,15 @@ pub async fn write(
         return Ok(None);
     };
     client.batch_execute(SESSION).await?;
+    if !is_admin_session(&client, &server.admin_user).await? {
+        tracing::warn!(
+            db,
+            "an admin session that is not the admin's: progress not written"
+        );
+        return Ok(None);
+    }
     let tx = client.transaction().await?;
-    let mut counted = match schema_owner(&tx).await? {
+    let mut counted = match schema_owner(&tx, &server.admin_user).await? {
         Some(true) => true,
         Some(false) => {
             tracing::warn!(db, "schema pglab is not pglab's own: progress not written");
@@ -237,11 +262,16 @@ async fn write_rows(
     Ok(i64::try_from(deleted + inserted).unwrap_or(i64::MAX))
 }
 
-/// Drops a schema `pglab` that came with a hand-in (the student's dump of
-/// their database carries it, owned by them after the restore), in the
-/// restored database before it replaces theirs; pglab makes its own again.
-pub async fn drop_handed_in(client: &Client) -> Result<(), tokio_postgres::Error> {
+/// Replaces a schema `pglab` that came with a hand-in (the student's dump
+/// of their database carries it, owned by them after the restore) by
+/// pglab's own, in the restored database before it replaces theirs: there
+/// is no moment in which the student could make one first. The task list
+/// follows at the next evaluation.
+pub async fn replace_handed_in(client: &Client, admin: &str) -> Result<(), tokio_postgres::Error> {
     client
-        .batch_execute("DROP SCHEMA IF EXISTS pglab CASCADE")
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS pglab CASCADE; {}",
+            schema_sql(admin)
+        ))
         .await
 }

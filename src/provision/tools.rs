@@ -65,6 +65,9 @@ pub(crate) fn command_as(
     if let Some(role) = role {
         // Everything the file creates is owned by `role`, not by the admin.
         cmd.env("PGOPTIONS", format!("-c role={role}"));
+    } else if user == server.admin_user {
+        // As `pgconn::config`: a database's `SET role` default is ignored.
+        cmd.env("PGOPTIONS", "-c role=none");
     }
     Ok(cmd)
 }

@@ -37,7 +37,7 @@ pub(super) async fn disown_job_role(
         .map_err(|e| db_error(&e))?;
     // A dump of a participant's database carries pglab's schema (made the
     // student's by the restore): pglab makes its own again.
-    crate::provision::in_database::drop_handed_in(&inside)
+    crate::provision::in_database::replace_handed_in(&inside, &server.admin_user)
         .await
         .map_err(|e| db_error(&e))?;
     drop(inside);

@@ -297,12 +297,18 @@ async fn finish(
     names: &JobNames,
 ) -> Result<(), Vec<RestoreIssue>> {
     let scratch = PgName::from_catalog(names.scratch.clone());
+    // The lab's search path, as every participant database has it.
+    let schemas = match store.lab(&job.lab).await {
+        Ok(Some(l)) => l.lab.schemas(),
+        _ => vec![],
+    };
     admin
         .batch_execute(&format!(
-            "{} REVOKE ALL ON DATABASE {} FROM {};",
-            crate::provision::postgres::close_database_sql(&scratch, &job.owner),
+            "{} REVOKE ALL ON DATABASE {} FROM {}; {}",
+            pg::close_database_sql(&scratch, &job.owner),
             scratch.quoted(),
-            quote_ident(&names.role)
+            quote_ident(&names.role),
+            pg::search_path_sql(&scratch, &pg::search_path(&schemas))
         ))
         .await
         .map_err(|e| issue("granting", db_error(&e)))?;

@@ -175,7 +175,7 @@ impl BoardView {
                         p.pseudonym.clone()
                     },
                     link: (audience.names && audience.reasons)
-                        .then(|| format!("/labs/{}/participants/{}", board.id, p.username)),
+                        .then(|| format!("/labs/{}/people/{}", board.id, p.username)),
                     cells: cells(board, p, audience),
                     points: p.points(),
                     status,
@@ -366,9 +366,14 @@ async fn grid(
     audience: Audience,
 ) -> Result<Response, WebError> {
     let (board, at, version) = lab_board(state, id, public, audience).await?;
+    let privacy = if public {
+        "no-cache"
+    } else {
+        "private, no-cache"
+    };
     let cache = [
         (header::ETAG, version.clone()),
-        (header::CACHE_CONTROL, "no-cache".to_string()),
+        (header::CACHE_CONTROL, privacy.to_string()),
     ];
     if headers
         .get(header::IF_NONE_MATCH)

@@ -143,7 +143,9 @@ async fn csv(
 }
 
 fn neutralize(cell: &str) -> String {
-    if cell.starts_with(['=', '+', '-', '@']) {
+    // Spreadsheets skip leading blanks (and take a tab or CR) before a formula.
+    let first = cell.trim_start_matches([' ', '\u{a0}']);
+    if first.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{cell}")
     } else {
         cell.to_string()

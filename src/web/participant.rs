@@ -112,7 +112,7 @@ async fn page(
     ))
 }
 
-/// `POST .../participants/{user}/reset-database` (lab master): the
+/// `POST .../people/{user}/reset-database` (lab master): the
 /// participant's database back to the starter, as a job whose page follows.
 async fn reset_database(
     State(state): State<AppState>,
@@ -129,26 +129,33 @@ async fn reset_database(
         .find(|p| p.username == user)
         .ok_or(WebError::NotFound)?
         .database;
-    let id =
-        crate::app::participants::start_reset(&state.store, &state.queue, &lab, &database, &s.user)
-            .await
-            .map_err(|e| match e {
-                crate::app::participants::StartResetError::Store(e) => e.into(),
-                busy => WebError::Conflict(busy.to_string()),
-            })?;
+    let by = crate::app::participants::ResetBy::LabMaster;
+    let id = crate::app::participants::start_reset(
+        &state.store,
+        &state.queue,
+        &lab,
+        &database,
+        &s.user,
+        by,
+    )
+    .await
+    .map_err(|e| match e {
+        crate::app::participants::StartResetError::Store(e) => e.into(),
+        busy => WebError::Conflict(busy.to_string()),
+    })?;
     Ok(Redirect::to(&format!("/jobs/{id}")))
 }
 
 /// A refresh of the reset's address: back to the participant's page.
 async fn back_to_page(LabUserPath(lab, user): LabUserPath) -> Redirect {
-    Redirect::to(&format!("/labs/{lab}/participants/{user}"))
+    Redirect::to(&format!("/labs/{lab}/people/{user}"))
 }
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/labs/{lab}/participants/{user}", get(page))
+        .route("/labs/{lab}/people/{user}", get(page))
         .route(
-            "/labs/{lab}/participants/{user}/reset-database",
+            "/labs/{lab}/people/{user}/reset-database",
             post(reset_database).get(back_to_page),
         )
 }

@@ -75,6 +75,40 @@ async fn progress_in_psql_is_the_participants_own_and_read_only() {
         );
     }
 
+    // A database's `SET role` default does not reach pglab's admin
+    // sessions (their code could `SET ROLE NONE` back to the superuser).
+    ann.batch_execute("ALTER DATABASE inpsql_ann SET role = ann")
+        .await
+        .expect("an owner may set her database's defaults");
+    let who: String = env
+        .admin(0, "inpsql_ann")
+        .await
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .expect("who")
+        .get(0);
+    assert_eq!(who, env.settings().postgres[0].admin_user);
+    // (Without pglab's startup option, the admin would start as ann.)
+    let s = &env.settings().postgres[0];
+    let mut plain = tokio_postgres::Config::new();
+    plain
+        .host(&s.host)
+        .port(s.port)
+        .user(&s.admin_user)
+        .password(s.admin_password.expose())
+        .dbname("inpsql_ann");
+    let (raw, conn) = plain
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("plain admin");
+    tokio::spawn(conn);
+    let raw_who: String = raw
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .expect("who")
+        .get(0);
+    assert_eq!(raw_who, "ann", "the attack this guards against");
+
     // Solved in the same session: the view shows it after the next round.
     ann.batch_execute("UPDATE shop.products SET stock = 20 WHERE name LIKE '%Teapot%'")
         .await

@@ -204,8 +204,8 @@ async fn lab_master_to_student_to_live_board_in_chromium() {
         .attr("href")
         .await
         .expect("href");
-    assert_eq!(link.as_deref(), Some("/labs/web/participants/alice"));
-    b.goto("/labs/web/participants/alice").await;
+    assert_eq!(link.as_deref(), Some("/labs/web/people/alice"));
+    b.goto("/labs/web/people/alice").await;
     let page = b.text("main").await;
     assert!(
         page.contains("Needs help")

@@ -63,14 +63,20 @@ impl DbCache {
     }
 
     /// pglab's own progress rows reached the statistics and nothing else
-    /// changed: the database counts as unchanged.
+    /// changed: the database counts as unchanged. Only the first change of
+    /// the statistics after the write may be pglab's own (the writing
+    /// session's are flushed as it ends); whatever the counts, it is the
+    /// last chance, so a later change of the same size is always evaluated.
     fn absorb_own_writes(&mut self, now: &activity::Signature) {
         let (Some(rows), Some(before)) = (self.own_writes, self.signature.as_ref()) else {
             return;
         };
+        if before == now {
+            return;
+        }
+        self.own_writes = None;
         if before.after_own_writes(rows) == *now {
             self.signature = Some(now.clone());
-            self.own_writes = None;
         }
     }
 }

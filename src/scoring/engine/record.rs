@@ -70,6 +70,8 @@ impl Engine {
         let old = cache.outcomes.take().unwrap_or_default();
         save_changes(&self.store, job, &tasks, &old, &outcomes, cache, a, now).await;
         cache.signature = Some(a.signature.clone());
+        // Rows written before this signature are in it, or never count.
+        cache.own_writes = None;
         cache.error = None;
         cache.outcomes = Some(outcomes);
     }

@@ -123,16 +123,24 @@ async fn reset(
         return Err(WebError::NotFound);
     };
     let by = student.user.as_str();
-    match crate::app::participants::start_reset(&state.store, &state.queue, &lab, &m.database, by)
-        .await
+    use crate::app::participants::{start_reset, ResetBy, StartResetError};
+    match start_reset(
+        &state.store,
+        &state.queue,
+        &lab,
+        &m.database,
+        by,
+        ResetBy::Participant,
+    )
+    .await
     {
         Ok(_) => Ok(Redirect::to("/me?done=reset").into_response()),
-        Err(crate::app::participants::StartResetError::Busy) => {
-            let busy = crate::app::participants::StartResetError::Busy.to_string();
-            let page = render(&state, &student, Feedback::Reset { lab, error: busy }).await?;
+        Err(StartResetError::Store(e)) => Err(e.into()),
+        Err(refused) => {
+            let error = refused.to_string();
+            let page = render(&state, &student, Feedback::Reset { lab, error }).await?;
             Ok((axum::http::StatusCode::CONFLICT, page).into_response())
         }
-        Err(crate::app::participants::StartResetError::Store(e)) => Err(e.into()),
     }
 }
 

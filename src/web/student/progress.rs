@@ -201,9 +201,11 @@ pub(super) async fn fragment(
 ) -> Result<Response, WebError> {
     let snapshot = state.board.get();
     let tag = version(&snapshot);
+    // One address for every student: never from a shared cache.
     let cache = [
         (header::ETAG, tag.clone()),
-        (header::CACHE_CONTROL, "no-cache".to_string()),
+        (header::CACHE_CONTROL, "private, no-cache".to_string()),
+        (header::VARY, "Cookie".to_string()),
     ];
     if headers
         .get(header::IF_NONE_MATCH)
