@@ -168,42 +168,8 @@ async fn reset(
         );
     };
     let admin = crate::pgconn::connect(server, "postgres").await?;
-    let folder = settings.data_dir.join("reset").join(job.lab.as_str());
     let mut summary = vec![];
-    let size: Option<i64> = admin
-        .query_opt(
-            "SELECT pg_database_size(oid) FROM pg_database WHERE datname = $1",
-            &[&record.name.as_str()],
-        )
-        .await?
-        .map(|r| r.get(0));
-    match size {
-        // A retry after a crash may find it dropped already.
-        None => {}
-        Some(bytes) if bytes > RESET_DUMP_MAX_BYTES => {
-            pg::close_for_admin(server, &admin, &record.name).await?;
-            pg::drop_database(server, &admin, &record.name).await?;
-            summary.push(format!(
-                "not dumped: {} is larger than the {} a reset keeps",
-                crate::app::human_size(bytes as u64),
-                crate::app::human_size(RESET_DUMP_MAX_BYTES as u64)
-            ));
-        }
-        Some(_) => {
-            // The job's id keeps two resets in the same second apart.
-            let name = format!("{}-job{}", record.name, job.id);
-            let dump = crate::provision::prune::dump_then_drop(
-                server,
-                &admin,
-                &record.name,
-                &name,
-                &folder,
-            )
-            .await?;
-            summary.push(format!("the database before the reset: {}", dump.display()));
-            remove_old_dumps(&folder, record.name.as_str());
-        }
-    }
+    summary.extend(put_away(settings, server, &admin, job, &record.name).await?);
     let template = pg::template_info(server, &admin, &PgName::template_db(&job.lab)).await?;
     let search_path = pg::search_path(&lab.schemas());
     pg::clone_database(
@@ -218,6 +184,47 @@ async fn reset(
     lock.release().await;
     summary.push(format!("{} is the lab's starter again", record.name));
     Ok(summary)
+}
+
+/// The database before a reset: dumped for the lab master (unless it is
+/// too large) and dropped; what the summary says about it.
+async fn put_away(
+    settings: &Settings,
+    server: &PgServerSettings,
+    admin: &tokio_postgres::Client,
+    job: &crate::control::JobRecord,
+    db: &PgName,
+) -> anyhow::Result<Option<String>> {
+    use crate::provision::postgres as pg;
+    let folder = settings.data_dir.join("reset").join(job.lab.as_str());
+    let size: Option<i64> = admin
+        .query_opt(
+            "SELECT pg_database_size(oid) FROM pg_database WHERE datname = $1",
+            &[&db.as_str()],
+        )
+        .await?
+        .map(|r| r.get(0));
+    Ok(match size {
+        // A retry after a crash may find it dropped already.
+        None => None,
+        Some(bytes) if bytes > RESET_DUMP_MAX_BYTES => {
+            pg::close_for_admin(server, admin, db).await?;
+            pg::drop_database(server, admin, db).await?;
+            Some(format!(
+                "not dumped: {} is larger than the {} a reset keeps",
+                crate::app::human_size(bytes as u64),
+                crate::app::human_size(RESET_DUMP_MAX_BYTES as u64)
+            ))
+        }
+        Some(_) => {
+            // The job's id keeps two resets in the same second apart.
+            let name = format!("{db}-job{}", job.id);
+            let dump =
+                crate::provision::prune::dump_then_drop(server, admin, db, &name, &folder).await?;
+            remove_old_dumps(&folder, db.as_str());
+            Some(format!("the database before the reset: {}", dump.display()))
+        }
+    })
 }
 
 /// Keeps the newest `KEPT_RESET_DUMPS` dumps of `db` in `folder`.

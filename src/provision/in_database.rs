@@ -17,12 +17,12 @@ use crate::settings::PgServerSettings;
 use chrono::{DateTime, Utc};
 use tokio_postgres::{Client, GenericClient};
 
-/// Text columns are cut to these lengths: a progress row stays well below
-/// the size at which Postgres would move it out of line (TOAST), whose
-/// writes pglab could not count.
-const TITLE_CHARS: usize = 200;
-const REASON_CHARS: usize = 300;
-const HINT_CHARS: usize = 500;
+/// Text columns are cut to these sizes in bytes (UTF-8): a progress row
+/// stays well below the size at which Postgres would move it out of line
+/// (TOAST, about 2 kB), whose writes pglab could not count.
+const TITLE_BYTES: usize = 240;
+const REASON_BYTES: usize = 600;
+const HINT_BYTES: usize = 600;
 
 /// The schema, tables and views (students may read the views only).
 fn schema_sql(admin: &str) -> String {
@@ -50,11 +50,16 @@ fn schema_sql(admin: &str) -> String {
     )
 }
 
-fn clip(s: &str, chars: usize) -> String {
-    match s.char_indices().nth(chars) {
-        Some((at, _)) => format!("{}…", &s[..at]),
-        None => s.to_string(),
+/// `s` cut to at most `bytes` bytes at a character boundary (with `…`).
+fn clip(s: &str, bytes: usize) -> String {
+    if s.len() <= bytes {
+        return s.to_string();
     }
+    let mut at = bytes.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(at) {
+        at -= 1;
+    }
+    format!("{}…", &s[..at])
 }
 
 /// Safe settings for a session of the admin in a database a student owns:
@@ -105,7 +110,7 @@ fn task_rows(lab: &Lab) -> Vec<TaskRow> {
         .map(|t| {
             (
                 t.id.clone(),
-                clip(&t.title, TITLE_CHARS),
+                clip(&t.title, TITLE_BYTES),
                 t.points as i32,
                 t.description.clone(),
             )
@@ -248,12 +253,12 @@ async fn write_rows(
                 &[
                     &(i as i32),
                     &t.id,
-                    &clip(&t.title, TITLE_CHARS),
+                    &clip(&t.title, TITLE_BYTES),
                     &(o.points as i32),
                     &(t.points as i32),
                     &state,
-                    &o.reason.map(|r| clip(r, REASON_CHARS)),
-                    &o.hint.map(|h| clip(h, HINT_CHARS)),
+                    &o.reason.map(|r| clip(r, REASON_BYTES)),
+                    &o.hint.map(|h| clip(h, HINT_BYTES)),
                     &p.checked_at,
                 ],
             )
@@ -274,4 +279,18 @@ pub async fn replace_handed_in(client: &Client, admin: &str) -> Result<(), tokio
             schema_sql(admin)
         ))
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip;
+
+    #[test]
+    fn clipped_text_fits_its_bytes_at_a_character_boundary() {
+        assert_eq!(clip("short", 600), "short");
+        for text in ["é".repeat(1000), "😀".repeat(500), "a".repeat(5000)] {
+            let c = clip(&text, 600);
+            assert!(c.len() <= 600 && c.ends_with('…'), "{}", c.len());
+        }
+    }
 }
