@@ -47,6 +47,19 @@ pub async fn connect(server: &PgServerSettings, dbname: &str) -> Result<Client, 
     connect_with(server, config(server, dbname)).await
 }
 
+/// An admin connection with these startup options (which must keep
+/// `-c role=none`): settings without a round trip of their own.
+pub async fn connect_with_options(
+    server: &PgServerSettings,
+    dbname: &str,
+    options: &str,
+) -> Result<Client, ConnectError> {
+    debug_assert!(options.contains("role=none"));
+    let mut c = base(server, dbname);
+    c.options(options);
+    connect_with(server, c).await
+}
+
 /// A connection as a login role other than the admin (a restore job's
 /// role, a participant's checking role).
 pub async fn connect_as(

@@ -138,6 +138,6 @@ async fn write_progress(
             .collect(),
         checked_at: chrono::Utc::now(),
     };
-    let written = in_database::write(server, &job.db, &progress).await;
+    let written = in_database::write(server, &job.db, &progress, tasks_too).await;
     Some(written.map_err(|e| crate::pgconn::db_message(&e)))
 }
