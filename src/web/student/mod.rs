@@ -113,15 +113,7 @@ async fn reset(
 ) -> Result<axum::response::Response, WebError> {
     use axum::response::IntoResponse;
     student.session.check_csrf(&form.csrf)?;
-    let Some(m) = state
-        .store
-        .memberships(&student.user)
-        .await?
-        .into_iter()
-        .find(|m| m.lab == lab)
-    else {
-        return Err(WebError::NotFound);
-    };
+    let m = progress::membership(&state, &student.user, &lab).await?;
     let by = student.user.as_str();
     use crate::app::participants::{start_reset, ResetBy, StartResetError};
     match start_reset(

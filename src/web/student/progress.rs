@@ -191,6 +191,21 @@ pub(super) async fn labs_of(
     Ok(out)
 }
 
+/// The student's part in `lab`; a lab they take no part in is a 404.
+pub(super) async fn membership(
+    state: &AppState,
+    user: &Username,
+    lab: &crate::ident::LabId,
+) -> Result<Membership, WebError> {
+    state
+        .store
+        .memberships(user)
+        .await?
+        .into_iter()
+        .find(|m| &m.lab == lab)
+        .ok_or(WebError::NotFound)
+}
+
 /// `GET /me/labs/{lab}/progress`: the progress part of the lab's section,
 /// `304` while no round published anything new.
 pub(super) async fn fragment(
@@ -214,15 +229,7 @@ pub(super) async fn fragment(
     {
         return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
     }
-    let Some(m) = state
-        .store
-        .memberships(&student.user)
-        .await?
-        .into_iter()
-        .find(|m| m.lab == lab)
-    else {
-        return Err(WebError::NotFound);
-    };
+    let m = membership(&state, &student.user, &lab).await?;
     let Some(l) = lab_of(&state, &student.user, m, &snapshot).await? else {
         return Err(WebError::NotFound);
     };
