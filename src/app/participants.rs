@@ -251,3 +251,85 @@ fn remove_old_dumps(folder: &std::path::Path, db: &str) {
         }
     }
 }
+
+/// One moment of a participant's timeline.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Event {
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// `passed`, `broke`, `failed`, `connected`, `left`, `hand-in`.
+    pub kind: &'static str,
+    pub what: String,
+}
+
+/// A database's timeline, oldest first: each task's passes and breaks
+/// (from the task history), and, for staff, the periods with sessions and
+/// the hand-ins.
+pub async fn timeline(
+    store: &Store,
+    lab: &crate::lab::Lab,
+    database: &PgName,
+    for_staff: bool,
+) -> Result<Vec<Event>, crate::control::StoreError> {
+    let title = |task: &str| {
+        lab.tasks
+            .iter()
+            .find(|t| t.id == task)
+            .map_or_else(|| task.to_string(), |t| t.title.clone())
+    };
+    let mut events = vec![];
+    let mut passed_before = std::collections::BTreeSet::new();
+    for c in store.task_history(&lab.id, database).await? {
+        let kind = match (c.passed, passed_before.contains(&c.task)) {
+            (true, _) => "passed",
+            (false, true) => "broke",
+            (false, false) => "failed",
+        };
+        if c.passed {
+            passed_before.insert(c.task.clone());
+        } else {
+            passed_before.remove(&c.task);
+        }
+        // The first "not yet" of a task is where every task starts.
+        if kind == "failed" && c.class.as_deref() == Some("wrong") {
+            continue;
+        }
+        let why = c.class.map(|k| format!(" ({k})")).unwrap_or_default();
+        events.push(Event {
+            at: c.at,
+            kind,
+            what: format!("{}{why}", title(&c.task)),
+        });
+    }
+    if for_staff {
+        for s in store.session_history(&lab.id, database).await? {
+            events.push(Event {
+                at: s.started_at,
+                kind: "connected",
+                what: "a session began".into(),
+            });
+            if let Some(end) = s.ended_at {
+                events.push(Event {
+                    at: end,
+                    kind: "left",
+                    what: "the last session ended".into(),
+                });
+            }
+        }
+        for h in store.database_submissions(&lab.id, database).await? {
+            events.push(Event {
+                at: h.uploaded_at,
+                kind: "hand-in",
+                what: format!(
+                    "#{} by {} ({}): {}{}",
+                    h.id,
+                    h.uploaded_by,
+                    h.format,
+                    h.status,
+                    if h.late { ", late" } else { "" }
+                ),
+            });
+        }
+    }
+    events.sort_by_key(|e| e.at);
+    Ok(events)
+}

@@ -1,12 +1,14 @@
 //! pglab's own state in a control database on Postgres, with versioned
 //! migrations.
 
+mod history;
 mod jobs;
 mod records;
 mod scores;
 mod submissions;
 mod types;
 
+pub use history::*;
 pub use jobs::*;
 pub use records::*;
 pub use scores::*;
@@ -38,6 +40,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "reset jobs",
         include_str!("migrations/0006_reset_jobs.sql"),
     ),
+    (7, "history", include_str!("migrations/0007_history.sql")),
 ];
 
 /// Serialises migrations between pglab replicas that start together.

@@ -36,6 +36,7 @@ struct ParticipantPage {
     help: Option<String>,
     tasks: Vec<TaskLine>,
     handins: Vec<SubmissionRecord>,
+    timeline: Vec<crate::app::participants::Event>,
 }
 
 fn when(t: &Option<chrono::DateTime<Utc>>) -> String {
@@ -86,6 +87,9 @@ async fn page(
         .store
         .database_submissions(&lab, &person.database)
         .await?;
+    let timeline =
+        crate::app::participants::timeline(&state.store, &loaded.lab, &person.database, true)
+            .await?;
     let psql = state
         .store
         .database_of(&lab, &user)
@@ -107,6 +111,7 @@ async fn page(
             help,
             tasks,
             handins,
+            timeline,
         }
         .render()?,
     ))

@@ -130,6 +130,51 @@ async fn progress_in_psql_is_the_participants_own_and_read_only() {
         .get(0);
     assert_eq!(mine, 4, "her four tasks, nobody else's");
 
+    // The evidence trail: passed, broke, passed again; her session period.
+    ann.batch_execute("UPDATE shop.products SET stock = 5 WHERE name LIKE '%Teapot%'")
+        .await
+        .expect("break restock");
+    scorer.round().await;
+    ann.batch_execute("UPDATE shop.products SET stock = 20 WHERE name LIKE '%Teapot%'")
+        .await
+        .expect("restock again");
+    scorer.round().await;
+    drop(ann);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    scorer.round().await;
+    let id = pglab::ident::LabId::parse("inpsql").expect("id");
+    let lab_spec = env.store.lab(&id).await.expect("lab").expect("stored").lab;
+    let db = pglab::ident::PgName::from_catalog("inpsql_ann".into());
+    let events = pglab::app::participants::timeline(&env.store, &lab_spec, &db, true)
+        .await
+        .expect("timeline");
+    let restock: Vec<&str> = events
+        .iter()
+        .filter(|e| e.what.starts_with("Restock"))
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(restock, ["passed", "broke", "passed"], "{events:?}");
+    let sessions = env
+        .store
+        .session_history(&id, "inpsql_ann")
+        .await
+        .expect("sessions");
+    assert!(
+        sessions.len() == 1 && sessions[0].ended_at.is_some(),
+        "{sessions:?}"
+    );
+    // One row per change, not per round.
+    let rows = env
+        .store
+        .task_history(&id, "inpsql_ann")
+        .await
+        .expect("history");
+    assert_eq!(
+        rows.iter().filter(|c| c.task == "restock").count(),
+        4,
+        "{rows:?}"
+    );
+
     // A schema `pglab` a participant made (here: bob, after pglab's was
     // removed) is never written by pglab: its trigger never runs as admin.
     env.admin(0, "inpsql_bob")

@@ -41,6 +41,9 @@ struct DbCache {
     /// The database (oid) and lab version the `pglab` schema was last
     /// written for, with the task list.
     written_for: Option<(u32, DateTime<Utc>)>,
+    /// Whether a participant was connected at the last round (`None`:
+    /// not seen yet by this process), for the session history.
+    connected: Option<bool>,
 }
 
 impl DbCache {
@@ -280,6 +283,7 @@ impl Engine {
                     .and_then(|l| l.dbs.get_mut(db_key))
                 {
                     c.absorb_own_writes(&a.signature);
+                    record::sessions(&self.store, lab, db_key, c, a).await;
                 }
                 if let Some(slow) = self.needs_evaluation(lab_key, db_key, a) {
                     jobs.push(Job {

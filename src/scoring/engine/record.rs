@@ -107,6 +107,32 @@ impl Engine {
     }
 }
 
+/// Opens or closes the database's session period when participants
+/// connected or left since the last round (or this process has not seen
+/// the database yet).
+pub(super) async fn sessions(
+    store: &Store,
+    lab: &crate::ident::LabId,
+    db: &str,
+    cache: &mut DbCache,
+    a: &Activity,
+) {
+    let now = a.connected > 0;
+    if cache.connected == Some(now) {
+        return;
+    }
+    let saved = if now {
+        let since = a.connected_since.unwrap_or_else(Utc::now);
+        store.session_opened(lab, db, since).await
+    } else {
+        store.session_closed(lab, db, Utc::now()).await
+    };
+    match saved {
+        Ok(()) => cache.connected = Some(now),
+        Err(e) => tracing::warn!(error = %e, "cannot record a session period"),
+    }
+}
+
 /// Stores the tasks whose state changed (learning first-pass times) and the
 /// database's progress and activity times.
 #[allow(clippy::too_many_arguments)]
@@ -132,6 +158,16 @@ async fn save_changes(
             reason: o.reason.clone(),
             first_passed_at: None,
         };
+        let change = crate::control::TaskChange {
+            task: task.clone(),
+            at: now,
+            passed: o.passed,
+            points: o.points as i32,
+            class: (!o.passed).then(|| o.class.unwrap_or("wrong").to_string()),
+        };
+        if let Err(e) = store.record_task_change(&job.lab, &job.db, &change).await {
+            tracing::warn!(error = %e, "cannot record a task's history");
+        }
         match store.save_task(&job.lab, &stored, now).await {
             Ok(Some(at)) => {
                 cache.first_passed.insert(task.clone(), at);

@@ -48,6 +48,8 @@ pub struct StudentLab {
     pub upload_error: Option<String>,
     /// Why the reset just asked for could not start.
     pub reset_error: Option<String>,
+    /// When each of their tasks passed or broke.
+    pub history: Vec<crate::app::participants::Event>,
 }
 
 /// The part of a lab's section that changes with each scoring round.
@@ -176,6 +178,7 @@ async fn lab_of(
         handin: handin_of(&lab, past),
         upload_error: None,
         reset_error: None,
+        history: crate::app::participants::timeline(&state.store, &lab, &m.database, false).await?,
     }))
 }
 
