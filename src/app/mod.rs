@@ -4,6 +4,7 @@
 //! functions here use the domain (lab, provision, scoring, submissions,
 //! generate) and the stores, and never a face.
 
+pub mod analytics;
 pub mod jobs;
 pub mod labs;
 pub mod participants;

@@ -61,6 +61,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A lab's analytics: pass rate and time to the first pass per task,
+    /// tasks that broke again, participants without progress, hand-ins.
+    Stats {
+        /// Lab id.
+        lab: String,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the pseudonym of each participant of a lab (for `pseudonymize: true`).
     Pseudonyms {
         /// Lab id.
@@ -150,6 +159,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Generate(args) => generate::run(&cli.config, &args).await,
         Command::Score { lab, json } => score::score(&cli.config, &lab, json).await,
         Command::Pseudonyms { lab } => score::pseudonyms(&cli.config, &lab).await,
+        Command::Stats { lab, json } => score::stats(&cli.config, &lab, json).await,
         Command::Config {
             command: ConfigCommand::Example,
         } => {

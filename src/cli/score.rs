@@ -1,5 +1,5 @@
-//! `pglab score` and `pglab pseudonyms`: scores for a lab master without
-//! Prometheus, computed by one round of the scoring engine.
+//! `pglab score`, `pglab stats` and `pglab pseudonyms`: scores and
+//! analytics for a lab master without Prometheus or a browser.
 
 use crate::control::Store;
 use crate::scoring::{Board, Engine, Health, LabBoard};
@@ -96,5 +96,53 @@ pub async fn pseudonyms(config: &Path, lab: &str) -> anyhow::Result<()> {
             p.username
         );
     }
+    Ok(())
+}
+
+pub async fn stats(config: &Path, lab: &str, json: bool) -> anyhow::Result<()> {
+    let settings = Settings::load(config)?;
+    let store = Store::open_migrated(&settings).await?;
+    let id = crate::ident::LabId::parse(lab)?;
+    let spec = store
+        .lab(&id)
+        .await?
+        .with_context(|| format!("lab {lab:?} was never applied"))?
+        .lab;
+    let stats = crate::app::analytics::lab_stats(&store, &spec).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+        return Ok(());
+    }
+    println!(
+        "lab {}: {} databases (hardest task first)",
+        stats.lab, stats.databases
+    );
+    println!(
+        "{:<24} {:>8} {:>9} {:>13} {:>12}",
+        "task", "passing", "rate", "median min", "broke again"
+    );
+    for t in &stats.tasks {
+        println!(
+            "{:<24} {:>8} {:>8.0}% {:>13} {:>12}",
+            t.task,
+            t.passing,
+            t.pass_rate * 100.0,
+            t.median_minutes_to_pass
+                .map_or_else(|| "-".to_string(), |m| format!("{m:.1}")),
+            t.broke_again
+        );
+    }
+    println!(
+        "without progress: {}",
+        if stats.without_progress.is_empty() {
+            "nobody".to_string()
+        } else {
+            stats.without_progress.join(", ")
+        }
+    );
+    println!(
+        "hand-ins: {} ({} failed)",
+        stats.handins, stats.handins_failed
+    );
     Ok(())
 }

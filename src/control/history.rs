@@ -85,6 +85,54 @@ impl Store {
             .collect())
     }
 
+    /// Every recorded change in a lab: (database, change), oldest first.
+    pub async fn lab_task_history(
+        &self,
+        lab: &LabId,
+    ) -> Result<Vec<(String, TaskChange)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT database, task, at, passed, points, class FROM task_history
+                 WHERE lab_id = $1 ORDER BY at, id",
+                &[lab],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    TaskChange {
+                        task: r.get(1),
+                        at: r.get(2),
+                        passed: r.get(3),
+                        points: r.get(4),
+                        class: r.get(5),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// When each database of a lab first had a participant's session.
+    pub async fn first_sessions(
+        &self,
+        lab: &LabId,
+    ) -> Result<std::collections::BTreeMap<String, DateTime<Utc>>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT database, min(started_at) FROM session_history
+                 WHERE lab_id = $1 GROUP BY database",
+                &[lab],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// A participant connected (since `at`): a period opens unless one is
     /// open.
     pub async fn session_opened(

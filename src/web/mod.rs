@@ -1,6 +1,7 @@
 //! The web app: server-rendered pages for lab masters, staff and students,
 //! the JSON API, `/healthz` and `/metrics`.
 
+mod analytics;
 mod api;
 mod assets;
 mod board;
@@ -74,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .merge(labs::router())
         .merge(participants::router())
         .merge(participant::router())
+        .merge(analytics::router())
         .merge(credentials::router())
         .merge(student::router())
         .merge(submissions::router())

@@ -175,6 +175,22 @@ async fn progress_in_psql_is_the_participants_own_and_read_only() {
         "{rows:?}"
     );
 
+    // Analytics from the same trail: restock passes for ann only, once
+    // broken; bob has no progress yet.
+    let stats = pglab::app::analytics::lab_stats(&env.store, &lab_spec)
+        .await
+        .expect("stats");
+    let t = stats
+        .tasks
+        .iter()
+        .find(|t| t.task == "restock")
+        .expect("restock");
+    assert_eq!((t.passing, t.broke_again), (1, 1), "{t:?}");
+    assert!(t.median_minutes_to_pass.is_some_and(|m| m >= 0.0), "{t:?}");
+    assert_eq!(stats.without_progress, ["bob"]);
+    // Hardest first.
+    assert!(stats.tasks.first().is_some_and(|t| t.passing == 0));
+
     // A schema `pglab` a participant made (here: bob, after pglab's was
     // removed) is never written by pglab: its trigger never runs as admin.
     env.admin(0, "inpsql_bob")

@@ -214,6 +214,13 @@ async fn lab_master_to_student_to_live_board_in_chromium() {
         "{page}"
     );
     b.shot("12a-participant").await;
+    b.goto("/labs/web/analytics").await;
+    let analytics = b.text("main").await;
+    assert!(
+        analytics.contains("Restock the teapots") && analytics.contains("Without progress"),
+        "{analytics}"
+    );
+    b.shot("12r-analytics").await;
     b.client.set_window_size(1366, 768).await.expect("laptop");
     b.goto("/labs/web/board").await;
     b.shot("12p-board-laptop").await;
