@@ -21,6 +21,9 @@ pub struct TaskStats {
     pub minutes_to_pass: Vec<f64>,
     /// Databases in which the task passed and later broke.
     pub broke_again: usize,
+    /// How many databases passed it from each change on (a step function
+    /// over the lab's history, oldest first).
+    pub passing_over_time: Vec<(chrono::DateTime<chrono::Utc>, usize)>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -49,15 +52,29 @@ pub async fn lab_stats(store: &Store, lab: &Lab) -> Result<LabStats, StoreError>
     let scores = store.task_scores(&lab.id).await?;
     let first_session = store.first_sessions(&lab.id).await?;
     let history = store.lab_task_history(&lab.id).await?;
-    // (database, task) -> passed once, then broke.
+    // (database, task) -> passed once, then broke; and per task the number
+    // of databases passing it after each change.
     let mut passed_once: BTreeSet<(String, String)> = BTreeSet::new();
     let mut broke: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut passing_now: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut over_time: BTreeMap<String, Vec<(chrono::DateTime<chrono::Utc>, usize)>> =
+        BTreeMap::new();
     for (db, c) in &history {
         let key = (db.clone(), c.task.clone());
         if c.passed {
-            passed_once.insert(key);
-        } else if passed_once.contains(&key) {
-            broke.insert(key);
+            passed_once.insert(key.clone());
+            passing_now.insert(key);
+        } else {
+            if passed_once.contains(&key) {
+                broke.insert(key.clone());
+            }
+            passing_now.remove(&key);
+        }
+        let count = passing_now.iter().filter(|(_, t)| *t == c.task).count();
+        let series = over_time.entry(c.task.clone()).or_default();
+        // Every task starts at 0 passing: only changes are points.
+        if series.last().map_or(0, |(_, n)| *n) != count {
+            series.push((c.at, count));
         }
     }
     let mut tasks: Vec<TaskStats> = lab
@@ -83,6 +100,7 @@ pub async fn lab_stats(store: &Store, lab: &Lab) -> Result<LabStats, StoreError>
                 median_minutes_to_pass: median(&minutes),
                 minutes_to_pass: minutes,
                 broke_again: broke.iter().filter(|(_, task)| *task == t.id).count(),
+                passing_over_time: over_time.remove(&t.id).unwrap_or_default(),
             }
         })
         .collect();

@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::Router;
 
 /// Width of the charts' plot area, in SVG units.
-const PLOT: f64 = 300.0;
+const PLOT: f64 = 200.0;
 
 /// One task's row with its chart geometry.
 pub struct Row {
@@ -24,6 +24,8 @@ pub struct Row {
     /// x of each database's time to the first pass.
     pub dots: Vec<f64>,
     pub broke_again: usize,
+    /// SVG polyline points of the number passing over the lab's time.
+    pub trend: String,
 }
 
 #[derive(Template)]
@@ -38,7 +40,37 @@ struct AnalyticsPage {
     max_minutes: f64,
 }
 
+/// The step line of `series` across the lab's time span, scaled to
+/// `databases` (SVG coordinates: 0..PLOT wide, 0..16 high).
+fn trend(
+    series: &[(chrono::DateTime<chrono::Utc>, usize)],
+    span: (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
+    databases: usize,
+) -> String {
+    let (start, end) = span;
+    let width = (end - start).num_seconds().max(1) as f64;
+    let x = |t: chrono::DateTime<chrono::Utc>| {
+        ((t - start).num_seconds() as f64 / width * PLOT).round()
+    };
+    let y = |n: usize| (15.0 - n as f64 / databases.max(1) as f64 * 14.0).round();
+    let mut points = vec![format!("0,{}", y(0))];
+    let mut last = 0;
+    for (at, n) in series {
+        points.push(format!("{},{}", x(*at), y(last)));
+        points.push(format!("{},{}", x(*at), y(*n)));
+        last = *n;
+    }
+    points.push(format!("{PLOT},{}", y(last)));
+    points.join(" ")
+}
+
 fn rows(stats: &LabStats, max_minutes: f64) -> Vec<Row> {
+    let times = stats
+        .tasks
+        .iter()
+        .flat_map(|t| t.passing_over_time.iter().map(|(at, _)| *at));
+    let start = times.clone().min().unwrap_or_else(chrono::Utc::now);
+    let span = (start, chrono::Utc::now().max(start));
     stats
         .tasks
         .iter()
@@ -56,6 +88,7 @@ fn rows(stats: &LabStats, max_minutes: f64) -> Vec<Row> {
                 .map(|m| (m / max_minutes * PLOT).round())
                 .collect(),
             broke_again: t.broke_again,
+            trend: trend(&t.passing_over_time, span, stats.databases),
         })
         .collect()
 }

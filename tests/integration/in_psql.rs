@@ -188,6 +188,8 @@ async fn progress_in_psql_is_the_participants_own_and_read_only() {
     assert_eq!((t.passing, t.broke_again), (1, 1), "{t:?}");
     assert!(t.median_minutes_to_pass.is_some_and(|m| m >= 0.0), "{t:?}");
     assert_eq!(stats.without_progress, ["bob"]);
+    let counts: Vec<usize> = t.passing_over_time.iter().map(|(_, n)| *n).collect();
+    assert_eq!(counts, [1, 0, 1], "passed, broke, passed again");
     // Hardest first.
     assert!(stats.tasks.first().is_some_and(|t| t.passing == 0));
 
