@@ -23,7 +23,7 @@ pub struct TaskStats {
     pub broke_again: usize,
     /// How many databases passed it from each change on (a step function
     /// over the lab's history, oldest first).
-    pub passing_over_time: Vec<(chrono::DateTime<chrono::Utc>, usize)>,
+    pub passing_over_time: Series,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -46,20 +46,19 @@ fn median(sorted: &[f64]) -> Option<f64> {
     }
 }
 
-pub async fn lab_stats(store: &Store, lab: &Lab) -> Result<LabStats, StoreError> {
-    let people = store.participants(&lab.id).await?;
-    let databases: BTreeSet<String> = people.iter().map(|p| p.database.to_string()).collect();
-    let scores = store.task_scores(&lab.id).await?;
-    let first_session = store.first_sessions(&lab.id).await?;
-    let history = store.lab_task_history(&lab.id).await?;
-    // (database, task) -> passed once, then broke; and per task the number
-    // of databases passing it after each change.
+/// A series of how many databases pass a task, from each change on.
+type Series = Vec<(chrono::DateTime<chrono::Utc>, usize)>;
+
+/// From the lab's history: which (database, task) passed and later broke,
+/// and per task how many databases passed it after each change.
+fn from_history(
+    history: &[(String, crate::control::TaskChange)],
+) -> (BTreeSet<(String, String)>, BTreeMap<String, Series>) {
     let mut passed_once: BTreeSet<(String, String)> = BTreeSet::new();
     let mut broke: BTreeSet<(String, String)> = BTreeSet::new();
     let mut passing_now: BTreeSet<(String, String)> = BTreeSet::new();
-    let mut over_time: BTreeMap<String, Vec<(chrono::DateTime<chrono::Utc>, usize)>> =
-        BTreeMap::new();
-    for (db, c) in &history {
+    let mut over_time: BTreeMap<String, Series> = BTreeMap::new();
+    for (db, c) in history {
         let key = (db.clone(), c.task.clone());
         if c.passed {
             passed_once.insert(key.clone());
@@ -77,6 +76,16 @@ pub async fn lab_stats(store: &Store, lab: &Lab) -> Result<LabStats, StoreError>
             series.push((c.at, count));
         }
     }
+    (broke, over_time)
+}
+
+pub async fn lab_stats(store: &Store, lab: &Lab) -> Result<LabStats, StoreError> {
+    let people = store.participants(&lab.id).await?;
+    let databases: BTreeSet<String> = people.iter().map(|p| p.database.to_string()).collect();
+    let scores = store.task_scores(&lab.id).await?;
+    let first_session = store.first_sessions(&lab.id).await?;
+    let history = store.lab_task_history(&lab.id).await?;
+    let (broke, mut over_time) = from_history(&history);
     let mut tasks: Vec<TaskStats> = lab
         .tasks
         .iter()
