@@ -24,6 +24,18 @@ pub struct SessionPeriod {
     pub ended_at: Option<DateTime<Utc>>,
 }
 
+/// A change from its columns (task, at, passed, points, class) starting at
+/// column `from`.
+fn change(r: &tokio_postgres::Row, from: usize) -> TaskChange {
+    TaskChange {
+        task: r.get(from),
+        at: r.get(from + 1),
+        passed: r.get(from + 2),
+        points: r.get(from + 3),
+        class: r.get(from + 4),
+    }
+}
+
 impl Store {
     /// Records a task's state at `at` unless it is the state recorded last
     /// (the engine reports every task it evaluates anew after a restart).
@@ -73,16 +85,7 @@ impl Store {
                 &[lab, &database],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| TaskChange {
-                task: r.get(0),
-                at: r.get(1),
-                passed: r.get(2),
-                points: r.get(3),
-                class: r.get(4),
-            })
-            .collect())
+        Ok(rows.iter().map(|r| change(r, 0)).collect())
     }
 
     /// Every recorded change in a lab: (database, change), oldest first.
@@ -99,21 +102,7 @@ impl Store {
                 &[lab],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get(0),
-                    TaskChange {
-                        task: r.get(1),
-                        at: r.get(2),
-                        passed: r.get(3),
-                        points: r.get(4),
-                        class: r.get(5),
-                    },
-                )
-            })
-            .collect())
+        Ok(rows.iter().map(|r| (r.get(0), change(r, 1))).collect())
     }
 
     /// When each database of a lab first had a participant's session.
