@@ -65,8 +65,9 @@ fn clip(s: &str, bytes: usize) -> String {
 /// Safe settings for a session of the admin in a database a student owns:
 /// nothing a student made is found by name, and a student's lock cannot
 /// hold up a round.
-const SESSION: &str = "SET lock_timeout = '2s'; SET statement_timeout = '10s'; \
-                       SET search_path = pg_catalog, pg_temp";
+/// Startup options, so that they cost no round trip of their own.
+const SESSION: &str = "-c role=none -c lock_timeout=2s -c statement_timeout=10s \
+                       -c search_path=pg_catalog,pg_temp";
 
 /// Whether the database has a schema `pglab`, and whether it is pglab's
 /// own (a database's owner can make one first, with tables and triggers of
@@ -138,11 +139,7 @@ pub async fn prepare_template(
     lab: &Lab,
 ) -> Result<(), super::postgres::PgError> {
     let err = |what: &'static str| super::postgres::sql_err(&server.name, what);
-    let client = crate::pgconn::connect(server, template).await?;
-    client
-        .batch_execute(SESSION)
-        .await
-        .map_err(err("prepare pglab's schema"))?;
+    let client = crate::pgconn::connect_with_options(server, template, SESSION).await?;
     if schema_owner(&client, &server.admin_user)
         .await
         .map_err(err("look for schema pglab"))?
@@ -191,9 +188,7 @@ pub async fn write(
     progress: &Progress<'_>,
     tasks_too: bool,
 ) -> Result<Written, tokio_postgres::Error> {
-    let options = "-c role=none -c lock_timeout=2s -c statement_timeout=10s \
-                   -c search_path=pg_catalog,pg_temp";
-    let Ok(mut client) = crate::pgconn::connect_with_options(server, db, options).await else {
+    let Ok(mut client) = crate::pgconn::connect_with_options(server, db, SESSION).await else {
         // Closed (a restore or reset is swapping it): the next round writes.
         return Ok(None);
     };

@@ -165,8 +165,6 @@ pub async fn score_database(
     Ok(outcomes)
 }
 
-/// Checks tasks from `outcomes.len()` on in one session, until all are
-/// done or a check had to be terminated (that session is then gone).
 /// A task's outcome from its first failing check (index and failure), if
 /// any: the failure's reason, and the lab's hint for that check.
 fn outcome(task: &crate::lab::Task, failure: Option<(Failure, usize)>) -> TaskOutcome {
@@ -188,6 +186,8 @@ fn outcome(task: &crate::lab::Task, failure: Option<(Failure, usize)>) -> TaskOu
     }
 }
 
+/// Checks tasks from `outcomes.len()` on in one session, until all are
+/// done or a check had to be terminated (that session is then gone).
 async fn score_in_one_session(
     server: &PgServerSettings,
     db: &str,

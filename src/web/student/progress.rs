@@ -140,6 +140,19 @@ fn progress(lab: &Lab, snapshot: &Snapshot, me: Option<&ParticipantBoard>) -> Pr
     }
 }
 
+/// The participant's row on the latest board.
+fn me_in<'a>(
+    snapshot: &'a Snapshot,
+    lab: &crate::ident::LabId,
+    user: &Username,
+) -> Option<&'a ParticipantBoard> {
+    snapshot
+        .labs
+        .iter()
+        .find(|l| l.id == lab.as_str())
+        .and_then(|b| b.participants.iter().find(|p| p.username == user.as_str()))
+}
+
 async fn lab_of(
     state: &AppState,
     user: &Username,
@@ -150,8 +163,7 @@ async fn lab_of(
         return Ok(None);
     };
     let lab = loaded.lab;
-    let board = snapshot.labs.iter().find(|l| l.id == m.lab.as_str());
-    let me = board.and_then(|b| b.participants.iter().find(|p| p.username == user.as_str()));
+    let me = me_in(snapshot, &m.lab, user);
     let past = if lab.submissions.is_some() {
         state
             .store
@@ -232,9 +244,9 @@ pub(super) async fn fragment(
     {
         return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
     }
-    let m = membership(&state, &student.user, &lab).await?;
-    let Some(l) = lab_of(&state, &student.user, m, &snapshot).await? else {
-        return Err(WebError::NotFound);
-    };
-    Ok((cache, Html(l.progress.render()?)).into_response())
+    // Only the progress: hand-ins and history stay as the page showed them.
+    membership(&state, &student.user, &lab).await?;
+    let spec = state.store.lab(&lab).await?.ok_or(WebError::NotFound)?.lab;
+    let me = me_in(&snapshot, &lab, &student.user);
+    Ok((cache, Html(progress(&spec, &snapshot, me).render()?)).into_response())
 }
