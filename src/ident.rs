@@ -179,6 +179,19 @@ impl PgName {
         Self(format!("pglab.ck.{}", owner.0))
     }
 
+    /// `<db>_snap_<n>`: a read-only copy of snapshot `n` of database `db`
+    /// (`None` when it would not fit in 63 bytes).
+    pub fn snapshot_copy(db: &str, n: i32) -> Option<Self> {
+        let name = format!("{db}_snap_{n}");
+        (name.len() <= 63).then_some(Self(name))
+    }
+
+    /// `pglab.sn.<id>`: the NOLOGIN role that owns the copy of snapshot
+    /// `id` and nothing else.
+    pub fn snapshot_owner(id: i64) -> Self {
+        Self(format!("pglab.sn.{id}"))
+    }
+
     pub fn reference_db(lab: &LabId) -> Self {
         Self(format!("pglab.ref.{}", lab.0))
     }

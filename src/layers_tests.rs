@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 const FACES: [&str; 4] = ["cli", "web", "stack", "server"];
-const LOWER: [&str; 7] = [
+const LOWER: [&str; 8] = [
     "lab",
+    "evidence",
     "provision",
     "scoring",
     "submissions",

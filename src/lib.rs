@@ -8,6 +8,7 @@ pub mod binaries;
 pub mod cli;
 pub mod control;
 pub mod demo;
+pub mod evidence;
 pub mod generate;
 pub mod ident;
 pub mod lab;

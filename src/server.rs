@@ -43,6 +43,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<AppState> {
         store.clone(),
         queue.clone(),
     ));
+    tasks.push(crate::app::evidence::start(store.clone(), queue.clone()));
     Ok(AppState {
         settings,
         store,

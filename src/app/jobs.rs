@@ -134,6 +134,9 @@ async fn dispatch(settings: &Settings, store: &Store, job: &JobRecord, claim: Cl
         },
         JobKind::Apply => super::labs::run_apply_job(settings, store, job, claim).await,
         JobKind::Reset => super::participants::run_reset_job(settings, store, job, claim).await,
+        JobKind::Snapshot | JobKind::Final | JobKind::SnapshotRestore => {
+            super::snapshots::run_job(settings, store, job, claim).await
+        }
     }
 }
 
@@ -194,15 +197,15 @@ async fn recover(
             }
             None => end(store, claim, "the submission of this restore is gone").await,
         },
-        // Applying and resetting are idempotent: the next attempt starts
-        // from what the interrupted one left.
-        JobKind::Apply | JobKind::Reset if job.attempts < job.max_attempts => {
+        // Applying, resetting and the evidence jobs are idempotent: the
+        // next attempt starts from what the interrupted one left.
+        _ if job.attempts < job.max_attempts => {
             tracing::info!(job = job.id, kind = %job.kind, "interrupted job queued again");
             store
                 .requeue_job(claim, "interrupted (pglab stopped during it); retried")
                 .await?;
         }
-        JobKind::Apply | JobKind::Reset => {
+        _ => {
             let error = format!(
                 "interrupted {} times (pglab stopped); start it again",
                 job.attempts

@@ -5,9 +5,12 @@
 //! generate) and the stores, and never a face.
 
 pub mod analytics;
+pub mod deadlines;
+pub mod evidence;
 pub mod jobs;
 pub mod labs;
 pub mod participants;
+pub mod snapshots;
 pub mod submissions;
 
 pub use jobs::Queue;

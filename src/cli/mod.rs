@@ -1,6 +1,7 @@
 //! The command line: one `enum Command`, shared options flattened.
 
 mod commands;
+mod evidence;
 mod generate;
 mod score;
 
@@ -64,6 +65,34 @@ pub enum Command {
     /// A lab's analytics: pass rate and time to the first pass per task,
     /// tasks that broke again, participants without progress, hand-ins.
     Stats {
+        /// Lab id.
+        lab: String,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move one participant's deadline (their final state is taken then;
+    /// one taken already is set aside and the database opened again).
+    Extend {
+        /// Lab id.
+        lab: String,
+        /// The participant's username.
+        user: String,
+        /// The new deadline: an RFC 3339 time, or `+DURATION` after the
+        /// lab's deadline (`+90m`, `+24h`, `+2d`).
+        #[arg(long)]
+        until: String,
+    },
+    /// A participant's snapshots (newest first) and final state.
+    Snapshots {
+        /// Lab id.
+        lab: String,
+        /// The participant's username.
+        user: String,
+    },
+    /// Every database's final state at its deadline: score, snapshot, and
+    /// whether it was taken late (and why).
+    Finals {
         /// Lab id.
         lab: String,
         /// Print JSON for scripts.
@@ -160,6 +189,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Score { lab, json } => score::score(&cli.config, &lab, json).await,
         Command::Pseudonyms { lab } => score::pseudonyms(&cli.config, &lab).await,
         Command::Stats { lab, json } => score::stats(&cli.config, &lab, json).await,
+        Command::Extend { lab, user, until } => {
+            evidence::extend(&cli.config, &lab, &user, &until).await
+        }
+        Command::Snapshots { lab, user } => evidence::snapshots(&cli.config, &lab, &user).await,
+        Command::Finals { lab, json } => evidence::finals(&cli.config, &lab, json).await,
         Command::Config {
             command: ConfigCommand::Example,
         } => {

@@ -1,6 +1,7 @@
 //! pglab's own state in a control database on Postgres, with versioned
 //! migrations.
 
+mod evidence;
 mod history;
 mod jobs;
 mod records;
@@ -8,12 +9,13 @@ mod scores;
 mod submissions;
 mod types;
 
+pub use evidence::*;
 pub use history::*;
 pub use jobs::*;
 pub use records::*;
 pub use scores::*;
 pub use submissions::*;
-pub use types::{JobKind, JobStatus, ServerName};
+pub use types::{JobKind, JobStatus, ServerName, SnapshotKind};
 
 use crate::ident::quote_ident;
 use crate::pgconn;
@@ -41,6 +43,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("migrations/0006_reset_jobs.sql"),
     ),
     (7, "history", include_str!("migrations/0007_history.sql")),
+    (8, "evidence", include_str!("migrations/0008_evidence.sql")),
 ];
 
 /// Serialises migrations between pglab replicas that start together.

@@ -149,6 +149,19 @@ stored_enum!(
         Apply => "apply",
         Restore => "restore",
         Reset => "reset",
+        Snapshot => "snapshot",
+        Final => "final",
+        SnapshotRestore => "snapshot_restore",
+    }
+);
+
+stored_enum!(
+    /// Why a snapshot was taken.
+    SnapshotKind {
+        Periodic => "periodic",
+        Final => "final",
+        BeforeRestore => "before_restore",
+        Manual => "manual",
     }
 );
 

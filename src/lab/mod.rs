@@ -1,6 +1,7 @@
 //! Lab files (YAML) and participant lists (CSV).
 
 mod checks;
+pub mod evidence;
 pub mod participants;
 mod sources;
 mod spec;
@@ -8,6 +9,7 @@ pub mod submissions;
 mod walk;
 mod yaml;
 
+pub use evidence::{AfterDeadline, SnapshotRule};
 pub use participants::{Participant, Participants};
 pub use sources::{write_sources, SourceFile};
 pub use spec::{Check, Compare, DatabaseMode, Lab, LabOptions, ObjectName, Source, Task};

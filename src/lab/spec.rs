@@ -156,6 +156,12 @@ pub struct Lab {
     /// Whether and how participants hand in `pg_dump` files.
     #[serde(default)]
     pub submissions: Option<super::submissions::SubmissionRules>,
+    /// Periodic snapshots of every database, if any.
+    #[serde(default)]
+    pub snapshots: Option<super::evidence::SnapshotRule>,
+    /// What happens to the databases once their final state was taken.
+    #[serde(default)]
+    pub after_deadline: super::evidence::AfterDeadline,
 }
 
 const LAB_KEYS: &[&str] = &[
@@ -168,6 +174,8 @@ const LAB_KEYS: &[&str] = &[
     "starter",
     "tasks",
     "options",
+    "snapshots",
+    "after_deadline",
 ];
 const TASK_KEYS: &[&str] = &["id", "title", "description", "points", "checks"];
 
@@ -212,6 +220,11 @@ pub fn lab_from_tree(w: &mut Walker, root: &Node, dir: &Path) -> Option<Lab> {
         Some(node) => Some(super::submissions::rules(w, node)?),
         None => None,
     };
+    let snapshots = match f.get("snapshots") {
+        Some(node) => Some(super::evidence::snapshots(w, node)?),
+        None => None,
+    };
+    let after_deadline = super::evidence::after_deadline(w, &f);
     Some(Lab {
         id: id?,
         title: title?,
@@ -222,6 +235,8 @@ pub fn lab_from_tree(w: &mut Walker, root: &Node, dir: &Path) -> Option<Lab> {
         tasks: tasks?,
         options: options?,
         submissions,
+        snapshots,
+        after_deadline,
     })
 }
 

@@ -139,9 +139,38 @@ pub async fn pg_dump(server: &PgServerSettings, db: &str, file: &Path) -> Result
     let mut cmd = command(server, "pg_dump", db, None)?;
     cmd.arg(format!("--lock-wait-timeout={DUMP_LOCK_WAIT}"))
         .args(["-Fc", "-f"])
-        .arg(file)
-        .kill_on_drop(true);
-    let what = format!("dumping {db}");
+        .arg(file);
+    dump(format!("dumping {db}"), cmd).await
+}
+
+/// How long a snapshot waits for a lock a student holds before it gives
+/// up (and is tried again later): while pg_dump waits in a lock's queue,
+/// the student's next statements on that table would wait behind it.
+const SNAPSHOT_LOCK_WAIT: &str = "2s";
+
+/// A snapshot of a participant's open database: a custom-format dump made
+/// as its `owner` (whatever the dump runs of the student's, it runs with
+/// the student's rights only), without pglab's own schema, seeing the
+/// state `exported` by another transaction if given.
+pub async fn pg_dump_snapshot(
+    server: &PgServerSettings,
+    db: &str,
+    owner: &str,
+    file: &Path,
+    exported: Option<&str>,
+) -> Result<(), ToolError> {
+    let mut cmd = command(server, "pg_dump", db, Some(owner))?;
+    cmd.arg(format!("--lock-wait-timeout={SNAPSHOT_LOCK_WAIT}"))
+        .args(["--exclude-schema=pglab", "-Fc", "-f"])
+        .arg(file);
+    if let Some(id) = exported {
+        cmd.arg(format!("--snapshot={id}"));
+    }
+    dump(format!("taking a snapshot of {db}"), cmd).await
+}
+
+async fn dump(what: String, mut cmd: Command) -> Result<(), ToolError> {
+    cmd.kill_on_drop(true);
     tokio::time::timeout(DUMP_TIMEOUT, run(what.clone(), cmd))
         .await
         .unwrap_or_else(|_| {

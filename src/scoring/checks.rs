@@ -37,6 +37,18 @@ pub struct Limits {
     pub show_rows: bool,
 }
 
+impl Limits {
+    /// The configured limits (`show_rows` is set per lab by the scorer).
+    pub fn of(s: &crate::settings::ScoringSettings) -> Self {
+        Limits {
+            statement_timeout: Duration::from_millis(s.statement_timeout_ms),
+            lock_timeout: Duration::from_millis(s.lock_timeout_ms),
+            max_rows: s.max_rows,
+            show_rows: false,
+        }
+    }
+}
+
 /// Why a check failed, in words a student may read; `class` groups them
 /// for pglab's own error metric.
 #[derive(Debug, Clone, PartialEq, Eq)]

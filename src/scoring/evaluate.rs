@@ -40,6 +40,7 @@ async fn begin<'a>(
     client: &'a mut Client,
     limits: &Limits,
     role: Option<&str>,
+    snapshot: Option<&str>,
 ) -> Result<Transaction<'a>, tokio_postgres::Error> {
     let tx = client
         .build_transaction()
@@ -47,7 +48,14 @@ async fn begin<'a>(
         .read_only(true)
         .start()
         .await?;
-    let mut setup = format!(
+    // First in the transaction: it sees what the exporting one saw.
+    let mut setup = snapshot.map_or_else(String::new, |id| {
+        format!(
+            "SET TRANSACTION SNAPSHOT {}; ",
+            crate::ident::quote_literal(id)
+        )
+    });
+    setup += &format!(
         "SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; SET LOCAL search_path = public;",
         limits.statement_timeout.as_millis(),
         limits.lock_timeout.as_millis()
@@ -69,7 +77,7 @@ pub async fn expectations(
         statement_timeout: REFERENCE_TIMEOUT,
         ..*limits
     };
-    let tx = begin(&mut client, &limits, None).await?;
+    let tx = begin(&mut client, &limits, None, None).await?;
     tx.batch_execute("SAVEPOINT c").await?;
     let mut out = Vec::new();
     for task in &lab.tasks {
@@ -150,6 +158,32 @@ pub async fn score_database(
     expected: &Expectations,
     limits: &Limits,
 ) -> Result<Vec<TaskOutcome>, EvalError> {
+    let target = Target {
+        server,
+        db,
+        role,
+        snapshot: None,
+    };
+    score_target(&target, lab, expected, limits).await
+}
+
+/// A database to score, and the moment to see it at: a snapshot another
+/// transaction exported (`pg_export_snapshot`), or now.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub server: &'a PgServerSettings,
+    pub db: &'a str,
+    pub role: &'a str,
+    pub snapshot: Option<&'a str>,
+}
+
+/// [`score_database`] at the target's moment.
+pub async fn score_target(
+    target: &Target<'_>,
+    lab: &Lab,
+    expected: &Expectations,
+    limits: &Limits,
+) -> Result<Vec<TaskOutcome>, EvalError> {
     let limits = &Limits {
         show_rows: lab.options.feedback_rows,
         ..*limits
@@ -159,7 +193,7 @@ pub async fn score_database(
         if outcomes.len() == lab.tasks.len() {
             break;
         }
-        score_in_one_session(server, db, role, lab, expected, limits, &mut outcomes).await?;
+        score_in_one_session(target, lab, expected, limits, &mut outcomes).await?;
     }
     outcomes.resize_with(lab.tasks.len(), not_checked);
     Ok(outcomes)
@@ -189,14 +223,18 @@ fn outcome(task: &crate::lab::Task, failure: Option<(Failure, usize)>) -> TaskOu
 /// Checks tasks from `outcomes.len()` on in one session, until all are
 /// done or a check had to be terminated (that session is then gone).
 async fn score_in_one_session(
-    server: &PgServerSettings,
-    db: &str,
-    role: &str,
+    target: &Target<'_>,
     lab: &Lab,
     expected: &Expectations,
     limits: &Limits,
     outcomes: &mut Vec<TaskOutcome>,
 ) -> Result<(), EvalError> {
+    let Target {
+        server,
+        db,
+        role,
+        snapshot,
+    } = *target;
     let owner = PgName::from_catalog(role.to_string());
     let mut client = crate::provision::postgres::connect_checker(server, db, &owner).await?;
     let pid: i32 = client
@@ -212,7 +250,7 @@ async fn score_in_one_session(
     // Postgres' statement_timeout normally ends a check; this outer limit
     // catches checks whose student code turned that timeout off.
     let hard_limit = limits.statement_timeout + Duration::from_secs(1);
-    let tx = begin(&mut client, limits, Some(role)).await?;
+    let tx = begin(&mut client, limits, Some(role), snapshot).await?;
     // Each check ends with a rollback to this savepoint: whatever it did
     // (an error, a role or setting changed by student code) is undone, and
     // the role set in `begin` is back.

@@ -5,6 +5,7 @@ mod attacks;
 mod bad_input;
 mod browser;
 mod clubdata;
+mod evidence;
 mod hostile;
 mod in_psql;
 mod observability;

@@ -146,14 +146,7 @@ impl Engine {
     }
 
     fn limits(&self) -> Limits {
-        let s = &self.settings.scoring;
-        Limits {
-            statement_timeout: Duration::from_millis(s.statement_timeout_ms),
-            lock_timeout: Duration::from_millis(s.lock_timeout_ms),
-            max_rows: s.max_rows,
-            // Per lab: `score_database` sets it from the lab's options.
-            show_rows: false,
-        }
+        Limits::of(&self.settings.scoring)
     }
 
     /// Runs rounds until the process ends.

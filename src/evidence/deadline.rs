@@ -1,0 +1,146 @@
+//! The deadline of each database, its final state (a snapshot and a score
+//! of the very same moment), and what the lab's `after_deadline` policy
+//! then does to the database.
+
+use super::snapshot::{self, Taken};
+use super::EvidenceError;
+use crate::ident::{quote_ident, PgName, Username};
+use crate::lab::{AfterDeadline, Lab};
+use crate::scoring::checks::Limits;
+use crate::scoring::evaluate::{self, Expectations, Target, TaskOutcome};
+use crate::settings::PgServerSettings;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A final state taken later than this after the deadline is late.
+pub const ON_TIME_SECS: i64 = 60;
+
+/// The deadline of a database: the lab's, or the latest extension of one
+/// of the people working in it; none when the lab has none.
+pub fn database_deadline(
+    lab: Option<DateTime<Utc>>,
+    members: &[&Username],
+    extensions: &BTreeMap<Username, DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    let lab = lab?;
+    let extended = members.iter().filter_map(|m| extensions.get(*m)).max();
+    Some(extended.map_or(lab, |e| (*e).max(lab)))
+}
+
+/// The database's state at one moment: a snapshot, and the lab scored on
+/// exactly what the snapshot holds (both read one exported snapshot of an
+/// open read-only transaction).
+pub async fn take_final(
+    server: &PgServerSettings,
+    (db, owner): (&str, &PgName),
+    (lab, expected, limits): (&Lab, &Expectations, &Limits),
+    (folder, name): (&Path, &str),
+) -> Result<(Taken, Vec<TaskOutcome>), EvidenceError> {
+    let mut client = crate::pgconn::connect(server, db).await?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let exported: String = tx
+        .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
+        .await?
+        .get(0);
+    let taken = snapshot::take(server, (db, owner), folder, name, Some(&exported)).await?;
+    let target = Target {
+        server,
+        db,
+        role: owner,
+        snapshot: Some(&exported),
+    };
+    let outcomes = evaluate::score_target(&target, lab, expected, limits).await?;
+    tx.commit().await?;
+    Ok((taken, outcomes))
+}
+
+/// Applies `policy` to `db` (owned by `owner`) and ends the sessions of
+/// everybody but pglab, or undoes it (`undo`, after an extension).
+pub async fn enforce(
+    server: &PgServerSettings,
+    db: &str,
+    owner: &PgName,
+    policy: AfterDeadline,
+    undo: bool,
+) -> Result<(), EvidenceError> {
+    let d = quote_ident(db);
+    let o = owner.quoted();
+    let sql = match (policy, undo) {
+        (AfterDeadline::KeepOpen, _) => return Ok(()),
+        (AfterDeadline::ReadOnly, false) => format!(
+            "ALTER DATABASE {d} SET default_transaction_read_only = on;
+             REVOKE CREATE, TEMPORARY ON DATABASE {d} FROM {o};"
+        ),
+        (AfterDeadline::Lock, false) => {
+            format!("REVOKE CONNECT, CREATE, TEMPORARY ON DATABASE {d} FROM {o};")
+        }
+        (_, true) => format!(
+            "ALTER DATABASE {d} RESET default_transaction_read_only;
+             GRANT CONNECT, CREATE, TEMPORARY ON DATABASE {d} TO {o};"
+        ),
+    };
+    let admin = crate::pgconn::connect(server, "postgres").await?;
+    admin.batch_execute(&sql).await?;
+    if !undo {
+        end_participant_sessions(&admin, db, &server.admin_user).await?;
+    }
+    Ok(())
+}
+
+/// Ends every session in `db` but pglab's own (the admin's, the checks').
+async fn end_participant_sessions(
+    admin: &tokio_postgres::Client,
+    db: &str,
+    admin_user: &str,
+) -> Result<(), tokio_postgres::Error> {
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = $1 AND backend_type = 'client backend'
+               AND usename <> $2 AND usename NOT LIKE 'pglab.ck.%'",
+            &[&db, &admin_user],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The file name of a snapshot taken by job `job`.
+pub fn snapshot_name(job: i64, kind: &str) -> String {
+    format!("{job}-{kind}")
+}
+
+/// Whether a final state taken at `taken` for `deadline` is late.
+pub fn is_late(deadline: DateTime<Utc>, taken: DateTime<Utc>) -> bool {
+    (taken - deadline).num_seconds() > ON_TIME_SECS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_has_the_latest_of_its_members_deadlines() {
+        let at = |h: u32| {
+            chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 12, 1, h, 0, 0)
+                .single()
+                .unwrap()
+        };
+        let ann = Username::parse("ann").unwrap();
+        let bob = Username::parse("bob").unwrap();
+        let ext: BTreeMap<_, _> = [(bob.clone(), at(20)), (ann.clone(), at(10))].into();
+        assert_eq!(database_deadline(Some(at(18)), &[&ann], &ext), Some(at(18)));
+        assert_eq!(
+            database_deadline(Some(at(18)), &[&ann, &bob], &ext),
+            Some(at(20))
+        );
+        assert_eq!(database_deadline(None, &[&bob], &ext), None);
+        assert!(is_late(at(18), at(19)));
+        assert!(!is_late(at(18), at(18)));
+    }
+}

@@ -1,0 +1,219 @@
+//! The evidence trail on real services: periodic snapshots that skip
+//! unchanged databases, snapshots restored (into a read-only copy, into
+//! the participant's own database), and the final state at the deadline
+//! under each `after_deadline` policy, also when pglab was not running at
+//! the deadline; re-scoring the final snapshot gives the recorded score.
+
+use crate::support::{refusal, shop_lab, TestEnv};
+use chrono::Utc;
+use pglab::app::evidence;
+use pglab::app::snapshots::{start_restore, RestoreTarget};
+use pglab::control::{JobRecord, Store};
+use pglab::ident::LabId;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const ANN: &str = "username,name,email\nann,Ann,ann@example.org\n";
+const ANN_BOB: &str = "username,name,email\nann,Ann,ann@example.org\nbob,Bob,bob@example.org\n";
+const RESTOCK: &str = "UPDATE shop.products SET stock = 20 WHERE name LIKE '%Teapot%'";
+
+/// The shop lab with extra lines at the top level.
+fn lab_with(env: &TestEnv, id: &str, extra: &str) -> std::path::PathBuf {
+    let path = shop_lab(env, id);
+    let text = std::fs::read_to_string(&path).expect("lab") + extra;
+    std::fs::write(&path, text).expect("write lab");
+    path
+}
+
+/// Waits until no job of `lab` is queued or running; returns its jobs.
+async fn settle(store: &Store, lab: &str) -> Vec<JobRecord> {
+    let id = LabId::parse(lab).expect("lab id");
+    for _ in 0..600 {
+        let busy: i64 = store
+            .client()
+            .await
+            .expect("store")
+            .query_one(
+                "SELECT count(*) FROM jobs WHERE lab_id = $1 AND status IN ('queued', 'running')",
+                &[&id],
+            )
+            .await
+            .expect("jobs")
+            .get(0);
+        if busy == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ids: Vec<i64> = store
+        .client()
+        .await
+        .expect("store")
+        .query("SELECT id FROM jobs WHERE lab_id = $1 ORDER BY id", &[&id])
+        .await
+        .expect("jobs")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut out = vec![];
+    for id in ids {
+        out.push(store.job(id).await.expect("job").expect("exists"));
+    }
+    out
+}
+
+/// Ticks until the ticker queued something (the next interval began).
+async fn tick_until_queued(store: &Store, seen: &mut HashMap<(LabId, String), i64>) {
+    for _ in 0..150 {
+        if evidence::tick(store, Utc::now(), seen).await.expect("tick") > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nothing was queued within 15 s");
+}
+
+fn workers(env: &TestEnv) -> (pglab::app::Queue, Vec<tokio::task::AbortHandle>) {
+    let queue = pglab::app::Queue::default();
+    let tasks = pglab::app::jobs::start(
+        Arc::new(env.settings().clone()),
+        env.store.clone(),
+        queue.clone(),
+    );
+    (queue, tasks)
+}
+
+async fn teapots(client: &tokio_postgres::Client) -> i32 {
+    client
+        .query_one(
+            "SELECT min(stock) FROM shop.products WHERE name LIKE '%Teapot%'",
+            &[],
+        )
+        .await
+        .expect("teapots")
+        .get(0)
+}
+
+#[tokio::test]
+async fn snapshots_skip_unchanged_databases_and_give_back_the_old_state() {
+    let env = TestEnv::start(1).await;
+    let lab = lab_with(&env, "evsnap", "snapshots:\n  every: 10s\n  keep: 5\n");
+    env.apply(&lab, ANN_BOB, false).await.expect("apply");
+    let (queue, tasks) = workers(&env);
+    let store = &env.store;
+    let id = LabId::parse("evsnap").unwrap();
+    let mut seen = HashMap::new();
+
+    // First sight: nothing at once (a class is not dumped when pglab
+    // starts); each database at its own moment of the next interval.
+    assert_eq!(
+        evidence::tick(store, Utc::now(), &mut seen).await.unwrap(),
+        0
+    );
+    for _ in 0..2 {
+        tick_until_queued(store, &mut seen).await;
+    }
+    settle(store, "evsnap").await;
+    let ann1 = store.snapshots(&id, "evsnap_ann").await.unwrap();
+    let bob1 = store.snapshots(&id, "evsnap_bob").await.unwrap();
+    assert_eq!((ann1.len(), bob1.len()), (1, 1), "one snapshot each");
+    let first = &ann1[0];
+    assert!(first.size > 1000 && first.sha256.len() == 64, "{first:?}");
+    let file = pglab::app::snapshots::snapshot_file(env.settings(), first);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).expect("file").permissions().mode();
+    assert_eq!(mode & 0o077, 0, "snapshots are private: {mode:o}");
+    assert_eq!(
+        pglab::evidence::snapshot::checksum(&file).unwrap(),
+        (first.size, first.sha256.clone())
+    );
+
+    // Ann works (her session ends, so its statistics are in); Bob does not.
+    let pw = env.password("ann").await;
+    let ann = env
+        .connect_as(0, "ann", &pw, "evsnap_ann")
+        .await
+        .expect("ann");
+    ann.batch_execute(RESTOCK).await.expect("restock");
+    drop(ann);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..2 {
+        tick_until_queued(store, &mut seen).await;
+    }
+    let jobs = settle(store, "evsnap").await;
+    assert_eq!(store.snapshots(&id, "evsnap_ann").await.unwrap().len(), 2);
+    assert_eq!(store.snapshots(&id, "evsnap_bob").await.unwrap().len(), 1);
+    let skipped = jobs
+        .last()
+        .filter(|j| j.summary.iter().any(|l| l.contains("unchanged")));
+    assert!(
+        jobs.iter().any(|j| j
+            .summary
+            .iter()
+            .any(|l| l.contains("unchanged since snapshot #1"))),
+        "{skipped:?} {jobs:#?}"
+    );
+
+    // Snapshot #1 (before the restock) as a read-only copy for Ann.
+    let copy_job = start_restore(store, &queue, &id, first.id, RestoreTarget::Copy, "master")
+        .await
+        .expect("restore to a copy");
+    settle(store, "evsnap").await;
+    let done = store.job(copy_job).await.unwrap().unwrap();
+    assert_eq!(done.error, None, "{done:?}");
+    let ann_copy = env
+        .connect_as(0, "ann", &pw, "evsnap_ann_snap_1")
+        .await
+        .expect("copy");
+    assert_ne!(teapots(&ann_copy).await, 20, "the old state");
+    for sql in [
+        RESTOCK,
+        "SET default_transaction_read_only = off; UPDATE shop.products SET stock = 1",
+        "CREATE TABLE shop.mine (i int)",
+        "CREATE TABLE public.mine (i int)",
+        "DROP TABLE shop.orders",
+    ] {
+        let e = ann_copy.batch_execute(sql).await.expect_err(sql);
+        let msg = refusal(&e);
+        assert!(
+            msg.contains("permission denied")
+                || msg.contains("must be owner")
+                || msg.contains("read-only"),
+            "{sql}: {msg}"
+        );
+    }
+    let bob_pw = env.password("bob").await;
+    assert!(
+        env.connect_as(0, "bob", &bob_pw, "evsnap_ann_snap_1")
+            .await
+            .is_err(),
+        "only Ann may open her copy"
+    );
+
+    // Snapshot #1 into Ann's own database: what is there now is kept first.
+    start_restore(store, &queue, &id, first.id, RestoreTarget::Own, "master")
+        .await
+        .expect("restore into her database");
+    let jobs = settle(store, "evsnap").await;
+    assert!(jobs.iter().all(|j| j.error.is_none()), "{jobs:#?}");
+    let ann = env
+        .connect_as(0, "ann", &pw, "evsnap_ann")
+        .await
+        .expect("ann");
+    assert_ne!(
+        teapots(&ann).await,
+        20,
+        "her database holds the old state again"
+    );
+    let kinds: Vec<_> = store
+        .snapshots(&id, "evsnap_ann")
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.kind.as_str())
+        .collect();
+    assert_eq!(kinds[0], "before_restore", "{kinds:?}");
+    tasks.iter().for_each(|t| t.abort());
+    env.stop().await;
+}
