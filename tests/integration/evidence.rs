@@ -217,3 +217,215 @@ async fn snapshots_skip_unchanged_databases_and_give_back_the_old_state() {
     tasks.iter().for_each(|t| t.abort());
     env.stop().await;
 }
+
+/// `deadline: <at>` and `after_deadline: <policy>` for the shop lab.
+fn deadline_lab(
+    env: &TestEnv,
+    id: &str,
+    at: chrono::DateTime<Utc>,
+    policy: &str,
+) -> std::path::PathBuf {
+    let path = shop_lab(env, id);
+    let text = std::fs::read_to_string(&path).expect("lab").replacen(
+        "title:",
+        &format!(
+            "deadline: {}\nafter_deadline: {policy}\ntitle:",
+            at.to_rfc3339()
+        ),
+        1,
+    );
+    std::fs::write(&path, text).expect("write lab");
+    path
+}
+
+#[tokio::test]
+async fn the_final_state_is_taken_at_the_deadline_under_each_policy() {
+    let env = TestEnv::start(1).await;
+    let store = &env.store;
+    // pglab was not running at this lab's deadline (a minute before this
+    // process "started").
+    let process_start = Utc::now();
+    let past = process_start - chrono::Duration::minutes(1);
+    let soon = Utc::now() + chrono::Duration::seconds(25);
+    let labs = [
+        ("finopen", past, "keep-open"),
+        ("finro", soon, "read-only"),
+        ("finlock", soon, "lock"),
+    ];
+    for (id, at, policy) in labs {
+        env.apply(&deadline_lab(&env, id, at, policy), ANN, false)
+            .await
+            .expect("apply");
+    }
+    let pw = env.password("ann").await;
+    let (queue, tasks) = workers(&env);
+    let _ = &queue;
+    // Ann solves one task everywhere and keeps her sessions open.
+    let mut sessions = HashMap::new();
+    for (id, _, _) in labs {
+        let c = env
+            .connect_as(0, "ann", &pw, &format!("{id}_ann"))
+            .await
+            .expect("ann");
+        if id != "finopen" {
+            c.batch_execute(RESTOCK).await.expect("restock");
+        }
+        sessions.insert(id, c);
+    }
+    let mut seen = HashMap::new();
+    assert!(
+        evidence::tick(store, process_start, &mut seen)
+            .await
+            .unwrap()
+            >= 1
+    );
+    settle(store, "finopen").await;
+    let open = store
+        .final_state(&LabId::parse("finopen").unwrap(), "finopen_ann")
+        .await
+        .unwrap()
+        .expect("final state taken at start");
+    assert!(open.late, "{open:?}");
+    assert!(
+        open.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("pglab was not running at the deadline"),
+        "{open:?}"
+    );
+    assert_eq!(open.points, 0, "nothing solved at the deadline");
+
+    // keep-open: later work counts live, never in the final score.
+    sessions["finopen"]
+        .batch_execute(RESTOCK)
+        .await
+        .expect("still open");
+    let mut scorer = env.scorer();
+    scorer.round().await;
+    assert!(
+        scorer.task("finopen", "ann", "restock").0,
+        "live score moves on"
+    );
+    assert_eq!(
+        store
+            .final_state(&open_lab(), "finopen_ann")
+            .await
+            .unwrap()
+            .unwrap()
+            .points,
+        0,
+        "the final score stays"
+    );
+
+    // The others at their deadline, on time.
+    while Utc::now() < soon {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    evidence::tick(store, process_start, &mut seen)
+        .await
+        .unwrap();
+    settle(store, "finro").await;
+    settle(store, "finlock").await;
+    for id in ["finro", "finlock"] {
+        let f = store
+            .final_state(&LabId::parse(id).unwrap(), &format!("{id}_ann"))
+            .await
+            .unwrap()
+            .expect("final state");
+        assert!(!f.late, "{f:?}");
+        assert_eq!(f.points, 1, "restock counted: {f:?}");
+        assert!(
+            sessions[id].batch_execute("SELECT 1").await.is_err(),
+            "{id}: her session was ended"
+        );
+    }
+    // read-only: a write fails with Postgres' own clear message.
+    let ro = env
+        .connect_as(0, "ann", &pw, "finro_ann")
+        .await
+        .expect("read-only opens");
+    let e = ro.batch_execute(RESTOCK).await.expect_err("read-only");
+    assert!(
+        refusal(&e).contains("read-only transaction"),
+        "{}",
+        refusal(&e)
+    );
+    ro.batch_execute("SET default_transaction_read_only = off")
+        .await
+        .expect("a session may turn the default off");
+    let e = ro
+        .batch_execute("CREATE SCHEMA mine")
+        .await
+        .expect_err("no CREATE");
+    assert!(refusal(&e).contains("permission denied"), "{}", refusal(&e));
+    // lock: psql is refused.
+    let e = env
+        .connect_as(0, "ann", &pw, "finlock_ann")
+        .await
+        .expect_err("locked");
+    assert!(
+        refusal(&e).contains("permission denied for database"),
+        "{}",
+        refusal(&e)
+    );
+
+    // Re-scoring the final snapshot gives the recorded score.
+    let snap = open.snapshot_id.expect("with its snapshot");
+    let job = start_restore(
+        store,
+        &queue,
+        &open_lab(),
+        snap,
+        RestoreTarget::Copy,
+        "master",
+    )
+    .await
+    .expect("copy");
+    settle(store, "finopen").await;
+    let job = store.job(job).await.unwrap().unwrap();
+    assert!(
+        job.summary
+            .iter()
+            .any(|l| l.contains("scored again there: 0 of 6 points"))
+            && job.summary.iter().any(|l| l.contains("(the same)")),
+        "{job:?}"
+    );
+
+    // An extension opens the locked database again until the new deadline.
+    let ann = pglab::ident::Username::parse("ann").unwrap();
+    let later = Utc::now() + chrono::Duration::hours(1);
+    let done = pglab::app::deadlines::extend(
+        env.settings(),
+        store,
+        &LabId::parse("finlock").unwrap(),
+        &ann,
+        later,
+        "master",
+    )
+    .await
+    .expect("extend");
+    assert!(done.reopened);
+    let again = env
+        .connect_as(0, "ann", &pw, "finlock_ann")
+        .await
+        .expect("open again");
+    again.batch_execute(RESTOCK).await.expect("writable again");
+    assert!(store
+        .final_state(&LabId::parse("finlock").unwrap(), "finlock_ann")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        evidence::tick(store, process_start, &mut seen)
+            .await
+            .unwrap(),
+        0,
+        "not due yet"
+    );
+    tasks.iter().for_each(|t| t.abort());
+    env.stop().await;
+}
+
+fn open_lab() -> LabId {
+    LabId::parse("finopen").unwrap()
+}
