@@ -48,26 +48,9 @@ pub(super) async fn take_final(
         &taken,
     )
     .await?;
-    let tasks: Vec<FinalTask> = lab
-        .tasks
-        .iter()
-        .zip(&outcomes)
-        .map(|(t, o)| FinalTask {
-            task: t.id.clone(),
-            passed: o.passed,
-            points: o.points,
-            reason: o.reason.clone(),
-        })
-        .collect();
+    let tasks = final_tasks(&lab, &outcomes);
     let late = deadline::is_late(due, taken.taken_at);
-    let reason = late.then(|| {
-        late_reason.unwrap_or_else(|| {
-            format!(
-                "taken {} s after the deadline: the job waited in the queue",
-                (taken.taken_at - due).num_seconds()
-            )
-        })
-    });
+    let reason = late.then(|| late_why(late_reason, due, taken.taken_at));
     let new = NewFinal {
         lab: &job.lab,
         database: &db,
@@ -97,6 +80,30 @@ pub(super) async fn take_final(
     ];
     summary.extend(reason.map(|r| format!("late: {r}")));
     Ok(summary)
+}
+
+fn final_tasks(lab: &crate::lab::Lab, outcomes: &[evaluate::TaskOutcome]) -> Vec<FinalTask> {
+    lab.tasks
+        .iter()
+        .zip(outcomes)
+        .map(|(t, o)| FinalTask {
+            task: t.id.clone(),
+            passed: o.passed,
+            points: o.points,
+            reason: o.reason.clone(),
+        })
+        .collect()
+}
+
+/// Why a final state was taken late: pglab was not running (known when the
+/// job was queued), or the job waited.
+fn late_why(known: Option<String>, due: DateTime<Utc>, taken: DateTime<Utc>) -> String {
+    known.unwrap_or_else(|| {
+        format!(
+            "taken {} s after the deadline: the job waited in the queue",
+            (taken - due).num_seconds()
+        )
+    })
 }
 
 /// Why an extension was refused.
@@ -158,7 +165,66 @@ pub async fn extend(
     })
 }
 
+/// A new deadline as people write it: an RFC 3339 time, or `+DURATION`
+/// after the lab's deadline (`+90m`, `+24h`, `+2d`).
+pub fn parse_until(
+    text: &str,
+    lab_deadline: Option<DateTime<Utc>>,
+) -> Result<DateTime<Utc>, String> {
+    let text = text.trim();
+    if let Some(rest) = text.strip_prefix('+') {
+        let d = crate::lab::evidence::parse_duration(rest)
+            .ok_or_else(|| format!("{rest:?} is not a duration like 90m, 24h or 2d"))?;
+        let base = lab_deadline.ok_or("the lab has no deadline to count from")?;
+        return chrono::Duration::from_std(d)
+            .map(|d| base + d)
+            .map_err(|e| e.to_string());
+    }
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| format!("{text:?} is not a time like 2026-12-02T18:00:00+01:00, nor +24h"))
+}
+
 /// The recorded final state's score, for people: `7 of 10`.
 pub fn final_points(f: &crate::control::FinalState) -> String {
     format!("{} of {}", f.points, f.max_points)
+}
+
+/// What staff (and, in part, the participant) see of a database's
+/// evidence: its deadline, snapshots and final state.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Evidence {
+    pub database: String,
+    /// The deadline that applies to this database (extensions included).
+    pub deadline: Option<DateTime<Utc>>,
+    /// The participant's own extension, if any.
+    pub extension: Option<crate::control::Extension>,
+    pub after_deadline: crate::lab::AfterDeadline,
+    pub snapshot_rule: Option<crate::lab::SnapshotRule>,
+    pub final_state: Option<crate::control::FinalState>,
+    pub snapshots: Vec<crate::control::SnapshotRecord>,
+}
+
+/// The evidence of `user`'s database in `lab`.
+pub async fn evidence(
+    store: &Store,
+    lab: &crate::lab::Lab,
+    user: &Username,
+    database: &str,
+) -> Result<Evidence, StoreError> {
+    let deadlines = super::evidence::deadlines(store, lab).await?;
+    let extension = store
+        .extensions(&lab.id)
+        .await?
+        .into_iter()
+        .find(|e| &e.username == user);
+    Ok(Evidence {
+        database: database.to_string(),
+        deadline: deadlines.get(database).copied(),
+        extension,
+        after_deadline: lab.after_deadline,
+        snapshot_rule: lab.snapshots,
+        final_state: store.final_state(&lab.id, database).await?,
+        snapshots: store.snapshots(&lab.id, database).await?,
+    })
 }

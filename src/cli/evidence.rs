@@ -5,7 +5,6 @@ use crate::control::Store;
 use crate::ident::{LabId, Username};
 use crate::settings::Settings;
 use anyhow::Context;
-use chrono::{DateTime, Utc};
 use std::path::Path;
 
 async fn open(config: &Path, lab: &str) -> anyhow::Result<(Settings, Store, crate::lab::Lab)> {
@@ -20,25 +19,11 @@ async fn open(config: &Path, lab: &str) -> anyhow::Result<(Settings, Store, crat
     Ok((settings, store, spec))
 }
 
-/// `--until`: an RFC 3339 time, or `+DURATION` after the lab's deadline.
-fn until(text: &str, lab_deadline: Option<DateTime<Utc>>) -> anyhow::Result<DateTime<Utc>> {
-    if let Some(rest) = text.strip_prefix('+') {
-        let d = crate::lab::evidence::parse_duration(rest)
-            .with_context(|| format!("{rest:?} is not a duration like 90m, 24h or 2d"))?;
-        let base = lab_deadline.context("the lab has no deadline to count from")?;
-        return Ok(base + chrono::Duration::from_std(d)?);
-    }
-    Ok(DateTime::parse_from_rfc3339(text)
-        .with_context(|| {
-            format!("{text:?} is not an RFC 3339 time like 2026-12-02T18:00:00+01:00 or +24h")
-        })?
-        .with_timezone(&Utc))
-}
-
 pub async fn extend(config: &Path, lab: &str, user: &str, until_text: &str) -> anyhow::Result<()> {
     let (settings, store, spec) = open(config, lab).await?;
     let user = Username::parse(user)?;
-    let at = until(until_text, spec.deadline)?;
+    let at = crate::app::deadlines::parse_until(until_text, spec.deadline)
+        .map_err(anyhow::Error::msg)?;
     let by = format!("cli:{}", whoami());
     let done = crate::app::deadlines::extend(&settings, &store, &spec.id, &user, at, &by).await?;
     println!("{user}'s deadline in {lab} is now {}", when(at));

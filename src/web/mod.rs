@@ -7,6 +7,7 @@ mod assets;
 mod board;
 mod credentials;
 mod error;
+mod evidence;
 mod health;
 mod highlight;
 mod jobs;
@@ -75,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .merge(labs::router())
         .merge(participants::router())
         .merge(participant::router())
+        .merge(evidence::router())
         .merge(analytics::router())
         .merge(credentials::router())
         .merge(student::router())

@@ -37,6 +37,44 @@ struct ParticipantPage {
     tasks: Vec<TaskLine>,
     handins: Vec<SubmissionRecord>,
     timeline: Vec<crate::app::participants::Event>,
+    evidence: crate::app::deadlines::Evidence,
+}
+
+impl ParticipantPage {
+    /// Whether something happened after the database's deadline (work that
+    /// does not count in the final score).
+    fn after_deadline(&self, at: &chrono::DateTime<Utc>) -> bool {
+        self.evidence.deadline.is_some_and(|d| *at > d)
+    }
+
+    /// The number of the snapshot the final score was computed from.
+    fn final_snapshot(&self) -> String {
+        let id = self
+            .evidence
+            .final_state
+            .as_ref()
+            .and_then(|f| f.snapshot_id);
+        self.evidence
+            .snapshots
+            .iter()
+            .find(|s| Some(s.id) == id)
+            .map_or_else(|| "(removed)".into(), |s| format!("#{}", s.n))
+    }
+
+    fn size(&self, snap: &crate::control::SnapshotRecord) -> String {
+        crate::app::human_size(snap.size.max(0) as u64)
+    }
+
+    fn every(&self) -> String {
+        self.evidence.snapshot_rule.map_or_else(String::new, |r| {
+            let secs = r.every.as_secs();
+            match secs {
+                s if s % 3600 == 0 => format!("every {} h", s / 3600),
+                s if s % 60 == 0 => format!("every {} min", s / 60),
+                s => format!("every {s} s"),
+            }
+        })
+    }
 }
 
 fn when(t: &Option<chrono::DateTime<Utc>>) -> String {
@@ -90,6 +128,8 @@ async fn page(
     let timeline =
         crate::app::participants::timeline(&state.store, &loaded.lab, &person.database, true)
             .await?;
+    let evidence =
+        crate::app::deadlines::evidence(&state.store, &loaded.lab, &user, &person.database).await?;
     let psql = state
         .store
         .database_of(&lab, &user)
@@ -112,6 +152,7 @@ async fn page(
             tasks,
             handins,
             timeline,
+            evidence,
         }
         .render()?,
     ))

@@ -50,6 +50,39 @@ pub struct StudentLab {
     pub reset_error: Option<String>,
     /// When each of their tasks passed or broke.
     pub history: Vec<crate::app::participants::Event>,
+    /// The deadline of their database, and what happens at it.
+    pub deadline: Option<String>,
+    /// Their final state, once taken.
+    pub final_note: Option<String>,
+}
+
+/// The deadline and the final state, as the participant reads them.
+fn deadline_lines(e: &crate::app::deadlines::Evidence) -> (Option<String>, Option<String>) {
+    use crate::lab::AfterDeadline;
+    let after = match e.after_deadline {
+        AfterDeadline::KeepOpen => {
+            "your database stays open, but work after it does not change your final score"
+        }
+        AfterDeadline::ReadOnly => "your database then becomes read-only",
+        AfterDeadline::Lock => "your database is then closed",
+    };
+    let deadline = e.deadline.map(|d| {
+        let extended = if e.extension.is_some() {
+            " (extended for you)"
+        } else {
+            ""
+        };
+        format!("{} UTC{extended}: {after}.", d.format("%Y-%m-%d %H:%M"))
+    });
+    let final_note = e.final_state.as_ref().map(|f| {
+        format!(
+            "Your final score: {} of {} points, from the state of your database at {} UTC.",
+            f.points,
+            f.max_points,
+            f.taken_at.format("%Y-%m-%d %H:%M:%S")
+        )
+    });
+    (deadline, final_note)
 }
 
 /// The part of a lab's section that changes with each scoring round.
@@ -164,6 +197,9 @@ async fn lab_of(
     };
     let lab = loaded.lab;
     let me = me_in(snapshot, &m.lab, user);
+    let evidence =
+        crate::app::deadlines::evidence(&state.store, &lab, user, m.database.as_str()).await?;
+    let (deadline, final_note) = deadline_lines(&evidence);
     let past = if lab.submissions.is_some() {
         state
             .store
@@ -191,6 +227,8 @@ async fn lab_of(
         upload_error: None,
         reset_error: None,
         history: crate::app::participants::timeline(&state.store, &lab, &m.database, false).await?,
+        deadline,
+        final_note,
     }))
 }
 
