@@ -38,7 +38,7 @@ function followJob(el) {
         bar.value = job.done;
         document.getElementById("job-count").textContent = job.total
           ? job.done + " of " + job.total + " changes (" + Math.floor(job.done * 100 / job.total) + "%)"
-          : (job.state === "queued" ? "waiting for a worker" : "planning the changes");
+          : (job.state === "queued" ? "waiting for a worker" : (job.kind === "apply" ? "planning the changes" : "running"));
         document.getElementById("job-state").textContent = job.state;
         document.getElementById("job-log").textContent = job.log.join("\n");
         if (job.state !== "running" && job.state !== "queued") { location.reload(); return; }

@@ -37,8 +37,13 @@ pub async fn extend(config: &Path, lab: &str, user: &str, until_text: &str) -> a
     Ok(())
 }
 
+/// The local user running the command (for the record of who extended).
 fn whoami() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    let uid = nix::unistd::Uid::current();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {uid}"), |u| u.name)
 }
 
 pub async fn snapshots(config: &Path, lab: &str, user: &str) -> anyhow::Result<()> {

@@ -92,8 +92,7 @@ text_column!(DumpFormat, |f: &DumpFormat| f.name(), |t: &str| {
 macro_rules! stored_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-        #[serde(rename_all = "lowercase")]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum $name {
             $($variant),+
         }
@@ -110,6 +109,13 @@ macro_rules! stored_enum {
                     $($text => Some(Self::$variant),)+
                     _ => None,
                 }
+            }
+        }
+
+        /// Serialized as stored.
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
             }
         }
 

@@ -15,6 +15,7 @@ use axum::{Json, Router};
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct JobView {
     pub id: i64,
+    pub kind: crate::control::JobKind,
     pub lab: String,
     pub title: String,
     pub started_by: String,
@@ -32,6 +33,7 @@ impl JobView {
     fn of(job: JobRecord, log: Vec<String>) -> Self {
         Self {
             id: job.id,
+            kind: job.kind,
             lab: job.lab.to_string(),
             title: job.title,
             started_by: job.started_by,
@@ -62,10 +64,13 @@ impl JobPage {
     /// known (the same words as the page's script).
     fn progress_text(&self) -> String {
         let job = &self.job;
+        let apply = job.kind == crate::control::JobKind::Apply;
         match (job.total, job.state) {
             (0, JobStatus::Queued) => "waiting for a worker".into(),
-            (0, JobStatus::Running) => "planning the changes".into(),
-            (0, _) => "no changes".into(),
+            (0, JobStatus::Running) if apply => "planning the changes".into(),
+            (0, JobStatus::Running) => "running".into(),
+            (0, _) if apply => "no changes".into(),
+            (0, _) => "done".into(),
             (total, _) => format!(
                 "{} of {total} changes ({}%)",
                 job.done,
