@@ -10,76 +10,123 @@ use crate::scoring::evaluate;
 use crate::settings::Settings;
 use chrono::{DateTime, Utc};
 
-/// Takes the final state of the job's database: a snapshot and the score
-/// of that same moment, recorded with how late it was and why, then the
-/// lab's `after_deadline` policy.
+/// Takes the final state of the job's database: the lab's `after_deadline`
+/// policy first (no session of the student's can then hold a lock that
+/// stalls it), then a snapshot and the score of that same moment, recorded
+/// with how late it was and why. A final state taken already has its
+/// policy applied again (the job that took it may have died before).
 pub(super) async fn take_final(
     settings: &Settings,
     store: &Store,
     job: &JobRecord,
 ) -> anyhow::Result<Vec<String>> {
     let db: String = param(job, "database")?;
-    let due: DateTime<Utc> = param(job, "deadline")?;
     let late_reason: Option<String> = param(job, "late_reason")?;
-    if let Some(f) = store.final_state(&job.lab, &db).await? {
-        return Ok(vec![format!(
-            "the final state was taken already, at {}",
-            when(f.taken_at)
-        )]);
-    }
     let lab = lab(store, &job.lab).await?;
     let (rec, server) = place(settings, store, &job.lab, &db).await?;
-    let limits = Limits::of(&settings.scoring);
-    let expected = evaluate::expectations(server, &lab, &limits).await?;
-    let folder = snapshot::folder(&settings.data_dir, job.lab.as_str(), &db);
-    let name = deadline::snapshot_name(job.id, "final");
-    let (taken, outcomes) = deadline::take_final(
-        server,
-        (&db, &rec.owner),
-        (&lab, &expected, &limits),
-        (&folder, &name),
-    )
-    .await?;
-    let snap = record(
-        settings,
-        store,
-        (&job.lab, &db),
-        SnapshotKind::Final,
-        &taken,
-    )
-    .await?;
+    if let Some(f) = store.final_state(&job.lab, &db).await? {
+        deadline::enforce(server, &db, &rec.owner, f.policy, false).await?;
+        store.mark_enforced(f.id).await?;
+        return Ok(vec![format!(
+            "the final state was taken at {}; after the deadline: {}",
+            when(f.taken_at),
+            f.policy.name()
+        )]);
+    }
+    // The deadline may have moved since the job was queued.
+    let due = super::evidence::deadlines(store, &lab)
+        .await?
+        .get(&db)
+        .copied();
+    let Some(due) = due.filter(|d| *d <= Utc::now()) else {
+        let at = due.map_or_else(|| "away".to_string(), |d| format!("to {}", when(d)));
+        return Ok(vec![format!(
+            "the deadline of {db} moved {at}: nothing taken now"
+        )]);
+    };
+    deadline::enforce(server, &db, &rec.owner, lab.after_deadline, false).await?;
+    let (taken, outcomes) = final_state_now(settings, server, job, (&db, &rec.owner), &lab).await?;
+    let (snap, snapshot_error) = match taken {
+        Ok(t) => (
+            Some(record(settings, store, (&job.lab, &db), SnapshotKind::Final, &t).await?),
+            None,
+        ),
+        Err(e) => (None, Some(format!("{e}"))),
+    };
+    let taken_at = snap.as_ref().map_or_else(Utc::now, |s| s.taken_at);
     let tasks = final_tasks(&lab, &outcomes);
-    let late = deadline::is_late(due, taken.taken_at);
-    let reason = late.then(|| late_why(late_reason, due, taken.taken_at));
+    let late = deadline::is_late(due, taken_at);
+    let reason = late.then(|| late_why(late_reason, due, taken_at));
     let new = NewFinal {
         lab: &job.lab,
         database: &db,
         deadline: due,
-        taken_at: taken.taken_at,
+        taken_at,
         late,
         reason: reason.as_deref(),
-        snapshot_id: Some(snap.id),
+        snapshot_id: snap.as_ref().map(|s| s.id),
         tasks: &tasks,
         max_points: lab.tasks.iter().map(|t| t.points as i32).sum(),
         policy: lab.after_deadline,
+        snapshot_error: snapshot_error.as_deref(),
     };
-    if store.record_final(&new).await?.is_none() {
+    let Some(id) = store.record_final(&new).await? else {
         return Ok(vec![
-            "another worker recorded the final state meanwhile".into()
+            "not recorded: another worker was first, or the deadline moved".into(),
         ]);
-    }
-    deadline::enforce(server, &db, &rec.owner, lab.after_deadline, false).await?;
+    };
+    store.mark_enforced(id).await?;
     let points: u32 = tasks.iter().map(|t| t.points).sum();
+    let from = snap.as_ref().map_or_else(
+        || format!("no snapshot ({})", snapshot_error.as_deref().unwrap_or("")),
+        describe,
+    );
     let mut summary = vec![
         format!(
-            "final score {points} of {} points, from {}",
-            new.max_points,
-            describe(&snap)
+            "final score {points} of {} points, from {from}",
+            new.max_points
         ),
         format!("after the deadline: {}", lab.after_deadline.name()),
     ];
     summary.extend(reason.map(|r| format!("late: {r}")));
     Ok(summary)
+}
+
+/// The final snapshot and score; when a student's lock holds the dump up,
+/// their sessions are ended and it is taken once more.
+async fn final_state_now(
+    settings: &Settings,
+    server: &crate::settings::PgServerSettings,
+    job: &JobRecord,
+    (db, owner): (&str, &crate::ident::PgName),
+    lab: &crate::lab::Lab,
+) -> anyhow::Result<(
+    Result<snapshot::Taken, EvidenceError>,
+    Vec<evaluate::TaskOutcome>,
+)> {
+    let limits = Limits::of(&settings.scoring);
+    let expected = evaluate::expectations(server, lab, &limits).await?;
+    let folder = snapshot::folder(&settings.data_dir, job.lab.as_str(), db);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let name = deadline::snapshot_name(job.id, "final");
+        let (taken, outcomes) = deadline::take_final(
+            server,
+            (db, owner),
+            (lab, &expected, &limits),
+            (&folder, &name),
+        )
+        .await?;
+        match &taken {
+            Err(e) if e.is_lock_wait() && tries == 1 => {
+                tracing::info!(db, "a session holds a lock at the deadline: sessions ended");
+                let admin = crate::pgconn::connect(server, "postgres").await?;
+                deadline::end_participant_sessions(&admin, db, &server.admin_user).await?;
+            }
+            _ => return Ok((taken, outcomes)),
+        }
+    }
 }
 
 fn final_tasks(lab: &crate::lab::Lab, outcomes: &[evaluate::TaskOutcome]) -> Vec<FinalTask> {
@@ -163,6 +210,32 @@ pub async fn extend(
         database: db,
         reopened: superseded.is_some(),
     })
+}
+
+/// Whether `database` was closed at its deadline (`read-only` or `lock`):
+/// its participant may not replace it (a reset, a hand-in) with one they
+/// own again.
+pub async fn closed(store: &Store, lab: &LabId, database: &str) -> Result<bool, StoreError> {
+    Ok(store
+        .final_state(lab, database)
+        .await?
+        .is_some_and(|f| f.policy != crate::lab::AfterDeadline::KeepOpen))
+}
+
+/// After a database was replaced (a lab master's reset or restore), its
+/// deadline policy applies to the new one too.
+pub async fn reenforce(settings: &Settings, store: &Store, lab: &LabId, database: &str) {
+    let applied = async {
+        let Some(f) = store.final_state(lab, database).await? else {
+            return Ok::<_, anyhow::Error>(());
+        };
+        let (rec, server) = place(settings, store, lab, database).await?;
+        deadline::enforce(server, database, &rec.owner, f.policy, false).await?;
+        Ok(())
+    };
+    if let Err(e) = applied.await {
+        tracing::error!(%lab, database, error = %format!("{e:#}"), "the deadline policy could not be applied again");
+    }
 }
 
 /// A new deadline as people write it: an RFC 3339 time, or `+DURATION`

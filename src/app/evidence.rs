@@ -162,18 +162,23 @@ async fn schedule_finals(
     now: DateTime<Utc>,
     started: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
-    let taken: BTreeSet<String> = store
-        .final_states(&lab.id)
-        .await?
-        .into_iter()
-        .map(|f| f.database)
+    let finals = store.final_states(&lab.id).await?;
+    // Done: taken and its policy applied. A final state whose policy is not
+    // applied yet (its job died between the two) gets a job that applies it.
+    let done: BTreeSet<&str> = finals
+        .iter()
+        .filter(|f| f.enforced)
+        .map(|f| f.database.as_str())
         .collect();
-    if dbs.iter().all(|d| taken.contains(d.name.as_str())) {
+    if dbs.iter().all(|d| done.contains(d.name.as_str())) {
         return Ok(0);
     }
-    let due = deadlines(store, lab).await?;
+    let mut due = deadlines(store, lab).await?;
+    for f in finals.iter().filter(|f| !f.enforced) {
+        due.insert(f.database.clone(), f.deadline);
+    }
     let mut queued = 0;
-    for db in dbs.iter().filter(|d| !taken.contains(d.name.as_str())) {
+    for db in dbs.iter().filter(|d| !done.contains(d.name.as_str())) {
         let Some(&at) = due.get(db.name.as_str()).filter(|d| **d <= now) else {
             continue;
         };

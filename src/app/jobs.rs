@@ -128,12 +128,21 @@ async fn run(settings: &Settings, store: &Store, worker: &str, job: JobRecord) {
 async fn dispatch(settings: &Settings, store: &Store, job: &JobRecord, claim: Claim<'_>) {
     match job.kind {
         JobKind::Restore => match store.submission_of_job(job.id).await {
-            Ok(Some(sub)) => restores::run(settings, store, sub, claim.worker).await,
+            Ok(Some(sub)) => {
+                let db = sub.database.to_string();
+                restores::run(settings, store, sub, claim.worker).await;
+                super::deadlines::reenforce(settings, store, &job.lab, &db).await;
+            }
             Ok(None) => end(store, claim, "the submission of this restore is gone").await,
             Err(e) => end(store, claim, &e.to_string()).await,
         },
         JobKind::Apply => super::labs::run_apply_job(settings, store, job, claim).await,
-        JobKind::Reset => super::participants::run_reset_job(settings, store, job, claim).await,
+        JobKind::Reset => {
+            super::participants::run_reset_job(settings, store, job, claim).await;
+            if let Some(db) = job.params.get("database").and_then(|d| d.as_str()) {
+                super::deadlines::reenforce(settings, store, &job.lab, db).await;
+            }
+        }
         JobKind::Snapshot | JobKind::Final | JobKind::SnapshotRestore => {
             super::snapshots::run_job(settings, store, job, claim).await
         }

@@ -70,6 +70,8 @@ pub enum StartResetError {
     Busy,
     #[error("this database was reset less than {STUDENT_RESET_EVERY_MINUTES} minutes ago; try again later")]
     TooSoon,
+    #[error("this database was closed at its deadline; ask your lab master")]
+    Closed,
     #[error(transparent)]
     Store(#[from] crate::control::StoreError),
 }
@@ -92,6 +94,9 @@ pub async fn start_reset(
         let every = chrono::Duration::minutes(STUDENT_RESET_EVERY_MINUTES);
         if last.is_some_and(|t| chrono::Utc::now() - t < every) {
             return Err(StartResetError::TooSoon);
+        }
+        if super::deadlines::closed(store, lab, database).await? {
+            return Err(StartResetError::Closed);
         }
     }
     let job = crate::control::NewJob {

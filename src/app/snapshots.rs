@@ -139,16 +139,7 @@ async fn take_snapshot(
         }
     }
     let folder = snapshot::folder(&settings.data_dir, job.lab.as_str(), &db);
-    let name = deadline::snapshot_name(job.id, kind.as_str());
-    let taken = match snapshot::take(server, (&db, &rec.owner), &folder, &name, None).await {
-        Err(e) if e.is_lock_wait() => {
-            store.reschedule_snapshot(&job.lab, &db).await?;
-            return Err(anyhow!(
-                "a session held a lock for longer than the snapshot may wait; tried again shortly ({e})"
-            ));
-        }
-        other => other?,
-    };
+    let taken = take_waiting_for_locks(server, (&db, &rec.owner), &folder, job, kind).await?;
     let snap = record(settings, store, (&job.lab, &db), kind, &taken).await?;
     let mut summary = vec![describe(&snap)];
     if let Some(rule) = lab(store, &job.lab).await?.snapshots {
@@ -161,6 +152,37 @@ async fn take_snapshot(
         }
     }
     Ok(summary)
+}
+
+/// Lock waits before a snapshot gives up until its next interval.
+const LOCK_TRIES: u32 = 3;
+
+/// A snapshot; when a student's lock holds it up (pg_dump gives up after
+/// 2 s rather than make the student's statements queue behind it), tried
+/// again a little later, a few times.
+async fn take_waiting_for_locks(
+    server: &PgServerSettings,
+    (db, owner): (&str, &PgName),
+    folder: &std::path::Path,
+    job: &JobRecord,
+    kind: SnapshotKind,
+) -> anyhow::Result<snapshot::Taken> {
+    for attempt in 1..=LOCK_TRIES {
+        let name = deadline::snapshot_name(job.id, kind.as_str());
+        match snapshot::take(server, (db, owner), folder, &name, None).await {
+            Err(e) if e.is_lock_wait() && attempt < LOCK_TRIES => {
+                tracing::info!(db, attempt, "a session holds a lock; the snapshot waits");
+                tokio::time::sleep(std::time::Duration::from_secs(5 * u64::from(attempt))).await;
+            }
+            Err(e) if e.is_lock_wait() => {
+                return Err(anyhow!(
+                    "a session kept a lock through {LOCK_TRIES} tries; the next interval tries again ({e})"
+                ))
+            }
+            other => return Ok(other?),
+        }
+    }
+    unreachable!("the last try returns")
 }
 
 /// Where a snapshot is restored to.
@@ -270,7 +292,7 @@ async fn restore_own(
 ) -> anyhow::Result<Vec<String>> {
     let (rec, server) = place(settings, store, &snap.lab, &snap.database).await?;
     let folder = snapshot::folder(&settings.data_dir, snap.lab.as_str(), &snap.database);
-    let name = format!("{}-before-restore", crate::random::token());
+    let name = deadline::snapshot_name(snap.id, "before-restore");
     let taken = snapshot::take(server, (&snap.database, &rec.owner), &folder, &name, None).await?;
     let kept = record(
         settings,

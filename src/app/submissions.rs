@@ -220,5 +220,11 @@ async fn admit(
     if !rules.replace && store.has_restored(lab, &place.database).await? {
         return Err(UploadError::AlreadyHandedIn);
     }
+    if super::deadlines::closed(store, lab, &place.database).await? {
+        return Err(UploadError::Refused(
+            "your database was closed at its deadline (the lab's after_deadline); ask your lab master"
+                .into(),
+        ));
+    }
     Ok(Admitted { rules, place, late })
 }

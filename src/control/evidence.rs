@@ -85,6 +85,10 @@ pub struct FinalState {
     pub max_points: i32,
     pub tasks: Vec<FinalTask>,
     pub policy: AfterDeadline,
+    /// Why the final state has no snapshot.
+    pub snapshot_error: Option<String>,
+    /// Whether the policy was applied.
+    pub enforced: bool,
 }
 
 /// A final state to record.
@@ -99,9 +103,10 @@ pub struct NewFinal<'a> {
     pub tasks: &'a [FinalTask],
     pub max_points: i32,
     pub policy: AfterDeadline,
+    pub snapshot_error: Option<&'a str>,
 }
 
-const FINAL_COLUMNS: &str = "id, database, deadline, taken_at, late, reason, snapshot_id, points, max_points, tasks, policy";
+const FINAL_COLUMNS: &str = "id, database, deadline, taken_at, late, reason, snapshot_id, points, max_points, tasks, policy, snapshot_error, enforced_at IS NOT NULL";
 
 fn final_state(r: &Row) -> Result<FinalState, StoreError> {
     let id: i64 = r.get(0);
@@ -125,6 +130,8 @@ fn final_state(r: &Row) -> Result<FinalState, StoreError> {
         tasks: serde_json::from_value(tasks).map_err(|e| bad(format!("tasks: {e}")))?,
         policy: AfterDeadline::parse(&policy)
             .ok_or_else(|| bad(format!("unknown policy {policy:?}")))?,
+        snapshot_error: r.get(11),
+        enforced: r.get(12),
     })
 }
 
@@ -135,6 +142,20 @@ pub struct Extension {
     pub until: DateTime<Utc>,
     pub granted_by: String,
     pub granted_at: DateTime<Utc>,
+}
+
+/// Serialises recording a database's final state with moving its deadline.
+async fn lock_final(
+    tx: &impl tokio_postgres::GenericClient,
+    lab: &LabId,
+    database: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('pglab final ' || $1 || '/' || $2))",
+        &[lab, &database],
+    )
+    .await?;
+    Ok(())
 }
 
 impl Store {
@@ -171,26 +192,19 @@ impl Store {
         Ok(id)
     }
 
-    /// Looks at `database` again at the next tick (its snapshot of this
-    /// interval could not be taken).
-    pub async fn reschedule_snapshot(&self, lab: &LabId, database: &str) -> Result<(), StoreError> {
-        self.client()
-            .await?
-            .execute(
-                "UPDATE snapshot_schedule SET period = period - 1 WHERE lab_id = $1 AND database = $2",
-                &[lab, &database],
-            )
-            .await?;
-        Ok(())
-    }
-
     pub async fn record_snapshot(
         &self,
         new: &NewSnapshot<'_>,
     ) -> Result<SnapshotRecord, StoreError> {
-        let row = self
-            .client()
-            .await?
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // Numbers per database: one insert at a time takes the next.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('pglab snapshot ' || $1 || '/' || $2))",
+            &[new.lab, &new.database],
+        )
+        .await?;
+        let row = tx
             .query_one(
                 &format!(
                     "INSERT INTO snapshots (lab_id, database, n, kind, taken_at, file, size, sha256, signature, took_ms)
@@ -211,6 +225,7 @@ impl Store {
                 ],
             )
             .await?;
+        tx.commit().await?;
         snapshot(&row)
     }
 
@@ -272,17 +287,25 @@ impl Store {
     }
 
     /// Records a database's final state; `None` when one is recorded
-    /// already (another worker was first).
+    /// already (another worker was first) or the deadline moved meanwhile
+    /// (an extension later than `new.deadline`): checked under the same
+    /// lock as [`Store::extend`] takes, so that neither misses the other.
     pub async fn record_final(&self, new: &NewFinal<'_>) -> Result<Option<i64>, StoreError> {
         let points: i32 = new.tasks.iter().map(|t| t.points as i32).sum();
         let tasks = serde_json::to_value(new.tasks).unwrap_or_default();
-        let row = self
-            .client()
-            .await?
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        lock_final(&*tx, new.lab, new.database).await?;
+        let row = tx
             .query_opt(
                 "INSERT INTO final_states (lab_id, database, deadline, taken_at, late, reason,
-                                           snapshot_id, points, max_points, tasks, policy)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                                           snapshot_id, points, max_points, tasks, policy, snapshot_error,
+                                           enforced_at)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                        CASE WHEN $11 = 'keep-open' THEN now() END
+                 WHERE NOT EXISTS (SELECT 1 FROM extensions e
+                                   JOIN participants p ON p.lab_id = e.lab_id AND p.username = e.username
+                                   WHERE e.lab_id = $1 AND p.database = $2 AND e.until > $3)
                  ON CONFLICT (lab_id, database) WHERE superseded_at IS NULL DO NOTHING
                  RETURNING id",
                 &[
@@ -297,10 +320,24 @@ impl Store {
                     &new.max_points,
                     &tasks,
                     &new.policy.name(),
+                    &new.snapshot_error,
                 ],
             )
             .await?;
+        tx.commit().await?;
         Ok(row.map(|r| r.get(0)))
+    }
+
+    /// The final state's policy is in force.
+    pub async fn mark_enforced(&self, id: i64) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE final_states SET enforced_at = now() WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+        Ok(())
     }
 
     /// The current final states of a lab's databases.
@@ -352,6 +389,7 @@ impl Store {
     ) -> Result<Option<FinalState>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        lock_final(&*tx, lab, database).await?;
         tx.execute(
             "INSERT INTO extensions (lab_id, username, until, granted_by) VALUES ($1, $2, $3, $4)
              ON CONFLICT (lab_id, username) DO UPDATE

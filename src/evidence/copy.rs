@@ -11,8 +11,8 @@
 
 use super::EvidenceError;
 use crate::ident::PgName;
+use crate::provision::in_database;
 use crate::provision::postgres::{self as pg, ensure_checker_sql};
-use crate::provision::tools;
 use crate::settings::PgServerSettings;
 use std::path::Path;
 use tokio_postgres::Client;
@@ -31,7 +31,7 @@ pub async fn restore(
     drop_copy(server, &admin, copy).await?;
     admin
         .batch_execute(&format!(
-            "DROP ROLE IF EXISTS {o}; CREATE ROLE {o} NOLOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;",
+            "DROP ROLE IF EXISTS {o}; CREATE ROLE {o} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;",
             o = owner.quoted()
         ))
         .await?;
@@ -47,15 +47,29 @@ pub async fn restore(
         &pg::revoke_connect_sql(copy),
     )
     .await?;
-    let restored = tools::pg_restore(server, copy, file, Some(owner)).await;
-    if let Err(e) = restored {
+    if let Err(e) = restore_as_owner(server, &admin, file, (copy, owner)).await {
         let _ = drop_copy(server, &admin, copy).await;
-        return Err(e.into());
+        return Err(e);
     }
-    let inside = crate::pgconn::connect(server, copy).await?;
+    // In a session that finds nothing of the student's by name, whatever
+    // the copy's own defaults say.
+    let inside = crate::pgconn::connect_with_options(server, copy, in_database::SESSION).await?;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {c} RESET ALL; REVOKE ALL ON DATABASE {c} FROM PUBLIC, {r};",
+            c = copy.quoted(),
+            r = reader.quoted()
+        ))
+        .await?;
     inside
         .batch_execute(&read_only_sql(&inside, owner, reader).await?)
         .await?;
+    if let Some(found) = writable_by(&inside, reader).await? {
+        let _ = drop_copy(server, &admin, copy).await;
+        return Err(EvidenceError::Refused(format!(
+            "the restored snapshot left {found} writable by {reader}: no copy made"
+        )));
+    }
     admin
         .batch_execute(&format!(
             "ALTER DATABASE {c} SET default_transaction_read_only = on; GRANT CONNECT ON DATABASE {c} TO {};",
@@ -63,6 +77,57 @@ pub async fn restore(
             c = copy.quoted()
         ))
         .await?;
+    Ok(())
+}
+
+/// `pg_restore --role=<owner>` logged in as a login role made for it (a
+/// member of the copy's owner only, never the admin: student code that
+/// runs during the restore cannot `SET ROLE` back to a superuser), which is
+/// dropped afterwards with whatever it came to own.
+async fn restore_as_owner(
+    server: &PgServerSettings,
+    admin: &Client,
+    file: &Path,
+    (copy, owner): (&PgName, &PgName),
+) -> Result<(), EvidenceError> {
+    let login = PgName::from_catalog(format!("{}.r", owner.as_str()));
+    let password = crate::random::token();
+    let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+    let until = chrono::Utc::now() + chrono::Duration::days(1);
+    admin
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {l}; {} GRANT CONNECT ON DATABASE {} TO {l};",
+            pg::create_job_login_sql(&login, owner, &verifier, until),
+            copy.quoted(),
+            l = login.quoted(),
+        ))
+        .await?;
+    let as_login = crate::submissions::tools::RestoreLogin {
+        user: &login,
+        password: &password,
+        owner,
+    };
+    let run = crate::submissions::tools::restore_archive(server, copy, file, &as_login).await;
+    // Its sessions end, what it owns goes to the owner or away, it is gone.
+    pg::end_sessions(admin, copy).await?;
+    let inside = crate::pgconn::connect_with_options(server, copy, in_database::SESSION).await?;
+    inside
+        .batch_execute(&format!(
+            "REASSIGN OWNED BY {l} TO {o}; DROP OWNED BY {l};",
+            l = login.quoted(),
+            o = owner.quoted()
+        ))
+        .await?;
+    drop(inside);
+    pg::drop_role(server, admin, &login).await?;
+    let run = run.map_err(EvidenceError::Refused)?;
+    if !run.ok {
+        let lines: Vec<&str> = run.stderr.lines().take(10).collect();
+        return Err(EvidenceError::Refused(format!(
+            "pg_restore failed:\n{}",
+            lines.join("\n")
+        )));
+    }
     Ok(())
 }
 
@@ -102,13 +167,43 @@ async fn read_only_sql(
     {
         let schema = crate::ident::quote_ident(r.get::<_, &str>(0));
         sql += &format!(
-            "GRANT USAGE ON SCHEMA {schema} TO {reader};
+            "REVOKE ALL ON SCHEMA {schema} FROM PUBLIC, {reader};
+             REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM PUBLIC, {reader};
+             REVOKE ALL ON ALL SEQUENCES IN SCHEMA {schema} FROM PUBLIC, {reader};
+             GRANT USAGE ON SCHEMA {schema} TO {reader};
              GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {reader};
              GRANT SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {reader};\n"
         );
     }
     // As the copy's owner: what it grants, it grants from what it owns.
     Ok(format!("SET ROLE {};\n{sql}RESET ROLE;", owner.quoted()))
+}
+
+/// Something in the copy the reader could still change (a grant that
+/// student code made during the restore, a column privilege, a large
+/// object), or `None`: checked after the grants, so that read-only is a
+/// fact, not an intention.
+async fn writable_by(inside: &Client, reader: &PgName) -> Result<Option<String>, EvidenceError> {
+    let row = inside
+        .query_one(
+            "SELECT
+               (SELECT string_agg(c.oid::regclass::text, ', ') FROM pg_catalog.pg_class c
+                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+                  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                  AND (pg_catalog.has_table_privilege($1, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
+                       OR pg_catalog.has_any_column_privilege($1, c.oid, 'INSERT, UPDATE, REFERENCES'))),
+               (SELECT string_agg(n.nspname, ', ') FROM pg_catalog.pg_namespace n
+                WHERE pg_catalog.has_schema_privilege($1, n.oid, 'CREATE')),
+               (SELECT 'the database' WHERE pg_catalog.has_database_privilege($1, pg_catalog.current_database(), 'CREATE, TEMPORARY')),
+               (SELECT 'large objects' WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata WHERE lomacl IS NOT NULL))",
+            &[&reader.as_str()],
+        )
+        .await?;
+    let found: Vec<String> = (0..4)
+        .filter_map(|i| row.get::<_, Option<String>>(i))
+        .collect();
+    Ok((!found.is_empty()).then(|| found.join("; ")))
 }
 
 /// Drops a copy and its owner role (and that role's checking role), if the

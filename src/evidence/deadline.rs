@@ -28,16 +28,25 @@ pub fn database_deadline(
     Some(extended.map_or(lab, |e| (*e).max(lab)))
 }
 
+/// Startup options of the session whose exported snapshot the final state
+/// reads: nothing of the student's found by name, and none of their
+/// database's defaults (an idle timeout would end it before the dump and
+/// the checks have imported its snapshot).
+const EXPORTING: &str = "-c role=none -c search_path=pg_catalog,pg_temp -c statement_timeout=0 \
+                         -c idle_in_transaction_session_timeout=0 -c lock_timeout=0";
+
 /// The database's state at one moment: a snapshot, and the lab scored on
 /// exactly what the snapshot holds (both read one exported snapshot of an
-/// open read-only transaction).
+/// open read-only transaction). The score is taken even when the dump
+/// fails (its error is returned beside it): a student who makes pg_dump
+/// fail in their database does not stop their final score.
 pub async fn take_final(
     server: &PgServerSettings,
     (db, owner): (&str, &PgName),
     (lab, expected, limits): (&Lab, &Expectations, &Limits),
     (folder, name): (&Path, &str),
-) -> Result<(Taken, Vec<TaskOutcome>), EvidenceError> {
-    let mut client = crate::pgconn::connect(server, db).await?;
+) -> Result<(Result<Taken, EvidenceError>, Vec<TaskOutcome>), EvidenceError> {
+    let mut client = crate::pgconn::connect_with_options(server, db, EXPORTING).await?;
     let tx = client
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -48,7 +57,7 @@ pub async fn take_final(
         .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
         .await?
         .get(0);
-    let taken = snapshot::take(server, (db, owner), folder, name, Some(&exported)).await?;
+    let taken = snapshot::take(server, (db, owner), folder, name, Some(&exported)).await;
     let target = Target {
         server,
         db,
@@ -60,8 +69,12 @@ pub async fn take_final(
     Ok((taken, outcomes))
 }
 
-/// Applies `policy` to `db` (owned by `owner`) and ends the sessions of
-/// everybody but pglab, or undoes it (`undo`, after an extension).
+/// Applies `policy` to `db` (whose contents `owner` owns) and ends the
+/// sessions of everybody but pglab, or undoes it (`undo`, after an
+/// extension). Both close the database by handing it to `pglab_closed`:
+/// its student then holds no privilege on it they could grant back (an
+/// owner may grant on their database from any session), and cannot change
+/// its settings.
 pub async fn enforce(
     server: &PgServerSettings,
     db: &str,
@@ -71,18 +84,24 @@ pub async fn enforce(
 ) -> Result<(), EvidenceError> {
     let d = quote_ident(db);
     let o = owner.quoted();
+    let closed = crate::provision::postgres::CLOSED_ROLE;
     let sql = match (policy, undo) {
         (AfterDeadline::KeepOpen, _) => return Ok(()),
         (AfterDeadline::ReadOnly, false) => format!(
-            "ALTER DATABASE {d} SET default_transaction_read_only = on;
-             REVOKE CREATE, TEMPORARY ON DATABASE {d} FROM {o};"
+            "ALTER DATABASE {d} OWNER TO {closed};
+             REVOKE ALL ON DATABASE {d} FROM PUBLIC, {o};
+             GRANT CONNECT ON DATABASE {d} TO {o};
+             ALTER DATABASE {d} SET default_transaction_read_only = on;"
         ),
-        (AfterDeadline::Lock, false) => {
-            format!("REVOKE CONNECT, CREATE, TEMPORARY ON DATABASE {d} FROM {o};")
-        }
+        (AfterDeadline::Lock, false) => format!(
+            "ALTER DATABASE {d} OWNER TO {closed};
+             REVOKE ALL ON DATABASE {d} FROM PUBLIC, {o};"
+        ),
         (_, true) => format!(
-            "ALTER DATABASE {d} RESET default_transaction_read_only;
-             GRANT CONNECT, CREATE, TEMPORARY ON DATABASE {d} TO {o};"
+            "ALTER DATABASE {d} OWNER TO {o};
+             REVOKE ALL ON DATABASE {d} FROM PUBLIC;
+             GRANT CONNECT, CREATE, TEMPORARY ON DATABASE {d} TO {o};
+             ALTER DATABASE {d} RESET default_transaction_read_only;"
         ),
     };
     let admin = crate::pgconn::connect(server, "postgres").await?;
@@ -94,7 +113,7 @@ pub async fn enforce(
 }
 
 /// Ends every session in `db` but pglab's own (the admin's, the checks').
-async fn end_participant_sessions(
+pub async fn end_participant_sessions(
     admin: &tokio_postgres::Client,
     db: &str,
     admin_user: &str,
@@ -110,9 +129,10 @@ async fn end_participant_sessions(
     Ok(())
 }
 
-/// The file name of a snapshot taken by job `job`.
+/// The file name of a snapshot taken by job `job`: unique per attempt, so
+/// that a retry never writes over a file a recorded snapshot names.
 pub fn snapshot_name(job: i64, kind: &str) -> String {
-    format!("{job}-{kind}")
+    format!("{job}-{kind}-{}", crate::random::token())
 }
 
 /// Whether a final state taken at `taken` for `deadline` is late.

@@ -35,7 +35,6 @@ pub enum EvidenceError {
 impl EvidenceError {
     /// pg_dump gave up waiting for a lock a student holds: try later.
     pub fn is_lock_wait(&self) -> bool {
-        matches!(self, Self::Tool(ToolError::Failed { output, .. })
-            if output.contains("could not obtain lock"))
+        matches!(self, Self::Tool(e) if crate::provision::tools::is_lock_wait(e))
     }
 }

@@ -32,7 +32,10 @@ pub fn folder(data_dir: &Path, lab: &str, db: &str) -> PathBuf {
 /// pglab's own schema and the planner's statistics left out. Read before a
 /// dump, a write it misses makes the next snapshot be taken, never skipped.
 pub async fn signature(server: &PgServerSettings, db: &str) -> Result<String, EvidenceError> {
-    let client = crate::pgconn::connect(server, db).await?;
+    // Nothing of the student's is found by name in this session.
+    let client =
+        crate::pgconn::connect_with_options(server, db, crate::provision::in_database::SESSION)
+            .await?;
     let row = client
         .query_one(
             "SELECT (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())::int8,
@@ -50,7 +53,7 @@ pub async fn signature(server: &PgServerSettings, db: &str) -> Result<String, Ev
 /// `exported` by another transaction if given.
 pub async fn take(
     server: &PgServerSettings,
-    (db, owner): (&str, &str),
+    (db, owner): (&str, &crate::ident::PgName),
     folder: &Path,
     name: &str,
     exported: Option<&str>,

@@ -8,9 +8,10 @@ use crate::pgconn::{self, ConnectError};
 use crate::settings::PgServerSettings;
 use tokio_postgres::Client;
 
-/// Sessions a checking role may hold: pglab's scoring, `pglab score`, the
-/// stock SQL exporter, and one spare.
-const CHECKER_CONNECTIONS: u32 = 4;
+/// Sessions a checking role may hold: pglab's scoring (up to one per
+/// task lane), `pglab score`, the stock SQL exporter, a snapshot, and a
+/// spare.
+const CHECKER_CONNECTIONS: u32 = 6;
 
 /// The password of `owner`'s checking role, derived from the server's
 /// scorer key: nothing to store, and the same in every pglab replica.

@@ -66,7 +66,7 @@ fn clip(s: &str, bytes: usize) -> String {
 /// nothing a student made is found by name, and a student's lock cannot
 /// hold up a round.
 /// Startup options, so that they cost no round trip of their own.
-const SESSION: &str = "-c role=none -c lock_timeout=2s -c statement_timeout=10s \
+pub const SESSION: &str = "-c role=none -c lock_timeout=2s -c statement_timeout=10s \
                        -c search_path=pg_catalog,pg_temp";
 
 /// Whether the database has a schema `pglab`, and whether it is pglab's

@@ -19,6 +19,10 @@ pub const RESTORERS_ROLE: &str = "pglab_restorers";
 /// it, for the pg_hba line that lets them in by password before the LDAP
 /// line (they are members of student roles). It has no privileges.
 pub const CHECKERS_ROLE: &str = "pglab_checkers";
+/// Owns the databases closed at their deadline (`after_deadline: read-only`
+/// or `lock`): their students then hold no privilege on the database they
+/// could grant back to themselves.
+pub const CLOSED_ROLE: &str = "pglab_closed";
 /// Roles of earlier pglab versions that were members of every participant
 /// role (so student code run by a check could become any classmate); they
 /// are dropped at every start.
@@ -175,7 +179,8 @@ pub async fn read_state(
                             WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT'),
                     EXISTS (SELECT 1 FROM aclexplode(coalesce(d.datacl, acldefault('d', d.datdba))) a
                             JOIN pg_roles r ON r.oid = a.grantee
-                            WHERE r.rolname = 'pglab.ck.' || pg_get_userbyid(d.datdba)
+                            WHERE (r.rolname = 'pglab.ck.' || pg_get_userbyid(d.datdba)
+                                   OR (pg_get_userbyid(d.datdba) = 'pglab_closed' AND r.rolname LIKE 'pglab.ck.%'))
                               AND a.privilege_type = 'CONNECT')
              FROM pg_database d",
             &[],
@@ -210,6 +215,7 @@ pub async fn read_state(
     state.baseline_ok = state.roles.contains_key(STUDENTS_ROLE)
         && state.roles.contains_key(STARTER_ROLE)
         && state.roles.contains_key(CHECKERS_ROLE)
+        && state.roles.contains_key(CLOSED_ROLE)
         && !LEGACY_READERS.iter().any(|r| state.roles.contains_key(*r))
         && !public("postgres")
         && !public("template1");
@@ -221,7 +227,7 @@ pub use super::checkers::{checker_password, connect_checker, ensure_checker_sql}
 /// Roles pglab relies on, and no way in to the maintenance databases. Run
 /// by `apply` when missing and at every server start.
 pub async fn ensure_baseline(server: &PgServerSettings, client: &Client) -> Result<(), PgError> {
-    let creates: String = [STUDENTS_ROLE, STARTER_ROLE, RESTORERS_ROLE, CHECKERS_ROLE]
+    let creates: String = [STUDENTS_ROLE, STARTER_ROLE, RESTORERS_ROLE, CHECKERS_ROLE, CLOSED_ROLE]
         .iter()
         .map(|role| {
             format!("IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN CREATE ROLE {role} NOLOGIN; END IF;\n")

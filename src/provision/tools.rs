@@ -149,17 +149,21 @@ pub async fn pg_dump(server: &PgServerSettings, db: &str, file: &Path) -> Result
 const SNAPSHOT_LOCK_WAIT: &str = "2s";
 
 /// A snapshot of a participant's open database: a custom-format dump made
-/// as its `owner` (whatever the dump runs of the student's, it runs with
-/// the student's rights only), without pglab's own schema, seeing the
-/// state `exported` by another transaction if given.
+/// logged in as the owner's checking role, acting as the owner (whatever
+/// the dump makes Postgres run of the student's runs with the student's
+/// rights, and `SET ROLE NONE` leads back to a role that can become that
+/// student only), without pglab's own schema, seeing the state `exported`
+/// by another transaction if given.
 pub async fn pg_dump_snapshot(
     server: &PgServerSettings,
     db: &str,
-    owner: &str,
+    owner: &crate::ident::PgName,
     file: &Path,
     exported: Option<&str>,
 ) -> Result<(), ToolError> {
-    let mut cmd = command(server, "pg_dump", db, Some(owner))?;
+    let checker = crate::ident::PgName::checker(owner);
+    let password = super::checkers::checker_password(server, owner);
+    let mut cmd = command_as(server, "pg_dump", db, &checker, &password, Some(owner))?;
     cmd.arg(format!("--lock-wait-timeout={SNAPSHOT_LOCK_WAIT}"))
         .args(["--exclude-schema=pglab", "-Fc", "-f"])
         .arg(file);
@@ -167,6 +171,13 @@ pub async fn pg_dump_snapshot(
         cmd.arg(format!("--snapshot={id}"));
     }
     dump(format!("taking a snapshot of {db}"), cmd).await
+}
+
+/// Whether a pg_dump failed waiting for a lock (`--lock-wait-timeout`
+/// cancels its `LOCK TABLE`).
+pub fn is_lock_wait(e: &ToolError) -> bool {
+    matches!(e, ToolError::Failed { output, .. }
+        if output.contains("LOCK TABLE") || output.contains("could not obtain lock"))
 }
 
 async fn dump(what: String, mut cmd: Command) -> Result<(), ToolError> {

@@ -16,12 +16,27 @@ use std::time::Duration;
 
 const ANN: &str = "username,name,email\nann,Ann,ann@example.org\n";
 const ANN_BOB: &str = "username,name,email\nann,Ann,ann@example.org\nbob,Bob,bob@example.org\n";
+/// Run by a restore for each row of shop.products: it tries to become the
+/// session's login (`RESET ROLE`) and make Ann a superuser, and to grant
+/// her writes on the table of the database it runs in.
+const HOSTILE_CHECK: &str = "
+CREATE FUNCTION public.escape(i int) RETURNS boolean LANGUAGE plpgsql AS $f$
+BEGIN
+  BEGIN EXECUTE 'GRANT ALL ON shop.products TO ann'; EXCEPTION WHEN others THEN NULL; END;
+  BEGIN EXECUTE 'GRANT CREATE ON SCHEMA shop TO ann'; EXCEPTION WHEN others THEN NULL; END;
+  BEGIN EXECUTE 'RESET ROLE'; EXECUTE 'ALTER ROLE ann SUPERUSER'; EXCEPTION WHEN others THEN NULL; END;
+  RETURN true;
+END $f$;
+ALTER TABLE shop.products ADD CONSTRAINT sneaky CHECK (public.escape(stock));";
 const RESTOCK: &str = "UPDATE shop.products SET stock = 20 WHERE name LIKE '%Teapot%'";
 
 /// The shop lab with extra lines at the top level.
 fn lab_with(env: &TestEnv, id: &str, extra: &str) -> std::path::PathBuf {
     let path = shop_lab(env, id);
-    let text = std::fs::read_to_string(&path).expect("lab") + extra;
+    let text = std::fs::read_to_string(&path)
+        .expect("lab")
+        .replace("snapshots:\n  every: 30m\n  keep: 10\n", "")
+        + extra;
     std::fs::write(&path, text).expect("write lab");
     path
 }
@@ -104,6 +119,18 @@ async fn snapshots_skip_unchanged_databases_and_give_back_the_old_state() {
     let store = &env.store;
     let id = LabId::parse("evsnap").unwrap();
     let mut seen = HashMap::new();
+    // Ann's database has a check constraint whose function, run for every
+    // row a restore loads, tries to leave her role and to give her rights
+    // on whatever copy it is restored into.
+    let pw = env.password("ann").await;
+    let ann = env
+        .connect_as(0, "ann", &pw, "evsnap_ann")
+        .await
+        .expect("ann");
+    ann.batch_execute(HOSTILE_CHECK)
+        .await
+        .expect("a student's own function");
+    drop(ann);
 
     // First sight: nothing at once (a class is not dumped when pglab
     // starts); each database at its own moment of the next interval.
@@ -130,7 +157,6 @@ async fn snapshots_skip_unchanged_databases_and_give_back_the_old_state() {
     );
 
     // Ann works (her session ends, so its statistics are in); Bob does not.
-    let pw = env.password("ann").await;
     let ann = env
         .connect_as(0, "ann", &pw, "evsnap_ann")
         .await
@@ -183,6 +209,16 @@ async fn snapshots_skip_unchanged_databases_and_give_back_the_old_state() {
             "{sql}: {msg}"
         );
     }
+    let admin = env.admin(0, "postgres").await;
+    let ann_is: bool = admin
+        .query_one("SELECT rolsuper FROM pg_roles WHERE rolname = 'ann'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        !ann_is,
+        "her function ran as a superuser during the restore"
+    );
     let bob_pw = env.password("bob").await;
     assert!(
         env.connect_as(0, "bob", &bob_pw, "evsnap_ann_snap_1")
@@ -242,11 +278,10 @@ fn deadline_lab(
 async fn the_final_state_is_taken_at_the_deadline_under_each_policy() {
     let env = TestEnv::start(1).await;
     let store = &env.store;
-    // pglab was not running at this lab's deadline (a minute before this
-    // process "started").
+    // pglab is not running at this lab's deadline.
     let process_start = Utc::now();
     let past = process_start - chrono::Duration::minutes(1);
-    let soon = Utc::now() + chrono::Duration::seconds(25);
+    let soon = Utc::now() + chrono::Duration::seconds(40);
     let labs = [
         ("finopen", past, "keep-open"),
         ("finro", soon, "read-only"),
@@ -258,9 +293,8 @@ async fn the_final_state_is_taken_at_the_deadline_under_each_policy() {
             .expect("apply");
     }
     let pw = env.password("ann").await;
-    let (queue, tasks) = workers(&env);
-    let _ = &queue;
-    // Ann solves one task everywhere and keeps her sessions open.
+    // Ann solves one task where the deadline is still ahead, and keeps her
+    // sessions open.
     let mut sessions = HashMap::new();
     for (id, _, _) in labs {
         let c = env
@@ -272,19 +306,31 @@ async fn the_final_state_is_taken_at_the_deadline_under_each_policy() {
         }
         sessions.insert(id, c);
     }
-    let mut seen = HashMap::new();
-    assert!(
-        evidence::tick(store, process_start, &mut seen)
-            .await
-            .unwrap()
-            >= 1
-    );
-    settle(store, "finopen").await;
-    let open = store
-        .final_state(&LabId::parse("finopen").unwrap(), "finopen_ann")
+    // At finopen's deadline a session of hers holds a lock (the dump waits
+    // 2 s, then her sessions are ended and it is taken again); in finlock
+    // she makes pg_dump fail (row security forced on her own table): the
+    // final score is still taken.
+    let locker = env
+        .connect_as(0, "ann", &pw, "finopen_ann")
         .await
-        .unwrap()
-        .expect("final state taken at start");
+        .expect("ann");
+    locker
+        .batch_execute("BEGIN; LOCK TABLE shop.orders IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    sessions["finlock"]
+        .batch_execute(
+            "ALTER TABLE shop.orders ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE shop.orders FORCE ROW LEVEL SECURITY;
+             CREATE POLICY everything ON shop.orders USING (true);",
+        )
+        .await
+        .expect("her own table");
+    // pglab starts only now, after finopen's deadline: it takes that final
+    // state at once and says why it is late.
+    let server = env.serve().await;
+    let queue = pglab::app::Queue::default();
+    let open = wait_final(store, "finopen").await;
     assert!(open.late, "{open:?}");
     assert!(
         open.reason
@@ -294,6 +340,18 @@ async fn the_final_state_is_taken_at_the_deadline_under_each_policy() {
         "{open:?}"
     );
     assert_eq!(open.points, 0, "nothing solved at the deadline");
+    assert!(open.snapshot_id.is_some(), "{open:?}");
+    assert!(
+        locker.batch_execute("SELECT 1").await.is_err(),
+        "the lock holder was ended"
+    );
+    let mut sessions = sessions;
+    sessions.insert(
+        "finopen",
+        env.connect_as(0, "ann", &pw, "finopen_ann")
+            .await
+            .expect("keep-open"),
+    );
 
     // keep-open: later work counts live, never in the final score.
     sessions["finopen"]
@@ -317,21 +375,22 @@ async fn the_final_state_is_taken_at_the_deadline_under_each_policy() {
         "the final score stays"
     );
 
-    // The others at their deadline, on time.
-    while Utc::now() < soon {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    evidence::tick(store, process_start, &mut seen)
-        .await
-        .unwrap();
-    settle(store, "finro").await;
-    settle(store, "finlock").await;
+    // The others at their deadline, on time, by the running pglab.
     for id in ["finro", "finlock"] {
-        let f = store
-            .final_state(&LabId::parse(id).unwrap(), &format!("{id}_ann"))
-            .await
-            .unwrap()
-            .expect("final state");
+        let f = wait_final(store, id).await;
+        assert!(f.taken_at >= soon, "{f:?}");
+        if id == "finlock" {
+            assert!(f.snapshot_id.is_none(), "{f:?}");
+            assert!(
+                f.snapshot_error
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("row-level security"),
+                "{f:?}"
+            );
+        } else {
+            assert!(f.snapshot_id.is_some(), "{f:?}");
+        }
         assert!(!f.late, "{f:?}");
         assert_eq!(f.points, 1, "restock counted: {f:?}");
         assert!(
@@ -358,6 +417,34 @@ async fn the_final_state_is_taken_at_the_deadline_under_each_policy() {
         .await
         .expect_err("no CREATE");
     assert!(refusal(&e).contains("permission denied"), "{}", refusal(&e));
+    // She cannot get an open database back by resetting it.
+    let reset = pglab::app::participants::start_reset(
+        store,
+        &queue,
+        &LabId::parse("finro").unwrap(),
+        &pglab::ident::PgName::from_catalog("finro_ann".into()),
+        "ann",
+        pglab::app::participants::ResetBy::Participant,
+    )
+    .await;
+    assert!(
+        matches!(
+            reset,
+            Err(pglab::app::participants::StartResetError::Closed)
+        ),
+        "{reset:?}"
+    );
+    // Nor grant herself CREATE again: the database is no longer hers
+    // (Postgres warns that nothing was granted).
+    let _ = ro
+        .batch_execute("GRANT CREATE ON DATABASE finro_ann TO ann")
+        .await;
+    let can: bool = ro
+        .query_one("SELECT has_database_privilege('finro_ann', 'CREATE')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!can, "she granted herself CREATE");
     // lock: psql is refused.
     let e = env
         .connect_as(0, "ann", &pw, "finlock_ann")
@@ -415,15 +502,28 @@ async fn the_final_state_is_taken_at_the_deadline_under_each_policy() {
         .await
         .unwrap()
         .is_none());
+    let mut seen = HashMap::new();
     assert_eq!(
         evidence::tick(store, process_start, &mut seen)
             .await
             .unwrap(),
         0,
-        "not due yet"
+        "nothing is due: her new deadline is ahead"
     );
-    tasks.iter().for_each(|t| t.abort());
+    server.stop().await;
     env.stop().await;
+}
+
+/// Waits (up to a minute) for the final state of Ann's database in `lab`.
+async fn wait_final(store: &Store, lab: &str) -> pglab::control::FinalState {
+    let id = LabId::parse(lab).unwrap();
+    for _ in 0..600 {
+        if let Some(f) = store.final_state(&id, &format!("{lab}_ann")).await.unwrap() {
+            return f;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no final state in {lab} within a minute");
 }
 
 fn open_lab() -> LabId {

@@ -58,7 +58,11 @@ CREATE TABLE final_states (
     max_points    integer NOT NULL,
     -- Per task: id, passed, points, reason.
     tasks         jsonb NOT NULL,
+    -- Why there is no snapshot (pg_dump failed in the student's database).
+    snapshot_error text,
     policy        text NOT NULL CHECK (policy IN ('keep-open', 'read-only', 'lock')),
+    -- When the policy was applied (after a crash it is applied again).
+    enforced_at   timestamptz,
     -- An extension granted after it was taken replaces it.
     superseded_at timestamptz
 );
