@@ -211,21 +211,23 @@ async fn main() {
 
     println!();
     println!(
-        "{:<48} {:>14} {:>14}",
-        "a working student's statements", "no snapshots", "snapshots"
+        "{:<36} {:>14} {:>14} {:>14}",
+        "a working student's statements", "no snapshots", "snapshots", "none (after)"
     );
     println!(
-        "{:<48} {:>14} {:>14}",
+        "{:<36} {:>14} {:>14} {:>14}",
         "statements run",
         without.len(),
-        with.len()
+        with.len(),
+        after.len()
     );
     for (name, p) in [("median", 0.5), ("99th percentile", 0.99), ("slowest", 1.0)] {
         println!(
-            "{:<48} {:>12.1}ms {:>12.1}ms",
+            "{:<36} {:>12.1}ms {:>12.1}ms {:>12.1}ms",
             name,
             pct(&without, p),
-            pct(&with, p)
+            pct(&with, p),
+            pct(&after, p)
         );
     }
     println!();
