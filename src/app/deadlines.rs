@@ -45,16 +45,16 @@ pub(super) async fn take_final(
         )]);
     };
     deadline::enforce(server, &db, &rec.owner, lab.after_deadline, false).await?;
-    let (taken, outcomes) = final_state_now(settings, server, job, (&db, &rec.owner), &lab).await?;
-    let (snap, snapshot_error) = match taken {
+    let state = final_state_now(settings, server, job, (&db, &rec.owner), &lab).await?;
+    let (snap, snapshot_error) = match state.taken {
         Ok(t) => (
             Some(record(settings, store, (&job.lab, &db), SnapshotKind::Final, &t).await?),
             None,
         ),
         Err(e) => (None, Some(format!("{e}"))),
     };
-    let taken_at = snap.as_ref().map_or_else(Utc::now, |s| s.taken_at);
-    let tasks = final_tasks(&lab, &outcomes);
+    let taken_at = state.at;
+    let tasks = final_tasks(&lab, &state.outcomes);
     let late = deadline::is_late(due, taken_at);
     let reason = late.then(|| late_why(late_reason, due, taken_at));
     let new = NewFinal {
@@ -100,10 +100,7 @@ async fn final_state_now(
     job: &JobRecord,
     (db, owner): (&str, &crate::ident::PgName),
     lab: &crate::lab::Lab,
-) -> anyhow::Result<(
-    Result<snapshot::Taken, EvidenceError>,
-    Vec<evaluate::TaskOutcome>,
-)> {
+) -> anyhow::Result<deadline::Final> {
     let limits = Limits::of(&settings.scoring);
     let expected = evaluate::expectations(server, lab, &limits).await?;
     let folder = snapshot::folder(&settings.data_dir, job.lab.as_str(), db);
@@ -111,20 +108,20 @@ async fn final_state_now(
     loop {
         tries += 1;
         let name = deadline::snapshot_name(job.id, "final");
-        let (taken, outcomes) = deadline::take_final(
+        let state = deadline::take_final(
             server,
             (db, owner),
             (lab, &expected, &limits),
             (&folder, &name),
         )
         .await?;
-        match &taken {
+        match &state.taken {
             Err(e) if e.is_lock_wait() && tries == 1 => {
                 tracing::info!(db, "a session holds a lock at the deadline: sessions ended");
                 let admin = crate::pgconn::connect(server, "postgres").await?;
                 deadline::end_participant_sessions(&admin, db, &server.admin_user).await?;
             }
-            _ => return Ok((taken, outcomes)),
+            _ => return Ok(state),
         }
     }
 }

@@ -97,7 +97,7 @@ async fn schedule_snapshots(
         let job = NewJob {
             kind: JobKind::Snapshot,
             lab: &lab.id,
-            lock_key: format!("snapshot:{}/{}", lab.id, db.name),
+            lock_key: crate::control::database_key(&lab.id, &db.name),
             title: format!("Snapshot of {}", db.name),
             started_by: "pglab",
             params: serde_json::json!({ "database": db.name.as_str(), "kind": "periodic" }),
@@ -182,7 +182,7 @@ async fn schedule_finals(
         let Some(&at) = due.get(db.name.as_str()).filter(|d| **d <= now) else {
             continue;
         };
-        let key = format!("final:{}/{}", lab.id, db.name);
+        let key = crate::control::database_key(&lab.id, &db.name);
         let failed_recently = store
             .last_job_at(JobKind::Final, &key)
             .await?

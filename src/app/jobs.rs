@@ -202,7 +202,9 @@ async fn recover(
     match job.kind {
         JobKind::Restore => match store.submission_of_job(job.id).await? {
             Some(sub) => {
+                let db = sub.database.to_string();
                 restores::recover(settings, store, sub, claim.worker, job.max_attempts).await?;
+                super::deadlines::reenforce(settings, store, &job.lab, &db).await;
             }
             None => end(store, claim, "the submission of this restore is gone").await,
         },

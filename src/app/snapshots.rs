@@ -383,7 +383,7 @@ pub async fn start_snapshot(
     let job = NewJob {
         kind: JobKind::Snapshot,
         lab,
-        lock_key: format!("snapshot:{lab}/{db}"),
+        lock_key: crate::control::database_key(lab, db),
         title: format!("Snapshot of {db}"),
         started_by: by,
         params: serde_json::json!({ "database": db, "kind": "manual" }),
@@ -418,7 +418,7 @@ pub async fn start_restore(
     let job = NewJob {
         kind: JobKind::SnapshotRestore,
         lab,
-        lock_key: format!("snapshot:{lab}/{}", snap.database),
+        lock_key: crate::control::database_key(lab, &snap.database),
         title: format!("Snapshot #{} of {} into {what}", snap.n, snap.database),
         started_by: by,
         params: serde_json::json!({ "snapshot": id, "target": target }),

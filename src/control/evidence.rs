@@ -183,8 +183,9 @@ impl Store {
             )
             .await?
             .is_some_and(|r| r.get::<_, bool>(0));
+        // Behind a hand-in or two of the same database, if need be.
         let id = if due {
-            insert_job(&*tx, job, 1).await?
+            insert_job(&*tx, job, 3).await?
         } else {
             None
         };

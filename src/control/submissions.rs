@@ -87,8 +87,9 @@ pub struct NewSubmission<'a> {
     pub contents: Option<&'a str>,
 }
 
-/// Jobs on one database (restores, resets) run one at a time.
-pub fn database_key(lab: &LabId, database: &PgName) -> String {
+/// Jobs on one database (restores, resets, snapshots, its final state)
+/// run one at a time.
+pub fn database_key(lab: &LabId, database: &str) -> String {
     format!("restore:{lab}/{database}")
 }
 

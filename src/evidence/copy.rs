@@ -47,27 +47,42 @@ pub async fn restore(
         &pg::revoke_connect_sql(copy),
     )
     .await?;
-    if let Err(e) = restore_as_owner(server, &admin, file, (copy, owner)).await {
+    let made = async {
+        restore_as_owner(server, &admin, file, (copy, owner)).await?;
+        close_to_reader(server, &admin, (copy, owner), reader).await
+    };
+    if let Err(e) = made.await {
         let _ = drop_copy(server, &admin, copy).await;
         return Err(e);
     }
-    // In a session that finds nothing of the student's by name, whatever
-    // the copy's own defaults say.
-    let inside = crate::pgconn::connect_with_options(server, copy, in_database::SESSION).await?;
+    Ok(())
+}
+
+/// After the restore: nobody but pglab in the copy, the copy's own
+/// settings and grants gone, then read access for `reader`, checked.
+async fn close_to_reader(
+    server: &PgServerSettings,
+    admin: &Client,
+    (copy, owner): (&PgName, &PgName),
+    reader: &PgName,
+) -> Result<(), EvidenceError> {
+    let others = pg::other_grantees(admin, copy, reader).await?;
     admin
         .batch_execute(&format!(
-            "ALTER DATABASE {c} RESET ALL; REVOKE ALL ON DATABASE {c} FROM PUBLIC, {r};",
+            "ALTER DATABASE {c} RESET ALL; REVOKE ALL ON DATABASE {c} FROM PUBLIC, {r}{others};",
             c = copy.quoted(),
             r = reader.quoted()
         ))
         .await?;
+    pg::end_sessions(admin, copy).await?;
+    // In a session that finds nothing of the student's by name.
+    let inside = crate::pgconn::connect_with_options(server, copy, in_database::SESSION).await?;
     inside
         .batch_execute(&read_only_sql(&inside, owner, reader).await?)
         .await?;
-    if let Some(found) = writable_by(&inside, reader).await? {
-        let _ = drop_copy(server, &admin, copy).await;
+    if let Some(found) = writable_by(&inside, owner, reader).await? {
         return Err(EvidenceError::Refused(format!(
-            "the restored snapshot left {found} writable by {reader}: no copy made"
+            "the restored snapshot left {found}: no copy made"
         )));
     }
     admin
@@ -180,27 +195,41 @@ async fn read_only_sql(
 }
 
 /// Something in the copy the reader could still change (a grant that
-/// student code made during the restore, a column privilege, a large
-/// object), or `None`: checked after the grants, so that read-only is a
-/// fact, not an intention.
-async fn writable_by(inside: &Client, reader: &PgName) -> Result<Option<String>, EvidenceError> {
+/// student code made during the restore, a column privilege, a sequence, a
+/// large object), or anything in it that a role other than its owner owns
+/// or holds a privilege on (but the reader's reading): `None` when there is
+/// nothing. Checked after the grants, so that read-only is a fact, not an
+/// intention.
+async fn writable_by(
+    inside: &Client,
+    owner: &PgName,
+    reader: &PgName,
+) -> Result<Option<String>, EvidenceError> {
     let row = inside
         .query_one(
             "SELECT
-               (SELECT string_agg(c.oid::regclass::text, ', ') FROM pg_catalog.pg_class c
+               (SELECT 'writable by the reader: ' || string_agg(c.oid::regclass::text, ', ')
+                FROM pg_catalog.pg_class c
                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
                   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
                   AND (pg_catalog.has_table_privilege($1, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
-                       OR pg_catalog.has_any_column_privilege($1, c.oid, 'INSERT, UPDATE, REFERENCES'))),
-               (SELECT string_agg(n.nspname, ', ') FROM pg_catalog.pg_namespace n
+                       OR pg_catalog.has_any_column_privilege($1, c.oid, 'INSERT, UPDATE, REFERENCES')
+                       OR (c.relkind = 'S' AND pg_catalog.has_sequence_privilege($1, c.oid, 'USAGE, UPDATE')))),
+               (SELECT 'CREATE for the reader in ' || string_agg(n.nspname, ', ') FROM pg_catalog.pg_namespace n
                 WHERE pg_catalog.has_schema_privilege($1, n.oid, 'CREATE')),
-               (SELECT 'the database' WHERE pg_catalog.has_database_privilege($1, pg_catalog.current_database(), 'CREATE, TEMPORARY')),
-               (SELECT 'large objects' WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata WHERE lomacl IS NOT NULL))",
-            &[&reader.as_str()],
+               (SELECT 'CREATE or TEMPORARY for the reader on the database'
+                WHERE pg_catalog.has_database_privilege($1, pg_catalog.current_database(), 'CREATE, TEMPORARY')),
+               (SELECT 'large objects with grants' WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_largeobject_metadata WHERE lomacl IS NOT NULL)),
+               (SELECT 'objects of or grants to ' || string_agg(DISTINCT r.rolname, ', ')
+                FROM pg_catalog.pg_shdepend d JOIN pg_catalog.pg_roles r ON r.oid = d.refobjid
+                WHERE d.dbid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+                  AND d.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass
+                  AND r.rolname <> $2 AND NOT (r.rolname = $1 AND d.deptype = 'a'))",
+            &[&reader.as_str(), &owner.as_str()],
         )
         .await?;
-    let found: Vec<String> = (0..4)
+    let found: Vec<String> = (0..5)
         .filter_map(|i| row.get::<_, Option<String>>(i))
         .collect();
     Ok((!found.is_empty()).then(|| found.join("; ")))

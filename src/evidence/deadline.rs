@@ -39,13 +39,15 @@ const EXPORTING: &str = "-c role=none -c search_path=pg_catalog,pg_temp -c state
 /// exactly what the snapshot holds (both read one exported snapshot of an
 /// open read-only transaction). The score is taken even when the dump
 /// fails (its error is returned beside it): a student who makes pg_dump
-/// fail in their database does not stop their final score.
+/// fail in their database does not stop their final score, and a student
+/// whose checks break the checking session gets their tasks failed with
+/// the reason, not a final state that never comes.
 pub async fn take_final(
     server: &PgServerSettings,
     (db, owner): (&str, &PgName),
     (lab, expected, limits): (&Lab, &Expectations, &Limits),
     (folder, name): (&Path, &str),
-) -> Result<(Result<Taken, EvidenceError>, Vec<TaskOutcome>), EvidenceError> {
+) -> Result<Final, EvidenceError> {
     let mut client = crate::pgconn::connect_with_options(server, db, EXPORTING).await?;
     let tx = client
         .build_transaction()
@@ -57,6 +59,7 @@ pub async fn take_final(
         .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
         .await?
         .get(0);
+    let at = chrono::Utc::now();
     let taken = snapshot::take(server, (db, owner), folder, name, Some(&exported)).await;
     let target = Target {
         server,
@@ -64,9 +67,35 @@ pub async fn take_final(
         role: owner,
         snapshot: Some(&exported),
     };
-    let outcomes = evaluate::score_target(&target, lab, expected, limits).await?;
+    let outcomes = match evaluate::score_target(&target, lab, expected, limits).await {
+        Ok(outcomes) => outcomes,
+        Err(e) => lab
+            .tasks
+            .iter()
+            .map(|_| TaskOutcome {
+                passed: false,
+                points: 0,
+                reason: Some(format!("could not be checked at the deadline: {e}")),
+                hint: None,
+                class: Some("error"),
+            })
+            .collect(),
+    };
     tx.commit().await?;
-    Ok((taken, outcomes))
+    Ok(Final {
+        at,
+        taken,
+        outcomes,
+    })
+}
+
+/// A database's state at its deadline.
+pub struct Final {
+    /// The moment it holds (when the snapshot was exported).
+    pub at: DateTime<Utc>,
+    /// The snapshot, or why there is none.
+    pub taken: Result<Taken, EvidenceError>,
+    pub outcomes: Vec<TaskOutcome>,
 }
 
 /// Applies `policy` to `db` (whose contents `owner` owns) and ends the
@@ -85,26 +114,30 @@ pub async fn enforce(
     let d = quote_ident(db);
     let o = owner.quoted();
     let closed = crate::provision::postgres::CLOSED_ROLE;
+    let admin = crate::pgconn::connect(server, "postgres").await?;
+    // Every grant on the database but the checking role's goes: one the
+    // student made before the deadline (to a classmate, to all students)
+    // would otherwise still let them in.
+    let others = crate::provision::postgres::other_grantees(&admin, db, owner).await?;
     let sql = match (policy, undo) {
         (AfterDeadline::KeepOpen, _) => return Ok(()),
         (AfterDeadline::ReadOnly, false) => format!(
             "ALTER DATABASE {d} OWNER TO {closed};
-             REVOKE ALL ON DATABASE {d} FROM PUBLIC, {o};
+             REVOKE ALL ON DATABASE {d} FROM PUBLIC, {o}{others};
              GRANT CONNECT ON DATABASE {d} TO {o};
              ALTER DATABASE {d} SET default_transaction_read_only = on;"
         ),
         (AfterDeadline::Lock, false) => format!(
             "ALTER DATABASE {d} OWNER TO {closed};
-             REVOKE ALL ON DATABASE {d} FROM PUBLIC, {o};"
+             REVOKE ALL ON DATABASE {d} FROM PUBLIC, {o}{others};"
         ),
         (_, true) => format!(
             "ALTER DATABASE {d} OWNER TO {o};
-             REVOKE ALL ON DATABASE {d} FROM PUBLIC;
+             REVOKE ALL ON DATABASE {d} FROM PUBLIC{others};
              GRANT CONNECT, CREATE, TEMPORARY ON DATABASE {d} TO {o};
              ALTER DATABASE {d} RESET default_transaction_read_only;"
         ),
     };
-    let admin = crate::pgconn::connect(server, "postgres").await?;
     admin.batch_execute(&sql).await?;
     if !undo {
         end_participant_sessions(&admin, db, &server.admin_user).await?;

@@ -449,6 +449,31 @@ pub async fn end_sessions(client: &Client, db: &str) -> Result<(), tokio_postgre
     Ok(())
 }
 
+/// `, "a", "b"`: the roles with a grant on database `db` other than PUBLIC,
+/// its owner, `owner` and `owner`'s checking role (grants a student made
+/// on their own database), quoted for a REVOKE.
+pub async fn other_grantees(
+    client: &Client,
+    db: &str,
+    owner: &PgName,
+) -> Result<String, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT r.rolname::text
+             FROM pg_database d, aclexplode(d.datacl) a JOIN pg_roles r ON r.oid = a.grantee
+             WHERE d.datname = $1 AND a.grantee <> d.datdba AND r.rolname <> ALL ($2)",
+            &[
+                &db,
+                &vec![owner.to_string(), PgName::checker(owner).to_string()],
+            ],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| format!(", {}", quote_ident(r.get::<_, &str>(0))))
+        .collect())
+}
+
 /// Leaves `db` open to pglab's admin only: CONNECT revoked from PUBLIC and
 /// from the owner (and with it from everybody acting through the owner),
 /// every other session ended, then connections allowed.
@@ -466,9 +491,12 @@ pub async fn close_for_admin(
         .await
         .map_err(sql_err(&server.name, format!("find the owner of {db}")))?
         .get(0);
+    let others = other_grantees(client, db, &PgName::from_catalog(owner.clone()))
+        .await
+        .map_err(sql_err(&server.name, format!("read the grants on {db}")))?;
     client
         .batch_execute(&format!(
-            "REVOKE CONNECT, TEMPORARY ON DATABASE {q} FROM PUBLIC, {};",
+            "REVOKE CONNECT, TEMPORARY ON DATABASE {q} FROM PUBLIC, {}{others};",
             quote_ident(&owner)
         ))
         .await

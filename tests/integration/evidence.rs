@@ -308,8 +308,9 @@ async fn the_final_state_is_taken_at_the_deadline_under_each_policy() {
     }
     // At finopen's deadline a session of hers holds a lock (the dump waits
     // 2 s, then her sessions are ended and it is taken again); in finlock
-    // she makes pg_dump fail (row security forced on her own table): the
-    // final score is still taken.
+    // she grants every student (herself too) CONNECT on her database
+    // beforehand, and makes pg_dump fail (row security forced on her own
+    // table): she is locked out all the same, and her final score is taken.
     let locker = env
         .connect_as(0, "ann", &pw, "finopen_ann")
         .await
@@ -322,7 +323,8 @@ async fn the_final_state_is_taken_at_the_deadline_under_each_policy() {
         .batch_execute(
             "ALTER TABLE shop.orders ENABLE ROW LEVEL SECURITY;
              ALTER TABLE shop.orders FORCE ROW LEVEL SECURITY;
-             CREATE POLICY everything ON shop.orders USING (true);",
+             CREATE POLICY everything ON shop.orders USING (true);
+             GRANT CONNECT, TEMPORARY ON DATABASE finlock_ann TO pglab_students;",
         )
         .await
         .expect("her own table");
