@@ -8,8 +8,7 @@
 
 mod common;
 
-use pglab::lab::{LoadedLab, Participants};
-use pglab::provision;
+use pglab::lab::LoadedLab;
 use pglab::scoring::{Board, Engine, Health};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -109,18 +108,10 @@ async fn main() {
     .expect("sql");
     std::fs::write(dir.path().join("lab.yaml"), lab_yaml()).expect("lab");
     let lab = LoadedLab::load(&dir.path().join("lab.yaml")).expect("lab loads");
-    let csv: String = common::participants_csv("s", n);
-    let people = Participants::parse("bench.csv", &csv).expect("csv");
-    let started = Instant::now();
-    let plan = provision::plan(&settings, &store, lab.clone(), people, false)
-        .await
-        .expect("plan");
-    provision::apply(&settings, &store, &plan, |_, _| {})
-        .await
-        .expect("apply");
+    let took = common::provision_class(&settings, &store, &lab, n).await;
     println!(
         "provisioned {n} participants in {:.1} s; {} checks each",
-        started.elapsed().as_secs_f64(),
+        took.as_secs_f64(),
         lab.lab.tasks.iter().map(|t| t.checks.len()).sum::<usize>()
     );
 

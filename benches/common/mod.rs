@@ -151,3 +151,23 @@ pub async fn clubdata_db(
     )
     .await;
 }
+
+/// Plans and applies `lab` with `n` participants `s0..`; returns how long
+/// it took.
+pub async fn provision_class(
+    settings: &pglab::settings::Settings,
+    store: &Store,
+    lab: &pglab::lab::LoadedLab,
+    n: usize,
+) -> Duration {
+    let people =
+        pglab::lab::Participants::parse("bench.csv", &participants_csv("s", n)).expect("csv");
+    let started = Instant::now();
+    let plan = pglab::provision::plan(settings, store, lab.clone(), people, false)
+        .await
+        .expect("plan");
+    pglab::provision::apply(settings, store, &plan, |_, _| {})
+        .await
+        .expect("apply");
+    started.elapsed()
+}

@@ -389,8 +389,18 @@ pub async fn start_snapshot(
         params: serde_json::json!({ "database": db, "kind": "manual" }),
         max_attempts: 2,
     };
+    enqueue(store, queue, &job).await
+}
+
+/// Queues a job a lab master asked for (one more may wait behind a job
+/// running on the same database).
+async fn enqueue(
+    store: &Store,
+    queue: &Queue,
+    job: &NewJob<'_>,
+) -> Result<i64, SnapshotRequestError> {
     let id = store
-        .enqueue_job(&job, 2)
+        .enqueue_job(job, 2)
         .await?
         .ok_or(SnapshotRequestError::Busy)?;
     queue.queued();
@@ -424,12 +434,7 @@ pub async fn start_restore(
         params: serde_json::json!({ "snapshot": id, "target": target }),
         max_attempts: 2,
     };
-    let id = store
-        .enqueue_job(&job, 2)
-        .await?
-        .ok_or(SnapshotRequestError::Busy)?;
-    queue.queued();
-    Ok(id)
+    enqueue(store, queue, &job).await
 }
 
 /// When a snapshot was taken, as people read it.

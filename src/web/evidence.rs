@@ -5,6 +5,7 @@
 
 use super::labs::{LabPath, LabUserPath};
 use super::login::CsrfOnly;
+use super::participant::back_to_page;
 use super::session::Master;
 use super::{AppState, WebError};
 use crate::app::snapshots::{start_restore, start_snapshot, RestoreTarget, SnapshotRequestError};
@@ -184,11 +185,6 @@ async fn extend(
             other => WebError::BadRequest(other.to_string()),
         })?;
     Ok(Redirect::to(&format!("/labs/{lab}/people/{user}#evidence")))
-}
-
-/// A refresh of a form's address: back to the participant's page.
-async fn back_to_page(LabUserPath(lab, user): LabUserPath) -> Redirect {
-    Redirect::to(&format!("/labs/{lab}/people/{user}#evidence"))
 }
 
 async fn back_to_lab(LabPath(lab): LabPath) -> Redirect {

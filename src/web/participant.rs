@@ -192,8 +192,8 @@ async fn reset_database(
     Ok(Redirect::to(&format!("/jobs/{id}")))
 }
 
-/// A refresh of the reset's address: back to the participant's page.
-async fn back_to_page(LabUserPath(lab, user): LabUserPath) -> Redirect {
+/// A refresh of a form's address under a participant's page: back to it.
+pub(super) async fn back_to_page(LabUserPath(lab, user): LabUserPath) -> Redirect {
     Redirect::to(&format!("/labs/{lab}/people/{user}"))
 }
 
