@@ -92,8 +92,9 @@ pub(super) async fn take_final(
     Ok(summary)
 }
 
-/// The final snapshot and score; when a student's lock holds the dump up,
-/// their sessions are ended and it is taken once more.
+/// The final snapshot and score; when the dump fails (a student's lock
+/// held it up, their DDL changed a table under it), their sessions are
+/// ended and it is taken once more.
 async fn final_state_now(
     settings: &Settings,
     server: &crate::settings::PgServerSettings,
@@ -116,8 +117,8 @@ async fn final_state_now(
         )
         .await?;
         match &state.taken {
-            Err(e) if e.is_lock_wait() && tries == 1 => {
-                tracing::info!(db, "a session holds a lock at the deadline: sessions ended");
+            Err(e) if e.is_dump_failure() && tries == 1 => {
+                tracing::info!(db, error = %e, "the final snapshot failed: sessions ended, tried again");
                 let admin = crate::pgconn::connect(server, "postgres").await?;
                 deadline::end_participant_sessions(&admin, db, &server.admin_user).await?;
             }

@@ -154,12 +154,13 @@ async fn take_snapshot(
     Ok(summary)
 }
 
-/// Lock waits before a snapshot gives up until its next interval.
-const LOCK_TRIES: u32 = 3;
+/// Tries before a snapshot gives up until its next interval.
+const DUMP_TRIES: u32 = 3;
 
-/// A snapshot; when a student's lock holds it up (pg_dump gives up after
-/// 2 s rather than make the student's statements queue behind it), tried
-/// again a little later, a few times.
+/// A snapshot; when pg_dump fails (a student's lock held it up for 2 s,
+/// rather than make their statements queue behind it, or their DDL changed
+/// a table between pg_dump's reading of the catalog and of the table), it
+/// is tried again a little later, a few times.
 async fn take_waiting_for_locks(
     server: &PgServerSettings,
     (db, owner): (&str, &PgName),
@@ -167,16 +168,16 @@ async fn take_waiting_for_locks(
     job: &JobRecord,
     kind: SnapshotKind,
 ) -> anyhow::Result<snapshot::Taken> {
-    for attempt in 1..=LOCK_TRIES {
+    for attempt in 1..=DUMP_TRIES {
         let name = deadline::snapshot_name(job.id, kind.as_str());
         match snapshot::take(server, (db, owner), folder, &name, None).await {
-            Err(e) if e.is_lock_wait() && attempt < LOCK_TRIES => {
-                tracing::info!(db, attempt, "a session holds a lock; the snapshot waits");
+            Err(e) if e.is_dump_failure() && attempt < DUMP_TRIES => {
+                tracing::info!(db, attempt, error = %e, "the snapshot is tried again");
                 tokio::time::sleep(std::time::Duration::from_secs(5 * u64::from(attempt))).await;
             }
-            Err(e) if e.is_lock_wait() => {
+            Err(e) if e.is_dump_failure() => {
                 return Err(anyhow!(
-                    "a session kept a lock through {LOCK_TRIES} tries; the next interval tries again ({e})"
+                    "pg_dump failed {DUMP_TRIES} times; the next interval tries again ({e})"
                 ))
             }
             other => return Ok(other?),

@@ -243,32 +243,12 @@ pub async fn drop_copy(
     admin: &Client,
     copy: &PgName,
 ) -> Result<(), EvidenceError> {
-    let owner: Option<String> = admin
-        .query_opt(
-            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
-            &[&copy.as_str()],
-        )
-        .await?
-        .map(|r| r.get(0));
-    let Some(owner) = owner else {
+    if pg::drop_snapshot_copy(server, admin, copy).await? {
         return Ok(());
-    };
-    if !owner.starts_with("pglab.sn.") {
-        return Err(EvidenceError::Refused(format!(
-            "a database {copy} exists and is not a snapshot's copy (it belongs to {owner}): left as it is"
-        )));
     }
-    pg::drop_database(server, admin, copy).await?;
-    let owner = PgName::from_catalog(owner);
-    let checker = PgName::checker(&owner);
-    admin
-        .batch_execute(&format!(
-            "DROP ROLE IF EXISTS {}; DROP ROLE IF EXISTS {};",
-            checker.quoted(),
-            owner.quoted()
-        ))
-        .await?;
-    Ok(())
+    Err(EvidenceError::Refused(format!(
+        "a database {copy} exists and is not a snapshot's copy: left as it is"
+    )))
 }
 
 /// Lets pglab's checks into the copy, as its owner (re-scoring it).

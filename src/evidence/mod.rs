@@ -33,6 +33,13 @@ pub enum EvidenceError {
 }
 
 impl EvidenceError {
+    /// pg_dump ran and failed (a lock, a table changed under it, a table
+    /// its role may not read): worth another try, unlike a server that
+    /// cannot be reached.
+    pub fn is_dump_failure(&self) -> bool {
+        matches!(self, Self::Tool(ToolError::Failed { .. }))
+    }
+
     /// pg_dump gave up waiting for a lock a student holds: try later.
     pub fn is_lock_wait(&self) -> bool {
         matches!(self, Self::Tool(e) if crate::provision::tools::is_lock_wait(e))

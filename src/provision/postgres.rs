@@ -538,6 +538,61 @@ pub async fn drop_database(
         .map_err(sql_err(&server.name, format!("drop database {db}")))
 }
 
+/// Drops `name` if it is a read-only copy of a snapshot (owned by a
+/// `pglab.sn.` role), with its owner role and that role's checking role;
+/// `true` when no database of another kind has the name (nothing to drop,
+/// or dropped), `false` when one has: it is left as it is.
+pub async fn drop_snapshot_copy(
+    server: &PgServerSettings,
+    admin: &Client,
+    name: &str,
+) -> Result<bool, PgError> {
+    let owner: Option<String> = admin
+        .query_opt(
+            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
+            &[&name],
+        )
+        .await
+        .map_err(sql_err(&server.name, format!("find the owner of {name}")))?
+        .map(|r| r.get(0));
+    let Some(owner) = owner else {
+        return Ok(true);
+    };
+    if !owner.starts_with("pglab.sn.") {
+        return Ok(false);
+    }
+    drop_database(server, admin, name).await?;
+    let owner = PgName::from_catalog(owner);
+    let checker = PgName::checker(&owner);
+    admin
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {}; DROP ROLE IF EXISTS {};",
+            checker.quoted(),
+            owner.quoted()
+        ))
+        .await
+        .map_err(sql_err(&server.name, format!("drop the roles of {name}")))?;
+    Ok(true)
+}
+
+/// The read-only snapshot copies of database `db` (`<db>_snap_<n>`).
+pub async fn snapshot_copies(
+    client: &Client,
+    db: &str,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    Ok(client
+        .query(
+            "SELECT datname::text FROM pg_database
+             WHERE starts_with(datname, $1 || '_snap_')
+               AND pg_get_userbyid(datdba) LIKE 'pglab.sn.%'",
+            &[&db],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
 pub async fn drop_role(
     server: &PgServerSettings,
     client: &Client,

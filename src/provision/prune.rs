@@ -45,6 +45,14 @@ pub async fn prune(
     let s = settings.server(server).expect("planned");
     let folder = settings.data_dir.join("pruned").join(lab.as_str());
     let path = dump_then_drop(s, admin, db.as_str(), db.as_str(), &folder).await?;
+    // Its snapshots' read-only copies go too (their grants would keep the
+    // participant's role from being dropped); the snapshot files stay.
+    let copies = pg::snapshot_copies(admin, db)
+        .await
+        .map_err(|e| ProvisionError::Input(format!("listing the copies of {db}: {e}")))?;
+    for copy in copies {
+        pg::drop_snapshot_copy(s, admin, &copy).await?;
+    }
     store.delete_database(lab, db).await?;
     for user in users {
         store.delete_participant(lab, user).await?;
