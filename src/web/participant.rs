@@ -47,6 +47,12 @@ impl ParticipantPage {
         self.evidence.deadline.is_some_and(|d| *at > d)
     }
 
+    /// Whether a snapshot holds work after the deadline (the final one
+    /// holds the deadline's state).
+    fn late_snapshot(&self, snap: &crate::control::SnapshotRecord) -> bool {
+        snap.kind != crate::control::SnapshotKind::Final && self.after_deadline(&snap.taken_at)
+    }
+
     /// The number of the snapshot the final score was computed from.
     fn final_snapshot(&self) -> String {
         let id = self

@@ -54,17 +54,25 @@ pub struct StudentLab {
     pub deadline: Option<String>,
     /// Their final state, once taken.
     pub final_note: Option<String>,
+    /// Closed at the deadline (`read-only`, `lock`): no resets, no hand-ins.
+    pub closed: bool,
 }
 
 /// The deadline and the final state, as the participant reads them.
 fn deadline_lines(e: &crate::app::deadlines::Evidence) -> (Option<String>, Option<String>) {
     use crate::lab::AfterDeadline;
-    let after = match e.after_deadline {
-        AfterDeadline::KeepOpen => {
+    let passed = e.final_state.is_some();
+    let after = match (e.after_deadline, passed) {
+        (AfterDeadline::KeepOpen, false) => {
             "your database stays open, but work after it does not change your final score"
         }
-        AfterDeadline::ReadOnly => "your database then becomes read-only",
-        AfterDeadline::Lock => "your database is then closed",
+        (AfterDeadline::KeepOpen, true) => {
+            "passed; your database stays open, but work since then does not change your final score"
+        }
+        (AfterDeadline::ReadOnly, false) => "your database then becomes read-only",
+        (AfterDeadline::ReadOnly, true) => "passed; your database is read-only now",
+        (AfterDeadline::Lock, false) => "your database is then closed",
+        (AfterDeadline::Lock, true) => "passed; your database is closed",
     };
     let deadline = e.deadline.map(|d| {
         let extended = if e.extension.is_some() {
@@ -229,6 +237,10 @@ async fn lab_of(
         history: crate::app::participants::timeline(&state.store, &lab, &m.database, false).await?,
         deadline,
         final_note,
+        closed: evidence
+            .final_state
+            .as_ref()
+            .is_some_and(|f| f.policy != crate::lab::AfterDeadline::KeepOpen),
     }))
 }
 
