@@ -512,8 +512,70 @@ async fn the_final_state_is_taken_at_the_deadline_under_each_policy() {
         0,
         "nothing is due: her new deadline is ahead"
     );
+    web_evidence(&env, store, &pw, snap).await;
     server.stop().await;
     env.stop().await;
+}
+
+/// On the web: lab masters download a snapshot (with its checksum) and
+/// move a deadline; a student can do neither; a snapshot is only found
+/// under its own lab.
+async fn web_evidence(env: &TestEnv, store: &Store, ann_pw: &str, snap: i64) {
+    use crate::browser::Http;
+    crate::web::add_person(env, "ada", "ada-master-pw-1", Some("labmasters")).await;
+    let base = format!("http://{}", env.settings().listen);
+    let download = format!("/labs/finopen/snapshots/{snap}/download");
+    let mut student = Http::new(&base);
+    student.login("ann", ann_pw).await;
+    let (status, _) = student.get(&download).await;
+    assert!(
+        status == 403 || status == 404,
+        "a student downloads: {status}"
+    );
+    let mut master = Http::new(&base);
+    master.login("ada", "ada-master-pw-1").await;
+    let r = master
+        .client
+        .get(format!("{base}{download}"))
+        .header(reqwest::header::COOKIE, master.cookie_header())
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(r.status().as_u16(), 200);
+    let header = r.headers()["x-checksum-sha256"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body = r.bytes().await.expect("body");
+    let recorded = store.snapshot(snap).await.unwrap().unwrap();
+    use sha2::Digest;
+    assert_eq!(hex::encode(sha2::Sha256::digest(&body)), recorded.sha256);
+    assert_eq!(header, recorded.sha256);
+    let (status, _) = master
+        .get(&format!("/labs/finro/snapshots/{snap}/download"))
+        .await;
+    assert_eq!(status, 404, "another lab's snapshot");
+
+    // The read-only database opens again when her deadline moves.
+    let csrf = master.csrf("/labs/finro/people/ann").await;
+    let (status, _) = master
+        .post(
+            "/labs/finro/people/ann/extend",
+            &[("csrf", &csrf), ("until", "+2h")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let finro = LabId::parse("finro").unwrap();
+    assert!(store
+        .final_state(&finro, "finro_ann")
+        .await
+        .unwrap()
+        .is_none());
+    let ann = env
+        .connect_as(0, "ann", ann_pw, "finro_ann")
+        .await
+        .expect("ann");
+    ann.batch_execute(RESTOCK).await.expect("writable again");
 }
 
 /// Waits (up to a minute) for the final state of Ann's database in `lab`.
