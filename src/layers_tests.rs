@@ -9,9 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 const FACES: [&str; 4] = ["cli", "web", "stack", "server"];
-const LOWER: [&str; 8] = [
+const LOWER: [&str; 9] = [
     "lab",
     "evidence",
+    "export",
     "provision",
     "scoring",
     "submissions",

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod control;
 pub mod demo;
 pub mod evidence;
+pub mod export;
 pub mod generate;
 pub mod ident;
 pub mod lab;

@@ -43,7 +43,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<AppState> {
         store.clone(),
         queue.clone(),
     ));
-    tasks.push(crate::app::evidence::start(store.clone(), queue.clone()));
+    tasks.push(crate::app::evidence::start(
+        Arc::clone(&settings),
+        store.clone(),
+        queue.clone(),
+    ));
     Ok(AppState {
         settings,
         store,

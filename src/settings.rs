@@ -50,6 +50,22 @@ pub struct Settings {
     pub metrics_token: Secret,
     #[serde(default)]
     pub web: WebSettings,
+    #[serde(default)]
+    pub exports: ExportSettings,
+}
+
+/// Class data exports.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportSettings {
+    /// Days an export's archive is kept before it is deleted.
+    pub keep_days: u32,
+}
+
+impl Default for ExportSettings {
+    fn default() -> Self {
+        Self { keep_days: 7 }
+    }
 }
 
 /// Who may use the web app, and how its sessions work.
@@ -331,6 +347,7 @@ impl Settings {
             api_token: Secret::default(),
             metrics_token: Secret::default(),
             web: WebSettings::default(),
+            exports: ExportSettings::default(),
         }
     }
 

@@ -2,7 +2,8 @@
 //! periodic snapshots (each database at its own moment of the interval, so
 //! that a class is not dumped at once) and the final state of each
 //! database whose deadline passed, also when pglab was not running then.
-//! The jobs themselves are in `app::snapshots`.
+//! The jobs themselves are in `app::snapshots`. It also deletes expired
+//! exports.
 
 use super::Queue;
 use crate::control::{DatabaseRecord, JobKind, NewJob, Store, StoreError};
@@ -22,7 +23,11 @@ const FINAL_RETRY_SECS: i64 = 300;
 /// the control database is asked once per interval, not once per tick.
 type Seen = HashMap<(LabId, String), i64>;
 
-pub fn start(store: Store, queue: Queue) -> tokio::task::AbortHandle {
+pub fn start(
+    settings: std::sync::Arc<crate::settings::Settings>,
+    store: Store,
+    queue: Queue,
+) -> tokio::task::AbortHandle {
     let started = Utc::now();
     tokio::spawn(async move {
         let mut seen = Seen::new();
@@ -31,6 +36,9 @@ pub fn start(store: Store, queue: Queue) -> tokio::task::AbortHandle {
                 Ok(0) => {}
                 Ok(_) => queue.queued(),
                 Err(e) => tracing::warn!(error = %e, "scheduling snapshots and final states"),
+            }
+            if let Err(e) = super::exports::expire(&settings, &store).await {
+                tracing::warn!(error = %e, "deleting expired exports");
             }
             tokio::time::sleep(TICK).await;
         }

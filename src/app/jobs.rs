@@ -105,8 +105,9 @@ async fn work_loop(settings: Arc<Settings>, store: Store, queue: Queue, worker: 
     }
 }
 
+/// Runs a job `worker` claimed, with its heartbeat, to its end.
 #[tracing::instrument(skip_all, fields(job = job.id, kind = %job.kind, lab = %job.lab))]
-async fn run(settings: &Settings, store: &Store, worker: &str, job: JobRecord) {
+pub async fn run(settings: &Settings, store: &Store, worker: &str, job: JobRecord) {
     tracing::info!(attempt = job.attempts, "job started");
     let claim = Claim {
         job: job.id,
@@ -146,6 +147,7 @@ async fn dispatch(settings: &Settings, store: &Store, job: &JobRecord, claim: Cl
         JobKind::Snapshot | JobKind::Final | JobKind::SnapshotRestore => {
             super::snapshots::run_job(settings, store, job, claim).await
         }
+        JobKind::Export => super::exports::run_export_job(settings, store, job, claim).await,
     }
 }
 
@@ -209,14 +211,21 @@ async fn recover(
             None => end(store, claim, "the submission of this restore is gone").await,
         },
         // Applying, resetting and the evidence jobs are idempotent: the
-        // next attempt starts from what the interrupted one left.
+        // next attempt starts from what the interrupted one left. An
+        // export starts again from nothing: what it left is removed.
         _ if job.attempts < job.max_attempts => {
+            if job.kind == JobKind::Export {
+                super::exports::clean_up(settings, job);
+            }
             tracing::info!(job = job.id, kind = %job.kind, "interrupted job queued again");
             store
                 .requeue_job(claim, "interrupted (pglab stopped during it); retried")
                 .await?;
         }
         _ => {
+            if job.kind == JobKind::Export {
+                super::exports::clean_up(settings, job);
+            }
             let error = format!(
                 "interrupted {} times (pglab stopped); start it again",
                 job.attempts

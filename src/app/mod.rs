@@ -7,6 +7,7 @@
 pub mod analytics;
 pub mod deadlines;
 pub mod evidence;
+pub mod exports;
 pub mod jobs;
 pub mod labs;
 pub mod participants;

@@ -38,7 +38,7 @@ pub async fn extend(config: &Path, lab: &str, user: &str, until_text: &str) -> a
 }
 
 /// The local user running the command (for the record of who extended).
-fn whoami() -> String {
+pub(super) fn whoami() -> String {
     let uid = nix::unistd::Uid::current();
     nix::unistd::User::from_uid(uid)
         .ok()

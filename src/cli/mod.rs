@@ -2,6 +2,7 @@
 
 mod commands;
 mod evidence;
+mod export;
 mod generate;
 mod score;
 
@@ -99,6 +100,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Export a lab's data as a zip archive (run as a job; lab masters
+    /// also start exports on the lab's page).
+    Export {
+        /// Lab id.
+        lab: String,
+        /// Optional parts, comma-separated: dumps, snapshots, logs, bom.
+        #[arg(long, default_value = "")]
+        with: String,
+        /// Copy the archive here (default: print where it is kept).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print the pseudonym of each participant of a lab (for `pseudonymize: true`).
     Pseudonyms {
         /// Lab id.
@@ -194,6 +207,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Snapshots { lab, user } => evidence::snapshots(&cli.config, &lab, &user).await,
         Command::Finals { lab, json } => evidence::finals(&cli.config, &lab, json).await,
+        Command::Export { lab, with, out } => {
+            export::export(&cli.config, &lab, &with, out.as_deref()).await
+        }
         Command::Config {
             command: ConfigCommand::Example,
         } => {

@@ -50,7 +50,7 @@ pub struct NewJob<'a> {
 
 pub(super) const JOB_COLUMNS: &str = "j.id, j.kind, j.lab_id, j.lock_key, j.title, j.started_by, j.params, j.status, j.attempts, j.max_attempts, j.created_at, j.started_at, j.finished_at, j.total, j.done, j.summary, j.error";
 
-fn job(r: &Row) -> Result<JobRecord, StoreError> {
+pub(super) fn job(r: &Row) -> Result<JobRecord, StoreError> {
     let id: i64 = r.get(0);
     let key = || id.to_string();
     let summary: serde_json::Value = r.get(15);
@@ -215,6 +215,40 @@ impl Store {
                      RETURNING {JOB_COLUMNS}"
                 ),
                 &[&worker],
+            )
+            .await;
+        match claimed {
+            Ok(row) => row.as_ref().map(job).transpose(),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Takes queued job `id` for `worker` (the CLI runs its own export);
+    /// `None` when another worker has it, or a job of its key runs.
+    pub async fn claim_job_id(
+        &self,
+        id: i64,
+        worker: &str,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        let claimed = self
+            .client()
+            .await?
+            .query_opt(
+                &format!(
+                    "UPDATE jobs j SET status = 'running', attempts = attempts + 1, worker = $1,
+                         heartbeat_at = now(), started_at = now(), finished_at = NULL
+                     WHERE j.id = (
+                         SELECT q.id FROM jobs q
+                         WHERE q.id = $2 AND q.status = 'queued'
+                           AND NOT EXISTS (SELECT 1 FROM jobs r
+                                           WHERE r.status = 'running' AND r.lock_key = q.lock_key)
+                         FOR UPDATE SKIP LOCKED)
+                     RETURNING {JOB_COLUMNS}"
+                ),
+                &[&worker, &id],
             )
             .await;
         match claimed {

@@ -2,6 +2,7 @@
 //! migrations.
 
 mod evidence;
+mod exports;
 mod history;
 mod jobs;
 mod records;
@@ -10,6 +11,7 @@ mod submissions;
 mod types;
 
 pub use evidence::*;
+pub use exports::*;
 pub use history::*;
 pub use jobs::*;
 pub use records::*;
@@ -44,6 +46,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (7, "history", include_str!("migrations/0007_history.sql")),
     (8, "evidence", include_str!("migrations/0008_evidence.sql")),
+    (9, "exports", include_str!("migrations/0009_exports.sql")),
 ];
 
 /// Serialises migrations between pglab replicas that start together.

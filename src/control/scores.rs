@@ -24,6 +24,19 @@ pub struct StoredTask {
     pub first_passed_at: Option<DateTime<Utc>>,
 }
 
+/// A task result from its columns (database, task, passed, points, reason,
+/// first_passed_at).
+pub(super) fn stored_task(r: &tokio_postgres::Row) -> StoredTask {
+    StoredTask {
+        database: r.get(0),
+        task: r.get(1),
+        passed: r.get(2),
+        points: r.get(3),
+        reason: r.get(4),
+        first_passed_at: r.get(5),
+    }
+}
+
 impl Store {
     pub async fn lab_specs(&self) -> Result<Vec<LabSpecRecord>, StoreError> {
         let rows = self
@@ -55,17 +68,7 @@ impl Store {
                 &[lab],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| StoredTask {
-                database: r.get(0),
-                task: r.get(1),
-                passed: r.get(2),
-                points: r.get(3),
-                reason: r.get(4),
-                first_passed_at: r.get(5),
-            })
-            .collect())
+        Ok(rows.iter().map(stored_task).collect())
     }
 
     /// Saves one task's outcome; returns when it first passed (kept from

@@ -158,6 +158,7 @@ stored_enum!(
         Snapshot => "snapshot",
         Final => "final",
         SnapshotRestore => "snapshot_restore",
+        Export => "export",
     }
 );
 

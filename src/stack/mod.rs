@@ -85,6 +85,10 @@ fn load_or_make_settings(opts: &StackOptions) -> Result<Settings, StackError> {
             admin_password: secret(previous.as_ref().map(|p| &p.web.admin_password)),
             ..previous.as_ref().map(|p| p.web.clone()).unwrap_or_default()
         },
+        exports: previous
+            .as_ref()
+            .map(|p| p.exports.clone())
+            .unwrap_or_default(),
         scoring: previous.map(|p| p.scoring).unwrap_or_default(),
     })
 }

@@ -118,8 +118,8 @@ async fn csv(
         let _ = w.write_record([
             &slip.username,
             // A cell starting with = + - @ would be a formula in a spreadsheet.
-            &neutralize(&slip.name),
-            &neutralize(&slip.email),
+            &crate::export::neutralize(&slip.name),
+            &crate::export::neutralize(&slip.email),
             &slip.database,
             &password,
             &slip.psql,
@@ -140,16 +140,6 @@ async fn csv(
         body,
     )
         .into_response())
-}
-
-fn neutralize(cell: &str) -> String {
-    // Spreadsheets skip leading blanks (and take a tab or CR) before a formula.
-    let first = cell.trim_start_matches([' ', '\u{a0}']);
-    if first.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{cell}")
-    } else {
-        cell.to_string()
-    }
 }
 
 async fn reset(
