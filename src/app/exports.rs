@@ -254,3 +254,69 @@ pub fn export_file(settings: &Settings, e: &ExportRecord) -> Option<PathBuf> {
         .flatten()
         .filter(|p: &PathBuf| p.is_file() && p.starts_with(Path::new(&settings.data_dir)))
 }
+
+/// A participant's own data in a lab (for their page): who they are in it,
+/// each task's result and final state, the history of their tasks, their
+/// sessions and hand-ins. `None` when they take no part in it.
+pub async fn participant_data(
+    store: &Store,
+    lab: &LabId,
+    user: &crate::ident::Username,
+) -> Result<Option<serde_json::Value>, StoreError> {
+    let Some(me) = store
+        .participants(lab)
+        .await?
+        .into_iter()
+        .find(|p| &p.username == user)
+    else {
+        return Ok(None);
+    };
+    let Some(loaded) = store.lab(lab).await? else {
+        return Ok(None);
+    };
+    let db = me.database.to_string();
+    let stored = store.task_scores_of(lab, std::slice::from_ref(&db)).await?;
+    let tasks: Vec<serde_json::Value> = loaded
+        .lab
+        .tasks
+        .iter()
+        .map(|t| {
+            let s = stored.iter().find(|s| s.task == t.id);
+            serde_json::json!({
+                "task": t.id,
+                "title": t.title,
+                "max_points": t.points,
+                "passed": s.is_some_and(|s| s.passed),
+                "points": s.map_or(0, |s| s.points),
+                "first_passed_at": s.and_then(|s| s.first_passed_at),
+                "reason": s.and_then(|s| s.reason.clone()),
+            })
+        })
+        .collect();
+    let handins: Vec<serde_json::Value> = store
+        .database_submissions(lab, &me.database)
+        .await?
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "id": s.id, "uploaded_by": s.uploaded_by, "uploaded_at": s.uploaded_at,
+                "size": s.size, "format": s.format.name(), "late": s.late, "status": s.status,
+                "errors": s.errors,
+            })
+        })
+        .collect();
+    Ok(Some(serde_json::json!({
+        "lab": lab,
+        "title": loaded.lab.title,
+        "username": me.username,
+        "name": me.name,
+        "email": me.email,
+        "group": me.group,
+        "database": db,
+        "tasks": tasks,
+        "final_state": store.final_state(lab, &db).await?,
+        "history": store.task_history(lab, &db).await?,
+        "sessions": store.session_history(lab, &db).await?,
+        "hand_ins": handins,
+    })))
+}

@@ -46,6 +46,102 @@ async fn generate(
     ))
 }
 
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ExportRequest {
+    /// Optional parts, comma-separated: dumps, snapshots, logs, bom.
+    #[serde(default)]
+    with: String,
+}
+
+fn export_json(e: &crate::control::ExportRecord) -> serde_json::Value {
+    serde_json::json!({
+        "id": e.id,
+        "lab": e.lab,
+        "status": if e.deleted_at.is_some() { "expired" } else if e.ready() { "ready" } else { e.status.as_str() },
+        "progress": { "done": e.done, "total": e.total },
+        "options": e.options,
+        "estimate": e.estimate,
+        "size": e.size,
+        "error": e.error,
+        "name": e.name,
+        "created_at": e.created_at,
+        "expires_at": e.expires_at,
+        "status_url": format!("/api/exports/{}", e.id),
+        "download_url": e.ready().then(|| format!("/api/exports/{}/download", e.id)),
+    })
+}
+
+/// `POST /api/labs/{lab}/exports` `{"with": "dumps,logs"}`: queues an
+/// export (202); its status at `status_url`.
+async fn start_export(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(lab): Path<String>,
+    body: Option<Json<ExportRequest>>,
+) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ApiError> {
+    authorize(&state, &headers)?;
+    let lab = LabId::parse(&lab).map_err(|_| WebError::NotFound)?;
+    let with = body.map(|b| b.0).unwrap_or_default().with;
+    let options = crate::export::ExportOptions::parse(&with).map_err(WebError::BadRequest)?;
+    let e = crate::app::exports::start_export(
+        &state.settings,
+        &state.store,
+        &state.queue,
+        &lab,
+        options,
+        "api",
+    )
+    .await
+    .map_err(|e| match e {
+        crate::app::exports::StartExportError::Store(e) => WebError::from(e),
+        crate::app::exports::StartExportError::NoSuchLab => WebError::NotFound,
+        busy => WebError::Conflict(busy.to_string()),
+    })?;
+    Ok((axum::http::StatusCode::ACCEPTED, Json(export_json(&e))))
+}
+
+async fn export_of(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<crate::control::ExportRecord, WebError> {
+    authorize(state, headers)?;
+    let id: i64 = id.parse().map_err(|_| WebError::NotFound)?;
+    state.store.export(id).await?.ok_or(WebError::NotFound)
+}
+
+/// `GET /api/exports/{id}`.
+async fn export_status(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(export_json(&export_of(&state, &headers, &id).await?)))
+}
+
+/// `GET /api/exports/{id}/download`: the archive (ranges supported).
+async fn export_download(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    let e = export_of(&state, &headers, &id).await?;
+    let file = crate::app::exports::export_file(&state.settings, &e).ok_or(WebError::NotFound)?;
+    Ok(
+        super::download::attachment(&file, &e.name, &headers, vec![])
+            .await
+            .map_err(|_| WebError::NotFound)?,
+    )
+}
+
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/labs/{lab}/generate", post(generate))
+    Router::new()
+        .route("/api/labs/{lab}/generate", post(generate))
+        .route("/api/labs/{lab}/exports", post(start_export))
+        .route("/api/exports/{id}", axum::routing::get(export_status))
+        .route(
+            "/api/exports/{id}/download",
+            axum::routing::get(export_download),
+        )
 }

@@ -11,7 +11,7 @@ use super::{AppState, WebError};
 use crate::app::snapshots::{start_restore, start_snapshot, RestoreTarget, SnapshotRequestError};
 use axum::extract::{Path, State};
 use axum::http::header;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 
@@ -112,53 +112,21 @@ async fn download(
     Master(s): Master,
     LabPath(lab): LabPath,
     Path((_, id)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, WebError> {
     let snap = snapshot_of(&state, &lab, &id).await?;
     let path = crate::app::snapshots::snapshot_file(&state.settings, &snap);
-    let file = tokio::fs::File::open(&path).await.map_err(|_| {
-        WebError::Conflict("The snapshot's file is gone from the data directory.".into())
-    })?;
     tracing::info!(%lab, snapshot = snap.id, user = %s.user, "snapshot downloaded");
-    let body = axum::body::Body::from_stream(chunks(file));
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!(
-                    "attachment; filename=\"{}-snapshot-{}.dump\"",
-                    snap.database, snap.n
-                ),
-            ),
-            (header::CONTENT_LENGTH, snap.size.to_string()),
-            (header::CACHE_CONTROL, "no-store".to_string()),
-            (
-                header::HeaderName::from_static("x-checksum-sha256"),
-                snap.sha256.clone(),
-            ),
-        ],
-        body,
-    )
-        .into_response())
-}
-
-/// A file as a stream of 64 kB chunks.
-fn chunks(
-    file: tokio::fs::File,
-) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> {
-    futures_util::stream::unfold(Some(file), |file| async move {
-        use tokio::io::AsyncReadExt;
-        let mut file = file?;
-        let mut buf = vec![0u8; 1 << 16];
-        match file.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(bytes::Bytes::from(buf)), Some(file)))
-            }
-            Err(e) => Some((Err(e), None)),
-        }
-    })
+    let name = format!("{}-snapshot-{}.dump", snap.database, snap.n);
+    let checksum = (
+        header::HeaderName::from_static("x-checksum-sha256"),
+        snap.sha256.clone(),
+    );
+    super::download::attachment(&path, &name, &headers, vec![checksum])
+        .await
+        .map_err(|_| {
+            WebError::Conflict("The snapshot's file is gone from the data directory.".into())
+        })
 }
 
 #[derive(serde::Deserialize)]

@@ -6,8 +6,10 @@ mod api;
 mod assets;
 mod board;
 mod credentials;
+mod download;
 mod error;
 mod evidence;
+mod exports;
 mod health;
 mod highlight;
 mod jobs;
@@ -77,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .merge(participants::router())
         .merge(participant::router())
         .merge(evidence::router())
+        .merge(exports::router())
         .merge(analytics::router())
         .merge(credentials::router())
         .merge(student::router())

@@ -141,11 +141,39 @@ async fn back_to_me() -> Redirect {
     Redirect::to("/me#password")
 }
 
+/// `GET /me/labs/{lab}/my-data.json`: the student's own data in the lab,
+/// as a download.
+async fn my_data(
+    State(state): State<AppState>,
+    student: Student,
+    crate::web::labs::LabPath(lab): crate::web::labs::LabPath,
+) -> Result<axum::response::Response, WebError> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let data = crate::app::exports::participant_data(&state.store, &lab, &student.user)
+        .await?
+        .ok_or(WebError::NotFound)?;
+    let body = serde_json::to_vec_pretty(&data).map_err(|e| WebError::BadRequest(e.to_string()))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{lab}-{}.json\"", student.user),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        body,
+    )
+        .into_response())
+}
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/me", get(me))
         .route("/me/labs/{lab}/progress", get(progress::fragment))
         .route("/me/labs/{lab}/reset", post(reset).get(back_to_me))
+        .route("/me/labs/{lab}/my-data.json", get(my_data))
         .route(
             "/me/password",
             post(password::change_password).get(back_to_me),
