@@ -6,6 +6,7 @@ mod bad_input;
 mod browser;
 mod clubdata;
 mod evidence;
+mod exports;
 mod hostile;
 mod in_psql;
 mod observability;

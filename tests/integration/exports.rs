@@ -1,0 +1,389 @@
+//! Class data exports on real services: scripted students, a hand-in, the
+//! history and a passed deadline; the archive unzipped (by Python's
+//! zipfile) and checked against the control database and the scores; the
+//! same data gives the same bytes; downloads for lab masters only (404 for
+//! everybody else), with ranges; an export whose process died is cleaned
+//! up and done again; the optional dumps match the estimate.
+
+use crate::browser::Http;
+use crate::support::{shop_lab, TestEnv};
+use chrono::Utc;
+use pglab::app::exports::start_export;
+use pglab::control::Store;
+use pglab::export::ExportOptions;
+use pglab::ident::LabId;
+use std::path::Path;
+use std::time::Duration;
+
+const PEOPLE: &str = "username,name,email\nann,Ann,ann@example.org\nbob,\"=HYPERLINK(\"\"x\"\")\",bob@example.org\ncid,Cid,cid@example.org\n";
+
+async fn ready(store: &Store, id: i64) -> pglab::control::ExportRecord {
+    for _ in 0..600 {
+        let e = store.export(id).await.unwrap().unwrap();
+        if e.status.ended() {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("export {id} did not end within a minute");
+}
+
+/// Unzips with Python's zipfile (testing the archive on the way) into
+/// `dir`; returns the names in the archive.
+fn unzip(zip: &Path, dir: &Path) -> Vec<String> {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nassert z.testzip() is None\nz.extractall(sys.argv[2])\nprint('\\n'.join(z.namelist()))",
+        ])
+        .arg(zip)
+        .arg(dir)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Rows of a CSV file read by Python's csv module, as JSON.
+fn python_csv(file: &Path) -> Vec<serde_json::Value> {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, csv, json\nwith open(sys.argv[1], newline='', encoding='utf-8-sig') as f:\n    print(json.dumps(list(csv.DictReader(f))))",
+        ])
+        .arg(file)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+fn sha(path: &Path) -> String {
+    pglab::evidence::snapshot::checksum(path).expect("read").1
+}
+
+#[tokio::test]
+async fn a_lab_exports_to_a_zip_that_matches_its_records() {
+    let mut env = TestEnv::start(1).await;
+    env.stack.settings.scoring.interval_secs = 1;
+    let store = env.store.clone();
+    let deadline = Utc::now() + chrono::Duration::seconds(25);
+    let lab = shop_lab(&env, "exp");
+    let text = std::fs::read_to_string(&lab).unwrap().replacen(
+        "title:",
+        &format!("deadline: {}\ntitle:", deadline.to_rfc3339()),
+        1,
+    );
+    let text = text.replace(
+        "  late: accept-flagged\n",
+        "  late: accept-flagged\n  keep_uploads: true\n",
+    );
+    std::fs::write(&lab, text).unwrap();
+    env.apply(&lab, PEOPLE, false).await.expect("apply");
+    let server = env.serve().await;
+    let base = format!("http://{}", env.settings().listen);
+    let id = LabId::parse("exp").unwrap();
+
+    // Ann works and hands in a dump of her database; Bob breaks a task.
+    let pw = env.password("ann").await;
+    let ann = env.connect_as(0, "ann", &pw, "exp_ann").await.expect("ann");
+    ann.batch_execute("UPDATE shop.products SET stock = 20 WHERE name LIKE '%Teapot%'")
+        .await
+        .unwrap();
+    let dump = env.dir.path().join("ann.dump");
+    let s = &env.settings().postgres[0];
+    let ok = tokio::process::Command::new("pg_dump")
+        .env("PGHOST", &s.host)
+        .env("PGPORT", s.port.to_string())
+        .env("PGUSER", &s.admin_user)
+        .env("PGPASSWORD", s.admin_password.expose())
+        .args(["-Fc", "--exclude-schema=pglab", "-f"])
+        .arg(&dump)
+        .arg("exp_ann")
+        .status()
+        .await
+        .unwrap();
+    assert!(ok.success());
+    drop(ann);
+    let (status, body) =
+        crate::submissions::upload(&base, "exp", "ann", &pw, std::fs::read(&dump).unwrap()).await;
+    assert_eq!(status, 202, "{body}");
+    let hand_in = body["id"].as_i64().expect("id");
+    crate::submissions::finished(&base, hand_in, "ann", &pw).await;
+
+    // The deadline passes; the running pglab takes the final states.
+    while store.final_states(&id).await.unwrap().len() < 3 {
+        assert!(
+            Utc::now() < deadline + chrono::Duration::seconds(60),
+            "no final states"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut scorer = env.scorer();
+    scorer.round().await;
+    let board = scorer.board.get();
+    let lab_board = board
+        .labs
+        .iter()
+        .find(|l| l.id == "exp")
+        .expect("scored")
+        .clone();
+
+    // A lab master's export.
+    let queue = pglab::app::Queue::default();
+    let first = start_export(
+        env.settings(),
+        &store,
+        &queue,
+        &id,
+        ExportOptions::default(),
+        "ada",
+    )
+    .await
+    .expect("start");
+    let first = ready(&store, first.id).await;
+    assert!(first.ready(), "{first:?}");
+    let file = pglab::app::exports::export_file(env.settings(), &first).expect("archive");
+    let dir = env.dir.path().join("unzipped");
+    let names = unzip(&file, &dir);
+    for want in [
+        "README.txt",
+        "lab/lab.yaml",
+        "lab/files/reference.sql",
+        "participants.csv",
+        "participants.json",
+        "scores.csv",
+        "task_results.csv",
+        "task_results.json",
+        "history.csv",
+        "submissions.csv",
+        "jobs.csv",
+        "grades.csv",
+        "final_states.csv",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+    }
+    assert!(
+        !names.iter().any(|n| n.starts_with("dumps/")),
+        "dumps are optional"
+    );
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "entries in name order");
+
+    // The numbers are the scores' and the control database's.
+    let grades = python_csv(&dir.join("grades.csv"));
+    assert_eq!(grades.len(), 3, "one row per participant: {grades:?}");
+    let scores = python_csv(&dir.join("scores.csv"));
+    for p in &lab_board.participants {
+        let row = scores
+            .iter()
+            .find(|r| r["username"] == p.username.as_str())
+            .expect("row");
+        assert_eq!(row["points"], p.points().to_string(), "{row}");
+        assert_eq!(row["max_points"], lab_board.max_points().to_string());
+        let fin = store
+            .final_state(&id, &format!("exp_{}", p.username))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row["final_points"], fin.points.to_string());
+        let grade = grades
+            .iter()
+            .find(|r| r["username"] == p.username.as_str())
+            .unwrap();
+        assert_eq!(
+            grade["points"],
+            fin.points.to_string(),
+            "grades are the final score"
+        );
+    }
+    let bob = scores.iter().find(|r| r["username"] == "bob").unwrap();
+    assert!(
+        bob["name"].as_str().unwrap().starts_with("'="),
+        "a formula is neutralized: {bob}"
+    );
+    let history = python_csv(&dir.join("history.csv"));
+    assert_eq!(
+        history.len(),
+        store.lab_task_history(&id).await.unwrap().len()
+    );
+    let handins = python_csv(&dir.join("submissions.csv"));
+    assert_eq!(handins.len(), 1);
+    assert_eq!(handins[0]["uploaded_by"], "ann");
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("task_results.json")).unwrap()).unwrap();
+    assert_eq!(results.as_array().unwrap().len(), 3 * 4);
+    assert!(results[0]["passed"].is_boolean(), "JSON keeps types");
+    let participants = std::fs::read_to_string(dir.join("participants.csv")).unwrap();
+    assert!(participants.contains("\r\n") && !participants.contains("password"));
+
+    // The same data gives the same bytes.
+    let second = start_export(
+        env.settings(),
+        &store,
+        &queue,
+        &id,
+        ExportOptions::default(),
+        "ada",
+    )
+    .await
+    .unwrap();
+    let second = ready(&store, second.id).await;
+    let second_file = pglab::app::exports::export_file(env.settings(), &second).unwrap();
+    assert_eq!(sha(&file), sha(&second_file));
+
+    downloads(&env, &base, &first, &file).await;
+    crashed_export_is_done_again(&env, &store, &id).await;
+
+    // With the dumps: they are in it, and its size is what was expected.
+    let with = ExportOptions {
+        dumps: true,
+        ..Default::default()
+    };
+    let third = start_export(env.settings(), &store, &queue, &id, with, "ada")
+        .await
+        .unwrap();
+    let third = ready(&store, third.id).await;
+    let size = third.size.unwrap() as f64;
+    let estimate = third.estimate as f64;
+    assert!(
+        (size - estimate).abs() <= size * 0.10,
+        "size {size} estimate {estimate}"
+    );
+    let names = unzip(
+        &pglab::app::exports::export_file(env.settings(), &third).unwrap(),
+        &env.dir.path().join("third"),
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| n == &format!("dumps/exp_ann/{hand_in}.dump")),
+        "{names:?}"
+    );
+    server.stop().await;
+    env.stop().await;
+}
+
+/// Lab masters download (ranges too); staff, a student and nobody get 404.
+async fn downloads(env: &TestEnv, base: &str, export: &pglab::control::ExportRecord, file: &Path) {
+    crate::web::add_person(env, "ada", "ada-master-pw-1", Some("labmasters")).await;
+    crate::web::add_person(env, "ta", "ta-staff-pw-12", Some("labstaff")).await;
+    let path = format!("/labs/exp/exports/{}/download", export.id);
+    let mut anonymous = Http::new(base);
+    assert_eq!(anonymous.get(&path).await.0, 404);
+    let mut staff = Http::new(base);
+    staff.login("ta", "ta-staff-pw-12").await;
+    assert_eq!(staff.get(&path).await.0, 404);
+    let mut student = Http::new(base);
+    student.login("ann", &env.password("ann").await).await;
+    assert_eq!(student.get(&path).await.0, 404);
+    let mut master = Http::new(base);
+    master.login("ada", "ada-master-pw-1").await;
+    assert_eq!(master.get("/labs/exp/exports/999999/download").await.0, 404);
+    let r = master
+        .client
+        .get(format!("{base}{path}"))
+        .header(reqwest::header::COOKIE, master.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert!(r.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains(&export.name));
+    assert_eq!(
+        r.bytes().await.unwrap().as_ref(),
+        std::fs::read(file).unwrap()
+    );
+    let r = master
+        .client
+        .get(format!("{base}{path}"))
+        .header(reqwest::header::COOKIE, master.cookie_header())
+        .header(reqwest::header::RANGE, "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 206);
+    assert_eq!(
+        r.bytes().await.unwrap().as_ref(),
+        &std::fs::read(file).unwrap()[10..20]
+    );
+    let (status, page) = master.get("/labs/exp/exports").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(&export.name) && page.contains("ready"),
+        "{page}"
+    );
+}
+
+/// An export whose process died mid-way (its worker gone, a half-written
+/// archive and folder left): the sweeper removes what it left and it is
+/// done again.
+async fn crashed_export_is_done_again(env: &TestEnv, store: &Store, id: &LabId) {
+    let queue = pglab::app::Queue::default();
+    let e = start_export(
+        env.settings(),
+        store,
+        &queue,
+        id,
+        ExportOptions::default(),
+        "ada",
+    )
+    .await
+    .unwrap();
+    let dead = "dead-worker";
+    // The job as a killed process leaves it: claimed, never heard of again.
+    let job = loop {
+        if let Some(j) = store.claim_job_id(e.job, dead).await.unwrap() {
+            break j;
+        }
+        let j = store.job(e.job).await.unwrap().unwrap();
+        assert!(!j.status.ended(), "the server's worker ran it first: {j:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let data = &env.settings().data_dir;
+    let work = data.join("exports/tmp").join(job.id.to_string());
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("scores.csv"), "half").unwrap();
+    let partial = data
+        .join("exports/exp")
+        .join(format!("{}-x.zip.partial", job.id));
+    std::fs::write(&partial, "PK half").unwrap();
+    store
+        .client()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE jobs SET heartbeat_at = now() - interval '1 minute' WHERE id = $1",
+            &[&job.id],
+        )
+        .await
+        .unwrap();
+    pglab::app::jobs::sweep(env.settings(), store, "test-sweeper")
+        .await
+        .unwrap();
+    assert!(!work.exists() && !partial.exists(), "what it left is gone");
+    let done = ready(store, e.id).await;
+    assert!(done.ready(), "done again: {done:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(data.join("exports/exp"))
+        .unwrap()
+        .flatten()
+        .filter(|f| f.file_name().to_string_lossy().ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty());
+    assert!(!data.join("exports/tmp").join(job.id.to_string()).exists());
+}
