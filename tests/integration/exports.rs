@@ -272,8 +272,129 @@ async fn a_lab_exports_to_a_zip_that_matches_its_records() {
             .any(|n| n == &format!("dumps/exp_ann/{hand_in}.dump")),
         "{names:?}"
     );
+
+    student_data(&env, &base).await;
+    expired(&env, &store, &base, &first, &file).await;
+    killed_cli_export(&env, &store, &id, hand_in).await;
     server.stop().await;
     env.stop().await;
+}
+
+/// A student downloads their own data (and nobody else's).
+async fn student_data(env: &TestEnv, base: &str) {
+    let mut ann = Http::new(base);
+    ann.login("ann", &env.password("ann").await).await;
+    let r = ann
+        .client
+        .get(format!("{base}/me/labs/exp/my-data.json"))
+        .header(reqwest::header::COOKIE, ann.cookie_header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let data: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(data["username"], "ann");
+    assert_eq!(data["tasks"].as_array().unwrap().len(), 4);
+    assert_eq!(data["hand_ins"].as_array().unwrap().len(), 1);
+    assert!(data["final_state"]["points"].is_number(), "{data}");
+    assert!(!data.to_string().contains("bob@example.org"));
+    assert_eq!(ann.get("/me/labs/demo/my-data.json").await.0, 404);
+}
+
+/// An export past its time is deleted: its file goes, the page says
+/// expired, the download is 404.
+async fn expired(
+    env: &TestEnv,
+    store: &Store,
+    base: &str,
+    e: &pglab::control::ExportRecord,
+    file: &Path,
+) {
+    store
+        .client()
+        .await
+        .unwrap()
+        .execute(
+            "UPDATE exports SET expires_at = now() - interval '1 second' WHERE id = $1",
+            &[&e.id],
+        )
+        .await
+        .unwrap();
+    assert!(
+        pglab::app::exports::expire(env.settings(), store)
+            .await
+            .unwrap()
+            >= 1
+    );
+    assert!(!file.exists());
+    let mut master = Http::new(base);
+    master.login("ada", "ada-master-pw-1").await;
+    let path = format!("/labs/exp/exports/{}/download", e.id);
+    assert_eq!(master.get(&path).await.0, 404);
+    let (_, page) = master.get("/labs/exp/exports").await;
+    assert!(page.contains("expired"), "{page}");
+}
+
+/// `pglab export` killed (SIGKILL) while it packs a big archive: the
+/// running pglab's sweeper removes what it left and does it again.
+async fn killed_cli_export(env: &TestEnv, store: &Store, id: &LabId, hand_in: i64) {
+    let sub = store.submission(hand_in).await.unwrap().unwrap();
+    let big = std::fs::File::create(&sub.file).unwrap();
+    big.set_len(400 << 20).unwrap(); // the kept upload grows to 400 MB
+    drop(big);
+    let folder = env.settings().data_dir.join("exports/exp");
+    let config = env.settings().data_dir.join("pglab.yaml");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pglab"))
+        .arg("--config")
+        .arg(&config)
+        .args(["export", "exp", "--with", "dumps"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("pglab export");
+    let partial = || {
+        std::fs::read_dir(&folder)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|f| f.file_name().to_string_lossy().ends_with(".partial"))
+    };
+    let started = std::time::Instant::now();
+    while !partial() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no partial archive"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    assert!(partial(), "killed mid-way, a partial archive is left");
+    let killed = store
+        .lab_exports(id)
+        .await
+        .unwrap()
+        .first()
+        .unwrap()
+        .clone();
+    let job = store.job(killed.job).await.unwrap().unwrap();
+    assert!(
+        job.status == pglab::control::JobStatus::Running && job.started_by.starts_with("cli:"),
+        "{job:?}"
+    );
+    let killed_at = std::time::Instant::now();
+    let done = ready(store, killed.id).await;
+    eprintln!(
+        "the killed export was done again {:.1} s later",
+        killed_at.elapsed().as_secs_f64()
+    );
+    assert!(done.ready(), "done again after the crash: {done:?}");
+    assert!(!partial(), "nothing half-written is left");
+    let work = env.settings().data_dir.join("exports/tmp");
+    assert!(!work.join(killed.job.to_string()).exists());
+    let job = store.job(killed.job).await.unwrap().unwrap();
+    assert_eq!(job.attempts, 2, "{job:?}");
+    let _ = std::fs::remove_file(pglab::app::exports::export_file(env.settings(), &done).unwrap());
 }
 
 /// Lab masters download (ranges too); staff, a student and nobody get 404.
