@@ -155,8 +155,8 @@ async fn evidence(
     let mut dbs: Vec<String> = people.iter().map(|p| p.database.to_string()).collect();
     dbs.sort();
     dbs.dedup();
-    let mut snaps = Table::create(work, "snapshots", false, options)?;
-    let mut finals_t = Table::create(work, "final_states", false, options)?;
+    let mut snaps = Table::create(work, "snapshots", true, options)?;
+    let mut finals_t = Table::create(work, "final_states", true, options)?;
     let mut files = vec![];
     for db in &dbs {
         let mut list = store.snapshots(lab_id, db).await?;
@@ -221,14 +221,14 @@ grades.csv             username, email, points, maximum: the final score
                        where the deadline passed, the current one elsewhere
 history.csv/.json      every change of a task's state (database, task, at,
                        passed, points, class of the failure)
-sessions.csv           the periods in which a participant was connected
+sessions.csv/.json     the periods in which a participant was connected
 submissions.csv/.json  every hand-in: who, when, size, format, late, status,
                        errors
-jobs.csv               the lab's jobs (applies, restores, resets,
+jobs.csv/.json         the lab's jobs (applies, restores, resets,
                        snapshots, final states)
-snapshots.csv          every snapshot: database, number, kind, time, size,
+snapshots.csv/.json    every snapshot: database, number, kind, time, size,
                        SHA-256
-final_states.csv       each database's state at its deadline
+final_states.csv/.json each database's state at its deadline
 {OPTIONAL}
 Grades into a learning management system:
 - Moodle (Grades > Import > CSV file): map \"username\" (or \"email\") to
@@ -313,7 +313,9 @@ fn pack(work: &Path, extra: &[(String, PathBuf)], dest: &Path) -> Result<Built, 
     for (name, path) in &entries {
         let mut f = std::fs::File::open(path).map_err(io(format!("reading {name}")))?;
         let len = f.metadata().map_err(io(format!("reading {name}")))?.len();
-        zip.add(name, len, &mut f)
+        // Dumps and snapshots are compressed already.
+        let deflate = !name.starts_with("dumps/") && !name.starts_with("snapshots/");
+        zip.add(name, len, &mut f, deflate)
             .map_err(io(format!("packing {name}")))?;
     }
     let out = zip.finish().map_err(io("finishing the archive"))?;

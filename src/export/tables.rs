@@ -301,7 +301,7 @@ pub async fn history(
         }
     }
     t.finish()?;
-    let mut t = Table::create(dir, "sessions", false, o)?;
+    let mut t = Table::create(dir, "sessions", true, o)?;
     let mut after = 0;
     loop {
         let page = store.sessions_page(lab, after, PAGE).await?;
@@ -403,7 +403,7 @@ pub async fn jobs(
     dir: &Path,
     o: &ExportOptions,
 ) -> Result<Vec<i64>, ExportError> {
-    let mut t = Table::create(dir, "jobs", false, o)?;
+    let mut t = Table::create(dir, "jobs", true, o)?;
     let mut ids = vec![];
     let mut after = 0;
     loop {

@@ -1,10 +1,10 @@
 //! A zip archive written entry by entry into a file, each entry streamed
-//! from a reader (never a whole entry in memory), stored without
-//! compression (what the archive holds is text that compresses on any
-//! transfer, and dumps that are compressed already). Every entry carries the
-//! same fixed time, so that the same entries give the same bytes. Entries
-//! or an archive beyond 4 GiB use the Zip64 extensions; smaller ones do
-//! not, for the oldest unzip tools.
+//! from a reader (never a whole entry in memory), deflated (text) or stored
+//! (dumps, compressed already). Every entry carries the same fixed time,
+//! and deflate at a fixed level gives the same bytes for the same input,
+//! so that the same entries give the same archive. Entries or an archive
+//! beyond 4 GiB use the Zip64 extensions; smaller ones do not, for the
+//! oldest unzip tools.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
@@ -57,7 +57,31 @@ struct Entry {
     name: String,
     crc: u32,
     size: u64,
+    compressed: u64,
+    deflated: bool,
     offset: u64,
+}
+
+/// Entries at least this big use Zip64 (deflate can add a little to data
+/// that does not compress).
+const ZIP64_FROM: u64 = U32_MAX - (1 << 20);
+
+/// Counts what passes through to a writer.
+struct Counting<'a, W: Write> {
+    inner: &'a mut W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// A zip archive being written.
@@ -88,65 +112,106 @@ impl<W: Write + Seek> ZipWriter<W> {
         }
     }
 
-    /// Adds `name` with the `size` bytes `data` gives (an entry whose
-    /// reader gives another length is an error: the header says `size`).
-    pub fn add(&mut self, name: &str, size: u64, data: &mut impl Read) -> io::Result<()> {
+    /// Adds `name` with the `size` bytes `data` gives, deflated if
+    /// `deflate` (an entry whose reader gives another length is an error:
+    /// the headers say `size`).
+    pub fn add(
+        &mut self,
+        name: &str,
+        size: u64,
+        data: &mut impl Read,
+        deflate: bool,
+    ) -> io::Result<()> {
         if name.is_empty() || name.starts_with('/') || name.split('/').any(|p| p == "..") {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("bad entry name {name:?}"),
             ));
         }
-        let zip64 = size >= U32_MAX;
+        let zip64 = size >= ZIP64_FROM;
         let mut header = Vec::with_capacity(64 + name.len());
         header.extend(le32(0x0403_4b50));
         header.extend(le16(if zip64 { 45 } else { 20 })); // version needed
         header.extend(le16(1 << 11)); // UTF-8 names
-        header.extend(le16(0)); // stored
+        header.extend(le16(if deflate { 8 } else { 0 }));
         header.extend(le16(DOS_TIME));
         header.extend(le16(DOS_DATE));
-        header.extend(le32(0)); // CRC, written once known
-        header.extend(le32(if zip64 { u32::MAX } else { size as u32 }));
-        header.extend(le32(if zip64 { u32::MAX } else { size as u32 }));
+        header.extend(le32(0)); // CRC and sizes: written once known
+        header.extend(le32(0));
+        header.extend(le32(0));
         header.extend(le16(name.len() as u16));
         header.extend(le16(if zip64 { 20 } else { 0 }));
         header.extend(name.as_bytes());
         if zip64 {
             header.extend(le16(1));
             header.extend(le16(16));
-            header.extend(size.to_le_bytes());
-            header.extend(size.to_le_bytes());
+            header.extend([0u8; 16]);
         }
         self.out.write_all(&header)?;
-        let mut crc = Crc32::default();
-        let mut buf = vec![0u8; 1 << 16];
-        let mut copied = 0u64;
-        loop {
-            let n = data.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            crc.update(&buf[..n]);
-            self.out.write_all(&buf[..n])?;
-            copied += n as u64;
-        }
+        let (crc, copied, compressed) = self.copy(data, deflate)?;
         if copied != size {
             return Err(io::Error::other(format!(
                 "{name}: {copied} bytes, not {size}"
             )));
         }
-        let end = self.offset + header.len() as u64 + size;
+        let end = self.offset + header.len() as u64 + compressed;
         self.out.seek(SeekFrom::Start(self.offset + 14))?;
-        self.out.write_all(&le32(crc.finish()))?;
+        self.out.write_all(&le32(crc))?;
+        if zip64 {
+            self.out.write_all(&le32(u32::MAX))?;
+            self.out.write_all(&le32(u32::MAX))?;
+            self.out
+                .seek(SeekFrom::Start(self.offset + 30 + name.len() as u64 + 4))?;
+            self.out.write_all(&size.to_le_bytes())?;
+            self.out.write_all(&compressed.to_le_bytes())?;
+        } else {
+            self.out.write_all(&le32(compressed as u32))?;
+            self.out.write_all(&le32(size as u32))?;
+        }
         self.out.seek(SeekFrom::Start(end))?;
         self.entries.push(Entry {
             name: name.to_string(),
-            crc: crc.finish(),
+            crc,
             size,
+            compressed,
+            deflated: deflate,
             offset: self.offset,
         });
         self.offset = end;
         Ok(())
+    }
+
+    /// Copies `data` out (deflated or not): its CRC, its length, and the
+    /// bytes written.
+    fn copy(&mut self, data: &mut impl Read, deflate: bool) -> io::Result<(u32, u64, u64)> {
+        let mut crc = Crc32::default();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut copied = 0u64;
+        let mut counting = Counting {
+            inner: &mut self.out,
+            bytes: 0,
+        };
+        {
+            let mut sink: Box<dyn Write + '_> = if deflate {
+                Box::new(flate2::write::DeflateEncoder::new(
+                    &mut counting,
+                    flate2::Compression::default(),
+                ))
+            } else {
+                Box::new(&mut counting)
+            };
+            loop {
+                let n = data.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                crc.update(&buf[..n]);
+                sink.write_all(&buf[..n])?;
+                copied += n as u64;
+            }
+            sink.flush()?;
+        }
+        Ok((crc.finish(), copied, counting.bytes))
     }
 
     /// Writes the central directory; returns the writer.
@@ -154,24 +219,24 @@ impl<W: Write + Seek> ZipWriter<W> {
         let start = self.offset;
         let mut dir = Vec::new();
         for e in &self.entries {
-            let zip64 = e.size >= U32_MAX || e.offset >= U32_MAX;
+            let zip64 = e.size >= ZIP64_FROM || e.offset >= U32_MAX;
             let mut extra = Vec::new();
             if zip64 {
                 extra.extend(le16(1));
                 extra.extend(le16(24));
                 extra.extend(e.size.to_le_bytes());
-                extra.extend(e.size.to_le_bytes());
+                extra.extend(e.compressed.to_le_bytes());
                 extra.extend(e.offset.to_le_bytes());
             }
             dir.extend(le32(0x0201_4b50));
             dir.extend(le16((3 << 8) | 45)); // made by: Unix, 4.5
             dir.extend(le16(if zip64 { 45 } else { 20 }));
             dir.extend(le16(1 << 11));
-            dir.extend(le16(0));
+            dir.extend(le16(if e.deflated { 8 } else { 0 }));
             dir.extend(le16(DOS_TIME));
             dir.extend(le16(DOS_DATE));
             dir.extend(le32(e.crc));
-            dir.extend(le32(if zip64 { u32::MAX } else { e.size as u32 }));
+            dir.extend(le32(if zip64 { u32::MAX } else { e.compressed as u32 }));
             dir.extend(le32(if zip64 { u32::MAX } else { e.size as u32 }));
             dir.extend(le16(e.name.len() as u16));
             dir.extend(le16(extra.len() as u16));
@@ -235,8 +300,8 @@ mod tests {
     fn the_same_entries_give_the_same_bytes_and_a_wrong_length_is_an_error() {
         let make = || {
             let mut z = ZipWriter::new(std::io::Cursor::new(Vec::new()));
-            z.add("README.txt", 5, &mut &b"hello"[..]).unwrap();
-            z.add("data/é.csv", 3, &mut &b"a,b"[..]).unwrap();
+            z.add("README.txt", 5, &mut &b"hello"[..], true).unwrap();
+            z.add("data/é.csv", 3, &mut &b"a,b"[..], false).unwrap();
             z.finish().unwrap().into_inner()
         };
         let a = make();
@@ -244,7 +309,7 @@ mod tests {
         assert_eq!(&a[..4], b"PK\x03\x04");
         assert_eq!(&a[a.len() - 22..a.len() - 18], b"PK\x05\x06");
         let mut z = ZipWriter::new(std::io::Cursor::new(Vec::new()));
-        assert!(z.add("x", 9, &mut &b"short"[..]).is_err());
-        assert!(z.add("../x", 0, &mut &b""[..]).is_err());
+        assert!(z.add("x", 9, &mut &b"short"[..], false).is_err());
+        assert!(z.add("../x", 0, &mut &b""[..], true).is_err());
     }
 }
