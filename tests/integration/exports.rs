@@ -186,6 +186,32 @@ async fn a_lab_exports_to_a_zip_that_matches_its_records() {
     let grades = python_csv(&dir.join("grades.csv"));
     assert_eq!(grades.len(), 3, "one row per participant: {grades:?}");
     let scores = python_csv(&dir.join("scores.csv"));
+    // `pglab score --json` gives the same points.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pglab"))
+        .arg("--config")
+        .arg(env.settings().data_dir.join("pglab.yaml"))
+        .args(["score", "exp", "--json"])
+        .output()
+        .expect("pglab score");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: serde_json::Value = serde_json::from_slice(&out.stdout).expect("score json");
+    for p in cli["participants"].as_array().expect("participants") {
+        let points: i64 = p["tasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .map(|t| t["points"].as_i64().unwrap_or(0))
+            .sum();
+        let row = scores
+            .iter()
+            .find(|r| r["username"] == p["username"])
+            .expect("row");
+        assert_eq!(row["points"], points.to_string(), "pglab score: {row}");
+    }
     for p in &lab_board.participants {
         let row = scores
             .iter()
@@ -245,6 +271,7 @@ async fn a_lab_exports_to_a_zip_that_matches_its_records() {
     assert_eq!(sha(&file), sha(&second_file));
 
     downloads(&env, &base, &first, &file).await;
+    api_export(&env, &base).await;
     crashed_export_is_done_again(&env, &store, &id).await;
 
     // With the dumps: they are in it, and its size is what was expected.
@@ -278,6 +305,65 @@ async fn a_lab_exports_to_a_zip_that_matches_its_records() {
     killed_cli_export(&env, &store, &id, hand_in).await;
     server.stop().await;
     env.stop().await;
+}
+
+/// The JSON API starts an export, follows it and downloads it, with its
+/// token only.
+async fn api_export(env: &TestEnv, base: &str) {
+    let token = env.settings().api_token.expose().to_string();
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{base}/api/labs/exp/exports"))
+        .json(&serde_json::json!({ "with": "logs" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401, "no token");
+    let r = client
+        .post(format!("{base}/api/labs/exp/exports"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "with": "everything" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400, "unknown option");
+    let r = client
+        .post(format!("{base}/api/labs/exp/exports"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "with": "logs" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let started: serde_json::Value = r.json().await.unwrap();
+    let status_url = format!("{base}{}", started["status_url"].as_str().unwrap());
+    let mut status = serde_json::Value::Null;
+    for _ in 0..300 {
+        status = client
+            .get(&status_url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["status"] == "ready" || status["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status["status"], "ready", "{status}");
+    let url = format!("{base}{}", status["download_url"].as_str().unwrap());
+    assert_eq!(
+        client.get(&url).send().await.unwrap().status().as_u16(),
+        401
+    );
+    let r = client.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let bytes = r.bytes().await.unwrap();
+    assert_eq!(bytes.len() as i64, status["size"].as_i64().unwrap());
+    assert_eq!(&bytes[..2], b"PK");
 }
 
 /// A student downloads their own data (and nobody else's).
