@@ -156,3 +156,27 @@ document.addEventListener("DOMContentLoaded", () => {
     f.addEventListener("submit", (ev) => { if (!confirm(f.dataset.confirm)) ev.preventDefault(); });
   }
 });
+
+// A list that follows running jobs (the exports of a lab): every 2 s the
+// page is fetched again and only the list replaced, so that a form being
+// filled in beside it stays as it is; it stops once nothing runs.
+(function () {
+  const list = document.getElementById("exports-list");
+  if (!list || !list.dataset.follow) return;
+  const url = list.dataset.follow;
+  async function tick() {
+    try {
+      const r = await fetch(url, { credentials: "same-origin" });
+      if (r.ok) {
+        const doc = new DOMParser().parseFromString(await r.text(), "text/html");
+        const fresh = doc.getElementById("exports-list");
+        if (fresh) {
+          list.innerHTML = fresh.innerHTML;
+          if (!fresh.dataset.follow) return;
+        }
+      }
+    } catch (e) { /* tried again below */ }
+    setTimeout(tick, 2000);
+  }
+  setTimeout(tick, 2000);
+})();

@@ -64,16 +64,10 @@ pub async fn estimate(
             .into_iter()
             .map(|s| (s.database.len() + 30, PathBuf::from(s.file))),
     );
-    let mut snapshots = 0;
-    for db in store.databases(lab).await? {
-        snapshots += files_size(
-            store
-                .snapshots(lab, &db.name)
-                .await?
-                .into_iter()
-                .map(|s| (db.name.len() + 40, settings.data_dir.join(s.file))),
-        );
-    }
+    // As recorded (one query: the page that shows it reloads while an
+    // export runs).
+    let snapshots = store.snapshot_bytes(lab).await?.max(0) as u64;
+    let _ = settings;
     Ok(Estimate {
         tables,
         dumps,
@@ -125,21 +119,30 @@ pub async fn start_export(
 /// goes to.
 fn places(settings: &Settings, job: &JobRecord) -> (PathBuf, PathBuf) {
     let root = settings.data_dir.join("exports");
+    // `.work`: no lab id starts with a dot.
     (
-        root.join("tmp").join(job.id.to_string()),
+        root.join(".work").join(job.id.to_string()),
         root.join(job.lab.as_str()),
     )
 }
 
-/// Removes what an attempt of the job left: its folder and any partial
-/// archive of it.
-pub fn clean_up(settings: &Settings, job: &JobRecord) {
+/// Removes what attempts of the job left: its folder, and any archive of
+/// it (partial, or whole but never recorded: its attempt died between the
+/// rename and the record) but the one its export records.
+pub async fn clean_up(settings: &Settings, store: &Store, job: &JobRecord) {
     let (work, folder) = places(settings, job);
     let _ = std::fs::remove_dir_all(&work);
+    let recorded = match store.export_of_job(job.id).await {
+        Ok(e) => e.and_then(|e| e.file).map(|f| settings.data_dir.join(f)),
+        // Not knowing which one is recorded: only the partial ones go.
+        Err(_) => None,
+    };
+    let known = recorded.is_some() || store.export_of_job(job.id).await.is_ok();
     let prefix = format!("{}-", job.id);
     for e in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with(&prefix) && name.ends_with(".partial") {
+        let unrecorded = name.ends_with(".zip") && known && recorded.as_deref() != Some(&e.path());
+        if name.starts_with(&prefix) && (name.ends_with(".partial") || unrecorded) {
             let _ = std::fs::remove_file(e.path());
         }
     }
@@ -147,9 +150,9 @@ pub fn clean_up(settings: &Settings, job: &JobRecord) {
 
 /// Runs a claimed export job and records its end.
 pub async fn run_export_job(settings: &Settings, store: &Store, job: &JobRecord, claim: Claim<'_>) {
-    clean_up(settings, job);
+    clean_up(settings, store, job).await;
     let result = build(settings, store, job, claim).await;
-    clean_up(settings, job);
+    clean_up(settings, store, job).await;
     let (summary, error) = match result {
         Ok(line) => (vec![line], None),
         Err(e) => {
@@ -212,6 +215,8 @@ async fn build(
     let (built, ()) = tokio::join!(run, report);
     let built = built?;
     std::fs::rename(&partial, &done)?;
+    // The rename itself on disk before the record says so.
+    std::fs::File::open(&folder)?.sync_all()?;
     let rel = done
         .strip_prefix(&settings.data_dir)
         .unwrap_or(&done)

@@ -215,7 +215,7 @@ async fn recover(
         // export starts again from nothing: what it left is removed.
         _ if job.attempts < job.max_attempts => {
             if job.kind == JobKind::Export {
-                super::exports::clean_up(settings, job);
+                super::exports::clean_up(settings, store, job).await;
             }
             tracing::info!(job = job.id, kind = %job.kind, "interrupted job queued again");
             store
@@ -224,7 +224,7 @@ async fn recover(
         }
         _ => {
             if job.kind == JobKind::Export {
-                super::exports::clean_up(settings, job);
+                super::exports::clean_up(settings, store, job).await;
             }
             let error = format!(
                 "interrupted {} times (pglab stopped); start it again",

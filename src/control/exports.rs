@@ -193,6 +193,19 @@ impl Store {
             .map(|r| r.get(0)))
     }
 
+    /// The recorded size of all snapshots of a lab.
+    pub async fn snapshot_bytes(&self, lab: &LabId) -> Result<i64, StoreError> {
+        Ok(self
+            .client()
+            .await?
+            .query_one(
+                "SELECT coalesce(sum(size + 76 + 2 * (length(database) + 40)), 0)::int8 FROM snapshots WHERE lab_id = $1",
+                &[lab],
+            )
+            .await?
+            .get(0))
+    }
+
     /// How many rows an export of the lab writes: participants, task
     /// results, history changes, session periods, hand-ins, jobs.
     pub async fn export_counts(&self, lab: &LabId) -> Result<[i64; 6], StoreError> {

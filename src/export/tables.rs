@@ -189,15 +189,17 @@ impl Results {
         finals: &BTreeMap<String, FinalState>,
     ) -> Result<(), ExportError> {
         let max: i64 = lab.tasks.iter().map(|t| i64::from(t.points)).sum();
+        let by_key: std::collections::HashMap<(&str, &str), &StoredTask> = stored
+            .iter()
+            .map(|s| ((s.database.as_str(), s.task.as_str()), s))
+            .collect();
         for p in people {
             let db = p.database.as_str();
             let fin = finals.get(db);
             let mut points = 0i64;
             let mut passed = 0usize;
             for task in &lab.tasks {
-                let s = stored
-                    .iter()
-                    .find(|s| s.database == db && s.task == task.id);
+                let s = by_key.get(&(db, task.id.as_str())).copied();
                 let f = fin.and_then(|f| f.tasks.iter().find(|t| t.task == task.id));
                 let row = TaskResult {
                     username: p.username.to_string(),
@@ -249,7 +251,7 @@ impl Results {
                 username: p.username.as_str(),
                 email: neutralize(&p.email),
                 points: fin.map_or(points, |f| i64::from(f.points)),
-                maximum: max,
+                maximum: fin.map_or(max, |f| i64::from(f.max_points)),
             };
             self.grades.row(&grade, &grade)?;
         }
@@ -433,4 +435,42 @@ pub async fn jobs(
     }
     t.finish()?;
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_is_rfc_4180_with_an_optional_bom_and_json_keeps_types() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = ExportOptions {
+            bom: true,
+            ..Default::default()
+        };
+        let mut t = Table::create(dir.path(), "t", true, &o).unwrap();
+        #[derive(Serialize)]
+        struct Row<'a> {
+            name: &'a str,
+            n: i32,
+        }
+        t.row(
+            &Row {
+                name: "a, \"b\"",
+                n: 1,
+            },
+            &Row {
+                name: "a, \"b\"",
+                n: 1,
+            },
+        )
+        .unwrap();
+        t.finish().unwrap();
+        let csv = std::fs::read(dir.path().join("t.csv")).unwrap();
+        assert_eq!(&csv[..3], "\u{feff}".as_bytes());
+        assert_eq!(&csv[3..], b"name,n\r\n\"a, \"\"b\"\"\",1\r\n");
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("t.json")).unwrap()).unwrap();
+        assert_eq!(json, serde_json::json!([{ "name": "a, \"b\"", "n": 1 }]));
+    }
 }

@@ -191,25 +191,25 @@ impl<W: Write + Seek> ZipWriter<W> {
             inner: &mut self.out,
             bytes: 0,
         };
-        {
-            let mut sink: Box<dyn Write + '_> = if deflate {
-                Box::new(flate2::write::DeflateEncoder::new(
-                    &mut counting,
-                    flate2::Compression::default(),
-                ))
-            } else {
-                Box::new(&mut counting)
-            };
+        let mut pump = |sink: &mut dyn Write| -> io::Result<()> {
             loop {
                 let n = data.read(&mut buf)?;
                 if n == 0 {
-                    break;
+                    return Ok(());
                 }
                 crc.update(&buf[..n]);
                 sink.write_all(&buf[..n])?;
                 copied += n as u64;
             }
-            sink.flush()?;
+        };
+        if deflate {
+            let mut enc =
+                flate2::write::DeflateEncoder::new(&mut counting, flate2::Compression::default());
+            pump(&mut enc)?;
+            // Its last block written here, errors seen (not in a drop).
+            enc.finish()?;
+        } else {
+            pump(&mut counting)?;
         }
         Ok((crc.finish(), copied, counting.bytes))
     }

@@ -26,23 +26,44 @@ fn chunks(file: tokio::fs::File, len: u64) -> Body {
     Body::from_stream(stream)
 }
 
-/// `bytes=a-b`, `bytes=a-` or `bytes=-n` of a file of `size` bytes: the
-/// first and the last byte, or `None` when it cannot be served (416).
-fn range(value: &str, size: u64) -> Option<(u64, u64)> {
-    let spec = value.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') || size == 0 {
-        return None;
-    }
-    let (a, b) = spec.split_once('-')?;
-    let (first, last) = match (a.trim(), b.trim()) {
-        ("", n) => {
-            let n: u64 = n.parse().ok()?;
-            (size.saturating_sub(n), size - 1)
-        }
-        (a, "") => (a.parse().ok()?, size - 1),
-        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(size - 1)),
+/// What a `Range` header asks of a file of `size` bytes.
+#[derive(Debug, PartialEq, Eq)]
+enum Asked {
+    /// Not a single byte range pglab reads: the whole file (as the
+    /// standard says for a header a server does not take).
+    Whole,
+    /// The first and the last byte.
+    Part(u64, u64),
+    /// Outside the file: 416.
+    Unsatisfiable,
+}
+
+/// `bytes=a-b`, `bytes=a-` or `bytes=-n`.
+fn range(value: &str, size: u64) -> Asked {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Asked::Whole;
     };
-    (first <= last && first < size).then_some((first, last))
+    let Some((a, b)) = spec.split_once('-').filter(|_| !spec.contains(',')) else {
+        return Asked::Whole;
+    };
+    let parsed = match (a.trim(), b.trim()) {
+        ("", n) => n
+            .parse::<u64>()
+            .ok()
+            .map(|n| (size.saturating_sub(n), size.saturating_sub(1), n > 0)),
+        (a, "") => a.parse().ok().map(|a| (a, size.saturating_sub(1), true)),
+        (a, b) => match (a.parse::<u64>(), b.parse::<u64>()) {
+            (Ok(a), Ok(b)) if a <= b => Some((a, b.min(size.saturating_sub(1)), true)),
+            _ => None,
+        },
+    };
+    match parsed {
+        None => Asked::Whole,
+        Some((first, last, ok)) if ok && size > 0 && first <= last && first < size => {
+            Asked::Part(first, last)
+        }
+        Some(_) => Asked::Unsatisfiable,
+    }
 }
 
 /// The file as an attachment named `name`, never cached, with `extra`
@@ -71,14 +92,20 @@ pub async fn attachment(
     for (k, v) in extra {
         put(k, v);
     }
-    let asked = request.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let Some(asked) = asked else {
-        put(header::CONTENT_LENGTH, size.to_string());
-        return Ok((StatusCode::OK, headers, chunks(file, size)).into_response());
-    };
-    let Some((first, last)) = range(asked, size) else {
-        put(header::CONTENT_RANGE, format!("bytes */{size}"));
-        return Ok((StatusCode::RANGE_NOT_SATISFIABLE, headers).into_response());
+    let asked = request
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map_or(Asked::Whole, |v| range(v, size));
+    let (first, last) = match asked {
+        Asked::Whole => {
+            put(header::CONTENT_LENGTH, size.to_string());
+            return Ok((StatusCode::OK, headers, chunks(file, size)).into_response());
+        }
+        Asked::Unsatisfiable => {
+            put(header::CONTENT_RANGE, format!("bytes */{size}"));
+            return Ok((StatusCode::RANGE_NOT_SATISFIABLE, headers).into_response());
+        }
+        Asked::Part(first, last) => (first, last),
     };
     file.seek(std::io::SeekFrom::Start(first)).await?;
     let len = last - first + 1;
@@ -92,17 +119,19 @@ pub async fn attachment(
 
 #[cfg(test)]
 mod tests {
-    use super::range;
+    use super::{range, Asked};
 
     #[test]
     fn ranges() {
-        assert_eq!(range("bytes=0-9", 100), Some((0, 9)));
-        assert_eq!(range("bytes=90-", 100), Some((90, 99)));
-        assert_eq!(range("bytes=-10", 100), Some((90, 99)));
-        assert_eq!(range("bytes=95-200", 100), Some((95, 99)));
-        assert_eq!(range("bytes=100-", 100), None);
-        assert_eq!(range("bytes=5-1", 100), None);
-        assert_eq!(range("bytes=0-1,5-6", 100), None);
-        assert_eq!(range("items=0-1", 100), None);
+        assert_eq!(range("bytes=0-9", 100), Asked::Part(0, 9));
+        assert_eq!(range("bytes=90-", 100), Asked::Part(90, 99));
+        assert_eq!(range("bytes=-10", 100), Asked::Part(90, 99));
+        assert_eq!(range("bytes=95-200", 100), Asked::Part(95, 99));
+        assert_eq!(range("bytes=100-", 100), Asked::Unsatisfiable);
+        assert_eq!(range("bytes=-0", 100), Asked::Unsatisfiable);
+        assert_eq!(range("bytes=5-1", 100), Asked::Whole);
+        assert_eq!(range("bytes=0-1,5-6", 100), Asked::Whole);
+        assert_eq!(range("items=0-1", 100), Asked::Whole);
+        assert_eq!(range("bytes=x-1", 100), Asked::Whole);
     }
 }

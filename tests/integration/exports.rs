@@ -476,7 +476,7 @@ async fn killed_cli_export(env: &TestEnv, store: &Store, id: &LabId, hand_in: i6
     );
     assert!(done.ready(), "done again after the crash: {done:?}");
     assert!(!partial(), "nothing half-written is left");
-    let work = env.settings().data_dir.join("exports/tmp");
+    let work = env.settings().data_dir.join("exports/.work");
     assert!(!work.join(killed.job.to_string()).exists());
     let job = store.job(killed.job).await.unwrap().unwrap();
     assert_eq!(job.attempts, 2, "{job:?}");
@@ -563,7 +563,7 @@ async fn crashed_export_is_done_again(env: &TestEnv, store: &Store, id: &LabId) 
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let data = &env.settings().data_dir;
-    let work = data.join("exports/tmp").join(job.id.to_string());
+    let work = data.join("exports/.work").join(job.id.to_string());
     std::fs::create_dir_all(&work).unwrap();
     std::fs::write(work.join("scores.csv"), "half").unwrap();
     let partial = data
@@ -592,5 +592,5 @@ async fn crashed_export_is_done_again(env: &TestEnv, store: &Store, id: &LabId) 
         .filter(|f| f.file_name().to_string_lossy().ends_with(".partial"))
         .collect();
     assert!(leftovers.is_empty());
-    assert!(!data.join("exports/tmp").join(job.id.to_string()).exists());
+    assert!(!data.join("exports/.work").join(job.id.to_string()).exists());
 }
