@@ -193,6 +193,25 @@ impl Store {
     /// index on running keys makes a second claim of the same key fail
     /// (`None`, the worker looks again) rather than run twice.
     pub async fn claim_job(&self, worker: &str) -> Result<Option<JobRecord>, StoreError> {
+        self.claim(worker, None).await
+    }
+
+    /// Takes queued job `id` for `worker` (the CLI runs its own export);
+    /// `None` when another worker has it, or a job of its key runs.
+    pub async fn claim_job_id(
+        &self,
+        id: i64,
+        worker: &str,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        self.claim(worker, Some(id)).await
+    }
+
+    /// Claims job `only`, or any (as `claim_job` says).
+    async fn claim(
+        &self,
+        worker: &str,
+        only: Option<i64>,
+    ) -> Result<Option<JobRecord>, StoreError> {
         let claimed = self
             .client()
             .await?
@@ -202,7 +221,7 @@ impl Store {
                          heartbeat_at = now(), started_at = now(), finished_at = NULL
                      WHERE j.id = (
                          SELECT q.id FROM jobs q
-                         WHERE q.status = 'queued'
+                         WHERE q.status = 'queued' AND ($2::int8 IS NULL OR q.id = $2)
                            AND NOT EXISTS (SELECT 1 FROM jobs r
                                            WHERE r.status = 'running' AND r.lock_key = q.lock_key)
                          -- Fair across keys: those served least in the last
@@ -214,41 +233,7 @@ impl Store {
                          LIMIT 1 FOR UPDATE SKIP LOCKED)
                      RETURNING {JOB_COLUMNS}"
                 ),
-                &[&worker],
-            )
-            .await;
-        match claimed {
-            Ok(row) => row.as_ref().map(job).transpose(),
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
-                Ok(None)
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Takes queued job `id` for `worker` (the CLI runs its own export);
-    /// `None` when another worker has it, or a job of its key runs.
-    pub async fn claim_job_id(
-        &self,
-        id: i64,
-        worker: &str,
-    ) -> Result<Option<JobRecord>, StoreError> {
-        let claimed = self
-            .client()
-            .await?
-            .query_opt(
-                &format!(
-                    "UPDATE jobs j SET status = 'running', attempts = attempts + 1, worker = $1,
-                         heartbeat_at = now(), started_at = now(), finished_at = NULL
-                     WHERE j.id = (
-                         SELECT q.id FROM jobs q
-                         WHERE q.id = $2 AND q.status = 'queued'
-                           AND NOT EXISTS (SELECT 1 FROM jobs r
-                                           WHERE r.status = 'running' AND r.lock_key = q.lock_key)
-                         FOR UPDATE SKIP LOCKED)
-                     RETURNING {JOB_COLUMNS}"
-                ),
-                &[&worker, &id],
+                &[&worker, &only],
             )
             .await;
         match claimed {
