@@ -52,6 +52,8 @@ pub struct Settings {
     pub web: WebSettings,
     #[serde(default)]
     pub exports: ExportSettings,
+    #[serde(default)]
+    pub api: ApiSettings,
 }
 
 /// Class data exports.
@@ -65,6 +67,29 @@ pub struct ExportSettings {
 impl Default for ExportSettings {
     fn default() -> Self {
         Self { keep_days: 7 }
+    }
+}
+
+/// The JSON API (`/api/v1`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Requests per minute per token and per client address (bursts of as
+    /// many).
+    pub rate_per_minute: u32,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            rate_per_minute: 600,
+        }
+    }
+}
+
+impl Settings {
+    pub fn api_rate_per_minute(&self) -> f64 {
+        f64::from(self.api.rate_per_minute.max(1))
     }
 }
 
@@ -348,6 +373,7 @@ impl Settings {
             metrics_token: Secret::default(),
             web: WebSettings::default(),
             exports: ExportSettings::default(),
+            api: ApiSettings::default(),
         }
     }
 

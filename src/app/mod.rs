@@ -13,6 +13,7 @@ pub mod labs;
 pub mod participants;
 pub mod snapshots;
 pub mod submissions;
+pub mod tokens;
 
 pub use jobs::Queue;
 pub use labs::{apply_lab, check_lab_loads, default_generate_options, write_generated, Applied};

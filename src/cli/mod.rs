@@ -5,6 +5,7 @@ mod evidence;
 mod export;
 mod generate;
 mod score;
+mod tokens;
 
 mod up;
 
@@ -112,6 +113,11 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Personal API tokens (`Authorization: Bearer pglab_...`).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Print the pseudonym of each participant of a lab (for `pseudonymize: true`).
     Pseudonyms {
         /// Lab id.
@@ -146,6 +152,31 @@ pub enum LabCommand {
         #[arg(long)]
         no_load: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token (printed once; pglab keeps only its hash).
+    Create {
+        /// What it is for (`gradebook sync`).
+        name: String,
+        /// The lab master it acts for (default: cli:<your user>).
+        #[arg(long)]
+        owner: Option<String>,
+        /// read, write or admin.
+        #[arg(long, default_value = "read")]
+        scope: String,
+        /// It stops working after this long (`30d`, `12h`).
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List tokens (never the tokens themselves).
+    List {
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// Revoke a token by its id.
+    Revoke { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,6 +238,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Snapshots { lab, user } => evidence::snapshots(&cli.config, &lab, &user).await,
         Command::Finals { lab, json } => evidence::finals(&cli.config, &lab, json).await,
+        Command::Token { command } => match command {
+            TokenCommand::Create {
+                name,
+                owner,
+                scope,
+                expires,
+            } => {
+                tokens::create(
+                    &cli.config,
+                    &name,
+                    owner.as_deref(),
+                    &scope,
+                    expires.as_deref(),
+                )
+                .await
+            }
+            TokenCommand::List { owner } => tokens::list(&cli.config, owner.as_deref()).await,
+            TokenCommand::Revoke { id } => tokens::revoke(&cli.config, id).await,
+        },
         Command::Export { lab, with, out } => {
             export::export(&cli.config, &lab, &with, out.as_deref()).await
         }

@@ -8,6 +8,7 @@ mod jobs;
 mod records;
 mod scores;
 mod submissions;
+mod tokens;
 mod types;
 
 pub use evidence::*;
@@ -17,7 +18,8 @@ pub use jobs::*;
 pub use records::*;
 pub use scores::*;
 pub use submissions::*;
-pub use types::{JobKind, JobStatus, ServerName, SnapshotKind};
+pub use tokens::*;
+pub use types::{JobKind, JobStatus, ServerName, SnapshotKind, TokenScope};
 
 use crate::ident::quote_ident;
 use crate::pgconn;
@@ -47,6 +49,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (7, "history", include_str!("migrations/0007_history.sql")),
     (8, "evidence", include_str!("migrations/0008_evidence.sql")),
     (9, "exports", include_str!("migrations/0009_exports.sql")),
+    (
+        10,
+        "api tokens",
+        include_str!("migrations/0010_api_tokens.sql"),
+    ),
 ];
 
 /// Serialises migrations between pglab replicas that start together.

@@ -163,6 +163,28 @@ stored_enum!(
 );
 
 stored_enum!(
+    /// What an API token may do: read; also change (start jobs, hand in,
+    /// apply); also manage (credentials, tokens).
+    TokenScope {
+        Read => "read",
+        Write => "write",
+        Admin => "admin",
+    }
+);
+
+impl TokenScope {
+    /// Whether a token of this scope may do what `needed` asks.
+    pub fn allows(self, needed: TokenScope) -> bool {
+        let rank = |s: TokenScope| match s {
+            TokenScope::Read => 0,
+            TokenScope::Write => 1,
+            TokenScope::Admin => 2,
+        };
+        rank(self) >= rank(needed)
+    }
+}
+
+stored_enum!(
     /// Why a snapshot was taken.
     SnapshotKind {
         Periodic => "periodic",

@@ -89,6 +89,7 @@ fn load_or_make_settings(opts: &StackOptions) -> Result<Settings, StackError> {
             .as_ref()
             .map(|p| p.exports.clone())
             .unwrap_or_default(),
+        api: previous.as_ref().map(|p| p.api.clone()).unwrap_or_default(),
         scoring: previous.map(|p| p.scoring).unwrap_or_default(),
     })
 }

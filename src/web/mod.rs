@@ -3,6 +3,7 @@
 
 mod analytics;
 mod api;
+mod api_v1;
 mod assets;
 mod board;
 mod credentials;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub queue: crate::app::Queue,
     /// Stopped when the web app stops.
     pub background: Background,
+    /// The API's request buckets.
+    pub api_rates: api_v1::RateLimits,
 }
 
 /// What the page header needs to know about the logged-in user.
@@ -80,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .merge(participant::router())
         .merge(evidence::router())
         .merge(exports::router())
+        .merge(api_v1::router())
         .merge(analytics::router())
         .merge(credentials::router())
         .merge(student::router())

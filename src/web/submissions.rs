@@ -129,7 +129,7 @@ async fn upload_form(
 
 /// HTTP Basic authentication with the LDAP password, rate-limited like
 /// the login form.
-async fn basic_user(
+pub(super) async fn basic_user(
     state: &AppState,
     headers: &HeaderMap,
     addr: SocketAddr,
