@@ -23,6 +23,7 @@ mod participants;
 pub mod session;
 mod student;
 mod submissions;
+mod tokens;
 
 pub use board::{render_grid, Audience, BoardView};
 pub use error::WebError;
@@ -84,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .merge(evidence::router())
         .merge(exports::router())
         .merge(api_v1::router())
+        .merge(tokens::router())
         .merge(analytics::router())
         .merge(credentials::router())
         .merge(student::router())

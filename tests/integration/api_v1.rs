@@ -229,6 +229,62 @@ async fn tokens_scopes_students_errors_and_limits() {
     )
     .await;
 
+    // A lab master's tokens page: made (shown once), used, revoked.
+    crate::web::add_person(&env, "ada", "ada-master-pw-1", Some("labmasters")).await;
+    let mut master = crate::browser::Http::new(&format!("http://{}", env.settings().listen));
+    master.login("ada", "ada-master-pw-1").await;
+    let csrf = master.csrf("/tokens").await;
+    let (status, page) = master
+        .post(
+            "/tokens",
+            &[
+                ("csrf", &csrf),
+                ("name", "notebook"),
+                ("scope", "read"),
+                ("days", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let web_secret = page
+        .split("id=\"new-token\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("the token on the page")
+        .to_string();
+    assert!(web_secret.starts_with("pglab_"));
+    assert_eq!(
+        get(&format!("{base}/labs"), Some(&bearer(&web_secret)))
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    let (_, page) = master.get("/tokens").await;
+    assert!(
+        page.contains("notebook") && !page.contains(&web_secret),
+        "shown once"
+    );
+    let mine = store.tokens(Some("ada")).await.unwrap();
+    let web_token = mine.iter().find(|t| t.name == "notebook").unwrap();
+    let csrf = master.csrf("/tokens").await;
+    let (status, _) = master
+        .post(
+            &format!("/tokens/{}/revoke", web_token.id),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(status, 303);
+    problem(
+        get(&format!("{base}/labs"), Some(&bearer(&web_secret))).await,
+        401,
+        "revoked_token",
+    )
+    .await;
+    let mut student = crate::browser::Http::new(&format!("http://{}", env.settings().listen));
+    student.login("ann", &pw).await;
+    assert_eq!(student.get("/tokens").await.0, 403, "not for students");
+
     // Rate limits: 40 a minute, then 429 with Retry-After.
     let mut limited = None;
     for _ in 0..60 {
