@@ -43,11 +43,7 @@ fn files_size(files: impl Iterator<Item = (usize, PathBuf)>) -> u64 {
 /// What an export of `lab` would take: the tables as the last export
 /// measured them (or from the number of rows), and the optional files as
 /// they are on disk.
-pub async fn estimate(
-    settings: &Settings,
-    store: &Store,
-    lab: &LabId,
-) -> Result<Estimate, StoreError> {
+pub async fn estimate(store: &Store, lab: &LabId) -> Result<Estimate, StoreError> {
     let [people, results, history, sessions, handins, jobs] = store.export_counts(lab).await?;
     let modeled = 40_000
         + people * 700
@@ -67,7 +63,6 @@ pub async fn estimate(
     // As recorded (one query: the page that shows it reloads while an
     // export runs).
     let snapshots = store.snapshot_bytes(lab).await?.max(0) as u64;
-    let _ = settings;
     Ok(Estimate {
         tables,
         dumps,
@@ -96,7 +91,7 @@ pub async fn start_export(
     by: &str,
 ) -> Result<ExportRecord, StartExportError> {
     store.lab(lab).await?.ok_or(StartExportError::NoSuchLab)?;
-    let estimate = estimate(settings, store, lab).await?.total(&options);
+    let estimate = estimate(store, lab).await?.total(&options);
     let now = Utc::now();
     let new = NewExport {
         lab,
@@ -132,16 +127,19 @@ fn places(settings: &Settings, job: &JobRecord) -> (PathBuf, PathBuf) {
 pub async fn clean_up(settings: &Settings, store: &Store, job: &JobRecord) {
     let (work, folder) = places(settings, job);
     let _ = std::fs::remove_dir_all(&work);
-    let recorded = match store.export_of_job(job.id).await {
-        Ok(e) => e.and_then(|e| e.file).map(|f| settings.data_dir.join(f)),
-        // Not knowing which one is recorded: only the partial ones go.
-        Err(_) => None,
-    };
-    let known = recorded.is_some() || store.export_of_job(job.id).await.is_ok();
+    // `None`: not knowing which archive is recorded, only partial ones go.
+    let recorded: Option<Option<PathBuf>> = store
+        .export_of_job(job.id)
+        .await
+        .ok()
+        .map(|e| e.and_then(|e| e.file).map(|f| settings.data_dir.join(f)));
     let prefix = format!("{}-", job.id);
     for e in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let unrecorded = name.ends_with(".zip") && known && recorded.as_deref() != Some(&e.path());
+        let unrecorded = name.ends_with(".zip")
+            && recorded
+                .as_ref()
+                .is_some_and(|r| r.as_deref() != Some(e.path().as_path()));
         if name.starts_with(&prefix) && (name.ends_with(".partial") || unrecorded) {
             let _ = std::fs::remove_file(e.path());
         }

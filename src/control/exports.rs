@@ -125,24 +125,25 @@ impl Store {
     }
 
     pub async fn export(&self, id: i64) -> Result<Option<ExportRecord>, StoreError> {
-        let row = self
-            .client()
-            .await?
-            .query_opt(
-                &format!("SELECT {EXPORT_COLUMNS} FROM {EXPORT_FROM} WHERE e.id = $1"),
-                &[&id],
-            )
-            .await?;
-        row.as_ref().map(export).transpose()
+        self.export_where("e.id", id).await
     }
 
     pub async fn export_of_job(&self, job: i64) -> Result<Option<ExportRecord>, StoreError> {
+        self.export_where("e.job_id", job).await
+    }
+
+    /// The export whose `column` (a key of `exports`) is `value`.
+    async fn export_where(
+        &self,
+        column: &'static str,
+        value: i64,
+    ) -> Result<Option<ExportRecord>, StoreError> {
         let row = self
             .client()
             .await?
             .query_opt(
-                &format!("SELECT {EXPORT_COLUMNS} FROM {EXPORT_FROM} WHERE e.job_id = $1"),
-                &[&job],
+                &format!("SELECT {EXPORT_COLUMNS} FROM {EXPORT_FROM} WHERE {column} = $1"),
+                &[&value],
             )
             .await?;
         row.as_ref().map(export).transpose()

@@ -81,7 +81,7 @@ async fn page(
             nav: Nav::of(&s),
             lab: lab.to_string(),
             title: loaded.lab.title,
-            estimate: estimate(&state.settings, &state.store, &lab).await?,
+            estimate: estimate(&state.store, &lab).await?,
             exports,
             running,
             keep_days: state.settings.exports.keep_days,
