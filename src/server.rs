@@ -57,6 +57,6 @@ pub async fn start(settings: Settings) -> anyhow::Result<AppState> {
         limiter: Default::default(),
         queue,
         background: crate::web::Background::new(tasks),
-        api_rates: Default::default(),
+        api: Default::default(),
     })
 }

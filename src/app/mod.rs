@@ -9,6 +9,7 @@ pub mod deadlines;
 pub mod evidence;
 pub mod exports;
 pub mod jobs;
+pub mod lab_upload;
 pub mod labs;
 pub mod participants;
 pub mod snapshots;

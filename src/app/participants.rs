@@ -338,3 +338,35 @@ pub async fn timeline(
     events.sort_by_key(|e| e.at);
     Ok(events)
 }
+
+/// The participants of a lab as the control database holds them, as the
+/// list an apply takes (to which new rows are added).
+pub fn current_list(records: &[crate::control::ParticipantRecord]) -> crate::lab::Participants {
+    crate::lab::Participants(
+        records
+            .iter()
+            .map(|r| crate::lab::Participant {
+                username: r.username.clone(),
+                name: r.name.clone(),
+                email: r.email.clone(),
+                group: r.group.clone(),
+            })
+            .collect(),
+    )
+}
+
+/// What applying `lab` with the complete list `wanted` would change;
+/// `None` when there is no such lab. Nothing is changed.
+pub async fn plan(
+    settings: &Settings,
+    store: &Store,
+    lab: &LabId,
+    wanted: crate::lab::Participants,
+) -> Result<Option<provision::Plan>, provision::ProvisionError> {
+    let Some(loaded) = store.lab(lab).await? else {
+        return Ok(None);
+    };
+    provision::plan(settings, store, loaded, wanted, false)
+        .await
+        .map(Some)
+}

@@ -37,6 +37,8 @@ pub enum Command {
     Up(up::UpArgs),
     /// Run the web app against the services in the config.
     Serve,
+    /// Print the API's OpenAPI 3.1 document (as served at /api/v1/openapi.json).
+    Openapi,
     /// Lab files.
     Lab {
         #[command(subcommand)]
@@ -257,6 +259,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             TokenCommand::List { owner } => tokens::list(&cli.config, owner.as_deref()).await,
             TokenCommand::Revoke { id } => tokens::revoke(&cli.config, id).await,
         },
+        Command::Openapi => {
+            println!("{}", crate::web::openapi_json());
+            Ok(())
+        }
         Command::Export { lab, with, out } => {
             export::export(&cli.config, &lab, &with, out.as_deref()).await
         }

@@ -410,6 +410,20 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets the initial passwords of `lab`'s participants (handed
+    /// out); how many were forgotten.
+    pub async fn forget_lab_passwords(&self, lab: &LabId) -> Result<u64, StoreError> {
+        Ok(self
+            .client()
+            .await?
+            .execute(
+                "DELETE FROM credentials WHERE username IN
+                   (SELECT username FROM participants WHERE lab_id = $1)",
+                &[lab],
+            )
+            .await?)
+    }
+
     pub async fn record_apply(
         &self,
         lab: &LabId,

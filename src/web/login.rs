@@ -139,6 +139,34 @@ pub fn home(role: Role) -> &'static str {
     }
 }
 
+/// The role `username` holds as a lab master or staff, if any: the
+/// bootstrap admin is a lab master; others by their LDAP groups.
+pub async fn staff_role(state: &AppState, username: &str) -> Result<Option<Role>, WebError> {
+    let web = &state.settings.web;
+    if !web.admin_user.is_empty() && username == web.admin_user {
+        return Ok(Some(Role::Master));
+    }
+    match Username::parse(username) {
+        Ok(user) => ldap_role(state, &user).await,
+        Err(_) => Ok(None),
+    }
+}
+
+/// The role `user` holds by their LDAP groups, if any.
+async fn ldap_role(state: &AppState, user: &Username) -> Result<Option<Role>, WebError> {
+    let web = &state.settings.web;
+    let mut dir = ldap::Directory::connect(&state.settings.ldap).await?;
+    let role = if dir.is_member(&web.master_group, user).await? {
+        Some(Role::Master)
+    } else if dir.is_member(&web.staff_group, user).await? {
+        Some(Role::Staff)
+    } else {
+        None
+    };
+    dir.close().await;
+    Ok(role)
+}
+
 /// The role `username` gets with `password`, or why not.
 async fn authenticate(
     state: &AppState,
@@ -159,16 +187,7 @@ async fn authenticate(
     if !ldap::check_password(&state.settings.ldap, &user, password).await? {
         return Ok(Err(wrong));
     }
-    let mut dir = ldap::Directory::connect(&state.settings.ldap).await?;
-    let role = if dir.is_member(&web.master_group, &user).await? {
-        Some(Role::Master)
-    } else if dir.is_member(&web.staff_group, &user).await? {
-        Some(Role::Staff)
-    } else {
-        None
-    };
-    dir.close().await;
-    if let Some(role) = role {
+    if let Some(role) = ldap_role(state, &user).await? {
         return Ok(Ok(role));
     }
     if state.store.labs_of_user(&user).await? > 0 {

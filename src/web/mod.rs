@@ -7,7 +7,7 @@ mod api_v1;
 mod assets;
 mod board;
 mod credentials;
-mod download;
+pub(crate) mod download;
 mod error;
 mod evidence;
 mod exports;
@@ -16,15 +16,16 @@ mod highlight;
 mod jobs;
 mod labs;
 pub mod limiter;
-mod login;
+pub(crate) mod login;
 mod markdown;
 mod participant;
 mod participants;
 pub mod session;
 mod student;
-mod submissions;
+pub(crate) mod submissions;
 mod tokens;
 
+pub use api_v1::document_json as openapi_json;
 pub use board::{render_grid, Audience, BoardView};
 pub use error::WebError;
 pub use limiter::Limiter;
@@ -51,8 +52,8 @@ pub struct AppState {
     pub queue: crate::app::Queue,
     /// Stopped when the web app stops.
     pub background: Background,
-    /// The API's request buckets.
-    pub api_rates: api_v1::RateLimits,
+    /// The API's request buckets and token owners' roles.
+    pub api: api_v1::ApiState,
 }
 
 /// What the page header needs to know about the logged-in user.

@@ -6,7 +6,7 @@ use super::session::Session;
 use super::{AppState, Nav, WebError};
 use crate::control::ParticipantRecord;
 use crate::ident::LabId;
-use crate::lab::{Participant, Participants};
+use crate::lab::Participants;
 use crate::provision;
 use crate::web::labs::LabPath;
 use crate::web::session::Master;
@@ -71,20 +71,6 @@ fn form_rows(form: &[(String, String)]) -> Vec<[String; 4]> {
             [get(&u), get(&n), get(&e), get(&g)]
         })
         .collect()
-}
-
-fn current_list(records: &[ParticipantRecord]) -> Participants {
-    Participants(
-        records
-            .iter()
-            .map(|r| Participant {
-                username: r.username.clone(),
-                name: r.name.clone(),
-                email: r.email.clone(),
-                group: r.group.clone(),
-            })
-            .collect(),
-    )
 }
 
 /// The new rows from the form and the paste, checked like a CSV file.
@@ -158,13 +144,13 @@ async fn plan_for(
     lab: &LabId,
     wanted: Participants,
 ) -> Result<provision::Plan, WebError> {
-    let loaded = load_lab(state, lab).await?;
-    provision::plan(&state.settings, &state.store, loaded, wanted, false)
+    crate::app::participants::plan(&state.settings, &state.store, lab, wanted)
         .await
         .map_err(|e| match e {
             provision::ProvisionError::Input(m) => WebError::BadRequest(m),
             other => other.into(),
-        })
+        })?
+        .ok_or(WebError::NotFound)
 }
 
 async fn plan(
@@ -184,7 +170,7 @@ async fn plan(
         Ok(p) => p,
         Err(errors) => return invalid(page_for(&state, &s, &lab, pasted, rows, errors).await?),
     };
-    let current = current_list(&state.store.participants(&lab).await?);
+    let current = crate::app::participants::current_list(&state.store.participants(&lab).await?);
     let wanted = current.merged(added.clone());
     let plan = match plan_for(&state, &lab, wanted.clone()).await {
         Ok(p) => p,

@@ -4,15 +4,15 @@
 //! only then moved into place.
 
 use super::{AppState, Nav, WebError};
-use crate::lab::{LabError, LoadedLab};
+use crate::app::lab_upload::{file_name, store_lab, validate, Staging};
 use crate::web::session::Master;
-use crate::web::session::{self, Session};
+use crate::web::session::Session;
 use askama::Template;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tokio::io::AsyncWriteExt;
 
 /// Largest upload of lab files in one form.
@@ -69,27 +69,6 @@ fn page(s: &Session, yaml: String, errors: Vec<(usize, String)>, replace: bool) 
 
 async fn form(Master(s): Master) -> Result<Html<String>, WebError> {
     Ok(Html(page(&s, EXAMPLE.to_string(), vec![], false).render()?))
-}
-
-/// Removes the staging folder unless it was moved into place.
-struct Staging(PathBuf);
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A file name from the browser, reduced to a plain name in the folder.
-fn file_name(raw: &str) -> Option<String> {
-    let base = raw.rsplit(['/', '\\']).next()?.trim();
-    let ok = !base.is_empty()
-        && !base.starts_with('.')
-        && base.len() <= 100
-        && base
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
-    (ok && base != "lab.yaml").then(|| base.to_string())
 }
 
 struct Upload {
@@ -171,85 +150,26 @@ async fn receive(s: &Session, mut form: Multipart, dir: &Path) -> Result<Upload,
     Ok(up)
 }
 
-/// Loads the staged lab; every problem as (line, message), line 0 when the
-/// message is not about a line of the YAML.
-async fn validate(
-    state: &AppState,
-    dir: &Path,
-    up: &Upload,
-) -> Result<LoadedLab, Vec<(usize, String)>> {
-    let file = dir.join("lab.yaml");
-    std::fs::write(&file, &up.yaml).map_err(|e| vec![(0, format!("cannot store the lab: {e}"))])?;
-    let lab = match LoadedLab::load(&file) {
-        Ok(lab) => lab,
-        Err(LabError::Invalid(errors)) => {
-            return Err(errors
-                .into_iter()
-                .map(|e| {
-                    // Paths on the server mean nothing to the lab master.
-                    let message = match e.message.split_once(" (looked in ") {
-                        Some((head, _)) => format!("{head}: add it under \"Files\""),
-                        None => e.message,
-                    };
-                    let text = if e.field.is_empty() {
-                        message
-                    } else {
-                        format!("{}: {message}", e.field)
-                    };
-                    (e.line, text)
-                })
-                .collect());
-        }
-        Err(LabError::Read { path, .. }) => {
-            let name = Path::new(&path)
-                .file_name()
-                .map_or(path.clone(), |n| n.to_string_lossy().into_owned());
-            return Err(vec![(
-                0,
-                format!("the lab names {name}, which was not uploaded (add it under \"Files\")"),
-            )]);
-        }
-    };
-    // Sources must be files of this upload, not paths on the server.
-    for source in std::iter::once(&lab.lab.reference).chain(lab.lab.starter.as_ref()) {
-        if source.path().parent() != Some(dir) {
-            return Err(vec![(
-                0,
-                format!(
-                    "{}: name a file uploaded with the lab, without folders",
-                    source.path().display()
-                ),
-            )]);
-        }
-    }
-    let id = &lab.lab.id;
-    let exists = state.store.lab(id).await.ok().flatten().is_some();
-    if exists && !up.replace {
-        return Err(vec![(0, format!("a lab with id {id} exists; tick \"Replace\" to update its files, or choose another id"))]);
-    }
-    let server = &state.settings.postgres[0];
-    if let Err(e) = crate::app::check_lab_loads(server, &lab).await {
-        return Err(vec![(
-            0,
-            format!("the reference or starter does not load: {e:#}"),
-        )]);
-    }
-    Ok(lab)
-}
-
 async fn create(
     State(state): State<AppState>,
     Master(s): Master,
     form: Multipart,
 ) -> Result<Response, WebError> {
-    let labs = state.settings.data_dir.join("labs");
-    let staging = Staging(labs.join(format!(".upload-{}", session::random_token())));
-    std::fs::create_dir_all(&staging.0)
+    let staging = Staging::new(&state.settings)
         .map_err(|e| WebError::Internal(format!("staging folder: {e}")))?;
-    let up = receive(&s, form, &staging.0).await?;
-    let lab = match validate(&state, &staging.0, &up).await {
+    let up = receive(&s, form, staging.path()).await?;
+    let checked = validate(
+        &state.settings,
+        &state.store,
+        staging.path(),
+        &up.yaml,
+        up.replace,
+    )
+    .await?;
+    let lab = match checked {
         Ok(lab) => lab,
-        Err(errors) => {
+        Err(problems) => {
+            let errors = problems.iter().map(|p| (p.line, p.text())).collect();
             let mut response =
                 Html(page(&s, up.yaml, errors, up.replace).render()?).into_response();
             *response.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
@@ -258,12 +178,10 @@ async fn create(
     };
     // The control database keeps the lab with its files; the staging
     // folder goes when this request ends.
-    let sources = lab
-        .lab
-        .read_sources()
-        .map_err(|e| WebError::Internal(e.to_string()))?;
-    state.store.upsert_lab(&lab, &sources).await?;
-    tracing::info!(lab = %lab.lab.id, files = ?up.files, user = %s.user, "lab stored");
+    store_lab(&state.store, &lab, &s.user)
+        .await
+        .map_err(|e| WebError::Internal(format!("{e:#}")))?;
+    tracing::info!(files = ?up.files, "lab files");
     Ok(Redirect::to(&format!("/labs/{}", lab.lab.id)).into_response())
 }
 
