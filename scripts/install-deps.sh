@@ -11,6 +11,9 @@ fi
 if [ "${1:-}" = "--test" ]; then
   packages+=(postgresql-client chromium chromium-driver)
   command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
+  # The API's Java example runs with `java File.java` (Java 17).
+  command -v java >/dev/null 2>&1 || packages+=(default-jdk-headless)
+  command -v python3 >/dev/null 2>&1 || packages+=(python3 python3-venv)
 fi
 
 missing=()

@@ -5,6 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --test
-# JSON schemas of Grafana dashboards and of the Compose specification.
+# JSON schemas of Grafana dashboards and of the Compose specification, and
+# the OpenAPI linter (@redocly/cli).
 npm ci --prefix tests/schema --no-audit --no-fund --loglevel=error
+# schemathesis (PyPI) for the API's property-based tests, in its own venv.
+if ! target/pytools/bin/st --version 2>/dev/null | grep -q "4.32.5"; then
+  python3 -m venv target/pytools
+  target/pytools/bin/pip install --quiet --disable-pip-version-check schemathesis==4.32.5
+fi
 cargo test --no-fail-fast

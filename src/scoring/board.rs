@@ -125,7 +125,10 @@ pub struct Snapshot {
     pub labs: Vec<LabBoard>,
     /// Server name and whether it answered in the latest round.
     pub servers: Vec<(String, bool)>,
+    /// When the round was published.
     pub at: Option<DateTime<Utc>>,
+    /// When the round began: every change made before it is on this board.
+    pub began: Option<DateTime<Utc>>,
 }
 
 /// Shared between the scoring loop (writer) and readers.

@@ -30,6 +30,8 @@ async fn tokens_scopes_students_errors_and_limits() {
     env.stack.settings.api.rate_per_minute = 40;
     let lab = shop_lab(&env, "apiv");
     env.apply(&lab, PEOPLE, false).await.expect("apply");
+    // Tokens work while their owner is a lab master (or staff).
+    crate::web::add_person(&env, "ada", "ada-master-pw-1", Some("labmasters")).await;
     let server = env.serve().await;
     let base = format!("http://{}/api/v1", env.settings().listen);
     let store = &env.store;
@@ -230,7 +232,6 @@ async fn tokens_scopes_students_errors_and_limits() {
     .await;
 
     // A lab master's tokens page: made (shown once), used, revoked.
-    crate::web::add_person(&env, "ada", "ada-master-pw-1", Some("labmasters")).await;
     let mut master = crate::browser::Http::new(&format!("http://{}", env.settings().listen));
     master.login("ada", "ada-master-pw-1").await;
     let csrf = master.csrf("/tokens").await;

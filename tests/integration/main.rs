@@ -1,6 +1,7 @@
 //! Integration tests against real slapd, Postgres and Prometheus, started
 //! by pglab's own stack code. One binary, to keep link time low.
 
+mod api_clients;
 mod api_v1;
 mod attacks;
 mod bad_input;

@@ -165,6 +165,7 @@ impl Engine {
     #[tracing::instrument(skip_all)]
     pub async fn round(&mut self, only: Option<&str>) -> Result<usize, crate::control::StoreError> {
         let started = Instant::now();
+        let began = chrono::Utc::now();
         if self.pseudonym_key.is_none() {
             self.pseudonym_key = Some(self.store.secret("pseudonym").await?);
         }
@@ -181,7 +182,7 @@ impl Engine {
         let evaluated = jobs.len();
         let skipped = activity.len().saturating_sub(evaluated);
         self.evaluate(jobs, &activity).await;
-        self.publish(&activity, servers);
+        self.publish(&activity, servers, began);
         self.health
             .round_done(started.elapsed(), evaluated, skipped);
         Ok(evaluated)

@@ -11,6 +11,7 @@ impl Engine {
         &self,
         activity: &BTreeMap<(String, String), Activity>,
         servers: Vec<(String, bool)>,
+        began: chrono::DateTime<Utc>,
     ) {
         let key = self.pseudonym_key.clone().unwrap_or_default();
         let labs = self
@@ -59,6 +60,7 @@ impl Engine {
             labs,
             servers,
             at: Some(Utc::now()),
+            began: Some(began),
         });
     }
 

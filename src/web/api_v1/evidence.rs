@@ -5,12 +5,12 @@ use super::model::{
     RestoreRequest, RestoreTargetName, Snapshot, SnapshotPage,
 };
 use super::people::participant;
-use super::{id_key, lab_id, links, page, Body, Problem, Who};
+use super::{id_key, lab_id, links, page, Body, Problem, Who, P, Q};
 use crate::app::snapshots::{RestoreTarget, SnapshotRequestError};
 use crate::control::{ExportRecord, SnapshotRecord, TokenScope};
 use crate::web::session::Role;
 use crate::web::{AppState, WebError};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -72,7 +72,7 @@ pub async fn accepted_job(state: &AppState, id: i64, base: &str) -> Result<Respo
 async fn job(
     State(state): State<AppState>,
     Who(caller, base): Who,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<Json<Job>, Problem> {
     caller.staff(Role::Master, TokenScope::Read)?;
     let id: i64 = id.parse().map_err(|_| Problem::not_found())?;
@@ -117,7 +117,7 @@ fn export(e: ExportRecord, base: &str) -> Export {
 async fn start_export(
     State(state): State<AppState>,
     Who(caller, base): Who,
-    Path(lab): Path<String>,
+    P(lab): P<String>,
     Body(req): Body<ExportRequest, SMALL>,
 ) -> Result<Response, Problem> {
     caller.staff(Role::Master, TokenScope::Write)?;
@@ -158,8 +158,8 @@ async fn start_export(
 async fn exports(
     State(state): State<AppState>,
     Who(caller, base): Who,
-    Path(lab): Path<String>,
-    Query(q): Query<PageQuery>,
+    P(lab): P<String>,
+    Q(q): Q<PageQuery>,
 ) -> Result<Json<ExportPage>, Problem> {
     caller.staff(Role::Master, TokenScope::Read)?;
     let id = lab_id(&lab)?;
@@ -187,7 +187,7 @@ async fn export_of(state: &AppState, id: &str) -> Result<ExportRecord, Problem> 
 async fn export_status(
     State(state): State<AppState>,
     Who(caller, base): Who,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<Json<Export>, Problem> {
     caller.staff(Role::Master, TokenScope::Read)?;
     Ok(Json(export(export_of(&state, &id).await?, &base)))
@@ -204,7 +204,7 @@ async fn export_download(
     State(state): State<AppState>,
     Who(caller, _): Who,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<Response, Problem> {
     caller.staff(Role::Master, TokenScope::Read)?;
     let e = export_of(&state, &id).await?;
@@ -251,8 +251,8 @@ fn refused(e: SnapshotRequestError) -> Problem {
 async fn snapshots(
     State(state): State<AppState>,
     Who(caller, base): Who,
-    Path((lab, user)): Path<(String, String)>,
-    Query(q): Query<PageQuery>,
+    P((lab, user)): P<(String, String)>,
+    Q(q): Q<PageQuery>,
 ) -> Result<Json<SnapshotPage>, Problem> {
     caller.staff(Role::Staff, TokenScope::Read)?;
     let (loaded, p) = participant(&state, &lab, &user).await?;
@@ -277,7 +277,7 @@ async fn snapshots(
 async fn take_snapshot(
     State(state): State<AppState>,
     Who(caller, base): Who,
-    Path((lab, user)): Path<(String, String)>,
+    P((lab, user)): P<(String, String)>,
 ) -> Result<Response, Problem> {
     caller.staff(Role::Master, TokenScope::Write)?;
     let (loaded, p) = participant(&state, &lab, &user).await?;
@@ -314,7 +314,7 @@ async fn snapshot_download(
     State(state): State<AppState>,
     Who(caller, _): Who,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<Response, Problem> {
     caller.staff(Role::Master, TokenScope::Read)?;
     let snap = snapshot_by_id(&state, &id).await?;
@@ -342,7 +342,7 @@ async fn snapshot_download(
 async fn restore_snapshot(
     State(state): State<AppState>,
     Who(caller, base): Who,
-    Path(id): Path<String>,
+    P(id): P<String>,
     Body(req): Body<RestoreRequest, SMALL>,
 ) -> Result<Response, Problem> {
     caller.staff(Role::Master, TokenScope::Write)?;
@@ -375,7 +375,7 @@ async fn restore_snapshot(
 async fn extend(
     State(state): State<AppState>,
     Who(caller, _): Who,
-    Path((lab, user)): Path<(String, String)>,
+    P((lab, user)): P<(String, String)>,
     Body(req): Body<ExtensionRequest, SMALL>,
 ) -> Result<Json<Extended>, Problem> {
     caller.staff(Role::Master, TokenScope::Write)?;
@@ -414,7 +414,7 @@ async fn extend(
 async fn reset_database(
     State(state): State<AppState>,
     Who(caller, base): Who,
-    Path((lab, user)): Path<(String, String)>,
+    P((lab, user)): P<(String, String)>,
 ) -> Result<Response, Problem> {
     caller.staff(Role::Master, TokenScope::Write)?;
     let (loaded, p) = participant(&state, &lab, &user).await?;

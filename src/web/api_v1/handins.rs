@@ -4,11 +4,11 @@
 use super::auth::Caller;
 use super::model::{Binary, HandIn, PageQuery, Progress, RestoreIssue, Submission, SubmissionPage};
 use super::people::{participant, task_scores};
-use super::{id_key, lab_id, links, page, Problem, Who};
+use super::{id_key, lab_id, links, page, Problem, Who, P, Q};
 use crate::control::{SubmissionRecord, TokenScope};
 use crate::web::session::Role;
 use crate::web::{AppState, WebError};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -75,7 +75,7 @@ fn student_only(caller: &Caller) -> Result<&crate::ident::Username, Problem> {
 async fn hand_in(
     State(state): State<AppState>,
     Who(caller, base): Who,
-    Path(lab): Path<String>,
+    P(lab): P<String>,
     request: Request,
 ) -> Result<Response, Problem> {
     let user = student_only(&caller)?.clone();
@@ -141,7 +141,7 @@ async fn may_see(state: &AppState, caller: &Caller, s: &SubmissionRecord) -> Res
 async fn status(
     State(state): State<AppState>,
     Who(caller, base): Who,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<Json<Submission>, Problem> {
     let id: i64 = id.parse().map_err(|_| Problem::not_found())?;
     let s = state
@@ -165,8 +165,8 @@ async fn status(
 async fn list(
     State(state): State<AppState>,
     Who(caller, base): Who,
-    Path(lab): Path<String>,
-    Query(q): Query<PageQuery>,
+    P(lab): P<String>,
+    Q(q): Q<PageQuery>,
 ) -> Result<Json<SubmissionPage>, Problem> {
     let id = lab_id(&lab)?;
     let all = match &caller {
@@ -203,7 +203,7 @@ async fn list(
 async fn my_progress(
     State(state): State<AppState>,
     Who(caller, _): Who,
-    Path(lab): Path<String>,
+    P(lab): P<String>,
 ) -> Result<Json<Progress>, Problem> {
     let user = student_only(&caller)?;
     let (loaded, p) = participant(&state, &lab, user.as_str()).await?;
@@ -229,7 +229,7 @@ async fn my_progress(
         points: me.map_or(0, |m| m.points()),
         max_points: loaded.lab.tasks.iter().map(|t| t.points).sum(),
         tasks: me.and_then(|m| task_scores(board, m)).unwrap_or_default(),
-        checked_at: snapshot.at,
+        checked_at: snapshot.began,
         deadline: evidence.deadline,
         final_score: evidence
             .final_state

@@ -5,13 +5,13 @@ use super::model::{
     Analytics, LabChecked, LabDetail, LabItem, LabPage, LabProblem, LabUpload, PageQuery, Scores,
     TaskItem, TaskStats,
 };
-use super::{lab_id, links, page, Body, Problem, Who};
+use super::{lab_id, links, page, Body, Problem, Who, P, Q};
 use crate::app::lab_upload::{self, Staging};
 use crate::control::TokenScope;
 use crate::lab::LoadedLab;
 use crate::web::session::Role;
 use crate::web::{AppState, WebError};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -29,7 +29,7 @@ const MAX_LAB: usize = 64 * 1024 * 1024;
 async fn list(
     State(state): State<AppState>,
     Who(caller, base): Who,
-    Query(q): Query<PageQuery>,
+    Q(q): Q<PageQuery>,
 ) -> Result<Json<LabPage>, Problem> {
     caller.staff(Role::Staff, TokenScope::Read)?;
     let mut labs = state.store.labs().await?;
@@ -102,7 +102,7 @@ fn detail(loaded: &LoadedLab, base: &str) -> LabDetail {
 async fn get_lab(
     State(state): State<AppState>,
     Who(caller, base): Who,
-    Path(lab): Path<String>,
+    P(lab): P<String>,
 ) -> Result<Json<LabDetail>, Problem> {
     caller.staff(Role::Staff, TokenScope::Read)?;
     let loaded = state
@@ -210,7 +210,7 @@ async fn check(
 async fn put_lab(
     State(state): State<AppState>,
     Who(caller, base): Who,
-    Path(lab): Path<String>,
+    P(lab): P<String>,
     Body(up): Body<LabUpload, MAX_LAB>,
 ) -> Result<Response, Problem> {
     let token = caller.staff(Role::Master, TokenScope::Admin)?;
@@ -254,8 +254,8 @@ async fn scores(
     State(state): State<AppState>,
     Who(caller, base): Who,
     headers: HeaderMap,
-    Path(lab): Path<String>,
-    Query(q): Query<PageQuery>,
+    P(lab): P<String>,
+    Q(q): Q<PageQuery>,
 ) -> Result<Response, Problem> {
     caller.staff(Role::Staff, TokenScope::Read)?;
     let id = lab_id(&lab)?;
@@ -293,7 +293,7 @@ async fn scores(
     let body = Scores {
         lab: id.to_string(),
         max_points: board.map_or(0, |b| b.max_points()),
-        checked_at: snapshot.at,
+        checked_at: snapshot.began,
         items,
         next_cursor,
     };
@@ -310,7 +310,7 @@ async fn scores(
 async fn analytics(
     State(state): State<AppState>,
     Who(caller, _): Who,
-    Path(lab): Path<String>,
+    P(lab): P<String>,
 ) -> Result<Json<Analytics>, Problem> {
     caller.staff(Role::Staff, TokenScope::Read)?;
     let loaded = state

@@ -183,6 +183,40 @@ pub fn too_large(limit: usize) -> Problem {
     )
 }
 
+/// The query string, or a problem naming it.
+pub struct Q<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<AppState> for Q<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Problem> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Q(q.0))
+            .map_err(|e| Problem::bad_request("query", e.body_text()))
+    }
+}
+
+/// The parameters of the path; a path that does not fit is a 404.
+pub struct P<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<AppState> for P<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Problem> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| P(p.0))
+            .map_err(|_| Problem::not_found())
+    }
+}
+
 /// The address scripts reached pglab at (`https` behind secure cookies),
 /// for absolute URLs in answers.
 pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {

@@ -79,6 +79,7 @@ pub struct PageQuery {
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Items per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -191,7 +192,8 @@ pub struct ScoreItem {
 pub struct Scores {
     pub lab: String,
     pub max_points: u32,
-    /// When the latest scoring round ended.
+    /// When the latest scoring round began: the scores show every change
+    /// made before this time.
     pub checked_at: Option<DateTime<Utc>>,
     pub items: Vec<ScoreItem>,
     pub next_cursor: Option<String>,

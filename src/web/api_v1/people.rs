@@ -6,7 +6,7 @@ use super::model::{
     PageQuery, ParticipantDetail, ParticipantItem, ParticipantPage, ParticipantsChange,
     PasswordReset, PlanOut, ScoreItem, TaskScore,
 };
-use super::{id_key, lab_id, links, page, Body, Problem, Who};
+use super::{id_key, lab_id, links, page, Body, Problem, Who, P, Q};
 use crate::app::participants as people;
 use crate::control::{FinalState, TokenScope};
 use crate::ident::{LabId, Username};
@@ -14,7 +14,7 @@ use crate::lab::Participants;
 use crate::scoring::{LabBoard, ParticipantBoard};
 use crate::web::session::Role;
 use crate::web::{AppState, WebError};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
 use utoipa_axum::router::OpenApiRouter;
@@ -101,8 +101,8 @@ pub fn score_item(
 async fn list(
     State(state): State<AppState>,
     Who(caller, base): Who,
-    Path(lab): Path<String>,
-    Query(q): Query<PageQuery>,
+    P(lab): P<String>,
+    Q(q): Q<PageQuery>,
 ) -> Result<Json<ParticipantPage>, Problem> {
     caller.staff(Role::Master, TokenScope::Read)?;
     let id = lab_id(&lab)?;
@@ -171,7 +171,7 @@ async fn plan_of(
 async fn plan(
     State(state): State<AppState>,
     Who(caller, _): Who,
-    Path(lab): Path<String>,
+    P(lab): P<String>,
     Body(change): Body<ParticipantsChange, MAX_LIST>,
 ) -> Result<Json<PlanOut>, Problem> {
     caller.staff(Role::Master, TokenScope::Write)?;
@@ -197,7 +197,7 @@ async fn plan(
 async fn apply(
     State(state): State<AppState>,
     Who(caller, base): Who,
-    Path(lab): Path<String>,
+    P(lab): P<String>,
     Body(change): Body<ParticipantsChange, MAX_LIST>,
 ) -> Result<Response, Problem> {
     caller.staff(Role::Master, TokenScope::Write)?;
@@ -224,7 +224,7 @@ async fn apply(
 async fn get_participant(
     State(state): State<AppState>,
     Who(caller, base): Who,
-    Path((lab, user)): Path<(String, String)>,
+    P((lab, user)): P<(String, String)>,
 ) -> Result<Json<ParticipantDetail>, Problem> {
     caller.staff(Role::Staff, TokenScope::Read)?;
     let (loaded, p) = participant(&state, &lab, &user).await?;
@@ -315,8 +315,8 @@ pub async fn participant(
 async fn history(
     State(state): State<AppState>,
     Who(caller, _): Who,
-    Path((lab, user)): Path<(String, String)>,
-    Query(q): Query<PageQuery>,
+    P((lab, user)): P<(String, String)>,
+    Q(q): Q<PageQuery>,
 ) -> Result<Json<EventPage>, Problem> {
     caller.staff(Role::Staff, TokenScope::Read)?;
     let (loaded, p) = participant(&state, &lab, &user).await?;
@@ -344,7 +344,7 @@ async fn history(
 async fn reset_password(
     State(state): State<AppState>,
     Who(caller, _): Who,
-    Path((lab, user)): Path<(String, String)>,
+    P((lab, user)): P<(String, String)>,
 ) -> Result<Json<PasswordReset>, Problem> {
     caller.staff(Role::Master, TokenScope::Write)?;
     let (loaded, p) = participant(&state, &lab, &user).await?;
@@ -408,8 +408,8 @@ async fn credentials_of(state: &AppState, lab: &LabId) -> Result<Vec<Credential>
 async fn credentials(
     State(state): State<AppState>,
     Who(caller, _): Who,
-    Path(lab): Path<String>,
-    Query(q): Query<PageQuery>,
+    P(lab): P<String>,
+    Q(q): Q<PageQuery>,
 ) -> Result<Json<CredentialPage>, Problem> {
     caller.staff(Role::Master, TokenScope::Write)?;
     let id = lab_id(&lab)?;
@@ -430,7 +430,7 @@ async fn credentials(
 async fn forget_credentials(
     State(state): State<AppState>,
     Who(caller, _): Who,
-    Path(lab): Path<String>,
+    P(lab): P<String>,
 ) -> Result<Json<Forgotten>, Problem> {
     caller.staff(Role::Master, TokenScope::Write)?;
     let id = lab_id(&lab)?;
