@@ -66,6 +66,8 @@ pub async fn accepted_job(state: &AppState, id: i64, base: &str) -> Result<Respo
 ///
 /// A background job (apply, restore, reset, snapshot, export): state,
 /// progress and the latest log lines.
+///
+/// Who: lab master, scope read.
 #[utoipa::path(get, path = "/api/v1/jobs/{id}", operation_id = "getJob", tag = "jobs",
     params(("id" = i64, Path, description = "The job's id")),
     responses((status = 200, body = Job)))]
@@ -111,6 +113,8 @@ fn export(e: ExportRecord, base: &str) -> Export {
 ///
 /// Starts an export of the lab's class data (a zip); follow it at
 /// `Location`, download it from its `download` link when ready.
+///
+/// Who: lab master, scope write.
 #[utoipa::path(post, path = "/api/v1/labs/{lab}/exports", operation_id = "startExport", tag = "evidence",
     params(("lab" = String, Path, description = "The lab's id")), request_body = ExportRequest,
     responses((status = 202, body = Export, headers(("Location" = String, description = "The export")))))]
@@ -152,6 +156,8 @@ async fn start_export(
 /// List a lab's exports.
 ///
 /// The lab's exports, newest first.
+///
+/// Who: lab master, scope read.
 #[utoipa::path(get, path = "/api/v1/labs/{lab}/exports", operation_id = "listExports", tag = "evidence",
     params(("lab" = String, Path, description = "The lab's id"), PageQuery),
     responses((status = 200, body = ExportPage)))]
@@ -181,6 +187,8 @@ async fn export_of(state: &AppState, id: &str) -> Result<ExportRecord, Problem> 
 /// Read an export.
 ///
 /// An export: progress, size, and its download link when ready.
+///
+/// Who: lab master, scope read.
 #[utoipa::path(get, path = "/api/v1/exports/{id}", operation_id = "getExport", tag = "evidence",
     params(("id" = i64, Path, description = "The export's id")),
     responses((status = 200, body = Export)))]
@@ -196,6 +204,8 @@ async fn export_status(
 /// Download an export.
 ///
 /// The export's zip (ranges supported).
+///
+/// Who: lab master, scope read.
 #[utoipa::path(get, path = "/api/v1/exports/{id}/download", operation_id = "downloadExport", tag = "evidence",
     params(("id" = i64, Path, description = "The export's id")),
     responses((status = 200, description = "The archive", content_type = "application/zip", body = Binary),
@@ -245,6 +255,8 @@ fn refused(e: SnapshotRequestError) -> Problem {
 /// List a participant's snapshots.
 ///
 /// The participant's database's snapshots, newest first.
+///
+/// Who: staff or lab master, scope read.
 #[utoipa::path(get, path = "/api/v1/labs/{lab}/participants/{user}/snapshots", operation_id = "listSnapshots", tag = "evidence",
     params(("lab" = String, Path, description = "The lab's id"), ("user" = String, Path, description = "The username"), PageQuery),
     responses((status = 200, body = SnapshotPage)))]
@@ -271,6 +283,8 @@ async fn snapshots(
 /// Take a snapshot now.
 ///
 /// Takes a snapshot of the participant's database now (a job).
+///
+/// Who: lab master, scope write.
 #[utoipa::path(post, path = "/api/v1/labs/{lab}/participants/{user}/snapshots", operation_id = "takeSnapshot", tag = "evidence",
     params(("lab" = String, Path, description = "The lab's id"), ("user" = String, Path, description = "The username")),
     responses((status = 202, body = Job, headers(("Location" = String, description = "The job")))))]
@@ -306,6 +320,8 @@ async fn snapshot_by_id(state: &AppState, id: &str) -> Result<SnapshotRecord, Pr
 ///
 /// A snapshot's dump (`pg_restore` custom format; ranges supported;
 /// `X-Checksum-Sha256`).
+///
+/// Who: lab master, scope read.
 #[utoipa::path(get, path = "/api/v1/snapshots/{id}/download", operation_id = "downloadSnapshot", tag = "evidence",
     params(("id" = i64, Path, description = "The snapshot's id")),
     responses((status = 200, description = "The dump", content_type = "application/octet-stream", body = Binary),
@@ -336,6 +352,8 @@ async fn snapshot_download(
 ///
 /// Restores a snapshot into a readable copy or into the participant's own
 /// database (a job).
+///
+/// Who: lab master, scope write.
 #[utoipa::path(post, path = "/api/v1/snapshots/{id}/restore", operation_id = "restoreSnapshot", tag = "evidence",
     params(("id" = i64, Path, description = "The snapshot's id")), request_body = RestoreRequest,
     responses((status = 202, body = Job, headers(("Location" = String, description = "The job")))))]
@@ -368,6 +386,8 @@ async fn restore_snapshot(
 ///
 /// Moves the participant's deadline; a final state already taken is set
 /// aside and the database opened again.
+///
+/// Who: lab master, scope write.
 #[utoipa::path(post, path = "/api/v1/labs/{lab}/participants/{user}/extension", operation_id = "extendDeadline", tag = "evidence",
     params(("lab" = String, Path, description = "The lab's id"), ("user" = String, Path, description = "The username")),
     request_body = ExtensionRequest,
@@ -408,6 +428,8 @@ async fn extend(
 ///
 /// Puts the participant's database back to the lab's starter state (its
 /// current content dumped first), as a job.
+///
+/// Who: lab master, scope write.
 #[utoipa::path(post, path = "/api/v1/labs/{lab}/participants/{user}/reset", operation_id = "resetDatabase", tag = "participants",
     params(("lab" = String, Path, description = "The lab's id"), ("user" = String, Path, description = "The username")),
     responses((status = 202, body = Job, headers(("Location" = String, description = "The job")))))]

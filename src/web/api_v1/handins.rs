@@ -67,6 +67,8 @@ fn student_only(caller: &Caller) -> Result<&crate::ident::Username, Problem> {
 /// Hands in a `pg_dump` file (custom, tar or plain format) as the raw body;
 /// it is restored into the participant's database as a job. Basic with the
 /// participant's lab password; the lab's size limit applies.
+///
+/// Who: the participant (Basic).
 #[utoipa::path(post, path = "/api/v1/labs/{lab}/submissions", operation_id = "handIn", tag = "hand-ins",
     params(("lab" = String, Path, description = "The lab's id")),
     request_body(content = Binary, content_type = "application/octet-stream", description = "The dump"),
@@ -134,6 +136,8 @@ async fn may_see(state: &AppState, caller: &Caller, s: &SubmissionRecord) -> Res
 /// Read a hand-in.
 ///
 /// A hand-in: its restore's status and, when it failed, the errors.
+///
+/// Who: staff or lab master, scope read; or a participant of its database (Basic).
 #[utoipa::path(get, path = "/api/v1/submissions/{id}", operation_id = "getSubmission", tag = "hand-ins",
     params(("id" = i64, Path, description = "The hand-in's id")),
     security(("token" = []), ("student" = [])),
@@ -158,6 +162,8 @@ async fn status(
 /// List hand-ins.
 ///
 /// The lab's hand-ins, newest first (a participant: their own database's).
+///
+/// Who: staff or lab master, scope read; or a participant (Basic): their own.
 #[utoipa::path(get, path = "/api/v1/labs/{lab}/submissions", operation_id = "listSubmissions", tag = "hand-ins",
     params(("lab" = String, Path, description = "The lab's id"), PageQuery),
     security(("token" = []), ("student" = [])),
@@ -196,6 +202,8 @@ async fn list(
 ///
 /// A participant's own progress: points, each task with the reason it
 /// fails, the deadline and the final score (Basic).
+///
+/// Who: the participant (Basic).
 #[utoipa::path(get, path = "/api/v1/me/labs/{lab}/progress", operation_id = "getMyProgress", tag = "me",
     params(("lab" = String, Path, description = "The lab's id")),
     security(("student" = [])),

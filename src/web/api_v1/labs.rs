@@ -24,6 +24,8 @@ const MAX_LAB: usize = 64 * 1024 * 1024;
 /// List the labs.
 ///
 /// The labs.
+///
+/// Who: staff or lab master, scope read.
 #[utoipa::path(get, path = "/api/v1/labs", operation_id = "listLabs", tag = "labs", params(PageQuery),
     responses((status = 200, body = LabPage)))]
 async fn list(
@@ -96,6 +98,8 @@ fn detail(loaded: &LoadedLab, base: &str) -> LabDetail {
 /// Read a lab.
 ///
 /// One lab, with its tasks and YAML.
+///
+/// Who: staff or lab master, scope read.
 #[utoipa::path(get, path = "/api/v1/labs/{lab}", operation_id = "getLab", tag = "labs",
     params(("lab" = String, Path, description = "The lab's id")),
     responses((status = 200, body = LabDetail)))]
@@ -180,6 +184,8 @@ fn invalid(problems: Vec<lab_upload::LabProblem>) -> Problem {
 /// Checks a lab (YAML and files) as storing it would, without storing:
 /// every problem with its line, and whether the reference and starter
 /// load.
+///
+/// Who: lab master, scope write.
 #[utoipa::path(post, path = "/api/v1/labs/check", operation_id = "checkLab", tag = "labs", request_body = LabUpload,
     responses((status = 200, body = LabChecked)))]
 async fn check(
@@ -204,6 +210,8 @@ async fn check(
 /// Creates the lab, or replaces the one of this id (its participants and
 /// their databases stay; apply the participants to bring them to the new
 /// version). The id in the YAML must be the one in the path.
+///
+/// Who: lab master, scope admin.
 #[utoipa::path(put, path = "/api/v1/labs/{lab}", operation_id = "putLab", tag = "labs", request_body = LabUpload,
     params(("lab" = String, Path, description = "The lab's id")),
     responses((status = 201, body = LabDetail, description = "Created"), (status = 200, body = LabDetail, description = "Replaced")))]
@@ -246,6 +254,8 @@ async fn put_lab(
 /// Each participant's points, tasks with reasons, and the final score once
 /// taken. `ETag` changes with each scoring round: send `If-None-Match` to
 /// get `304` when nothing changed.
+///
+/// Who: staff or lab master, scope read.
 #[utoipa::path(get, path = "/api/v1/labs/{lab}/scores", operation_id = "getScores", tag = "participants",
     params(("lab" = String, Path, description = "The lab's id"), PageQuery,
         ("If-None-Match" = Option<String>, Header, description = "The ETag of an earlier answer")),
@@ -304,6 +314,8 @@ async fn scores(
 ///
 /// Per task: how many pass, how fast, how many broke it again; who has no
 /// progress; hand-ins.
+///
+/// Who: staff or lab master, scope read.
 #[utoipa::path(get, path = "/api/v1/labs/{lab}/analytics", operation_id = "getAnalytics", tag = "labs",
     params(("lab" = String, Path, description = "The lab's id")),
     responses((status = 200, body = Analytics)))]

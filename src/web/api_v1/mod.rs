@@ -297,6 +297,8 @@ impl axum::extract::FromRequestParts<AppState> for Who {
 /// Health.
 ///
 /// Whether the control database answers.
+///
+/// Who: anyone.
 #[utoipa::path(get, path = "/api/v1/health", operation_id = "getHealth", tag = "health", security(()),
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 async fn health(State(state): State<AppState>) -> Response {
@@ -316,6 +318,8 @@ async fn health(State(state): State<AppState>) -> Response {
 /// This OpenAPI document.
 ///
 /// This document.
+///
+/// Who: anyone.
 #[utoipa::path(get, path = "/api/v1/openapi.json", operation_id = "getOpenapi", tag = "health", security(()),
     responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")))]
 async fn openapi_json() -> Response {

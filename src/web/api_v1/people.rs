@@ -95,6 +95,8 @@ pub fn score_item(
 /// List a lab's participants.
 ///
 /// The lab's participants.
+///
+/// Who: lab master, scope read.
 #[utoipa::path(get, path = "/api/v1/labs/{lab}/participants", operation_id = "listParticipants", tag = "participants",
     params(("lab" = String, Path, description = "The lab's id"), PageQuery),
     responses((status = 200, body = ParticipantPage)))]
@@ -165,6 +167,8 @@ async fn plan_of(
 /// Plan a change of participants.
 ///
 /// What applying the change would do (nothing is changed).
+///
+/// Who: lab master, scope write.
 #[utoipa::path(post, path = "/api/v1/labs/{lab}/participants/plan", operation_id = "planParticipants", tag = "participants",
     params(("lab" = String, Path, description = "The lab's id")), request_body = ParticipantsChange,
     responses((status = 200, body = PlanOut)))]
@@ -191,6 +195,8 @@ async fn plan(
 ///
 /// Applies the change as a job (LDAP accounts, databases, grants); follow
 /// it at `Location`.
+///
+/// Who: lab master, scope write.
 #[utoipa::path(post, path = "/api/v1/labs/{lab}/participants/apply", operation_id = "applyParticipants", tag = "participants",
     params(("lab" = String, Path, description = "The lab's id")), request_body = ParticipantsChange,
     responses((status = 202, body = Job, headers(("Location" = String, description = "The job")))))]
@@ -218,6 +224,8 @@ async fn apply(
 /// Read a participant.
 ///
 /// A participant: contact, database, `psql` command, deadline and score.
+///
+/// Who: staff or lab master, scope read.
 #[utoipa::path(get, path = "/api/v1/labs/{lab}/participants/{user}", operation_id = "getParticipant", tag = "participants",
     params(("lab" = String, Path, description = "The lab's id"), ("user" = String, Path, description = "The username")),
     responses((status = 200, body = ParticipantDetail)))]
@@ -309,6 +317,8 @@ pub async fn participant(
 ///
 /// A participant's timeline, oldest first: each task passed or broken,
 /// sessions, hand-ins.
+///
+/// Who: staff or lab master, scope read.
 #[utoipa::path(get, path = "/api/v1/labs/{lab}/participants/{user}/history", operation_id = "getHistory", tag = "participants",
     params(("lab" = String, Path, description = "The lab's id"), ("user" = String, Path, description = "The username"), PageQuery),
     responses((status = 200, body = EventPage)))]
@@ -338,6 +348,8 @@ async fn history(
 ///
 /// Gives the participant a new initial password (in LDAP at once; on the
 /// credentials list until they change it).
+///
+/// Who: lab master, scope write.
 #[utoipa::path(post, path = "/api/v1/labs/{lab}/participants/{user}/password", operation_id = "resetPassword", tag = "participants",
     params(("lab" = String, Path, description = "The lab's id"), ("user" = String, Path, description = "The username")),
     responses((status = 200, body = PasswordReset)))]
@@ -402,6 +414,8 @@ async fn credentials_of(state: &AppState, lab: &LabId) -> Result<Vec<Credential>
 /// Initial passwords while they are kept (until the participant changes
 /// theirs, or they are forgotten). Needs a `write` token: a token for
 /// dashboards does not see passwords.
+///
+/// Who: lab master, scope write.
 #[utoipa::path(get, path = "/api/v1/labs/{lab}/credentials", operation_id = "listCredentials", tag = "participants",
     params(("lab" = String, Path, description = "The lab's id"), PageQuery),
     responses((status = 200, body = CredentialPage)))]
@@ -424,6 +438,8 @@ async fn credentials(
 ///
 /// Forgets the lab's initial passwords (once handed out); the participants'
 /// passwords stay what they are.
+///
+/// Who: lab master, scope write.
 #[utoipa::path(delete, path = "/api/v1/labs/{lab}/credentials", operation_id = "forgetCredentials", tag = "participants",
     params(("lab" = String, Path, description = "The lab's id")),
     responses((status = 200, body = Forgotten)))]
