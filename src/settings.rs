@@ -119,6 +119,10 @@ pub struct WebSettings {
     /// `X-Forwarded-For` that is not one of them (the login limiter counts
     /// per client). Empty: the TCP peer is the client.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The address people and scripts reach pglab at (`https://lab.example.org`),
+    /// for absolute links in API answers and on credential slips. Unset:
+    /// the `Host` the request came with.
+    pub public_url: Option<String>,
 }
 
 impl Default for WebSettings {
@@ -133,6 +137,7 @@ impl Default for WebSettings {
             min_password_length: 10,
             grafana_url: None,
             trusted_proxies: Vec::new(),
+            public_url: None,
         }
     }
 }
@@ -321,6 +326,23 @@ impl Settings {
             {
                 return Err(format!(
                     "web.{field} {group:?}: use lowercase letters, digits and '_'"
+                ));
+            }
+        }
+        if let Some(url) = &w.public_url {
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            let ok = rest.is_some_and(|r| {
+                !r.is_empty()
+                    && !r.ends_with('/')
+                    && r.chars().all(|c| {
+                        c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '[' | ']' | '/')
+                    })
+            });
+            if !ok {
+                return Err(format!(
+                    "web.public_url {url:?}: an http:// or https:// address without a trailing '/', like https://lab.example.org"
                 ));
             }
         }

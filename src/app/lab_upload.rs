@@ -92,7 +92,7 @@ pub async fn validate(
     }
     let lab = match LoadedLab::load(&file) {
         Ok(lab) => lab,
-        Err(e) => return Ok(Err(load_problems(e))),
+        Err(e) => return Ok(Err(load_problems(e, dir))),
     };
     // Sources must be files of this upload, not paths on the server.
     for source in std::iter::once(&lab.lab.reference).chain(lab.lab.starter.as_ref()) {
@@ -102,6 +102,11 @@ pub async fn validate(
                 source.path().display()
             ))]));
         }
+    }
+    // Files its SQL includes (`\i`, `\ir`) must be files of the upload too,
+    // checked before any of it runs.
+    if let Err(e) = lab.lab.read_sources() {
+        return Ok(Err(load_problems(e, dir)));
     }
     let id = &lab.lab.id;
     if store.lab(id).await?.is_some() && !replace {
@@ -120,7 +125,7 @@ pub async fn validate(
 
 /// The problems of a lab that did not load, without paths on the server
 /// (they mean nothing to the lab master).
-fn load_problems(e: LabError) -> Vec<LabProblem> {
+fn load_problems(e: LabError, dir: &Path) -> Vec<LabProblem> {
     match e {
         LabError::Invalid(errors) => errors
             .into_iter()
@@ -133,6 +138,13 @@ fn load_problems(e: LabError) -> Vec<LabProblem> {
                 },
             })
             .collect(),
+        // Whether a file outside the upload exists is not the caller's to
+        // learn: the same words as for one that does.
+        LabError::Read { path, .. } if Path::new(&path).parent() != Some(dir) => {
+            vec![LabProblem::general(format!(
+                "{path}: name a file uploaded with the lab, without folders"
+            ))]
+        }
         LabError::Read { path, .. } => {
             let name = Path::new(&path)
                 .file_name()

@@ -197,19 +197,21 @@ async fn admit(
     user: &Username,
     now: DateTime<Utc>,
 ) -> Result<Admitted, UploadError> {
+    // Participation first: someone outside a lab learns nothing of it,
+    // not even whether it exists.
+    let place = store
+        .database_of(lab, user)
+        .await?
+        .ok_or_else(|| UploadError::NotParticipant(lab.to_string()))?;
     let spec = store
         .lab(lab)
         .await?
-        .ok_or_else(|| UploadError::Closed(lab.to_string()))?
+        .ok_or_else(|| UploadError::NotParticipant(lab.to_string()))?
         .lab;
     let rules = spec
         .submissions
         .clone()
         .ok_or_else(|| UploadError::Closed(lab.to_string()))?;
-    let place = store
-        .database_of(lab, user)
-        .await?
-        .ok_or_else(|| UploadError::NotParticipant(lab.to_string()))?;
     let deadline = rules.deadline(spec.deadline);
     let late = deadline.is_some_and(|d| now > d);
     if late && rules.late == LatePolicy::Reject {

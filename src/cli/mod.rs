@@ -162,7 +162,7 @@ pub enum TokenCommand {
     Create {
         /// What it is for (`gradebook sync`).
         name: String,
-        /// The lab master it acts for (default: cli:<your user>).
+        /// The lab master or staff member it acts as (default: the bootstrap admin, web.admin_user).
         #[arg(long)]
         owner: Option<String>,
         /// read, write or admin.

@@ -17,7 +17,8 @@ pub async fn create(
     scope: &str,
     expires: Option<&str>,
 ) -> anyhow::Result<()> {
-    let store = store(config).await?;
+    let settings = Settings::load(config)?;
+    let store = Store::open_migrated(&settings).await?;
     let scope = TokenScope::parse(scope).context("--scope is one of: read, write, admin")?;
     let expires_at = match expires {
         None => None,
@@ -27,10 +28,19 @@ pub async fn create(
             Some(chrono::Utc::now() + chrono::Duration::from_std(d)?)
         }
     };
-    let owner = owner.map_or_else(
-        || format!("cli:{}", super::evidence::whoami()),
-        str::to_string,
-    );
+    // A token acts as its owner: a lab master or staff member (LDAP), or
+    // the bootstrap admin of the config.
+    let owner = match owner {
+        Some(o) => o.to_string(),
+        None if !settings.web.admin_user.is_empty() => settings.web.admin_user.clone(),
+        None => {
+            anyhow::bail!("give --owner USER: the lab master or staff member the token acts as")
+        }
+    };
+    if owner != settings.web.admin_user {
+        crate::ident::Username::parse(&owner)
+            .with_context(|| format!("--owner {owner:?} is not a username"))?;
+    }
     let (t, secret) = crate::app::tokens::create(&store, name, &owner, scope, expires_at).await?;
     println!(
         "token {} ({}, {} for {owner}) - shown only now:",

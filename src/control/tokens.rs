@@ -77,14 +77,20 @@ impl Store {
         token(&row)
     }
 
-    /// The token with this hash, noting its use.
+    /// The token with this hash, noting its use (to the minute: a script
+    /// polling many times a second writes once a minute, and concurrent
+    /// requests with one token do not queue on its row).
     pub async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
         let row = self
             .client()
             .await?
             .query_opt(
                 &format!(
-                    "UPDATE api_tokens SET last_used_at = now() WHERE hash = $1 RETURNING {COLUMNS}"
+                    "WITH used AS (
+                       UPDATE api_tokens SET last_used_at = now()
+                        WHERE hash = $1
+                          AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute'))
+                     SELECT {COLUMNS} FROM api_tokens WHERE hash = $1"
                 ),
                 &[&hash],
             )

@@ -52,6 +52,17 @@ pub(crate) fn command_as(
     role: Option<&str>,
 ) -> Result<Command, ToolError> {
     let mut cmd = Command::new(tool(server, name)?);
+    // Only what a client tool needs: never pglab's own secrets from its
+    // environment (`PGLAB_*`), which a lab's SQL could print through psql.
+    cmd.env_clear();
+    for (key, value) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if matches!(k.as_ref(), "PATH" | "HOME" | "LANG" | "LC_ALL" | "TZ")
+            || k.starts_with("PGSSL")
+        {
+            cmd.env(&key, value);
+        }
+    }
     cmd.env("PGHOST", &server.host)
         .env("PGPORT", server.port.to_string())
         .env("PGUSER", user)

@@ -57,22 +57,9 @@ async fn slips(state: &AppState, lab: &LabId) -> Result<Vec<Slip>, WebError> {
         .collect())
 }
 
-/// The address students log in at, as the lab master's browser reached pglab.
+/// The address students log in at.
 fn login_url(state: &AppState, headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            h.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '[' | ']'))
-        })
-        .map_or_else(|| state.settings.listen.to_string(), str::to_string);
-    let scheme = if state.settings.web.secure_cookies {
-        "https"
-    } else {
-        "http"
-    };
-    format!("{scheme}://{host}/login")
+    format!("{}/login", super::api_v1::base_url(state, headers))
 }
 
 async fn page(

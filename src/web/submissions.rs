@@ -150,11 +150,13 @@ pub(super) async fn basic_user(
                 .map(|(u, p)| (u.to_string(), p.to_string()))
         })
         .ok_or(WebError::Unauthorized)?;
+    // A name that is no username costs no LDAP bind, and is not counted
+    // (so that made-up names cannot push real ones out of the limiter).
+    let parsed = Username::parse(&user).map_err(|_| WebError::Unauthorized)?;
     let counted = state
         .limiter
         .count(&super::session::attempt(state, headers, addr, &user))
         .map_err(WebError::TooManyAttempts)?;
-    let parsed = Username::parse(&user).map_err(|_| WebError::Unauthorized)?;
     if !crate::provision::ldap::check_password(&state.settings.ldap, &parsed, &password).await? {
         return Err(WebError::Unauthorized);
     }

@@ -162,8 +162,16 @@ async fn examples_roles_limits_and_schemathesis() {
     assert_eq!(scores, serde_json::json!({ "jva": 6 }));
     assert_eq!(scores, cli_scores(&env, "jvex"));
 
+    let student = {
+        use base64::Engine;
+        let pw = env.password("jva").await;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("jva:{pw}"))
+        )
+    };
     roles(&env, &url).await;
-    limits(&url, &admin).await;
+    limits(&url, &admin, &student).await;
     lint_and_schemathesis(&env, &url).await;
     server.stop().await;
     env.stop().await;
@@ -334,6 +342,14 @@ fn routes() -> Vec<Route> {
             None,
             MASTER,
             Write,
+            false,
+        ),
+        r(
+            "POST",
+            "/api/v1/labs/check",
+            Some("LAB"),
+            MASTER,
+            Admin,
             false,
         ),
         r(
@@ -510,6 +526,24 @@ async fn roles(env: &TestEnv, url: &str) {
         }
     }
     assert!(seen.iter().filter(|s| **s < 300).count() > 40, "{seen:?}");
+    // A lab's YAML (its checks' SQL) goes to lab masters only.
+    for (who, yaml) in [(2, false), (4, true)] {
+        let lab: serde_json::Value = http
+            .get(format!("{url}/api/v1/labs/pyex"))
+            .header("authorization", callers[who].auth.clone().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            lab["yaml"].is_string(),
+            yaml,
+            "{}: {lab}",
+            callers[who].name
+        );
+    }
     // A participant sees only their own hand-ins and progress.
     let other = http
         .get(format!("{url}/api/v1/me/labs/jvex/progress"))
@@ -548,7 +582,7 @@ async fn roles(env: &TestEnv, url: &str) {
 }
 
 /// Bodies over a route's limit, of the wrong type, or not what it takes.
-async fn limits(url: &str, admin: &str) {
+async fn limits(url: &str, admin: &str, student: &str) {
     let http = reqwest::Client::new();
     let post = |path: &str, ctype: &str, body: Vec<u8>| {
         http.post(format!("{url}{path}"))
@@ -557,6 +591,17 @@ async fn limits(url: &str, admin: &str) {
             .body(body)
             .send()
     };
+    // Who may call a route is known before its body is read.
+    let r = http
+        .post(format!("{url}/api/v1/labs/check"))
+        .header("authorization", student)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 60 << 20])
+        .send()
+        .await;
+    if let Ok(r) = r {
+        assert_eq!(r.status().as_u16(), 403, "refused before the body");
+    }
     let big = format!(r#"{{"csv":"{}"}}"#, "x".repeat(5 << 20)).into_bytes();
     let r = post(
         "/api/v1/labs/pyex/participants/plan",

@@ -12,7 +12,7 @@ use crate::web::AppState;
 use crate::web::WebError;
 use axum::http::{header, HeaderMap, StatusCode};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,15 +35,23 @@ impl ApiState {
     /// Takes one request from `key`'s bucket of `per_minute`; the seconds
     /// to wait when it is empty.
     pub fn take(&self, key: &str, per_minute: f64) -> Result<(), u64> {
+        self.bucket(key, per_minute, true)
+    }
+
+    /// Whether `key`'s bucket has a request left, without taking it.
+    fn peek(&self, key: &str, per_minute: f64) -> Result<(), u64> {
+        self.bucket(key, per_minute, false)
+    }
+
+    fn bucket(&self, key: &str, per_minute: f64, take: bool) -> Result<(), u64> {
         let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if map.len() >= MAX_CALLERS && !map.contains_key(key) {
-            if let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, (_, t))| *t)
-                .map(|(k, _)| k.clone())
-            {
-                map.remove(&oldest);
+            // A bucket unused for a minute is full again: forgetting it
+            // changes nothing. Under a flood of new callers, all go.
+            map.retain(|_, (_, last)| now.duration_since(*last) < Duration::from_secs(60));
+            if map.len() >= MAX_CALLERS {
+                map.clear();
             }
         }
         let (tokens, last) = map.entry(key.to_string()).or_insert((per_minute, now));
@@ -51,7 +59,9 @@ impl ApiState {
             (*tokens + now.duration_since(*last).as_secs_f64() * per_minute / 60.0).min(per_minute);
         *last = now;
         if *tokens >= 1.0 {
-            *tokens -= 1.0;
+            if take {
+                *tokens -= 1.0;
+            }
             Ok(())
         } else {
             Err(((1.0 - *tokens) * 60.0 / per_minute).ceil().max(1.0) as u64)
@@ -122,18 +132,30 @@ impl Caller {
     }
 }
 
-fn rate_limited(state: &AppState, key: &str) -> Result<(), Problem> {
-    state
-        .api
-        .take(key, state.settings.api_rate_per_minute())
-        .map_err(|wait| Problem {
-            retry_after: Some(wait),
-            ..Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("too many requests; try again in {wait} s"),
-            )
-        })
+fn limited(wait: u64) -> Problem {
+    Problem {
+        retry_after: Some(wait),
+        ..Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests; try again in {wait} s"),
+        )
+    }
+}
+
+/// The key of a client address: IPv4 as is, IPv6 by its /64 (one host
+/// may have a whole /64 to rotate through).
+fn address_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = a.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
 }
 
 /// The role `owner` holds now: the bootstrap admin is a lab master; others
@@ -147,21 +169,45 @@ async fn owner_role(state: &AppState, owner: &str) -> Result<Option<Role>, Probl
     Ok(role)
 }
 
-/// The caller of a request: a personal token, or a student's Basic login;
-/// rate-limited per address first, then per token.
+/// The caller of a request: a personal token, or a participant's Basic
+/// login. Requests with valid credentials count against the token's (or
+/// the participant's) own bucket; requests without, or with wrong ones,
+/// against their address's bucket, which is looked at first: an address
+/// that used it up waits before any token is looked up, and nobody's
+/// flood of bad requests slows down callers who authenticate.
 pub async fn caller(
     state: &AppState,
     headers: &HeaderMap,
     addr: SocketAddr,
 ) -> Result<Caller, Problem> {
-    rate_limited(state, &format!("addr:{}", addr.ip()))?;
+    let per_minute = state.settings.api_rate_per_minute();
+    let ip = crate::web::session::client_ip(state, headers, addr);
+    let failures = format!("addr:{}", address_key(ip));
+    state.api.peek(&failures, per_minute).map_err(limited)?;
+    match authenticate(state, headers, addr).await {
+        Ok((caller, key)) => {
+            state.api.take(&key, per_minute).map_err(limited)?;
+            Ok(caller)
+        }
+        Err(problem) => {
+            let _ = state.api.take(&failures, per_minute);
+            Err(problem)
+        }
+    }
+}
+
+/// Who the credentials are, and the key of their bucket.
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    addr: SocketAddr,
+) -> Result<(Caller, String), Problem> {
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if let Some(bearer) = auth.strip_prefix("Bearer ") {
         let token = token(state, bearer.trim()).await?;
-        rate_limited(state, &format!("token:{}", token.id))?;
         let Some(role) = owner_role(state, &token.owner).await? else {
             return Err(Problem::new(
                 StatusCode::FORBIDDEN,
@@ -172,11 +218,13 @@ pub async fn caller(
                 ),
             ));
         };
-        return Ok(Caller::Token(token, role));
+        let key = format!("token:{}", token.id);
+        return Ok((Caller::Token(token, role), key));
     }
     if auth.starts_with("Basic ") {
         let user = crate::web::submissions::basic_user(state, headers, addr).await?;
-        return Ok(Caller::Student(user));
+        let key = format!("user:{user}");
+        return Ok((Caller::Student(user), key));
     }
     Err(Problem::new(
         StatusCode::UNAUTHORIZED,
@@ -213,5 +261,45 @@ async fn token(state: &AppState, bearer: &str) -> Result<TokenRecord, Problem> {
                 why.to_string(),
             ))
         }
+    }
+}
+
+/// What a route needs of a token: the role of the page it mirrors, and a
+/// scope.
+pub trait Need: Send + Sync {
+    const ROLE: Role;
+    const SCOPE: TokenScope;
+}
+
+macro_rules! need {
+    ($($name:ident => $role:ident, $scope:ident;)+) => {$(
+        pub struct $name;
+        impl Need for $name {
+            const ROLE: Role = Role::$role;
+            const SCOPE: TokenScope = TokenScope::$scope;
+        }
+    )+};
+}
+
+need! {
+    MasterWrite => Master, Write;
+    MasterAdmin => Master, Admin;
+}
+
+/// A token caller already checked against `N`, with the base address for
+/// links: as an extractor it runs before the body is read, so that nobody
+/// else makes pglab read a large body.
+pub struct Allowed<N>(pub Caller, pub String, pub std::marker::PhantomData<N>);
+
+impl<N: Need> axum::extract::FromRequestParts<AppState> for Allowed<N> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Problem> {
+        let super::Who(caller, base) = super::Who::from_request_parts(parts, state).await?;
+        caller.staff(N::ROLE, N::SCOPE)?;
+        Ok(Allowed(caller, base, std::marker::PhantomData))
     }
 }

@@ -1,5 +1,6 @@
 //! Jobs, exports, snapshots, deadline extensions and database resets.
 
+use super::auth::{Allowed, MasterWrite};
 use super::model::{
     Binary, Export, ExportPage, ExportRequest, Extended, ExtensionRequest, Job, PageQuery,
     RestoreRequest, RestoreTargetName, Snapshot, SnapshotPage,
@@ -120,11 +121,10 @@ fn export(e: ExportRecord, base: &str) -> Export {
     responses((status = 202, body = Export, headers(("Location" = String, description = "The export")))))]
 async fn start_export(
     State(state): State<AppState>,
-    Who(caller, base): Who,
+    Allowed(caller, base, _): Allowed<MasterWrite>,
     P(lab): P<String>,
     Body(req): Body<ExportRequest, SMALL>,
 ) -> Result<Response, Problem> {
-    caller.staff(Role::Master, TokenScope::Write)?;
     let id = lab_id(&lab)?;
     let options = crate::export::ExportOptions::parse(&req.with)
         .map_err(|m| Problem::bad_request("with", m))?;
@@ -359,11 +359,10 @@ async fn snapshot_download(
     responses((status = 202, body = Job, headers(("Location" = String, description = "The job")))))]
 async fn restore_snapshot(
     State(state): State<AppState>,
-    Who(caller, base): Who,
+    Allowed(caller, base, _): Allowed<MasterWrite>,
     P(id): P<String>,
     Body(req): Body<RestoreRequest, SMALL>,
 ) -> Result<Response, Problem> {
-    caller.staff(Role::Master, TokenScope::Write)?;
     let snap = snapshot_by_id(&state, &id).await?;
     let target = match req.target {
         RestoreTargetName::Copy => RestoreTarget::Copy,
@@ -394,11 +393,10 @@ async fn restore_snapshot(
     responses((status = 200, body = Extended)))]
 async fn extend(
     State(state): State<AppState>,
-    Who(caller, _): Who,
+    Allowed(caller, _, _): Allowed<MasterWrite>,
     P((lab, user)): P<(String, String)>,
     Body(req): Body<ExtensionRequest, SMALL>,
 ) -> Result<Json<Extended>, Problem> {
-    caller.staff(Role::Master, TokenScope::Write)?;
     let (loaded, p) = participant(&state, &lab, &user).await?;
     let until = crate::app::deadlines::parse_until(&req.until, loaded.lab.deadline)
         .map_err(|m| Problem::bad_request("until", m))?;

@@ -1,6 +1,7 @@
 //! Labs: list, read, check, create or replace, and their scores and
 //! analytics.
 
+use super::auth::{Allowed, MasterAdmin};
 use super::model::{
     Analytics, LabChecked, LabDetail, LabItem, LabPage, LabProblem, LabUpload, PageQuery, Scores,
     TaskItem, TaskStats,
@@ -60,7 +61,9 @@ async fn list(
     Ok(Json(LabPage { items, next_cursor }))
 }
 
-fn detail(loaded: &LoadedLab, base: &str) -> LabDetail {
+/// A lab as the API shows it; its YAML (with the checks' SQL and hints)
+/// only to lab masters, as on the pages.
+fn detail(loaded: &LoadedLab, base: &str, with_yaml: bool) -> LabDetail {
     let l = &loaded.lab;
     LabDetail {
         id: l.id.to_string(),
@@ -78,7 +81,7 @@ fn detail(loaded: &LoadedLab, base: &str) -> LabDetail {
                 description: t.description.clone(),
             })
             .collect(),
-        yaml: loaded.text.clone(),
+        yaml: with_yaml.then(|| loaded.text.clone()),
         links: links(
             base,
             &[
@@ -114,7 +117,8 @@ async fn get_lab(
         .lab(&lab_id(&lab)?)
         .await?
         .ok_or_else(Problem::not_found)?;
-    Ok(Json(detail(&loaded, &base)))
+    let master = matches!(caller, super::auth::Caller::Token(_, Role::Master));
+    Ok(Json(detail(&loaded, &base, master)))
 }
 
 /// Stages an uploaded lab and validates it like the upload page does.
@@ -185,15 +189,14 @@ fn invalid(problems: Vec<lab_upload::LabProblem>) -> Problem {
 /// every problem with its line, and whether the reference and starter
 /// load.
 ///
-/// Who: lab master, scope write.
+/// Who: lab master, scope admin.
 #[utoipa::path(post, path = "/api/v1/labs/check", operation_id = "checkLab", tag = "labs", request_body = LabUpload,
     responses((status = 200, body = LabChecked)))]
 async fn check(
     State(state): State<AppState>,
-    Who(caller, _): Who,
+    _: Allowed<MasterAdmin>,
     Body(up): Body<LabUpload, MAX_LAB>,
 ) -> Result<Json<LabChecked>, Problem> {
-    caller.staff(Role::Master, TokenScope::Write)?;
     let (_staging, lab) = staged(&state, &up, true).await?;
     let l = &lab.lab;
     Ok(Json(LabChecked {
@@ -217,11 +220,10 @@ async fn check(
     responses((status = 201, body = LabDetail, description = "Created"), (status = 200, body = LabDetail, description = "Replaced")))]
 async fn put_lab(
     State(state): State<AppState>,
-    Who(caller, base): Who,
+    Allowed(caller, base, _): Allowed<MasterAdmin>,
     P(lab): P<String>,
     Body(up): Body<LabUpload, MAX_LAB>,
 ) -> Result<Response, Problem> {
-    let token = caller.staff(Role::Master, TokenScope::Admin)?;
     let id = lab_id(&lab)?;
     let (_staging, loaded) = staged(&state, &up, true).await?;
     if loaded.lab.id != id {
@@ -237,9 +239,9 @@ async fn put_lab(
     lab_upload::store_lab(&state.store, &loaded, &caller.name())
         .await
         .map_err(|e| WebError::Internal(format!("{e:#}")))?;
-    tracing::info!(lab = %id, owner = %token.owner, "lab stored through the API");
+    tracing::info!(lab = %id, by = %caller.name(), "lab stored through the API");
     let stored = state.store.lab(&id).await?.ok_or_else(Problem::not_found)?;
-    let body = detail(&stored, &base);
+    let body = detail(&stored, &base, true);
     let status = if existed {
         StatusCode::OK
     } else {
@@ -307,7 +309,14 @@ async fn scores(
         items,
         next_cursor,
     };
-    Ok(([(header::ETAG, tag)], Json(body)).into_response())
+    Ok((
+        [
+            (header::ETAG, tag),
+            (header::CACHE_CONTROL, "private, no-cache".to_string()),
+        ],
+        Json(body),
+    )
+        .into_response())
 }
 
 /// Read a lab's analytics.

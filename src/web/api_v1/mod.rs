@@ -217,9 +217,13 @@ impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<AppS
     }
 }
 
-/// The address scripts reached pglab at (`https` behind secure cookies),
-/// for absolute URLs in answers.
+/// The address scripts reach pglab at, for absolute URLs in answers:
+/// `web.public_url`, or the `Host` of the request (`https` behind secure
+/// cookies).
 pub fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.settings.web.public_url {
+        return url.clone();
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -467,9 +471,19 @@ pub fn document_json() -> &'static String {
     JSON.get_or_init(|| document().to_pretty_json().unwrap_or_default())
 }
 
+/// API answers are for the caller alone: not kept by caches (scores
+/// carry their own `private, no-cache` with an ETag).
+async fn no_store(mut r: Response) -> Response {
+    r.headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    r
+}
+
 pub fn router() -> Router<AppState> {
     let (router, _) = api().split_for_parts();
     router
+        .layer(axum::middleware::map_response(no_store))
         .merge(reference::router())
         .route("/api/v1/{*rest}", axum::routing::any(unknown))
 }

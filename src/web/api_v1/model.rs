@@ -117,8 +117,9 @@ pub struct LabDetail {
     pub after_deadline: String,
     pub max_points: u32,
     pub tasks: Vec<TaskItem>,
-    /// The lab as YAML, as it was stored.
-    pub yaml: String,
+    /// The lab as YAML, as it was stored (with the checks' SQL and hints):
+    /// for lab masters' tokens only, `null` for staff.
+    pub yaml: Option<String>,
     pub links: Links,
 }
 

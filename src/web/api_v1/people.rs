@@ -1,6 +1,7 @@
 //! Participants: the list, planning and applying a change (a job), each
 //! participant's score, history and password, and the lab's credentials.
 
+use super::auth::{Allowed, MasterWrite};
 use super::model::{
     ChangeMode, Credential, CredentialPage, Event, EventPage, FinalScore, Forgotten, Job,
     PageQuery, ParticipantDetail, ParticipantItem, ParticipantPage, ParticipantsChange,
@@ -174,11 +175,10 @@ async fn plan_of(
     responses((status = 200, body = PlanOut)))]
 async fn plan(
     State(state): State<AppState>,
-    Who(caller, _): Who,
+    _: Allowed<MasterWrite>,
     P(lab): P<String>,
     Body(change): Body<ParticipantsChange, MAX_LIST>,
 ) -> Result<Json<PlanOut>, Problem> {
-    caller.staff(Role::Master, TokenScope::Write)?;
     let id = lab_id(&lab)?;
     state.store.lab(&id).await?.ok_or_else(Problem::not_found)?;
     let list = wanted(&state, &id, &change).await?;
@@ -202,11 +202,10 @@ async fn plan(
     responses((status = 202, body = Job, headers(("Location" = String, description = "The job")))))]
 async fn apply(
     State(state): State<AppState>,
-    Who(caller, base): Who,
+    Allowed(caller, base, _): Allowed<MasterWrite>,
     P(lab): P<String>,
     Body(change): Body<ParticipantsChange, MAX_LIST>,
 ) -> Result<Response, Problem> {
-    caller.staff(Role::Master, TokenScope::Write)?;
     let id = lab_id(&lab)?;
     state.store.lab(&id).await?.ok_or_else(Problem::not_found)?;
     let list = wanted(&state, &id, &change).await?;

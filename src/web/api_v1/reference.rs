@@ -129,7 +129,11 @@ fn body_of(content: &Value) -> String {
 
 fn operation(path: &str, method: &str, op: &Value, default_auth: &str) -> Operation {
     let auth = match op.get("security").and_then(Value::as_array) {
-        Some(list) if list.iter().all(|s| s.as_object().is_some_and(|o| o.is_empty())) => {
+        Some(list)
+            if list
+                .iter()
+                .all(|s| s.as_object().is_some_and(|o| o.is_empty())) =>
+        {
             "none".to_string()
         }
         Some(list) => list
