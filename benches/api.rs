@@ -30,6 +30,7 @@ fn lab_yaml() -> String {
 }
 
 /// Latencies (ms) and errors of one workload at one level.
+#[derive(Default)]
 struct Run {
     ms: Vec<f64>,
     errors: usize,
@@ -87,11 +88,7 @@ where
             })
         })
         .collect();
-    let mut run = Run {
-        ms: vec![],
-        errors: 0,
-        wall: 0.0,
-    };
+    let mut run = Run::default();
     for t in tasks {
         let (ms, errors) = t.await.expect("client");
         run.ms.extend(ms);
@@ -112,11 +109,7 @@ async fn hand_ins(
     store: &pglab::control::Store,
 ) -> (Run, f64) {
     let start = Instant::now();
-    let mut all = Run {
-        ms: vec![],
-        errors: 0,
-        wall: 0.0,
-    };
+    let mut all = Run::default();
     let mut rounds = vec![];
     while rounds.len() < 3 || start.elapsed().as_secs_f64() < secs {
         let (run, restored) = hand_in_round(clients, base, basics, dump, store).await;
@@ -156,11 +149,7 @@ async fn hand_in_round(
             })
         })
         .collect();
-    let mut run = Run {
-        ms: vec![],
-        errors: 0,
-        wall: 0.0,
-    };
+    let mut run = Run::default();
     for t in tasks {
         let (ms, ok) = t.await.expect("client");
         if ok {
@@ -248,17 +237,8 @@ async fn main() {
     .await;
     let dump = Arc::new(std::fs::read(&dump_file).expect("dump"));
 
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .expect("listen");
-    let state = pglab::server::start(settings.clone())
-        .await
-        .expect("server");
-    let board = state.board.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(pglab::web::serve(state, listener, async move {
-        let _ = stopped.await;
-    }));
+    let served = common::Served::start(&settings).await;
+    let board = served.board.clone();
     while !board
         .get()
         .labs
@@ -334,7 +314,6 @@ async fn main() {
             "", ""
         );
     }
-    let _ = stop.send(());
-    let _ = server.await;
+    served.stop().await;
     bench.stop().await;
 }

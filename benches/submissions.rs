@@ -547,16 +547,7 @@ async fn main() {
     );
 
     // pglab serving, with its restore workers.
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .expect("listen");
-    let state = pglab::server::start(settings.clone())
-        .await
-        .expect("server");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(pglab::web::serve(state, listener, async move {
-        let _ = stopped.await;
-    }));
+    let served = common::Served::start(&settings).await;
     let base = format!("http://{}", settings.listen);
     let http = reqwest::Client::new();
 
@@ -665,8 +656,7 @@ async fn main() {
         r.print();
     }
 
-    let _ = stop.send(());
-    let _ = server.await;
+    served.stop().await;
     bench.stop().await;
 }
 

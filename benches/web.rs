@@ -158,17 +158,8 @@ async fn main() {
         .expect("progress");
     }
 
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .expect("listen");
-    let state = pglab::server::start(settings.clone())
-        .await
-        .expect("server");
-    let board = state.board.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(pglab::web::serve(state, listener, async move {
-        let _ = stopped.await;
-    }));
+    let served = common::Served::start(&settings).await;
+    let board = served.board.clone();
     let t = Instant::now();
     let lab = loop {
         let snap = board.get();
@@ -348,7 +339,6 @@ async fn main() {
     let (p50, p95, max) = stats(all);
     println!("60 concurrent pollers for 5 s: {:.0} requests/s, median {p50:.2} ms, p95 {p95:.2} ms, max {max:.2} ms", count as f64 / 5.0);
 
-    let _ = stop.send(());
-    let _ = server.await;
+    served.stop().await;
     bench.stop().await;
 }

@@ -49,6 +49,36 @@ impl Bench {
     }
 }
 
+/// pglab's web app (with its scoring loop and workers) on the bench's
+/// stack, as `pglab serve` runs it.
+pub struct Served {
+    pub board: pglab::scoring::Board,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Served {
+    pub async fn start(settings: &pglab::settings::Settings) -> Self {
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .expect("listen");
+        let state = pglab::server::start(settings.clone())
+            .await
+            .expect("server");
+        let board = state.board.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(pglab::web::serve(state, listener, async move {
+            let _ = stopped.await;
+        }));
+        Self { board, stop, task }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
 /// `username,name,email` with `n` participants `<prefix>0..`.
 pub fn participants_csv(prefix: &str, n: usize) -> String {
     std::iter::once("username,name,email".to_string())

@@ -187,6 +187,16 @@ impl Store {
         .transpose()
     }
 
+    /// Whether there is a lab `id` (without reading its spec).
+    pub async fn lab_exists(&self, id: &LabId) -> Result<bool, StoreError> {
+        Ok(self
+            .client()
+            .await?
+            .query_opt("SELECT 1 FROM labs WHERE id = $1", &[&id])
+            .await?
+            .is_some())
+    }
+
     /// The digest of the sources the lab's databases on `server` were built from.
     pub async fn lab_build(
         &self,

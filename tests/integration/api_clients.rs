@@ -75,18 +75,23 @@ async fn solved_dump(env: &TestEnv, folder: &Path) -> PathBuf {
     dump
 }
 
-/// Runs an example; the scores it printed last (`SCORES {...}`).
-fn run_example(mut cmd: Command, url: &str, token: &str) -> serde_json::Value {
-    let out = cmd
-        .env("PGLAB_URL", url)
-        .env("PGLAB_TOKEN", token)
-        .output()
-        .expect("the example runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+/// What `cmd` printed; it must succeed (`what` names it when it fails).
+fn stdout_of(cmd: &mut Command, what: &str) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "{stdout}\n{}",
+        "{what}:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Runs an example; the scores it printed last (`SCORES {...}`).
+fn run_example(mut cmd: Command, url: &str, token: &str) -> serde_json::Value {
+    let stdout = stdout_of(
+        cmd.env("PGLAB_URL", url).env("PGLAB_TOKEN", token),
+        "the example",
     );
     let line = stdout
         .lines()
@@ -98,18 +103,14 @@ fn run_example(mut cmd: Command, url: &str, token: &str) -> serde_json::Value {
 
 /// `pglab score LAB --json`, as username -> points.
 fn cli_scores(env: &TestEnv, lab: &str) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_pglab"))
-        .arg("--config")
-        .arg(env.settings().data_dir.join("pglab.yaml"))
-        .args(["score", lab, "--json"])
-        .output()
-        .expect("pglab score");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = stdout_of(
+        Command::new(env!("CARGO_BIN_EXE_pglab"))
+            .arg("--config")
+            .arg(env.settings().data_dir.join("pglab.yaml"))
+            .args(["score", lab, "--json"]),
+        "pglab score",
     );
-    let board: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let board: serde_json::Value = serde_json::from_str(&out).expect("json");
     let mut points = serde_json::Map::new();
     for p in board["participants"].as_array().expect("participants") {
         let sum: u64 = p["tasks"].as_array().map_or(0, |t| {
@@ -527,11 +528,13 @@ async fn roles(env: &TestEnv, url: &str) {
     }
     assert!(seen.iter().filter(|s| **s < 300).count() > 40, "{seen:?}");
     // A lab's YAML (its checks' SQL) goes to lab masters only.
-    for (who, yaml) in [(2, false), (4, true)] {
-        let lab: serde_json::Value = http
-            .get(format!("{url}/api/v1/labs/pyex"))
+    let get = |path: &str, who: usize| {
+        http.get(format!("{url}{path}"))
             .header("authorization", callers[who].auth.clone().unwrap())
             .send()
+    };
+    for (who, yaml) in [(2, false), (4, true)] {
+        let lab: serde_json::Value = get("/api/v1/labs/pyex", who)
             .await
             .unwrap()
             .json()
@@ -545,17 +548,9 @@ async fn roles(env: &TestEnv, url: &str) {
         );
     }
     // A participant sees only their own hand-ins and progress.
-    let other = http
-        .get(format!("{url}/api/v1/me/labs/jvex/progress"))
-        .header("authorization", &callers[1].auth.clone().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let other = get("/api/v1/me/labs/jvex/progress", 1).await.unwrap();
     assert_eq!(other.status().as_u16(), 404, "not in lab jvex");
-    let mine: serde_json::Value = http
-        .get(format!("{url}/api/v1/me/labs/pyex/progress"))
-        .header("authorization", &callers[1].auth.clone().unwrap())
-        .send()
+    let mine: serde_json::Value = get("/api/v1/me/labs/pyex/progress", 1)
         .await
         .unwrap()
         .json()
@@ -565,10 +560,7 @@ async fn roles(env: &TestEnv, url: &str) {
         (mine["username"].as_str(), mine["max_points"].as_u64()),
         (Some("pyb"), Some(6))
     );
-    let handins: serde_json::Value = http
-        .get(format!("{url}/api/v1/labs/pyex/submissions"))
-        .header("authorization", &callers[1].auth.clone().unwrap())
-        .send()
+    let handins: serde_json::Value = get("/api/v1/labs/pyex/submissions", 1)
         .await
         .unwrap()
         .json()
@@ -685,16 +677,11 @@ async fn lint_and_schemathesis(env: &TestEnv, url: &str) {
     );
     let doc = env.write("openapi.json", &served);
     let redocly = Path::new(MANIFEST).join("tests/schema/node_modules/.bin/redocly");
-    let out = Command::new(&redocly)
-        .args(["lint", "--format=summary"])
-        .arg(&doc)
-        .output()
-        .expect("redocly (scripts/test.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    stdout_of(
+        Command::new(&redocly)
+            .args(["lint", "--format=summary"])
+            .arg(&doc),
+        "redocly lint (scripts/test.sh installs it)",
     );
 
     let st = Path::new(MANIFEST).join("target/pytools/bin/st");
@@ -728,30 +715,25 @@ async fn lint_and_schemathesis(env: &TestEnv, url: &str) {
         ),
     ];
     for (who, auth) in runs {
-        let out = Command::new(&st)
-            .current_dir(env.dir.path())
-            .env("ST_LAB", "pyex")
-            .env("ST_USER", "pya")
-            .arg("--config-file")
-            .arg(Path::new(MANIFEST).join("tests/api/schemathesis.toml"))
-            .arg("run")
-            .arg(format!("{url}/api/v1/openapi.json"))
-            .args(&auth)
-            .args([
-                "--checks",
-                "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance",
-                "--phases", "examples,coverage,fuzzing",
-                "--max-examples", "15",
-                "--seed", "17",
-                "--no-color",
-            ])
-            .output()
-            .expect("schemathesis (scripts/test.sh installs it)");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "schemathesis as {who}:\n{text}\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        let text = stdout_of(
+            Command::new(&st)
+                .current_dir(env.dir.path())
+                .env("ST_LAB", "pyex")
+                .env("ST_USER", "pya")
+                .arg("--config-file")
+                .arg(Path::new(MANIFEST).join("tests/api/schemathesis.toml"))
+                .arg("run")
+                .arg(format!("{url}/api/v1/openapi.json"))
+                .args(&auth)
+                .args([
+                    "--checks",
+                    "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance",
+                    "--phases", "examples,coverage,fuzzing",
+                    "--max-examples", "15",
+                    "--seed", "17",
+                    "--no-color",
+                ]),
+            &format!("schemathesis (scripts/test.sh installs it) as {who}"),
         );
         let cases = text
             .lines()

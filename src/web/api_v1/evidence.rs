@@ -6,7 +6,7 @@ use super::model::{
     RestoreRequest, RestoreTargetName, Snapshot, SnapshotPage,
 };
 use super::people::participant;
-use super::{id_key, lab_id, links, page, Body, Problem, Who, P, Q};
+use super::{existing_lab, id_key, lab_id, links, page, Body, Problem, Who, P, Q};
 use crate::app::snapshots::{RestoreTarget, SnapshotRequestError};
 use crate::control::{ExportRecord, SnapshotRecord, TokenScope};
 use crate::web::session::Role;
@@ -168,8 +168,7 @@ async fn exports(
     Q(q): Q<PageQuery>,
 ) -> Result<Json<ExportPage>, Problem> {
     caller.staff(Role::Master, TokenScope::Read)?;
-    let id = lab_id(&lab)?;
-    state.store.lab(&id).await?.ok_or_else(Problem::not_found)?;
+    let id = existing_lab(&state, &lab).await?;
     let mut all = state.store.lab_exports(&id).await?;
     all.sort_by_key(|e| std::cmp::Reverse(e.id));
     let (rows, next_cursor) = page(all, |e| id_key(i64::MAX - e.id), &q);

@@ -3,7 +3,7 @@
 
 use super::auth::Caller;
 use super::model::{Binary, HandIn, PageQuery, Progress, RestoreIssue, Submission, SubmissionPage};
-use super::people::{participant, task_scores};
+use super::people::{on_board, participant, standing, task_scores};
 use super::{id_key, lab_id, links, page, Problem, Who, P, Q};
 use crate::control::{SubmissionRecord, TokenScope};
 use crate::web::session::Role;
@@ -216,20 +216,8 @@ async fn my_progress(
     let user = student_only(&caller)?;
     let (loaded, p) = participant(&state, &lab, user.as_str()).await?;
     let id = &loaded.lab.id;
-    let evidence = crate::app::deadlines::evidence(
-        &state.store,
-        &loaded.lab,
-        &p.username,
-        p.database.as_str(),
-    )
-    .await?;
-    let snapshot = state.board.get();
-    let board = snapshot.labs.iter().find(|l| l.id == id.as_str());
-    let me = board.and_then(|b| {
-        b.participants
-            .iter()
-            .find(|q| q.username == p.username.as_str())
-    });
+    let (evidence, snapshot) = standing(&state, &loaded, &p).await?;
+    let (board, me) = on_board(&snapshot, id, &p.username);
     Ok(Json(Progress {
         lab: id.to_string(),
         username: p.username.to_string(),

@@ -6,7 +6,7 @@ use super::model::{
     Analytics, LabChecked, LabDetail, LabItem, LabPage, LabProblem, LabUpload, PageQuery, Scores,
     TaskItem, TaskStats,
 };
-use super::{lab_id, links, page, Body, Problem, Who, P, Q};
+use super::{existing_lab, lab_id, links, loaded_lab, page, Body, Problem, Who, P, Q};
 use crate::app::lab_upload::{self, Staging};
 use crate::control::TokenScope;
 use crate::lab::LoadedLab;
@@ -112,11 +112,7 @@ async fn get_lab(
     P(lab): P<String>,
 ) -> Result<Json<LabDetail>, Problem> {
     caller.staff(Role::Staff, TokenScope::Read)?;
-    let loaded = state
-        .store
-        .lab(&lab_id(&lab)?)
-        .await?
-        .ok_or_else(Problem::not_found)?;
+    let loaded = loaded_lab(&state, &lab).await?;
     let master = matches!(caller, super::auth::Caller::Token(_, Role::Master));
     Ok(Json(detail(&loaded, &base, master)))
 }
@@ -270,8 +266,7 @@ async fn scores(
     Q(q): Q<PageQuery>,
 ) -> Result<Response, Problem> {
     caller.staff(Role::Staff, TokenScope::Read)?;
-    let id = lab_id(&lab)?;
-    state.store.lab(&id).await?.ok_or_else(Problem::not_found)?;
+    let id = existing_lab(&state, &lab).await?;
     let snapshot = state.board.get();
     let finals = state.store.final_states(&id).await?;
     let tag = format!(
@@ -334,11 +329,7 @@ async fn analytics(
     P(lab): P<String>,
 ) -> Result<Json<Analytics>, Problem> {
     caller.staff(Role::Staff, TokenScope::Read)?;
-    let loaded = state
-        .store
-        .lab(&lab_id(&lab)?)
-        .await?
-        .ok_or_else(Problem::not_found)?;
+    let loaded = loaded_lab(&state, &lab).await?;
     let s = crate::app::analytics::lab_stats(&state.store, &loaded.lab).await?;
     Ok(Json(Analytics {
         lab: s.lab.to_string(),

@@ -278,6 +278,25 @@ pub fn lab_id(s: &str) -> Result<LabId, Problem> {
     LabId::parse(s).map_err(|_| Problem::not_found())
 }
 
+/// The id of the path's lab, which exists; 404 otherwise.
+pub async fn existing_lab(state: &AppState, lab: &str) -> Result<LabId, Problem> {
+    let id = lab_id(lab)?;
+    if state.store.lab_exists(&id).await? {
+        Ok(id)
+    } else {
+        Err(Problem::not_found())
+    }
+}
+
+/// The path's lab, loaded; 404 when there is none.
+pub async fn loaded_lab(state: &AppState, lab: &str) -> Result<crate::lab::LoadedLab, Problem> {
+    state
+        .store
+        .lab(&lab_id(lab)?)
+        .await?
+        .ok_or_else(Problem::not_found)
+}
+
 /// The caller, from the request's parts.
 pub struct Who(pub Caller, pub String);
 

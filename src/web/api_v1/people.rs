@@ -7,7 +7,7 @@ use super::model::{
     PageQuery, ParticipantDetail, ParticipantItem, ParticipantPage, ParticipantsChange,
     PasswordReset, PlanOut, ScoreItem, TaskScore,
 };
-use super::{id_key, lab_id, links, page, Body, Problem, Who, P, Q};
+use super::{existing_lab, id_key, lab_id, links, page, Body, Problem, Who, P, Q};
 use crate::app::participants as people;
 use crate::control::{FinalState, TokenScope};
 use crate::ident::{LabId, Username};
@@ -108,8 +108,7 @@ async fn list(
     Q(q): Q<PageQuery>,
 ) -> Result<Json<ParticipantPage>, Problem> {
     caller.staff(Role::Master, TokenScope::Read)?;
-    let id = lab_id(&lab)?;
-    state.store.lab(&id).await?.ok_or_else(Problem::not_found)?;
+    let id = existing_lab(&state, &lab).await?;
     let mut all = state.store.participants(&id).await?;
     all.sort_by(|a, b| a.username.as_str().cmp(b.username.as_str()));
     let (rows, next_cursor) = page(all, |p| p.username.to_string(), &q);
@@ -179,8 +178,7 @@ async fn plan(
     P(lab): P<String>,
     Body(change): Body<ParticipantsChange, MAX_LIST>,
 ) -> Result<Json<PlanOut>, Problem> {
-    let id = lab_id(&lab)?;
-    state.store.lab(&id).await?.ok_or_else(Problem::not_found)?;
+    let id = existing_lab(&state, &lab).await?;
     let list = wanted(&state, &id, &change).await?;
     let participants = list.0.len();
     let plan = plan_of(&state, &id, list).await?;
@@ -206,8 +204,7 @@ async fn apply(
     P(lab): P<String>,
     Body(change): Body<ParticipantsChange, MAX_LIST>,
 ) -> Result<Response, Problem> {
-    let id = lab_id(&lab)?;
-    state.store.lab(&id).await?.ok_or_else(Problem::not_found)?;
+    let id = existing_lab(&state, &lab).await?;
     let list = wanted(&state, &id, &change).await?;
     // Refused at once when it cannot be applied; the job plans again.
     plan_of(&state, &id, list.clone()).await?;
@@ -247,23 +244,10 @@ async fn get_participant(
         .map_or_else(String::new, |s| {
             crate::app::psql_command(s, &p.username, &p.database)
         });
-    let evidence = crate::app::deadlines::evidence(
-        &state.store,
-        &loaded.lab,
-        &p.username,
-        p.database.as_str(),
-    )
-    .await?;
-    let snapshot = state.board.get();
-    let board = snapshot.labs.iter().find(|l| l.id == id.as_str());
+    let (evidence, snapshot) = standing(&state, &loaded, &p).await?;
+    let (board, me) = on_board(&snapshot, id, &p.username);
     let finals: Vec<FinalState> = evidence.final_state.clone().into_iter().collect();
-    let score = board
-        .and_then(|b| {
-            b.participants
-                .iter()
-                .find(|q| q.username == p.username.as_str())
-        })
-        .map(|q| score_item(board, q, &finals, id, &base));
+    let score = me.map(|q| score_item(board, q, &finals, id, &base));
     let u = &p.username;
     Ok(Json(ParticipantDetail {
         links: links(
@@ -291,6 +275,39 @@ async fn get_participant(
         deadline: evidence.deadline,
         score,
     }))
+}
+
+/// A participant's deadline evidence, and the latest board.
+pub async fn standing(
+    state: &AppState,
+    loaded: &crate::lab::LoadedLab,
+    p: &crate::control::ParticipantRecord,
+) -> Result<
+    (
+        crate::app::deadlines::Evidence,
+        std::sync::Arc<crate::scoring::Snapshot>,
+    ),
+    Problem,
+> {
+    let evidence = crate::app::deadlines::evidence(
+        &state.store,
+        &loaded.lab,
+        &p.username,
+        p.database.as_str(),
+    )
+    .await?;
+    Ok((evidence, state.board.get()))
+}
+
+/// A lab's board in a snapshot, and a participant's row on it.
+pub fn on_board<'a>(
+    snapshot: &'a crate::scoring::Snapshot,
+    lab: &LabId,
+    user: &Username,
+) -> (Option<&'a LabBoard>, Option<&'a ParticipantBoard>) {
+    let board = snapshot.labs.iter().find(|l| l.id == lab.as_str());
+    let me = board.and_then(|b| b.participants.iter().find(|q| q.username == user.as_str()));
+    (board, me)
 }
 
 /// The lab and one of its participants; 404 for either.
@@ -425,8 +442,7 @@ async fn credentials(
     Q(q): Q<PageQuery>,
 ) -> Result<Json<CredentialPage>, Problem> {
     caller.staff(Role::Master, TokenScope::Write)?;
-    let id = lab_id(&lab)?;
-    state.store.lab(&id).await?.ok_or_else(Problem::not_found)?;
+    let id = existing_lab(&state, &lab).await?;
     let mut all = credentials_of(&state, &id).await?;
     all.sort_by(|a, b| a.username.cmp(&b.username));
     let (items, next_cursor) = page(all, |c| c.username.clone(), &q);
@@ -448,8 +464,7 @@ async fn forget_credentials(
     P(lab): P<String>,
 ) -> Result<Json<Forgotten>, Problem> {
     caller.staff(Role::Master, TokenScope::Write)?;
-    let id = lab_id(&lab)?;
-    state.store.lab(&id).await?.ok_or_else(Problem::not_found)?;
+    let id = existing_lab(&state, &lab).await?;
     let n = state.store.forget_lab_passwords(&id).await?;
     tracing::info!(lab = %id, forgotten = n, by = %caller.name(), "initial passwords forgotten");
     Ok(Json(Forgotten {
