@@ -676,6 +676,23 @@ async fn lint_and_schemathesis(env: &TestEnv, url: &str) {
         String::from_utf8_lossy(&printed.stdout).trim()
     );
     let doc = env.write("openapi.json", &served);
+    // The reference page lists every operation of the document.
+    let page = reqwest::get(format!("{url}/api/v1/docs"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let document: serde_json::Value = serde_json::from_str(&served).unwrap();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for op in item.as_object().unwrap().values() {
+            let id = op["operationId"].as_str().unwrap();
+            assert!(
+                page.contains(&format!("id=\"{id}\"")),
+                "{id} ({path}) on /api/v1/docs"
+            );
+        }
+    }
     let redocly = Path::new(MANIFEST).join("tests/schema/node_modules/.bin/redocly");
     stdout_of(
         Command::new(&redocly)
