@@ -8,9 +8,11 @@ scripts/install-deps.sh --test
 # JSON schemas of Grafana dashboards and of the Compose specification, and
 # the OpenAPI linter (@redocly/cli).
 npm ci --prefix tests/schema --no-audit --no-fund --loglevel=error
-# schemathesis (PyPI) for the API's property-based tests, in its own venv.
-if ! target/pytools/bin/st --version 2>/dev/null | grep -q "4.32.5"; then
+# Python tools of the tests, in their own venv (PyPI): schemathesis for the
+# API's property-based tests, aiosmtpd for the SMTP server of the mail tests.
+if ! target/pytools/bin/st --version 2>/dev/null | grep -q "4.32.5" \
+  || ! target/pytools/bin/python -c "import aiosmtpd" 2>/dev/null; then
   python3 -m venv target/pytools
-  target/pytools/bin/pip install --quiet --disable-pip-version-check schemathesis==4.32.5
+  target/pytools/bin/pip install --quiet --disable-pip-version-check schemathesis==4.32.5 aiosmtpd==1.4.6
 fi
 cargo test --no-fail-fast

@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 const FACES: [&str; 4] = ["cli", "web", "stack", "server"];
-const LOWER: [&str; 9] = [
+const LOWER: [&str; 10] = [
     "lab",
+    "mail",
     "evidence",
     "export",
     "provision",

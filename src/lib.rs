@@ -13,6 +13,7 @@ pub mod export;
 pub mod generate;
 pub mod ident;
 pub mod lab;
+pub mod mail;
 pub mod metrics;
 pub mod pgconn;
 pub mod private_files;

@@ -148,6 +148,7 @@ async fn dispatch(settings: &Settings, store: &Store, job: &JobRecord, claim: Cl
             super::snapshots::run_job(settings, store, job, claim).await
         }
         JobKind::Export => super::exports::run_export_job(settings, store, job, claim).await,
+        JobKind::Mail => super::mail::run_mail_job(settings, store, job, claim).await,
     }
 }
 
@@ -217,6 +218,9 @@ async fn recover(
             if job.kind == JobKind::Export {
                 super::exports::clean_up(settings, store, job).await;
             }
+            if job.kind == JobKind::Mail {
+                super::mail::recover(store, job).await?;
+            }
             tracing::info!(job = job.id, kind = %job.kind, "interrupted job queued again");
             store
                 .requeue_job(claim, "interrupted (pglab stopped during it); retried")
@@ -225,6 +229,9 @@ async fn recover(
         _ => {
             if job.kind == JobKind::Export {
                 super::exports::clean_up(settings, store, job).await;
+            }
+            if job.kind == JobKind::Mail {
+                super::mail::recover(store, job).await?;
             }
             let error = format!(
                 "interrupted {} times (pglab stopped); start it again",

@@ -11,6 +11,7 @@ pub mod exports;
 pub mod jobs;
 pub mod lab_upload;
 pub mod labs;
+pub mod mail;
 pub mod participants;
 pub mod snapshots;
 pub mod submissions;

@@ -29,6 +29,24 @@ pub async fn config_check(config: &Path) -> anyhow::Result<()> {
     let dir = provision::ldap::Directory::connect(&settings.ldap).await?;
     dir.close().await;
     println!("ldap {}: ok", settings.ldap.url);
+    if settings.mail.enabled() {
+        let mailer = crate::mail::Mailer::new(&settings.mail).map_err(anyhow::Error::msg)?;
+        mailer
+            .check()
+            .await
+            .map_err(|e| anyhow::anyhow!("mail: {e}"))?;
+        println!(
+            "mail {}: ok (connected, greeted{})",
+            mailer.server,
+            if settings.mail.user.is_empty() {
+                ""
+            } else {
+                ", logged in"
+            }
+        );
+    } else {
+        println!("mail: off (no mail.host)");
+    }
     println!("{}: valid", config.display());
     Ok(())
 }

@@ -4,6 +4,7 @@ mod commands;
 mod evidence;
 mod export;
 mod generate;
+mod mail;
 mod score;
 mod tokens;
 
@@ -115,6 +116,11 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Mail participants (through the SMTP server of the config).
+    Mail {
+        #[command(subcommand)]
+        command: MailCommand,
+    },
     /// Personal API tokens (`Authorization: Bearer pglab_...`).
     Token {
         #[command(subcommand)]
@@ -153,6 +159,27 @@ pub enum LabCommand {
         /// Only validate the file; do not load anything.
         #[arg(long)]
         no_load: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MailCommand {
+    /// Mail each participant their username, initial password and psql
+    /// command (once per password; a reset makes a new one mailable).
+    Credentials {
+        /// Lab id.
+        lab: String,
+        /// Only these participants (repeat; default: everyone not mailed yet).
+        #[arg(long = "to", value_name = "USER")]
+        to: Vec<String>,
+        /// Print who would get what (and the first message); send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The lab's delivery log: to whom, what, status, attempts, the server's answer.
+    Log {
+        /// Lab id.
+        lab: String,
     },
 }
 
@@ -240,6 +267,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Snapshots { lab, user } => evidence::snapshots(&cli.config, &lab, &user).await,
         Command::Finals { lab, json } => evidence::finals(&cli.config, &lab, json).await,
+        Command::Mail { command } => match command {
+            MailCommand::Credentials { lab, to, dry_run } => {
+                mail::credentials(&cli.config, &lab, &to, dry_run).await
+            }
+            MailCommand::Log { lab } => mail::log(&cli.config, &lab).await,
+        },
         Command::Token { command } => match command {
             TokenCommand::Create {
                 name,

@@ -287,6 +287,19 @@ impl Store {
         Ok(())
     }
 
+    /// Adds a line to the log of a job that is still this worker's.
+    pub async fn log_job(&self, claim: Claim<'_>, line: &str) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO job_log (job_id, line)
+                 SELECT $1, $3 FROM jobs WHERE id = $1 AND worker = $2 AND status = 'running'",
+                &[&claim.job, &claim.worker, &line],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Ends a claimed job; `error` makes it failed. `false` when the job
     /// was no longer this worker's (nothing recorded).
     pub async fn finish_job(

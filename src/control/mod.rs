@@ -5,6 +5,7 @@ mod evidence;
 mod exports;
 mod history;
 mod jobs;
+mod mail;
 mod records;
 mod scores;
 mod submissions;
@@ -15,11 +16,12 @@ pub use evidence::*;
 pub use exports::*;
 pub use history::*;
 pub use jobs::*;
+pub use mail::*;
 pub use records::*;
 pub use scores::*;
 pub use submissions::*;
 pub use tokens::*;
-pub use types::{JobKind, JobStatus, ServerName, SnapshotKind, TokenScope};
+pub use types::{JobKind, JobStatus, MailKind, MailStatus, ServerName, SnapshotKind, TokenScope};
 
 use crate::ident::quote_ident;
 use crate::pgconn;
@@ -54,6 +56,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "api tokens",
         include_str!("migrations/0010_api_tokens.sql"),
     ),
+    (11, "mail", include_str!("migrations/0011_mail.sql")),
 ];
 
 /// Serialises migrations between pglab replicas that start together.

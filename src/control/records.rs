@@ -405,7 +405,8 @@ impl Store {
             .await?
             .execute(
                 "INSERT INTO credentials (username, initial_password) VALUES ($1, $2)
-                 ON CONFLICT (username) DO UPDATE SET initial_password = $2, created_at = now()",
+                 ON CONFLICT (username) DO UPDATE
+                 SET initial_password = $2, created_at = now(), mailed_at = NULL",
                 &[username, &password],
             )
             .await?;
@@ -461,6 +462,8 @@ pub struct CredentialRecord {
     pub server: ServerName,
     /// `None` once handed out and forgotten.
     pub initial_password: Option<String>,
+    /// When it was put in a mail (it is mailed once per password).
+    pub mailed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Store {
@@ -469,7 +472,8 @@ impl Store {
             .client()
             .await?
             .query(
-                "SELECT p.username, p.name, p.database, d.server, c.initial_password, p.email
+                "SELECT p.username, p.name, p.database, d.server, c.initial_password, p.email,
+                        c.mailed_at
                  FROM participants p
                  JOIN lab_databases d ON d.lab_id = p.lab_id AND d.name = p.database
                  LEFT JOIN credentials c ON c.username = p.username
@@ -488,6 +492,7 @@ impl Store {
                     server: r.get(3),
                     initial_password: r.get(4),
                     email: r.get(5),
+                    mailed_at: r.get(6),
                 })
             })
             .collect()

@@ -159,6 +159,29 @@ stored_enum!(
         Final => "final",
         SnapshotRestore => "snapshot_restore",
         Export => "export",
+        Mail => "mail",
+    }
+);
+
+stored_enum!(
+    /// What a mail is for.
+    MailKind {
+        Credentials => "credentials",
+        Reminder => "reminder",
+        HandIn => "hand_in",
+        Digest => "digest",
+    }
+);
+
+stored_enum!(
+    /// Where a mail is: `sending` while the server has it; `uncertain`
+    /// when its job was interrupted then (never sent again by itself).
+    MailStatus {
+        Queued => "queued",
+        Sending => "sending",
+        Sent => "sent",
+        Failed => "failed",
+        Uncertain => "uncertain",
     }
 );
 

@@ -90,6 +90,10 @@ fn load_or_make_settings(opts: &StackOptions) -> Result<Settings, StackError> {
             .map(|p| p.exports.clone())
             .unwrap_or_default(),
         api: previous.as_ref().map(|p| p.api.clone()).unwrap_or_default(),
+        mail: previous
+            .as_ref()
+            .map(|p| p.mail.clone())
+            .unwrap_or_default(),
         scoring: previous.map(|p| p.scoring).unwrap_or_default(),
     })
 }

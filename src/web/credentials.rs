@@ -22,6 +22,8 @@ pub struct Slip {
     pub database: String,
     pub password: Option<String>,
     pub psql: String,
+    /// When the password was mailed (it is mailed once).
+    pub mailed: Option<String>,
 }
 
 #[derive(Template)]
@@ -32,6 +34,10 @@ struct CredentialsPage {
     title: String,
     slips: Vec<Slip>,
     login_url: String,
+    /// Whether an SMTP server is configured.
+    mail_on: bool,
+    /// Participants whose password can be mailed now.
+    mailable: usize,
 }
 
 async fn slips(state: &AppState, lab: &LabId) -> Result<Vec<Slip>, WebError> {
@@ -52,13 +58,14 @@ async fn slips(state: &AppState, lab: &LabId) -> Result<Vec<Slip>, WebError> {
                 email: c.email,
                 database: c.database.to_string(),
                 password: c.initial_password,
+                mailed: c.mailed_at.map(crate::app::snapshots::when),
             }
         })
         .collect())
 }
 
 /// The address students log in at.
-fn login_url(state: &AppState, headers: &HeaderMap) -> String {
+pub(super) fn login_url(state: &AppState, headers: &HeaderMap) -> String {
     format!("{}/login", super::api_v1::base_url(state, headers))
 }
 
@@ -74,8 +81,18 @@ async fn page(
             nav: Nav::of(&s),
             lab: lab.to_string(),
             title: loaded.lab.title,
+            mailable: crate::app::mail::plan_credentials(
+                &state.settings,
+                &state.store,
+                &lab,
+                &[],
+                "",
+            )
+            .await
+            .map_or(0, |p| p.recipients.len()),
             slips: slips(&state, &lab).await?,
             login_url: login_url(&state, &headers),
+            mail_on: state.settings.mail.enabled(),
         }
         .render()?,
     ))

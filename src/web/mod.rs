@@ -17,6 +17,7 @@ mod jobs;
 mod labs;
 pub mod limiter;
 pub(crate) mod login;
+mod mail;
 mod markdown;
 mod participant;
 mod participants;
@@ -89,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tokens::router())
         .merge(analytics::router())
         .merge(credentials::router())
+        .merge(mail::router())
         .merge(student::router())
         .merge(submissions::router())
         .merge(board::router())

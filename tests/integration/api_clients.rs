@@ -345,6 +345,15 @@ fn routes() -> Vec<Route> {
             Write,
             false,
         ),
+        r("GET", "/api/v1/labs/pyex/mail", None, MASTER, Read, false),
+        r(
+            "POST",
+            "/api/v1/labs/pyex/mail/credentials",
+            Some(r#"{"dry_run":true}"#),
+            MASTER,
+            Write,
+            false,
+        ),
         r(
             "POST",
             "/api/v1/labs/check",

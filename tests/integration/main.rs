@@ -11,6 +11,7 @@ mod evidence;
 mod exports;
 mod hostile;
 mod in_psql;
+mod mail;
 mod observability;
 mod provisioning;
 mod scoring;

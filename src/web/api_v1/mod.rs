@@ -11,6 +11,7 @@ mod auth;
 mod evidence;
 mod handins;
 mod labs;
+mod mail;
 pub mod model;
 mod people;
 mod reference;
@@ -372,6 +373,7 @@ async fn unknown() -> Problem {
         (name = "participants", description = "Participants, their credentials, scores and history"),
         (name = "hand-ins", description = "pg_dump hand-ins"),
         (name = "evidence", description = "Exports and snapshots"),
+        (name = "mail", description = "Mail to participants, and the delivery log"),
         (name = "jobs", description = "Background jobs"),
         (name = "me", description = "A student's own progress"),
         (name = "health", description = "Health and this document"),
@@ -473,6 +475,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(people::routes())
         .merge(handins::routes())
         .merge(evidence::routes())
+        .merge(mail::routes())
 }
 
 /// The OpenAPI document, made once from the handlers.

@@ -464,3 +464,66 @@ pub struct Extended {
     /// opened again.
     pub reopened: bool,
 }
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MailCredentialsRequest {
+    /// Only these usernames (default: every participant not mailed yet).
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// Say who would get what (and show the first message); send nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MailRecipient {
+    pub username: String,
+    pub name: String,
+    pub email: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MailSkipped {
+    pub username: String,
+    pub why: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MailPreview {
+    pub subject: String,
+    pub text: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MailQueued {
+    /// The mail job (`null` for a dry run, or when nobody is to get one).
+    pub job: Option<i64>,
+    pub recipients: Vec<MailRecipient>,
+    pub skipped: Vec<MailSkipped>,
+    /// For a dry run: the first message as it would be sent.
+    pub preview: Option<MailPreview>,
+    pub links: Links,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Mail {
+    pub id: i64,
+    pub job: i64,
+    /// `credentials`, `reminder`, `hand_in`, `digest`.
+    pub kind: String,
+    pub username: Option<String>,
+    pub to_name: String,
+    pub to_address: String,
+    pub subject: String,
+    /// `queued`, `sending`, `sent`, `failed`, `uncertain` (pglab stopped
+    /// while the server had it: it may or may not have arrived).
+    pub status: String,
+    pub attempts: i32,
+    /// The server's last answer.
+    pub answer: Option<String>,
+    pub updated_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+page_of!(MailPage => Mail);

@@ -1,6 +1,9 @@
 //! pglab's configuration: one YAML file, secrets overridable from the
 //! environment, validated once at start.
 
+mod mail;
+
+pub use mail::{MailSecurity, MailSettings};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -54,6 +57,9 @@ pub struct Settings {
     pub exports: ExportSettings,
     #[serde(default)]
     pub api: ApiSettings,
+    /// Outgoing mail (credentials, reminders, hand-in results).
+    #[serde(default)]
+    pub mail: MailSettings,
 }
 
 /// Class data exports.
@@ -261,6 +267,9 @@ impl Settings {
         if let Some(t) = get("PGLAB_API_TOKEN") {
             self.api_token = Secret(t);
         }
+        if let Some(p) = get("PGLAB_SMTP_PASSWORD") {
+            self.mail.password = Secret(p);
+        }
         if let Some(p) = get("PGLAB_ADMIN_PASSWORD") {
             self.web.admin_password = Secret(p);
         }
@@ -358,7 +367,7 @@ impl Settings {
         if w.session_hours == 0 {
             return Err("web.session_hours: at least 1".into());
         }
-        Ok(())
+        self.mail.validate()
     }
 
     pub fn server(&self, name: &str) -> Option<&PgServerSettings> {
@@ -396,6 +405,7 @@ impl Settings {
             web: WebSettings::default(),
             exports: ExportSettings::default(),
             api: ApiSettings::default(),
+            mail: MailSettings::default(),
         }
     }
 

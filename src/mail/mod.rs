@@ -1,0 +1,9 @@
+//! Mail: messages made from templates (plain text and HTML), and the SMTP
+//! client that sends them, telling a temporary failure (try again later)
+//! from a permanent one (the server's answer is the reason).
+
+mod messages;
+mod smtp;
+
+pub use messages::{credentials, credentials_subject, Credentials, Rendered};
+pub use smtp::{Mailer, SendError};

@@ -1,0 +1,353 @@
+//! Mail through a real SMTP server on loopback (aiosmtpd, `tests/mail/
+//! sink.py`): credentials one message per participant with their own
+//! password (which logs into psql), mailed once until a reset, a server
+//! that answers 451 twice (delivered once, 3 attempts) and one that answers
+//! 550 (failed, the answer recorded), the dry run, the pages and the log,
+//! and `pglab serve` killed in the middle of a batch: after the restart the
+//! rest is sent and nobody gets a message twice.
+
+use crate::support::{shop_lab, TestEnv};
+use pglab::control::{MailStatus, TokenScope};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The SMTP server of a test, recording what it accepts.
+struct Sink {
+    child: Child,
+    out: PathBuf,
+    port: u16,
+}
+
+impl Sink {
+    fn start(env: &TestEnv, name: &str, delay: f64) -> Sink {
+        let port = pglab::stack::process::free_port();
+        let out = env.dir.path().join(format!("{name}.jsonl"));
+        std::fs::write(&out, "").unwrap();
+        let mut child = Command::new(Path::new(MANIFEST).join("target/pytools/bin/python"))
+            .arg(Path::new(MANIFEST).join("tests/mail/sink.py"))
+            .args(["--port", &port.to_string(), "--delay", &delay.to_string()])
+            .arg("--out")
+            .arg(&out)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("aiosmtpd (scripts/test.sh installs it)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "listening");
+        Sink { child, out, port }
+    }
+
+    /// What it accepted: (recipient, whole message).
+    fn messages(&self) -> Vec<(String, String)> {
+        std::fs::read_to_string(&self.out)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["to"][0].as_str().unwrap().to_string(),
+                    v["data"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    fn to(&self, address: &str) -> Vec<String> {
+        self.messages()
+            .into_iter()
+            .filter(|(to, _)| to == address)
+            .map(|(_, m)| m)
+            .collect()
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The test's config points at `sink`; written for the CLI and `pglab serve`.
+fn use_sink(env: &mut TestEnv, sink: &Sink) -> PathBuf {
+    let m = &mut env.stack.settings.mail;
+    m.host = "127.0.0.1".into();
+    m.port = sink.port;
+    m.security = pglab::settings::MailSecurity::None;
+    m.from = "pglab <pglab@example.org>".into();
+    m.reply_to = Some("Lab Master <ada@example.org>".into());
+    m.per_second = 200.0;
+    m.retry_secs = 0.2;
+    m.attempts = 4;
+    let config = env.settings().data_dir.join("pglab.yaml");
+    std::fs::write(&config, env.settings().to_yaml()).unwrap();
+    config
+}
+
+fn pglab(config: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_pglab"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("pglab");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "pglab {args:?}:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// Waits until the newest mail job ended; its id.
+async fn mail_done(env: &TestEnv, lab: &str) -> i64 {
+    let id = pglab::ident::LabId::parse(lab).unwrap();
+    for _ in 0..600 {
+        let mails = env.store.lab_mail(&id, 1000).await.unwrap();
+        if let Some(newest) = mails.first() {
+            let job = env.store.job(newest.job).await.unwrap().unwrap();
+            if job.status.ended() {
+                return job.id;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the mail job did not end");
+}
+
+const PEOPLE: &str = "username,name,email\n\
+    ann,Ann Lee,ann@example.org\n\
+    bob,Bob Ray,bob@example.org\n\
+    cid,Cid <b>Bold</b>,cid@example.org\n\
+    tim,Tim Later,temp-tim@example.org\n\
+    ron,Ron Gone,bounce-ron@example.org\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn credentials_by_mail_once_each_with_retries_failures_and_a_crash() {
+    let mut env = TestEnv::start(1).await;
+    let lab = shop_lab(&env, "post");
+    env.apply(&lab, PEOPLE, false).await.expect("apply");
+    let sink = Sink::start(&env, "sink", 0.0);
+    let config = use_sink(&mut env, &sink);
+    assert!(
+        pglab(&config, &["config", "check"]).contains("mail 127.0.0.1"),
+        "config check tries the server"
+    );
+
+    // A dry run names everyone and shows a message; nothing is sent.
+    let dry = pglab(&config, &["mail", "credentials", "post", "--dry-run"]);
+    for u in ["ann", "bob", "cid", "tim", "ron"] {
+        assert!(dry.contains(&format!("would mail {u}")), "{dry}");
+    }
+    assert!(
+        dry.contains("initial password:") && dry.contains("nothing was sent"),
+        "{dry}"
+    );
+    assert!(sink.messages().is_empty());
+
+    // Sent by the running pglab's workers, one message each.
+    let server = env.serve().await;
+    let queued = pglab(&config, &["mail", "credentials", "post"]);
+    assert!(queued.contains("queued as job"), "{queued}");
+    let job = mail_done(&env, "post").await;
+    for (user, address) in [
+        ("ann", "ann@example.org"),
+        ("bob", "bob@example.org"),
+        ("cid", "cid@example.org"),
+    ] {
+        let got = sink.to(address);
+        assert_eq!(got.len(), 1, "{user}: one message");
+        let pw = env.password(user).await;
+        assert!(got[0].contains(&pw), "{user}'s own password");
+        assert!(
+            got[0].contains(&format!("-U {user} -d post_{user}")),
+            "{user}'s psql command"
+        );
+        assert!(
+            got[0]
+                .lines()
+                .any(|l| l.starts_with("Reply-To:") && l.contains("<ada@example.org>")),
+            "{}",
+            got[0]
+        );
+        env.connect_as(0, user, &pw, &format!("post_{user}"))
+            .await
+            .expect("the mailed password logs into psql");
+    }
+    let cid = &sink.to("cid@example.org")[0];
+    assert!(
+        cid.contains("Cid &#60;b&#62;Bold"),
+        "names escaped in the HTML part: {cid}"
+    );
+    // 451 twice, then taken: delivered once, after 3 attempts.
+    assert_eq!(sink.to("temp-tim@example.org").len(), 1);
+    // 550: failed for good, the server's answer recorded.
+    assert!(sink.to("bounce-ron@example.org").is_empty());
+    let id = pglab::ident::LabId::parse("post").unwrap();
+    let log = env.store.lab_mail(&id, 100).await.unwrap();
+    let of = |u: &str| {
+        log.iter()
+            .find(|m| m.username.as_deref() == Some(u))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        (of("tim").status, of("tim").attempts),
+        (MailStatus::Sent, 3)
+    );
+    assert_eq!(
+        (of("ron").status, of("ron").attempts),
+        (MailStatus::Failed, 1)
+    );
+    assert!(
+        of("ron").answer.unwrap_or_default().contains("550"),
+        "{:?}",
+        of("ron")
+    );
+    assert_eq!(
+        (of("ann").status, of("ann").attempts),
+        (MailStatus::Sent, 1)
+    );
+    // No password in the job's log, the delivery log or the CLI's log.
+    let lines = env.store.job_log(job).await.unwrap().join("\n");
+    let printed = pglab(&config, &["mail", "log", "post"]);
+    for u in ["ann", "bob", "cid", "tim"] {
+        let pw = env.password(u).await;
+        assert!(
+            !lines.contains(&pw) && !printed.contains(&pw),
+            "no password of {u} in a log"
+        );
+    }
+    assert!(
+        printed.contains("failed") && printed.contains("550"),
+        "{printed}"
+    );
+
+    // Mailed once: again, nobody (each is named with the reason) ...
+    let again = pglab(&config, &["mail", "credentials", "post"]);
+    assert!(
+        again.contains("nobody to mail") && again.contains("already mailed"),
+        "{again}"
+    );
+    // ... until a reset gives a new password, which is mailed.
+    let ann = pglab::ident::Username::parse("ann").unwrap();
+    pglab::app::participants::reset_password(env.settings(), &env.store, &id, &ann)
+        .await
+        .unwrap();
+    let resent = pglab(&config, &["mail", "credentials", "post", "--to", "ann"]);
+    assert!(resent.contains("mails ann"), "{resent}");
+    mail_done(&env, "post").await;
+    let got = sink.to("ann@example.org");
+    assert_eq!(got.len(), 2);
+    assert!(
+        got[1].contains(&env.password("ann").await),
+        "the new password"
+    );
+
+    // The pages: the credentials page offers mail, a preview shows who and
+    // the first message, the delivery log lists every message.
+    web_pages(&env).await;
+    server.stop().await;
+
+    crash_in_the_middle(&mut env).await;
+    env.stop().await;
+}
+
+async fn web_pages(env: &TestEnv) {
+    let base = format!("http://{}", env.settings().listen);
+    let mut http = crate::browser::Http::new(&base);
+    let pw = env.settings().web.admin_password.expose().to_string();
+    http.login("admin", &pw).await;
+    let (status, page) = http.get("/labs/post/credentials").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("Mail the credentials") && page.contains("Mailed"),
+        "{page}"
+    );
+    let csrf = http.csrf("/labs/post/credentials").await;
+    let (status, preview) = http
+        .post(
+            "/labs/post/mail/credentials",
+            &[("csrf", &csrf), ("to", "ann, bob"), ("action", "preview")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        preview.contains("already mailed") && preview.contains("Nobody to mail"),
+        "{preview}"
+    );
+    let (status, log) = http.get("/labs/post/mail").await;
+    assert_eq!(status, 200);
+    for needle in ["temp-tim@example.org", "550", "sent", "failed"] {
+        assert!(log.contains(needle), "{needle} on the delivery log");
+    }
+    let mut student = crate::browser::Http::new(&base);
+    student.login("bob", &env.password("bob").await).await;
+    assert_eq!(student.get("/labs/post/mail").await.0, 403);
+    let _ = TokenScope::Read;
+}
+
+/// `pglab serve` killed while it mails a batch: after a restart the rest
+/// is sent; nobody gets a message twice; at most the one at the server
+/// when it died is uncertain.
+async fn crash_in_the_middle(env: &mut TestEnv) {
+    let csv: String = std::iter::once("username,name,email".to_string())
+        .chain((0..12).map(|i| format!("k{i},Kim {i},k{i}@example.org")))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let lab = shop_lab(env, "bulk");
+    env.apply(&lab, &csv, false).await.expect("apply");
+    let slow = Sink::start(env, "slow", 0.3);
+    let config = use_sink(env, &slow);
+    let serve = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_pglab"))
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("pglab serve")
+    };
+    let mut first = serve();
+    pglab(&config, &["mail", "credentials", "bulk"]);
+    for _ in 0..300 {
+        if slow.messages().len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    first.kill().await.expect("SIGKILL");
+    let _ = first.wait().await;
+    let before = slow.messages().len();
+    assert!(before < 12, "killed in the middle ({before} of 12 sent)");
+    let _second = serve();
+    mail_done(env, "bulk").await;
+    let id = pglab::ident::LabId::parse("bulk").unwrap();
+    let log = env.store.lab_mail(&id, 100).await.unwrap();
+    let uncertain = log
+        .iter()
+        .filter(|m| m.status == MailStatus::Uncertain)
+        .count();
+    assert!(uncertain <= 1, "{log:?}");
+    for m in &log {
+        let got = slow.to(&m.to_address).len();
+        match m.status {
+            MailStatus::Sent => assert_eq!(got, 1, "{} once", m.to_address),
+            MailStatus::Uncertain => assert!(got <= 1, "{} at most once", m.to_address),
+            other => panic!("{} ended {other}", m.to_address),
+        }
+    }
+    assert_eq!(log.len(), 12);
+    let printed = pglab(&config, &["mail", "log", "bulk"]);
+    assert_eq!(printed.lines().count(), 13, "{printed}");
+}
