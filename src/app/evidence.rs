@@ -37,6 +37,11 @@ pub fn start(
                 Ok(_) => queue.queued(),
                 Err(e) => tracing::warn!(error = %e, "scheduling snapshots and final states"),
             }
+            match super::mail::remind(&settings, &store).await {
+                Ok(0) => {}
+                Ok(_) => queue.queued(),
+                Err(e) => tracing::warn!(error = %e, "queuing deadline reminders"),
+            }
             if let Err(e) = super::exports::expire(&settings, &store).await {
                 tracing::warn!(error = %e, "deleting expired exports");
             }

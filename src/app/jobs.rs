@@ -130,9 +130,10 @@ async fn dispatch(settings: &Settings, store: &Store, job: &JobRecord, claim: Cl
     match job.kind {
         JobKind::Restore => match store.submission_of_job(job.id).await {
             Ok(Some(sub)) => {
-                let db = sub.database.to_string();
+                let (db, id) = (sub.database.to_string(), sub.id);
                 restores::run(settings, store, sub, claim.worker).await;
                 super::deadlines::reenforce(settings, store, &job.lab, &db).await;
+                mail_result(settings, store, id).await;
             }
             Ok(None) => end(store, claim, "the submission of this restore is gone").await,
             Err(e) => end(store, claim, &e.to_string()).await,
@@ -149,6 +150,13 @@ async fn dispatch(settings: &Settings, store: &Store, job: &JobRecord, claim: Cl
         }
         JobKind::Export => super::exports::run_export_job(settings, store, job, claim).await,
         JobKind::Mail => super::mail::run_mail_job(settings, store, job, claim).await,
+    }
+}
+
+/// A hand-in that ended: its result by mail, when its lab says so.
+async fn mail_result(settings: &Settings, store: &Store, id: i64) {
+    if let Err(e) = super::mail::hand_in_result(settings, store, id).await {
+        tracing::warn!(hand_in = id, error = %e, "could not queue the hand-in's result mail");
     }
 }
 
@@ -205,9 +213,10 @@ async fn recover(
     match job.kind {
         JobKind::Restore => match store.submission_of_job(job.id).await? {
             Some(sub) => {
-                let db = sub.database.to_string();
+                let (db, id) = (sub.database.to_string(), sub.id);
                 restores::recover(settings, store, sub, claim.worker, job.max_attempts).await?;
                 super::deadlines::reenforce(settings, store, &job.lab, &db).await;
+                mail_result(settings, store, id).await;
             }
             None => end(store, claim, "the submission of this restore is gone").await,
         },

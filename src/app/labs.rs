@@ -142,6 +142,7 @@ pub async fn apply_lab(
     .await
     .map(|w| w.folder)
     .map_err(|e| e.to_string());
+    super::mail::after_apply(settings, store, &plan.lab.lab).await;
     Ok(Applied { report, generated })
 }
 

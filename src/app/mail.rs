@@ -19,6 +19,21 @@ use std::time::Duration;
 /// Longest wait between two attempts of a message.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
+/// The web address mails point at when no request gave one:
+/// `web.public_url`, or the address pglab listens on.
+pub fn public_base(settings: &Settings) -> String {
+    settings
+        .web
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", settings.listen))
+}
+
+/// Longest text of one restore problem in a hand-in's result.
+const ISSUE_CHARS: usize = 400;
+/// Restore problems named in a hand-in's result.
+const ISSUES_MAILED: usize = 3;
+
 /// Why mail could not be queued.
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
@@ -172,6 +187,7 @@ pub async fn mail_credentials(
         .map(|r| NewMail {
             kind: MailKind::Credentials,
             username: Some(&r.username),
+            about: None,
             to_name: &r.name,
             to_address: &r.email,
             subject: &subject,
@@ -196,6 +212,36 @@ pub async fn mail_credentials(
     queue.queued();
     tracing::info!(%lab, by, job = id, messages = queued, "credentials mail queued");
     Ok((Some(id), plan))
+}
+
+/// After an apply: the credentials of every participant not mailed yet,
+/// when the lab says so (`mail.credentials: after-apply`). Failing to
+/// queue them does not fail the apply; it is logged.
+pub async fn after_apply(settings: &Settings, store: &Store, lab: &crate::lab::Lab) {
+    if !lab.mail.credentials_after_apply || !settings.mail.enabled() {
+        return;
+    }
+    let login = format!("{}/login", public_base(settings));
+    let queue = super::Queue::default();
+    match mail_credentials(
+        settings,
+        store,
+        &queue,
+        &lab.id,
+        &[],
+        &login,
+        "pglab (after apply)",
+    )
+    .await
+    {
+        Ok((Some(job), plan)) => {
+            tracing::info!(lab = %lab.id, job, messages = plan.recipients.len(), "credentials mailed after the apply");
+        }
+        Ok((None, _)) => {}
+        Err(e) => {
+            tracing::warn!(lab = %lab.id, error = %e, "could not queue the credentials after the apply")
+        }
+    }
 }
 
 /// The message `m` as it is sent now; `Err` (a permanent failure) when it
@@ -229,9 +275,291 @@ async fn render(
             credentials_message(settings, lab_title, &c, &password, login_url)
                 .map_err(SendError::Permanent)
         }
+        MailKind::Reminder => render_reminder(settings, store, job, lab_title, m).await,
+        MailKind::HandIn => render_hand_in(settings, lab_title, store, m).await,
         other => Err(SendError::Permanent(format!(
             "{other} messages are not made by this pglab"
         ))),
+    }
+}
+
+fn temporary(e: StoreError) -> SendError {
+    SendError::Temporary(e.to_string())
+}
+
+fn unmade(e: askama::Error) -> SendError {
+    SendError::Permanent(format!("the message cannot be made: {e}"))
+}
+
+/// A reminder as it is sent now: the participant's deadline and progress.
+async fn render_reminder(
+    settings: &Settings,
+    store: &Store,
+    job: &JobRecord,
+    lab_title: &str,
+    m: &MailRecord,
+) -> Result<Rendered, SendError> {
+    let gone = || SendError::Permanent("the participant or the lab is gone".into());
+    let lab = store
+        .lab(&job.lab)
+        .await
+        .map_err(temporary)?
+        .ok_or_else(gone)?
+        .lab;
+    let user = m.username.as_deref().unwrap_or_default();
+    let me = store
+        .participants(&job.lab)
+        .await
+        .map_err(temporary)?
+        .into_iter()
+        .find(|p| p.username.as_str() == user)
+        .ok_or_else(gone)?;
+    let db = me.database.to_string();
+    let deadline = super::evidence::deadlines(store, &lab)
+        .await
+        .map_err(temporary)?
+        .get(&db)
+        .copied()
+        .ok_or_else(|| SendError::Permanent("the lab has no deadline any more".into()))?;
+    let scores = store
+        .task_scores_of(&job.lab, std::slice::from_ref(&db))
+        .await
+        .map_err(temporary)?;
+    let tasks: Vec<crate::mail::TaskLine> = lab
+        .tasks
+        .iter()
+        .map(|t| {
+            let s = scores.iter().find(|s| s.task == t.id);
+            crate::mail::TaskLine {
+                title: t.title.clone(),
+                points: t.points,
+                passed: s.is_some_and(|s| s.passed),
+                reason: s.and_then(|s| s.reason.clone()),
+            }
+        })
+        .collect();
+    let points = scores
+        .iter()
+        .filter(|s| s.passed)
+        .map(|s| s.points.max(0) as u32)
+        .sum();
+    let left = (deadline - chrono::Utc::now()).num_seconds().max(0) as u64;
+    crate::mail::reminder(&crate::mail::Reminder {
+        name: &m.to_name,
+        lab_title,
+        deadline: &deadline.format("%Y-%m-%d %H:%M UTC").to_string(),
+        left: &before(left),
+        points,
+        max_points: lab.tasks.iter().map(|t| t.points).sum(),
+        tasks: &tasks,
+        login_url: &format!("{}/login", public_base(settings)),
+    })
+    .map_err(unmade)
+}
+
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(ISSUE_CHARS) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+/// A hand-in's result as it is sent now.
+async fn render_hand_in(
+    settings: &Settings,
+    lab_title: &str,
+    store: &Store,
+    m: &MailRecord,
+) -> Result<Rendered, SendError> {
+    let id = m.about.unwrap_or_default();
+    let sub = store
+        .submission(id)
+        .await
+        .map_err(temporary)?
+        .ok_or_else(|| SendError::Permanent(format!("hand-in {id} is gone")))?;
+    let issues: Vec<crate::mail::IssueLine> = sub
+        .errors
+        .iter()
+        .take(ISSUES_MAILED)
+        .map(|e| crate::mail::IssueLine {
+            message: clip(&e.message),
+            line: e.line,
+            statement: e.statement.as_deref().map(clip),
+        })
+        .collect();
+    crate::mail::hand_in(&crate::mail::HandIn {
+        name: &m.to_name,
+        lab_title,
+        id,
+        uploaded_by: sub.uploaded_by.as_str(),
+        succeeded: sub.status == crate::control::JobStatus::Succeeded,
+        late: sub.late,
+        issues: &issues,
+        issue_count: sub.errors.len(),
+        url: &format!("{}/submissions/{id}", public_base(settings)),
+    })
+    .map_err(unmade)
+}
+
+/// Queues `mails` of `lab` as one job started by pglab itself; each goes
+/// to its participant once (`about`). The job, if anything was queued.
+async fn queue_once(
+    store: &Store,
+    lab: &LabId,
+    title: String,
+    mails: &[NewMail<'_>],
+) -> Result<Option<i64>, StoreError> {
+    if mails.is_empty() {
+        return Ok(None);
+    }
+    let job = NewJob {
+        kind: JobKind::Mail,
+        lab,
+        lock_key: "mail".into(),
+        title,
+        started_by: "pglab",
+        params: serde_json::json!({}),
+        max_attempts: 5,
+    };
+    Ok(store
+        .queue_mail(&job, mails, false)
+        .await?
+        .and_then(|(id, n)| (n > 0).then_some(id)))
+}
+
+/// Queues the result of hand-in `id` to the people of its database, when
+/// its lab says so (`mail.hand_ins`) and mail is configured.
+pub async fn hand_in_result(settings: &Settings, store: &Store, id: i64) -> Result<(), StoreError> {
+    if !settings.mail.enabled() {
+        return Ok(());
+    }
+    let Some(sub) = store.submission(id).await? else {
+        return Ok(());
+    };
+    let Some(lab) = store.lab(&sub.lab).await? else {
+        return Ok(());
+    };
+    if !lab.lab.mail.hand_ins || !sub.status.ended() {
+        return Ok(());
+    }
+    let people: Vec<_> = store
+        .participants(&sub.lab)
+        .await?
+        .into_iter()
+        .filter(|p| p.database == sub.database && !p.email.trim().is_empty())
+        .collect();
+    let succeeded = sub.status == crate::control::JobStatus::Succeeded;
+    let subject = crate::mail::hand_in_subject(&lab.lab.title, id, succeeded);
+    let mails: Vec<NewMail<'_>> = people
+        .iter()
+        .map(|p| NewMail {
+            kind: MailKind::HandIn,
+            username: Some(p.username.as_str()),
+            about: Some(id),
+            to_name: &p.name,
+            to_address: &p.email,
+            subject: &subject,
+        })
+        .collect();
+    let title = format!("Result of hand-in {id} by mail");
+    if let Some(job) = queue_once(store, &sub.lab, title, &mails).await? {
+        tracing::info!(lab = %sub.lab, hand_in = id, job, "hand-in result mail queued");
+    }
+    Ok(())
+}
+
+/// Queues the reminders that are due: for each lab with `mail.reminders`
+/// and a deadline, to each participant not finished whose database's
+/// deadline is that close (and not past); each reminder once, and of
+/// several due at once only the nearest. How many jobs it queued.
+pub async fn remind(settings: &Settings, store: &Store) -> Result<usize, StoreError> {
+    if !settings.mail.enabled() {
+        return Ok(0);
+    }
+    let mut queued = 0;
+    for spec in store.lab_specs().await? {
+        let lab = &spec.lab;
+        if lab.mail.reminders_secs.is_empty() || lab.deadline.is_none() {
+            continue;
+        }
+        let due = due_reminders(store, lab).await?;
+        if due.is_empty() {
+            continue;
+        }
+        let dbs: Vec<String> = due.iter().map(|(db, _, _)| db.clone()).collect();
+        let scores = store.task_scores_of(&lab.id, &dbs).await?;
+        let max: i64 = lab.tasks.iter().map(|t| i64::from(t.points)).sum();
+        let unfinished: Vec<&(String, u64, u64)> = due
+            .iter()
+            .filter(|(db, _, _)| {
+                let points: i64 = scores
+                    .iter()
+                    .filter(|s| &s.database == db && s.passed)
+                    .map(|s| i64::from(s.points))
+                    .sum();
+                points < max
+            })
+            .collect();
+        let people = store.participants(&lab.id).await?;
+        let subjects: Vec<String> = unfinished
+            .iter()
+            .map(|(_, _, left)| crate::mail::reminder_subject(&lab.title, &before(*left)))
+            .collect();
+        let mut mails = vec![];
+        for ((db, secs, _), subject) in unfinished.iter().zip(&subjects) {
+            for p in people
+                .iter()
+                .filter(|p| p.database.as_str() == db && !p.email.trim().is_empty())
+            {
+                mails.push(NewMail {
+                    kind: MailKind::Reminder,
+                    username: Some(p.username.as_str()),
+                    about: Some(*secs as i64),
+                    to_name: &p.name,
+                    to_address: &p.email,
+                    subject,
+                });
+            }
+        }
+        let title = format!("Deadline reminders of lab {} by mail", lab.id);
+        if let Some(job) = queue_once(store, &lab.id, title, &mails).await? {
+            tracing::info!(lab = %lab.id, job, "reminders queued");
+            queued += 1;
+        }
+    }
+    Ok(queued)
+}
+
+/// The databases of `lab` with a reminder due now: the nearest rule whose
+/// time came, before a deadline not passed yet; with the seconds left.
+async fn due_reminders(
+    store: &Store,
+    lab: &crate::lab::Lab,
+) -> Result<Vec<(String, u64, u64)>, StoreError> {
+    let now = chrono::Utc::now();
+    Ok(super::evidence::deadlines(store, lab)
+        .await?
+        .into_iter()
+        .filter(|(_, d)| *d > now)
+        .filter_map(|(db, d)| {
+            let left = (d - now).num_seconds().max(0) as u64;
+            lab.mail
+                .reminders_secs
+                .iter()
+                .copied()
+                .filter(|s| *s >= left)
+                .min()
+                .map(|s| (db, s, left))
+        })
+        .collect())
+}
+
+/// `in 24 hours`, `in 30 minutes`: how long before the deadline.
+fn before(secs: u64) -> String {
+    if secs >= 7200 {
+        format!("in {} hours", (secs + 1800) / 3600)
+    } else {
+        format!("in {} minutes", (secs + 30) / 60)
     }
 }
 

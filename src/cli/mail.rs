@@ -7,17 +7,6 @@ use crate::settings::Settings;
 use anyhow::Context;
 use std::path::Path;
 
-/// The login page students are sent to: `web.public_url`, or the address
-/// pglab listens on.
-fn login_url(settings: &Settings) -> String {
-    let base = settings
-        .web
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", settings.listen));
-    format!("{base}/login")
-}
-
 pub async fn credentials(
     config: &Path,
     lab: &str,
@@ -31,7 +20,7 @@ pub async fn credentials(
         .iter()
         .map(|u| Username::parse(u).with_context(|| format!("--to {u:?} is not a username")))
         .collect::<anyhow::Result<_>>()?;
-    let url = login_url(&settings);
+    let url = format!("{}/login", crate::app::mail::public_base(&settings));
     let whoami = format!("cli:{}", super::evidence::whoami());
     let (job, plan) = if dry_run {
         let plan = crate::app::mail::plan_credentials(&settings, &store, &lab, &to, &url).await?;

@@ -24,18 +24,22 @@ pub struct MailRecord {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
+    pub about: Option<i64>,
 }
 
 /// A message to queue.
 pub struct NewMail<'a> {
     pub kind: MailKind,
     pub username: Option<&'a str>,
+    /// What it is about (a hand-in's id, a reminder's seconds before the
+    /// deadline): such a message goes to a participant once.
+    pub about: Option<i64>,
     pub to_name: &'a str,
     pub to_address: &'a str,
     pub subject: &'a str,
 }
 
-const COLUMNS: &str = "id, job_id, lab_id, kind, username, to_name, to_address, subject, status, attempts, answer, created_at, updated_at, sent_at";
+const COLUMNS: &str = "id, job_id, lab_id, kind, username, to_name, to_address, subject, status, attempts, answer, created_at, updated_at, sent_at, about";
 
 fn mail(r: &Row) -> Result<MailRecord, StoreError> {
     let id: i64 = r.get(0);
@@ -55,6 +59,7 @@ fn mail(r: &Row) -> Result<MailRecord, StoreError> {
         created_at: r.get(11),
         updated_at: r.get(12),
         sent_at: r.get(13),
+        about: r.get(14),
     })
 }
 
@@ -92,13 +97,14 @@ impl Store {
                     continue;
                 }
             }
-            queued += 1;
-            tx.execute(
-                "INSERT INTO mail_messages (job_id, lab_id, kind, username, to_name, to_address, subject)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[&id, job.lab, &m.kind, &m.username, &m.to_name, &m.to_address, &m.subject],
-            )
-            .await?;
+            queued += tx
+                .execute(
+                    "INSERT INTO mail_messages (job_id, lab_id, kind, username, about, to_name, to_address, subject)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     ON CONFLICT (lab_id, kind, username, about) WHERE about IS NOT NULL DO NOTHING",
+                    &[&id, job.lab, &m.kind, &m.username, &m.about, &m.to_name, &m.to_address, &m.subject],
+                )
+                .await? as usize;
         }
         if queued == 0 {
             return Ok(Some((0, 0))); // dropped with the transaction

@@ -2,6 +2,7 @@
 
 mod checks;
 pub mod evidence;
+pub mod mail;
 pub mod participants;
 mod sources;
 mod spec;

@@ -162,6 +162,9 @@ pub struct Lab {
     /// What happens to the databases once their final state was taken.
     #[serde(default)]
     pub after_deadline: super::evidence::AfterDeadline,
+    /// What the lab mails by itself.
+    #[serde(default)]
+    pub mail: super::mail::MailRules,
 }
 
 const LAB_KEYS: &[&str] = &[
@@ -176,6 +179,7 @@ const LAB_KEYS: &[&str] = &[
     "options",
     "snapshots",
     "after_deadline",
+    "mail",
 ];
 const TASK_KEYS: &[&str] = &["id", "title", "description", "points", "checks"];
 
@@ -225,6 +229,10 @@ pub fn lab_from_tree(w: &mut Walker, root: &Node, dir: &Path) -> Option<Lab> {
         None => None,
     };
     let after_deadline = super::evidence::after_deadline(w, &f);
+    let mail = match f.get("mail") {
+        Some(node) => super::mail::rules(w, node)?,
+        None => super::mail::MailRules::default(),
+    };
     Some(Lab {
         id: id?,
         title: title?,
@@ -237,6 +245,7 @@ pub fn lab_from_tree(w: &mut Walker, root: &Node, dir: &Path) -> Option<Lab> {
         submissions,
         snapshots,
         after_deadline,
+        mail,
     })
 }
 

@@ -49,6 +49,103 @@ pub fn credentials(c: &Credentials<'_>) -> Result<Rendered, askama::Error> {
     })
 }
 
+/// A task of a participant's progress, for a reminder.
+pub struct TaskLine {
+    pub title: String,
+    pub points: u32,
+    pub passed: bool,
+    pub reason: Option<String>,
+}
+
+/// A reminder of the deadline to a participant who has not finished.
+pub struct Reminder<'a> {
+    pub name: &'a str,
+    pub lab_title: &'a str,
+    /// `2026-12-01 18:00 UTC`.
+    pub deadline: &'a str,
+    /// `in 24 hours`.
+    pub left: &'a str,
+    pub points: u32,
+    pub max_points: u32,
+    pub tasks: &'a [TaskLine],
+    pub login_url: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/reminder.txt")]
+struct ReminderText<'a> {
+    r: &'a Reminder<'a>,
+}
+
+#[derive(Template)]
+#[template(path = "mail/reminder.html")]
+struct ReminderHtml<'a> {
+    r: &'a Reminder<'a>,
+}
+
+pub fn reminder_subject(lab_title: &str, left: &str) -> String {
+    format!("{lab_title}: the deadline is {left}")
+}
+
+pub fn reminder(r: &Reminder<'_>) -> Result<Rendered, askama::Error> {
+    Ok(Rendered {
+        subject: reminder_subject(r.lab_title, r.left),
+        text: ReminderText { r }.render()?,
+        html: ReminderHtml { r }.render()?,
+    })
+}
+
+/// A problem of a hand-in's restore, for its result.
+pub struct IssueLine {
+    pub message: String,
+    pub line: Option<usize>,
+    pub statement: Option<String>,
+}
+
+/// A hand-in's result.
+pub struct HandIn<'a> {
+    pub name: &'a str,
+    pub lab_title: &'a str,
+    pub id: i64,
+    pub uploaded_by: &'a str,
+    pub succeeded: bool,
+    pub late: bool,
+    /// The first problems (at most a few).
+    pub issues: &'a [IssueLine],
+    /// How many problems there were in all.
+    pub issue_count: usize,
+    /// The hand-in's page.
+    pub url: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/hand_in.txt")]
+struct HandInText<'a> {
+    h: &'a HandIn<'a>,
+}
+
+#[derive(Template)]
+#[template(path = "mail/hand_in.html")]
+struct HandInHtml<'a> {
+    h: &'a HandIn<'a>,
+}
+
+pub fn hand_in_subject(lab_title: &str, id: i64, succeeded: bool) -> String {
+    if succeeded {
+        format!("{lab_title}: hand-in {id} restored")
+    } else {
+        format!("{lab_title}: hand-in {id} failed")
+    }
+}
+
+pub fn hand_in(h: &HandIn<'_>) -> Result<Rendered, askama::Error> {
+    Ok(Rendered {
+        subject: hand_in_subject(h.lab_title, h.id, h.succeeded),
+        text: HandInText { h }.render()?,
+        html: HandInHtml { h }.render()?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

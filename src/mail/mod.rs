@@ -5,5 +5,8 @@
 mod messages;
 mod smtp;
 
-pub use messages::{credentials, credentials_subject, Credentials, Rendered};
+pub use messages::{
+    credentials, credentials_subject, hand_in, hand_in_subject, reminder, reminder_subject,
+    Credentials, HandIn, IssueLine, Reminder, Rendered, TaskLine,
+};
 pub use smtp::{Mailer, SendError};

@@ -254,10 +254,108 @@ async fn credentials_by_mail_once_each_with_retries_failures_and_a_crash() {
     // The pages: the credentials page offers mail, a preview shows who and
     // the first message, the delivery log lists every message.
     web_pages(&env).await;
+    reminders_and_hand_ins(&env, &sink).await;
     server.stop().await;
 
     crash_in_the_middle(&mut env).await;
     env.stop().await;
+}
+
+/// A lab due in 50 minutes with `reminders: [1h, 24h]` and `hand_ins:
+/// true`: the reminder goes once, only to the participant not finished;
+/// a failed hand-in mails its errors.
+async fn reminders_and_hand_ins(env: &TestEnv, sink: &Sink) {
+    let deadline = (chrono::Utc::now() + chrono::Duration::minutes(50)).to_rfc3339();
+    env.write(
+        "soon/ref.sql",
+        "CREATE TABLE t (x int);\nINSERT INTO t VALUES (1);\n",
+    );
+    env.write("soon/start.sql", "CREATE TABLE t (x int);\n");
+    let lab = env.write(
+        "soon/soon.yaml",
+        &format!(
+            "id: soon\ntitle: Soon due\ndeadline: {deadline}\nreference: {{sql: ref.sql}}\nstarter: {{sql: start.sql}}\n\
+             submissions: {{max_size: 1MB, replace: true}}\nmail: {{reminders: [24h, 1h], hand_ins: true}}\n\
+             tasks:\n  - id: one\n    title: Insert the one\n    checks:\n      - sql: SELECT EXISTS (SELECT 1 FROM t WHERE x = 1)\n"
+        ),
+    );
+    env.apply(
+        &lab,
+        "username,name,email\nfin,Fin Done,fin@example.org\nunf,Unf Open,unf@example.org\n",
+        false,
+    )
+    .await
+    .expect("apply");
+    let fin = env
+        .connect_as(0, "fin", &env.password("fin").await, "soon_fin")
+        .await
+        .unwrap();
+    fin.batch_execute("INSERT INTO t VALUES (1)").await.unwrap();
+    let id = pglab::ident::LabId::parse("soon").unwrap();
+    let mut scorer = env.scorer();
+    scorer.round().await;
+    let scores = env
+        .store
+        .task_scores_of(&id, &["soon_fin".to_string(), "soon_unf".to_string()])
+        .await
+        .unwrap();
+    assert!(
+        scores.iter().any(|s| s.database == "soon_fin" && s.passed),
+        "{scores:?}"
+    );
+    assert!(
+        pglab::app::mail::remind(env.settings(), &env.store)
+            .await
+            .unwrap()
+            >= 1
+    );
+    mail_done(env, "soon").await;
+    let got = sink.to("unf@example.org");
+    assert_eq!(got.len(), 1, "one reminder to the participant not finished");
+    assert!(
+        got[0].contains("0 of 1 points") && got[0].contains("Insert the one"),
+        "{}",
+        got[0]
+    );
+    assert!(
+        got[0].contains("Subject: Soon due: the deadline is in 50 minutes"),
+        "{}",
+        got[0]
+    );
+    assert!(
+        sink.to("fin@example.org").is_empty(),
+        "finished: no reminder"
+    );
+    assert_eq!(
+        pglab::app::mail::remind(env.settings(), &env.store)
+            .await
+            .unwrap(),
+        0,
+        "once"
+    );
+
+    // A hand-in that fails: its errors by mail.
+    let base = format!("http://{}", env.settings().listen);
+    let pw = env.password("unf").await;
+    let dump = b"CREATE TABLE u (x int);\nINSERT INTO no_such_table VALUES (1);\n".to_vec();
+    let (status, body) = crate::submissions::upload(&base, "soon", "unf", &pw, dump).await;
+    assert_eq!(status, 202, "{body}");
+    let hand_in = body["id"].as_i64().unwrap();
+    let done = crate::submissions::finished(&base, hand_in, "unf", &pw).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    for _ in 0..200 {
+        if sink.to("unf@example.org").len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = sink.to("unf@example.org");
+    assert_eq!(got.len(), 2, "the hand-in's result");
+    assert!(
+        got[1].contains(&format!("hand-in {hand_in} failed")) && got[1].contains("no_such_table"),
+        "{}",
+        got[1]
+    );
 }
 
 async fn web_pages(env: &TestEnv) {

@@ -14,6 +14,9 @@ CREATE TABLE mail_messages (
     kind        text NOT NULL CHECK (kind IN ('credentials', 'reminder', 'hand_in', 'digest')),
     -- The participant it is for (or about).
     username    text,
+    -- What it is about: the hand-in (its id), or the reminder (seconds
+    -- before the deadline); a participant gets each such message once.
+    about       bigint,
     to_name     text NOT NULL,
     to_address  text NOT NULL,
     subject     text NOT NULL,
@@ -31,6 +34,8 @@ CREATE TABLE mail_messages (
 );
 CREATE INDEX mail_by_job ON mail_messages (job_id, id);
 CREATE INDEX mail_by_lab ON mail_messages (lab_id, id);
+CREATE UNIQUE INDEX mail_once ON mail_messages (lab_id, kind, username, about)
+    WHERE about IS NOT NULL;
 
 -- When the initial password was put in a message: it is mailed once; a
 -- reset (a new password) makes it mailable again.
