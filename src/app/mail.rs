@@ -246,22 +246,71 @@ pub async fn after_apply(settings: &Settings, store: &Store, lab: &crate::lab::L
 
 /// The message `m` as it is sent now; `Err` (a permanent failure) when it
 /// can no longer be made.
+/// What the messages of one job share, read once per job.
+#[derive(Default)]
+struct JobData {
+    lab: Option<crate::lab::Lab>,
+    people: Option<Vec<crate::control::ParticipantRecord>>,
+    deadlines: Option<std::collections::BTreeMap<String, chrono::DateTime<chrono::Utc>>>,
+}
+
+impl JobData {
+    async fn lab(&mut self, store: &Store, id: &LabId) -> Result<&crate::lab::Lab, SendError> {
+        if self.lab.is_none() {
+            let loaded = store.lab(id).await.map_err(temporary)?;
+            self.lab = Some(
+                loaded
+                    .ok_or_else(|| SendError::Permanent("the lab is gone".into()))?
+                    .lab,
+            );
+        }
+        Ok(self.lab.as_ref().expect("just read"))
+    }
+
+    async fn people(
+        &mut self,
+        store: &Store,
+        id: &LabId,
+    ) -> Result<&[crate::control::ParticipantRecord], SendError> {
+        if self.people.is_none() {
+            self.people = Some(store.participants(id).await.map_err(temporary)?);
+        }
+        Ok(self.people.as_deref().expect("just read"))
+    }
+
+    async fn deadline_of(
+        &mut self,
+        store: &Store,
+        id: &LabId,
+        db: &str,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, SendError> {
+        if self.deadlines.is_none() {
+            let lab = self.lab(store, id).await?.clone();
+            self.deadlines = Some(
+                super::evidence::deadlines(store, &lab)
+                    .await
+                    .map_err(temporary)?,
+            );
+        }
+        Ok(self.deadlines.as_ref().and_then(|d| d.get(db).copied()))
+    }
+}
+
 async fn render(
     settings: &Settings,
     store: &Store,
     job: &JobRecord,
     lab_title: &str,
     m: &MailRecord,
+    data: &mut JobData,
 ) -> Result<Rendered, SendError> {
     match m.kind {
         MailKind::Credentials => {
             let user = m.username.as_deref().unwrap_or_default();
             let c = store
-                .credentials(&job.lab)
+                .credential_of(&job.lab, user)
                 .await
                 .map_err(|e| SendError::Temporary(e.to_string()))?
-                .into_iter()
-                .find(|c| c.username.as_str() == user)
                 .ok_or_else(|| {
                     SendError::Permanent(format!("{user} no longer takes part in the lab"))
                 })?;
@@ -275,7 +324,7 @@ async fn render(
             credentials_message(settings, lab_title, &c, &password, login_url)
                 .map_err(SendError::Permanent)
         }
-        MailKind::Reminder => render_reminder(settings, store, job, lab_title, m).await,
+        MailKind::Reminder => render_reminder(settings, store, job, lab_title, m, data).await,
         MailKind::HandIn => render_hand_in(settings, lab_title, store, m).await,
         other => Err(SendError::Permanent(format!(
             "{other} messages are not made by this pglab"
@@ -298,29 +347,23 @@ async fn render_reminder(
     job: &JobRecord,
     lab_title: &str,
     m: &MailRecord,
+    data: &mut JobData,
 ) -> Result<Rendered, SendError> {
-    let gone = || SendError::Permanent("the participant or the lab is gone".into());
-    let lab = store
-        .lab(&job.lab)
-        .await
-        .map_err(temporary)?
-        .ok_or_else(gone)?
-        .lab;
+    let gone = || SendError::Permanent("the participant is gone".into());
     let user = m.username.as_deref().unwrap_or_default();
-    let me = store
-        .participants(&job.lab)
-        .await
-        .map_err(temporary)?
-        .into_iter()
+    let db = data
+        .people(store, &job.lab)
+        .await?
+        .iter()
         .find(|p| p.username.as_str() == user)
-        .ok_or_else(gone)?;
-    let db = me.database.to_string();
-    let deadline = super::evidence::deadlines(store, &lab)
-        .await
-        .map_err(temporary)?
-        .get(&db)
-        .copied()
+        .ok_or_else(gone)?
+        .database
+        .to_string();
+    let deadline = data
+        .deadline_of(store, &job.lab, &db)
+        .await?
         .ok_or_else(|| SendError::Permanent("the lab has no deadline any more".into()))?;
+    let lab = data.lab(store, &job.lab).await?;
     let scores = store
         .task_scores_of(&job.lab, std::slice::from_ref(&db))
         .await
@@ -590,8 +633,9 @@ async fn send_all(
         .await
         .map_err(|e| e.to_string())?
         .map_or_else(|| job.lab.to_string(), |l| l.lab.title);
+    let mut data = JobData::default();
     while let Some(m) = store.next_mail(job.id).await.map_err(|e| e.to_string())? {
-        let outcome = match render(settings, store, job, &title, &m).await {
+        let outcome = match render(settings, store, job, &title, &m, &mut data).await {
             Ok(message) => {
                 store
                     .set_mail_status(m.id, MailStatus::Sending, None)

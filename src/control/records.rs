@@ -468,6 +468,27 @@ pub struct CredentialRecord {
 
 impl Store {
     pub async fn credentials(&self, lab: &LabId) -> Result<Vec<CredentialRecord>, StoreError> {
+        self.credentials_where(lab, None).await
+    }
+
+    /// One participant's credentials (`None`: no such participant).
+    pub async fn credential_of(
+        &self,
+        lab: &LabId,
+        username: &str,
+    ) -> Result<Option<CredentialRecord>, StoreError> {
+        Ok(self
+            .credentials_where(lab, Some(username))
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn credentials_where(
+        &self,
+        lab: &LabId,
+        username: Option<&str>,
+    ) -> Result<Vec<CredentialRecord>, StoreError> {
         let rows = self
             .client()
             .await?
@@ -477,8 +498,9 @@ impl Store {
                  FROM participants p
                  JOIN lab_databases d ON d.lab_id = p.lab_id AND d.name = p.database
                  LEFT JOIN credentials c ON c.username = p.username
-                 WHERE p.lab_id = $1 ORDER BY p.username",
-                &[lab],
+                 WHERE p.lab_id = $1 AND ($2::text IS NULL OR p.username = $2)
+                 ORDER BY p.username",
+                &[lab, &username],
             )
             .await?;
         rows.iter()

@@ -1,15 +1,25 @@
-//! Sending through the configured SMTP server (`lettre`), one message at a
-//! time, paced to `mail.per_second`.
+//! Sending through the configured SMTP server, one message at a time over
+//! one kept connection, paced to `mail.per_second`. `lettre` speaks SMTP
+//! and writes the MIME message; pglab opens the TCP connection itself with
+//! `TCP_NODELAY`, because lettre writes the message and its final `.` line
+//! in two writes, which Nagle's algorithm and the server's delayed ACK turn
+//! into a 40 ms stall per message.
 
 use super::Rendered;
 use crate::settings::{MailSecurity, MailSettings};
 use lettre::message::{Mailbox, MultiPart};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::Message;
+use std::future::Future;
 use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+
+/// A kept connection idle this long is closed and made anew before use
+/// (servers close idle ones).
+const IDLE: Duration = Duration::from_secs(10);
 
 /// Why a message was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,13 +41,22 @@ impl SendError {
     }
 }
 
-/// The SMTP server of the config, and when the next message may go.
+/// A connection to the server and when it was last used.
+struct Kept {
+    conn: AsyncSmtpConnection,
+    used: Instant,
+}
+
+/// The SMTP server of the config, one kept connection, and when the next
+/// message may go.
 pub struct Mailer {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    settings: MailSettings,
     from: Mailbox,
     reply_to: Option<Mailbox>,
+    hello: ClientId,
     gap: Duration,
     next: Mutex<Instant>,
+    kept: Mutex<Option<Kept>>,
     /// `host:port (security)`, for messages.
     pub server: String,
 }
@@ -47,56 +66,108 @@ impl Mailer {
         if !s.enabled() {
             return Err("no SMTP server is configured (mail.host in the config)".into());
         }
-        let tls =
-            || TlsParameters::new(s.host.clone()).map_err(|e| format!("TLS for {}: {e}", s.host));
-        let security = match s.security {
-            MailSecurity::Starttls => Tls::Required(tls()?),
-            MailSecurity::Tls => Tls::Wrapper(tls()?),
-            MailSecurity::None => Tls::None,
-        };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host)
-            .port(s.port)
-            .tls(security)
-            .timeout(Some(Duration::from_secs(s.timeout_secs)));
-        if !s.user.is_empty() {
-            builder = builder.credentials(Credentials::new(
-                s.user.clone(),
-                s.password.expose().to_string(),
-            ));
-        }
         let parse = |field: &str, text: &str| {
             text.parse::<Mailbox>()
                 .map_err(|e| format!("mail.{field} {text:?}: {e}"))
         };
         Ok(Self {
-            transport: builder.build(),
+            settings: s.clone(),
             from: parse("from", &s.from)?,
             reply_to: s
                 .reply_to
                 .as_deref()
                 .map(|r| parse("reply_to", r))
                 .transpose()?,
+            hello: ClientId::default(),
             gap: Duration::from_secs_f64(1.0 / s.per_second),
             next: Mutex::new(Instant::now()),
+            kept: Mutex::new(None),
             server: format!("{}:{} ({:?})", s.host, s.port, s.security).to_lowercase(),
         })
     }
 
-    /// Connects, greets and logs in (as a send would), sending nothing.
-    pub async fn check(&self) -> Result<(), String> {
-        match self.transport.test_connection().await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(format!(
-                "{} answered, but not as an SMTP server",
-                self.server
-            )),
-            Err(e) => Err(format!("{}: {}", self.server, describe(&e))),
+    /// `what` within the configured timeout; a timeout is temporary.
+    async fn timed<T>(
+        &self,
+        what: &str,
+        f: impl Future<Output = Result<T, lettre::transport::smtp::Error>>,
+    ) -> Result<T, SendError> {
+        match tokio::time::timeout(Duration::from_secs(self.settings.timeout_secs), f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(classify(&e)),
+            Err(_) => Err(SendError::Temporary(format!(
+                "{what}: no answer within {} s",
+                self.settings.timeout_secs
+            ))),
         }
     }
 
+    /// A new connection: greeted, TLS as configured, logged in.
+    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+        let s = &self.settings;
+        let tls = || {
+            TlsParameters::new(s.host.clone())
+                .map_err(|e| SendError::Permanent(format!("TLS for {}: {e}", s.host)))
+        };
+        let mut conn = if s.security == MailSecurity::Tls {
+            let params = tls()?;
+            self.timed(
+                "connecting",
+                AsyncSmtpConnection::connect_tokio1(
+                    (s.host.as_str(), s.port),
+                    Some(Duration::from_secs(s.timeout_secs)),
+                    &self.hello,
+                    Some(params),
+                    None,
+                ),
+            )
+            .await?
+        } else {
+            let limit = Duration::from_secs(s.timeout_secs);
+            let tcp = tokio::time::timeout(
+                limit,
+                tokio::net::TcpStream::connect((s.host.as_str(), s.port)),
+            )
+            .await
+            .map_err(|_| SendError::Temporary(format!("connecting to {}: timed out", self.server)))?
+            .map_err(|e| SendError::Temporary(format!("connecting to {}: {e}", self.server)))?;
+            let _ = tcp.set_nodelay(true);
+            self.timed(
+                "greeting",
+                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello),
+            )
+            .await?
+        };
+        if s.security == MailSecurity::Starttls {
+            let params = tls()?;
+            self.timed("STARTTLS", conn.starttls(params, &self.hello))
+                .await?;
+        }
+        if !s.user.is_empty() {
+            let credentials = Credentials::new(s.user.clone(), s.password.expose().to_string());
+            self.timed(
+                "logging in",
+                conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials),
+            )
+            .await?;
+        }
+        Ok(conn)
+    }
+
+    /// Connects, greets, starts TLS and logs in (as a send would), sending
+    /// nothing.
+    pub async fn check(&self) -> Result<(), String> {
+        let mut conn = self
+            .connect()
+            .await
+            .map_err(|e| format!("{}: {}", self.server, e.answer()))?;
+        let _ = conn.quit().await;
+        Ok(())
+    }
+
     /// Sends `m` to `to`; the server's answer when it took it. `id` makes
-    /// the Message-ID (`<pglab-mail-<id>@<host>>`), the same on every
-    /// attempt.
+    /// the Message-ID (`<pglab-mail-<id>@<domain of from>>`), the same on
+    /// every attempt.
     pub async fn send(
         &self,
         to: &str,
@@ -123,15 +194,37 @@ impl Mailer {
                 m.html.clone(),
             ))
             .map_err(|e| SendError::Permanent(format!("the message cannot be made: {e}")))?;
+        let (envelope, bytes) = (message.envelope().clone(), message.formatted());
         self.pace().await;
-        match self.transport.send(message).await {
+        let mut kept = self.kept.lock().await;
+        if kept.as_ref().is_some_and(|k| k.used.elapsed() > IDLE) {
+            if let Some(mut old) = kept.take() {
+                old.conn.abort().await;
+            }
+        }
+        if kept.is_none() {
+            *kept = Some(Kept {
+                conn: self.connect().await?,
+                used: Instant::now(),
+            });
+        }
+        let k = kept.as_mut().expect("connected");
+        let sent = self.timed("sending", k.conn.send(&envelope, &bytes)).await;
+        k.used = Instant::now();
+        match sent {
             Ok(r) => Ok(format!(
                 "{} {}",
                 r.code(),
                 r.message().collect::<Vec<_>>().join(" ")
             )),
-            Err(e) if e.is_permanent() => Err(SendError::Permanent(describe(&e))),
-            Err(e) => Err(SendError::Temporary(describe(&e))),
+            Err(e) => {
+                // Whatever state the session is in now, the next message
+                // starts on a new connection.
+                if let Some(mut old) = kept.take() {
+                    old.conn.abort().await;
+                }
+                Err(e)
+            }
         }
     }
 
@@ -143,6 +236,16 @@ impl Mailer {
             tokio::time::sleep_until(*next).await;
         }
         *next = Instant::now().max(*next) + self.gap;
+    }
+}
+
+/// A 5xx answer is permanent; everything else (4xx, the connection, TLS)
+/// is worth another attempt.
+fn classify(e: &lettre::transport::smtp::Error) -> SendError {
+    if e.is_permanent() {
+        SendError::Permanent(describe(e))
+    } else {
+        SendError::Temporary(describe(e))
     }
 }
 

@@ -265,20 +265,22 @@ async fn credentials_by_mail_once_each_with_retries_failures_and_a_crash() {
 /// true`: the reminder goes once, only to the participant not finished;
 /// a failed hand-in mails its errors.
 async fn reminders_and_hand_ins(env: &TestEnv, sink: &Sink) {
-    let deadline = (chrono::Utc::now() + chrono::Duration::minutes(50)).to_rfc3339();
+    // Due in 3 hours first (no reminder due): fin finishes and is scored;
+    // then the deadline moves to 50 minutes from now.
+    let yaml = |minutes: i64| {
+        let deadline = (chrono::Utc::now() + chrono::Duration::minutes(minutes)).to_rfc3339();
+        format!(
+            "id: soon\ntitle: Soon due\ndeadline: {deadline}\nreference: {{sql: ref.sql}}\nstarter: {{sql: start.sql}}\n\
+             submissions: {{max_size: 1MB, replace: true}}\nmail: {{reminders: [1h, 30m], hand_ins: true}}\n\
+             tasks:\n  - id: one\n    title: Insert the one\n    checks:\n      - sql: SELECT EXISTS (SELECT 1 FROM t WHERE x = 1)\n"
+        )
+    };
     env.write(
         "soon/ref.sql",
         "CREATE TABLE t (x int);\nINSERT INTO t VALUES (1);\n",
     );
     env.write("soon/start.sql", "CREATE TABLE t (x int);\n");
-    let lab = env.write(
-        "soon/soon.yaml",
-        &format!(
-            "id: soon\ntitle: Soon due\ndeadline: {deadline}\nreference: {{sql: ref.sql}}\nstarter: {{sql: start.sql}}\n\
-             submissions: {{max_size: 1MB, replace: true}}\nmail: {{reminders: [24h, 1h], hand_ins: true}}\n\
-             tasks:\n  - id: one\n    title: Insert the one\n    checks:\n      - sql: SELECT EXISTS (SELECT 1 FROM t WHERE x = 1)\n"
-        ),
-    );
+    let lab = env.write("soon/soon.yaml", &yaml(180));
     env.apply(
         &lab,
         "username,name,email\nfin,Fin Done,fin@example.org\nunf,Unf Open,unf@example.org\n",
@@ -303,12 +305,23 @@ async fn reminders_and_hand_ins(env: &TestEnv, sink: &Sink) {
         scores.iter().any(|s| s.database == "soon_fin" && s.passed),
         "{scores:?}"
     );
-    assert!(
-        pglab::app::mail::remind(env.settings(), &env.store)
-            .await
-            .unwrap()
-            >= 1
-    );
+    let lab = env.write("soon/soon.yaml", &yaml(50));
+    let loaded = pglab::lab::LoadedLab::load(&lab).unwrap();
+    env.store
+        .upsert_lab(&loaded, &loaded.lab.read_sources().unwrap())
+        .await
+        .unwrap();
+    // Queued by the running pglab's ticker, or by this call, whichever
+    // comes first: once.
+    pglab::app::mail::remind(env.settings(), &env.store)
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        if !sink.to("unf@example.org").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     mail_done(env, "soon").await;
     let got = sink.to("unf@example.org");
     assert_eq!(got.len(), 1, "one reminder to the participant not finished");
