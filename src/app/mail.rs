@@ -693,7 +693,10 @@ async fn record(
         .set_mail_status(m.id, status, Some(&answer))
         .await
         .map_err(|e| e.to_string())?;
-    let _ = store.log_job(claim, &line).await;
+    // Failures in the job's log; every message is on the delivery log.
+    if status != MailStatus::Sent {
+        let _ = store.log_job(claim, &line).await;
+    }
     Ok(())
 }
 

@@ -143,24 +143,21 @@ impl Store {
         status: MailStatus,
         answer: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let job: Option<i64> = tx
-            .query_opt(
-                "UPDATE mail_messages SET status = $2, answer = COALESCE($3, answer),
-                     attempts = attempts + CASE WHEN $2 = 'sending' THEN 1 ELSE 0 END,
-                     sent_at = CASE WHEN $2 = 'sent' THEN now() ELSE sent_at END,
-                     updated_at = now()
-                 WHERE id = $1 RETURNING job_id",
+        // One statement: the message, and the job's progress when it ended.
+        self.client()
+            .await?
+            .execute(
+                "WITH m AS (
+                   UPDATE mail_messages SET status = $2, answer = COALESCE($3, answer),
+                       attempts = attempts + CASE WHEN $2 = 'sending' THEN 1 ELSE 0 END,
+                       sent_at = CASE WHEN $2 = 'sent' THEN now() ELSE sent_at END,
+                       updated_at = now()
+                   WHERE id = $1 RETURNING job_id)
+                 UPDATE jobs SET done = done + 1
+                 WHERE id = (SELECT job_id FROM m) AND $2 IN ('sent', 'failed')",
                 &[&id, &status, &answer],
             )
-            .await?
-            .map(|r| r.get(0));
-        if let (Some(job), MailStatus::Sent | MailStatus::Failed) = (job, status) {
-            tx.execute("UPDATE jobs SET done = done + 1 WHERE id = $1", &[&job])
-                .await?;
-        }
-        tx.commit().await?;
+            .await?;
         Ok(())
     }
 
