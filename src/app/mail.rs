@@ -12,6 +12,7 @@ use crate::control::{
     Store, StoreError,
 };
 use crate::ident::{LabId, Username};
+use crate::lab::mail::{MailRules, MailTemplate};
 use crate::mail::{Mailer, Rendered, SendError};
 use crate::settings::Settings;
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub fn public_base(settings: &Settings) -> String {
 const ISSUE_CHARS: usize = 400;
 /// Restore problems named in a hand-in's result.
 const ISSUES_MAILED: usize = 3;
+/// Hand-in results mailed to a database's people an hour at most.
+const HAND_IN_MAILS_PER_HOUR: i64 = 10;
 
 /// Why mail could not be queued.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +56,8 @@ pub struct Recipient {
     pub username: String,
     pub name: String,
     pub email: String,
+    /// The password the message is for (when it was set).
+    pub password_set: Option<i64>,
 }
 
 /// A participant who gets no message, and why.
@@ -90,9 +95,42 @@ fn skip(c: &CredentialRecord) -> Option<String> {
 }
 
 /// The credentials message of `c` as it is sent now.
+/// The subject a message is queued with: the lab's own template's, with
+/// what is known when it is queued, or pglab's.
+fn subject_for(
+    rules: &MailRules,
+    kind: &str,
+    values: &[(&str, String)],
+    builtin: impl FnOnce() -> String,
+) -> String {
+    match rules.templates.get(kind) {
+        Some(t) => {
+            crate::mail::from_template(
+                &MailTemplate {
+                    subject: t.subject.clone(),
+                    text: String::new(),
+                    html: None,
+                },
+                None,
+                values,
+            )
+            .subject
+        }
+        None => builtin(),
+    }
+}
+
+/// The lab's own template of `kind`, filled, if it has one.
+fn own(rules: &MailRules, kind: &str, values: &[(&str, String)]) -> Option<Rendered> {
+    rules
+        .templates
+        .get(kind)
+        .map(|t| crate::mail::from_template(t, rules.language.as_deref(), values))
+}
+
 fn credentials_message(
     settings: &Settings,
-    lab_title: &str,
+    lab: &crate::lab::Lab,
     c: &CredentialRecord,
     password: &str,
     login_url: &str,
@@ -100,6 +138,18 @@ fn credentials_message(
     let psql = settings.server(&c.server).map_or_else(String::new, |s| {
         super::psql_command(s, &c.username, &c.database)
     });
+    let lab_title = lab.title.as_str();
+    let values = [
+        ("name", c.name.clone()),
+        ("lab", lab.title.clone()),
+        ("username", c.username.to_string()),
+        ("password", password.to_string()),
+        ("psql", psql.clone()),
+        ("login_url", login_url.to_string()),
+    ];
+    if let Some(m) = own(&lab.mail, "credentials", &values) {
+        return Ok(m);
+    }
     crate::mail::credentials(&crate::mail::Credentials {
         name: &c.name,
         username: c.username.as_str(),
@@ -148,13 +198,13 @@ pub async fn plan_credentials(
         }
         if plan.preview.is_none() {
             let password = c.initial_password.as_deref().unwrap_or_default();
-            plan.preview =
-                credentials_message(settings, &loaded.lab.title, c, password, login_url).ok();
+            plan.preview = credentials_message(settings, &loaded.lab, c, password, login_url).ok();
         }
         plan.recipients.push(Recipient {
             username: c.username.to_string(),
             name: c.name.clone(),
-            email: c.email.clone(),
+            email: c.email.trim().to_string(),
+            password_set: c.password_set,
         });
     }
     Ok(plan)
@@ -179,18 +229,32 @@ pub async fn mail_credentials(
     if plan.recipients.is_empty() {
         return Ok((None, plan));
     }
-    let title = store.lab(lab).await?.ok_or(MailError::NoSuchLab)?.lab.title;
-    let subject = crate::mail::credentials_subject(&title);
+    let spec = store.lab(lab).await?.ok_or(MailError::NoSuchLab)?.lab;
+    let subjects: Vec<String> = plan
+        .recipients
+        .iter()
+        .map(|r| {
+            let values = [
+                ("lab", spec.title.clone()),
+                ("name", r.name.clone()),
+                ("username", r.username.clone()),
+            ];
+            subject_for(&spec.mail, "credentials", &values, || {
+                crate::mail::credentials_subject(&spec.title)
+            })
+        })
+        .collect();
     let mails: Vec<NewMail<'_>> = plan
         .recipients
         .iter()
-        .map(|r| NewMail {
+        .zip(&subjects)
+        .map(|(r, subject)| NewMail {
             kind: MailKind::Credentials,
             username: Some(&r.username),
-            about: None,
+            about: r.password_set,
             to_name: &r.name,
             to_address: &r.email,
-            subject: &subject,
+            subject,
         })
         .collect();
     let job = NewJob {
@@ -314,6 +378,12 @@ async fn render(
                 .ok_or_else(|| {
                     SendError::Permanent(format!("{user} no longer takes part in the lab"))
                 })?;
+            if c.password_set != m.about {
+                return Err(SendError::Permanent(
+                    "the password was reset after this message was queued: nothing sent (mail the new one)"
+                        .into(),
+                ));
+            }
             let password = c.initial_password.clone().ok_or_else(|| {
                 SendError::Permanent(
                     "the initial password is no longer kept (the participant changed it): nothing sent"
@@ -321,11 +391,12 @@ async fn render(
                 )
             })?;
             let login_url = job.params["login_url"].as_str().unwrap_or_default();
-            credentials_message(settings, lab_title, &c, &password, login_url)
+            let lab = data.lab(store, &job.lab).await?;
+            credentials_message(settings, lab, &c, &password, login_url)
                 .map_err(SendError::Permanent)
         }
         MailKind::Reminder => render_reminder(settings, store, job, lab_title, m, data).await,
-        MailKind::HandIn => render_hand_in(settings, lab_title, store, m).await,
+        MailKind::HandIn => render_hand_in(settings, store, job, m, data).await,
         other => Err(SendError::Permanent(format!(
             "{other} messages are not made by this pglab"
         ))),
@@ -368,7 +439,51 @@ async fn render_reminder(
         .task_scores_of(&job.lab, std::slice::from_ref(&db))
         .await
         .map_err(temporary)?;
-    let tasks: Vec<crate::mail::TaskLine> = lab
+    let (tasks, points) = progress(lab, &scores);
+    let left = (deadline - chrono::Utc::now()).num_seconds().max(0) as u64;
+    let deadline_text = deadline.format("%Y-%m-%d %H:%M UTC").to_string();
+    let login_url = format!("{}/login", public_base(settings));
+    let max_points: u32 = lab.tasks.iter().map(|t| t.points).sum();
+    let open: Vec<String> = tasks
+        .iter()
+        .filter(|t| !t.passed)
+        .map(|t| match &t.reason {
+            Some(why) => format!("- {} ({} points): {why}", t.title, t.points),
+            None => format!("- {} ({} points)", t.title, t.points),
+        })
+        .collect();
+    let values = [
+        ("name", m.to_name.clone()),
+        ("lab", lab.title.clone()),
+        ("deadline", deadline_text.clone()),
+        ("left", before(left)),
+        ("points", points.to_string()),
+        ("max_points", max_points.to_string()),
+        ("open_tasks", open.join("\n")),
+        ("login_url", login_url.clone()),
+    ];
+    if let Some(m) = own(&lab.mail, "reminder", &values) {
+        return Ok(m);
+    }
+    crate::mail::reminder(&crate::mail::Reminder {
+        name: &m.to_name,
+        lab_title,
+        deadline: &deadline_text,
+        left: &before(left),
+        points,
+        max_points,
+        tasks: &tasks,
+        login_url: &login_url,
+    })
+    .map_err(unmade)
+}
+
+/// Each task of `lab` with its result in `scores`, and the points passed.
+fn progress(
+    lab: &crate::lab::Lab,
+    scores: &[crate::control::StoredTask],
+) -> (Vec<crate::mail::TaskLine>, u32) {
+    let tasks = lab
         .tasks
         .iter()
         .map(|t| {
@@ -386,18 +501,7 @@ async fn render_reminder(
         .filter(|s| s.passed)
         .map(|s| s.points.max(0) as u32)
         .sum();
-    let left = (deadline - chrono::Utc::now()).num_seconds().max(0) as u64;
-    crate::mail::reminder(&crate::mail::Reminder {
-        name: &m.to_name,
-        lab_title,
-        deadline: &deadline.format("%Y-%m-%d %H:%M UTC").to_string(),
-        left: &before(left),
-        points,
-        max_points: lab.tasks.iter().map(|t| t.points).sum(),
-        tasks: &tasks,
-        login_url: &format!("{}/login", public_base(settings)),
-    })
-    .map_err(unmade)
+    (tasks, points)
 }
 
 fn clip(text: &str) -> String {
@@ -410,9 +514,10 @@ fn clip(text: &str) -> String {
 /// A hand-in's result as it is sent now.
 async fn render_hand_in(
     settings: &Settings,
-    lab_title: &str,
     store: &Store,
+    job: &JobRecord,
     m: &MailRecord,
+    data: &mut JobData,
 ) -> Result<Rendered, SendError> {
     let id = m.about.unwrap_or_default();
     let sub = store
@@ -420,6 +525,7 @@ async fn render_hand_in(
         .await
         .map_err(temporary)?
         .ok_or_else(|| SendError::Permanent(format!("hand-in {id} is gone")))?;
+    let lab = data.lab(store, &job.lab).await?;
     let issues: Vec<crate::mail::IssueLine> = sub
         .errors
         .iter()
@@ -427,19 +533,45 @@ async fn render_hand_in(
         .map(|e| crate::mail::IssueLine {
             message: clip(&e.message),
             line: e.line,
-            statement: e.statement.as_deref().map(clip),
+            // Not the statement: it is the uploader's own text, and the
+            // message goes to the whole group (the page shows it).
+            statement: None,
         })
         .collect();
+    let succeeded = sub.status == crate::control::JobStatus::Succeeded;
+    let url = format!("{}/submissions/{id}", public_base(settings));
+    let errors: Vec<String> = issues
+        .iter()
+        .map(|i| match i.line {
+            Some(l) => format!("- line {l}: {}", i.message),
+            None => format!("- {}", i.message),
+        })
+        .collect();
+    let values = [
+        ("name", m.to_name.clone()),
+        ("lab", lab.title.clone()),
+        ("id", id.to_string()),
+        ("uploaded_by", sub.uploaded_by.to_string()),
+        (
+            "result",
+            if succeeded { "restored" } else { "failed" }.to_string(),
+        ),
+        ("errors", errors.join("\n")),
+        ("url", url.clone()),
+    ];
+    if let Some(m) = own(&lab.mail, "hand_in", &values) {
+        return Ok(m);
+    }
     crate::mail::hand_in(&crate::mail::HandIn {
         name: &m.to_name,
-        lab_title,
+        lab_title: &lab.title,
         id,
         uploaded_by: sub.uploaded_by.as_str(),
-        succeeded: sub.status == crate::control::JobStatus::Succeeded,
+        succeeded,
         late: sub.late,
         issues: &issues,
         issue_count: sub.errors.len(),
-        url: &format!("{}/submissions/{id}", public_base(settings)),
+        url: &url,
     })
     .map_err(unmade)
 }
@@ -464,10 +596,13 @@ async fn queue_once(
         params: serde_json::json!({}),
         max_attempts: 5,
     };
-    Ok(store
-        .queue_mail(&job, mails, false)
-        .await?
-        .and_then(|(id, n)| (n > 0).then_some(id)))
+    match store.queue_mail(&job, mails, false).await? {
+        Some((id, n)) => Ok((n > 0).then_some(id)),
+        None => {
+            tracing::warn!(%lab, messages = mails.len(), "mail not queued: too many mail jobs wait");
+            Ok(None)
+        }
+    }
 }
 
 /// Queues the result of hand-in `id` to the people of its database, when
@@ -491,17 +626,50 @@ pub async fn hand_in_result(settings: &Settings, store: &Store, id: i64) -> Resu
         .into_iter()
         .filter(|p| p.database == sub.database && !p.email.trim().is_empty())
         .collect();
+    // A group is not flooded by one member's hand-ins.
+    if let Some(first) = people.first() {
+        let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+        let recent = store
+            .mail_count_since(
+                &sub.lab,
+                MailKind::HandIn,
+                first.username.as_str(),
+                hour_ago,
+            )
+            .await?;
+        if recent >= HAND_IN_MAILS_PER_HOUR {
+            tracing::info!(lab = %sub.lab, hand_in = id, "hand-in result not mailed: {HAND_IN_MAILS_PER_HOUR} in the last hour");
+            return Ok(());
+        }
+    }
     let succeeded = sub.status == crate::control::JobStatus::Succeeded;
-    let subject = crate::mail::hand_in_subject(&lab.lab.title, id, succeeded);
+    let subjects: Vec<String> = people
+        .iter()
+        .map(|p| {
+            let values = [
+                ("lab", lab.lab.title.clone()),
+                ("name", p.name.clone()),
+                ("id", id.to_string()),
+                (
+                    "result",
+                    if succeeded { "restored" } else { "failed" }.to_string(),
+                ),
+            ];
+            subject_for(&lab.lab.mail, "hand_in", &values, || {
+                crate::mail::hand_in_subject(&lab.lab.title, id, succeeded)
+            })
+        })
+        .collect();
     let mails: Vec<NewMail<'_>> = people
         .iter()
-        .map(|p| NewMail {
+        .zip(&subjects)
+        .map(|(p, subject)| NewMail {
             kind: MailKind::HandIn,
             username: Some(p.username.as_str()),
             about: Some(id),
             to_name: &p.name,
-            to_address: &p.email,
-            subject: &subject,
+            to_address: p.email.trim(),
+            subject,
         })
         .collect();
     let title = format!("Result of hand-in {id} by mail");
@@ -544,26 +712,37 @@ pub async fn remind(settings: &Settings, store: &Store) -> Result<usize, StoreEr
             })
             .collect();
         let people = store.participants(&lab.id).await?;
-        let subjects: Vec<String> = unfinished
-            .iter()
-            .map(|(_, _, left)| crate::mail::reminder_subject(&lab.title, &before(*left)))
-            .collect();
-        let mut mails = vec![];
-        for ((db, secs, _), subject) in unfinished.iter().zip(&subjects) {
-            for p in people
-                .iter()
-                .filter(|p| p.database.as_str() == db && !p.email.trim().is_empty())
-            {
-                mails.push(NewMail {
-                    kind: MailKind::Reminder,
-                    username: Some(p.username.as_str()),
-                    about: Some(*secs as i64),
-                    to_name: &p.name,
-                    to_address: &p.email,
-                    subject,
+        let sent = store.mailed_abouts(&lab.id, MailKind::Reminder).await?;
+        // (participant, rule, subject) of each reminder not queued yet.
+        let mut each = vec![];
+        for (db, secs, left) in &unfinished {
+            for p in people.iter().filter(|p| {
+                p.database.as_str() == db
+                    && !p.email.trim().is_empty()
+                    && !sent.contains(&(p.username.to_string(), *secs as i64))
+            }) {
+                let values = [
+                    ("lab", lab.title.clone()),
+                    ("name", p.name.clone()),
+                    ("left", before(*left)),
+                ];
+                let subject = subject_for(&lab.mail, "reminder", &values, || {
+                    crate::mail::reminder_subject(&lab.title, &before(*left))
                 });
+                each.push((p, *secs, subject));
             }
         }
+        let mails: Vec<NewMail<'_>> = each
+            .iter()
+            .map(|(p, secs, subject)| NewMail {
+                kind: MailKind::Reminder,
+                username: Some(p.username.as_str()),
+                about: Some(*secs as i64),
+                to_name: &p.name,
+                to_address: p.email.trim(),
+                subject,
+            })
+            .collect();
         let title = format!("Deadline reminders of lab {} by mail", lab.id);
         if let Some(job) = queue_once(store, &lab.id, title, &mails).await? {
             tracing::info!(lab = %lab.id, job, "reminders queued");
@@ -634,24 +813,80 @@ async fn send_all(
         .map_err(|e| e.to_string())?
         .map_or_else(|| job.lab.to_string(), |l| l.lab.title);
     let mut data = JobData::default();
+    let mut server_failures = 0;
     while let Some(m) = store.next_mail(job.id).await.map_err(|e| e.to_string())? {
+        // Taken before anything is made or sent: a worker that lost the
+        // job sends nothing, and every attempt counts.
+        if !store
+            .take_mail(m.id, claim)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            return Err("the job was taken over by another worker; stopped here".into());
+        }
+        let m = MailRecord {
+            attempts: m.attempts + 1,
+            ..m
+        };
         let outcome = match render(settings, store, job, &title, &m, &mut data).await {
-            Ok(message) => {
-                store
-                    .set_mail_status(m.id, MailStatus::Sending, None)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                mailer.send(&m.to_address, &m.to_name, &message, m.id).await
-            }
+            Ok(message) => mailer.send(&m.to_address, &m.to_name, &message, m.id).await,
             Err(e) => Err(e),
         };
+        let server_down = match &outcome {
+            Err(SendError::Server(why)) => Some(why.clone()),
+            _ => None,
+        };
         record(settings, store, claim, &m, outcome).await?;
+        match server_down {
+            Some(why) => {
+                server_failures += 1;
+                if server_failures >= settings.mail.attempts {
+                    give_up(store, claim, job, &why).await?;
+                    return Err(format!("the SMTP server: {why}"));
+                }
+            }
+            None => server_failures = 0,
+        }
     }
     Ok(())
 }
 
-/// Records what became of one attempt of `m`; after a temporary failure
-/// with attempts left, waits (doubling) and leaves it queued.
+/// The server cannot be reached or logged in to, again and again: every
+/// message not sent yet fails with that reason, and their passwords may be
+/// mailed again (nothing was sent).
+async fn give_up(
+    store: &Store,
+    claim: Claim<'_>,
+    job: &JobRecord,
+    why: &str,
+) -> Result<(), String> {
+    let answer = format!("not sent: the SMTP server: {why}");
+    while let Some(m) = store.next_mail(job.id).await.map_err(|e| e.to_string())? {
+        failed(store, &m, &answer).await?;
+    }
+    let _ = store.log_job(claim, &answer).await;
+    Ok(())
+}
+
+/// `m` failed for good; a credentials message gives its password back (it
+/// did not arrive).
+async fn failed(store: &Store, m: &MailRecord, answer: &str) -> Result<(), String> {
+    store
+        .set_mail_status(m.id, MailStatus::Failed, Some(answer))
+        .await
+        .map_err(|e| e.to_string())?;
+    if let (MailKind::Credentials, Some(user), Some(about)) = (m.kind, &m.username, m.about) {
+        store
+            .release_mailed(user, about)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Records what became of one attempt of `m` (taken: `sending`, its
+/// attempts counted); after a temporary failure with attempts left, waits
+/// (doubling) and queues it again.
 async fn record(
     settings: &Settings,
     store: &Store,
@@ -660,43 +895,54 @@ async fn record(
     outcome: Result<String, SendError>,
 ) -> Result<(), String> {
     let to = format!("{} <{}>", m.to_name, m.to_address);
-    let attempts = u32::try_from(m.attempts).unwrap_or(0) + 1;
-    let (status, answer, line) = match &outcome {
-        Ok(answer) => (
-            MailStatus::Sent,
-            answer.clone(),
-            format!("sent to {to}: {answer}"),
-        ),
-        Err(SendError::Temporary(a)) if attempts < settings.mail.attempts => {
+    let attempts = u32::try_from(m.attempts).unwrap_or(1);
+    let line = match &outcome {
+        Ok(answer) => {
+            store
+                .set_mail_status(m.id, MailStatus::Sent, Some(answer))
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(()); // every message is on the delivery log
+        }
+        Err(SendError::Temporary(a) | SendError::Server(a))
+            if attempts < settings.mail.attempts =>
+        {
             let wait =
                 Duration::from_secs_f64(settings.mail.retry_secs * 2f64.powi(attempts as i32 - 1))
                     .min(MAX_BACKOFF);
-            let line = format!(
-                "not yet sent to {to} (attempt {attempts}): {a}; again in {:.0} s",
-                wait.as_secs_f64()
-            );
             store
                 .set_mail_status(m.id, MailStatus::Queued, Some(a))
                 .await
                 .map_err(|e| e.to_string())?;
-            let _ = store.log_job(claim, &line).await;
+            let _ = store
+                .log_job(
+                    claim,
+                    &format!(
+                        "not yet sent to {to} (attempt {attempts}): {a}; again in {:.0} s",
+                        wait.as_secs_f64()
+                    ),
+                )
+                .await;
             tokio::time::sleep(wait).await;
             return Ok(());
         }
-        Err(e) => (
-            MailStatus::Failed,
-            e.answer().to_string(),
-            format!("not sent to {to}: {}", e.answer()),
-        ),
+        Err(SendError::Uncertain(a)) => {
+            store
+                .set_mail_status(m.id, MailStatus::Uncertain, Some(a))
+                .await
+                .map_err(|e| e.to_string())?;
+            format!("may or may not have reached {to}: {a}")
+        }
+        Err(e) => {
+            let answer = match e {
+                SendError::Server(a) => format!("not sent: the SMTP server: {a}"),
+                other => other.answer().to_string(),
+            };
+            failed(store, m, &answer).await?;
+            format!("not sent to {to}: {answer}")
+        }
     };
-    store
-        .set_mail_status(m.id, status, Some(&answer))
-        .await
-        .map_err(|e| e.to_string())?;
-    // Failures in the job's log; every message is on the delivery log.
-    if status != MailStatus::Sent {
-        let _ = store.log_job(claim, &line).await;
-    }
+    let _ = store.log_job(claim, &line).await;
     Ok(())
 }
 

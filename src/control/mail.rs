@@ -86,11 +86,14 @@ impl Store {
         let mut queued = 0;
         for m in mails {
             if claim_passwords {
+                // The password the message is for (`about`: when it was
+                // set), not mailed yet.
                 let taken = tx
                     .execute(
                         "UPDATE credentials SET mailed_at = now()
-                         WHERE username = $1 AND mailed_at IS NULL AND initial_password IS NOT NULL",
-                        &[&m.username],
+                         WHERE username = $1 AND mailed_at IS NULL AND initial_password IS NOT NULL
+                           AND (extract(epoch FROM created_at) * 1000000)::bigint = $2",
+                        &[&m.username, &m.about],
                     )
                     .await?;
                 if taken == 0 {
@@ -101,7 +104,8 @@ impl Store {
                 .execute(
                     "INSERT INTO mail_messages (job_id, lab_id, kind, username, about, to_name, to_address, subject)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                     ON CONFLICT (lab_id, kind, username, about) WHERE about IS NOT NULL DO NOTHING",
+                     ON CONFLICT (lab_id, kind, username, about)
+                         WHERE kind IN ('reminder', 'hand_in') DO NOTHING",
                     &[&id, job.lab, &m.kind, &m.username, &m.about, &m.to_name, &m.to_address, &m.subject],
                 )
                 .await? as usize;
@@ -159,6 +163,77 @@ impl Store {
             )
             .await?;
         Ok(())
+    }
+
+    /// Takes message `id` to send it (`queued` → `sending`, one attempt
+    /// more) while `claim`'s job is still this worker's; `false` when it is
+    /// not (another worker took the job, or the message is no longer
+    /// queued): then nothing may be sent.
+    pub async fn take_mail(&self, id: i64, claim: super::Claim<'_>) -> Result<bool, StoreError> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE mail_messages m SET status = 'sending', attempts = m.attempts + 1, updated_at = now()
+                 FROM jobs j
+                 WHERE m.id = $1 AND m.status = 'queued' AND j.id = m.job_id
+                   AND j.worker = $2 AND j.status = 'running'",
+                &[&id, &claim.worker],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// The initial password `about` (when it was set) of `username` may be
+    /// mailed again: its message failed, so it did not arrive.
+    pub async fn release_mailed(&self, username: &str, about: i64) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .execute(
+                "UPDATE credentials SET mailed_at = NULL
+                 WHERE username = $1 AND (extract(epoch FROM created_at) * 1000000)::bigint = $2",
+                &[&username, &about],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// (username, about) of the lab's messages of `kind` that have one.
+    pub async fn mailed_abouts(
+        &self,
+        lab: &LabId,
+        kind: MailKind,
+    ) -> Result<std::collections::HashSet<(String, i64)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT username, about FROM mail_messages
+                 WHERE lab_id = $1 AND kind = $2 AND about IS NOT NULL AND username IS NOT NULL",
+                &[lab, &kind],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Messages of `kind` to `username` in `lab` since `since`.
+    pub async fn mail_count_since(
+        &self,
+        lab: &LabId,
+        kind: MailKind,
+        username: &str,
+        since: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        Ok(self
+            .client()
+            .await?
+            .query_one(
+                "SELECT count(*) FROM mail_messages
+                 WHERE lab_id = $1 AND kind = $2 AND username = $3 AND created_at > $4",
+                &[lab, &kind, &username, &since],
+            )
+            .await?
+            .get(0))
     }
 
     /// Messages of an interrupted job that were at the server: they may

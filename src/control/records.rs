@@ -464,6 +464,9 @@ pub struct CredentialRecord {
     pub initial_password: Option<String>,
     /// When it was put in a mail (it is mailed once per password).
     pub mailed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the initial password was set, in microseconds since 1970: the
+    /// password a message is for.
+    pub password_set: Option<i64>,
 }
 
 impl Store {
@@ -494,7 +497,7 @@ impl Store {
             .await?
             .query(
                 "SELECT p.username, p.name, p.database, d.server, c.initial_password, p.email,
-                        c.mailed_at
+                        c.mailed_at, (extract(epoch FROM c.created_at) * 1000000)::bigint
                  FROM participants p
                  JOIN lab_databases d ON d.lab_id = p.lab_id AND d.name = p.database
                  LEFT JOIN credentials c ON c.username = p.username
@@ -515,6 +518,7 @@ impl Store {
                     initial_password: r.get(4),
                     email: r.get(5),
                     mailed_at: r.get(6),
+                    password_set: r.get(7),
                 })
             })
             .collect()

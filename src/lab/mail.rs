@@ -6,6 +6,13 @@
 //!                              # (default: manual, from the page or the CLI)
 //!   reminders: [24h, 1h]       # before each participant's deadline, to those not finished
 //!   hand_ins: true             # each hand-in's result to its participant (or group)
+//!   language: de               # of the lab's own templates (the HTML's lang)
+//!   templates:                 # the lab's own words for any of the messages
+//!     credentials:
+//!       subject: "Ihr Zugang zu {lab}"
+//!       text: |
+//!         Hallo {name}, ... {username} ... {password} ... {psql} ... {login_url}
+//!       html: "<p>Hallo {name}</p> ..."   # optional: else the text, as is
 //! ```
 
 use super::evidence::parse_duration;
@@ -13,9 +20,80 @@ use super::walk::Walker;
 use super::yaml::{Node, Value};
 use std::time::Duration;
 
+/// The placeholders each message's template may use.
+pub const PLACEHOLDERS: [(&str, &[&str]); 3] = [
+    (
+        "credentials",
+        &["name", "lab", "username", "password", "psql", "login_url"],
+    ),
+    (
+        "reminder",
+        &[
+            "name",
+            "lab",
+            "deadline",
+            "left",
+            "points",
+            "max_points",
+            "open_tasks",
+            "login_url",
+        ],
+    ),
+    (
+        "hand_in",
+        &[
+            "name",
+            "lab",
+            "id",
+            "uploaded_by",
+            "result",
+            "errors",
+            "url",
+        ],
+    ),
+];
+
+/// A lab's own words for a message: `{placeholder}`s are filled in when it
+/// is sent (escaped in the HTML).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MailTemplate {
+    pub subject: String,
+    pub text: String,
+    #[serde(default)]
+    pub html: Option<String>,
+}
+
+/// The `{names}` in `text`, in order.
+pub fn placeholders(text: &str) -> Vec<&str> {
+    let mut out = vec![];
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        match after.find('}') {
+            Some(close)
+                if after[..close]
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_')
+                    && close > 0 =>
+            {
+                out.push(&after[..close]);
+                rest = &after[close + 1..];
+            }
+            _ => rest = after,
+        }
+    }
+    out
+}
+
 /// A lab's mail rules; the default mails nothing by itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MailRules {
+    /// The language of the lab's own templates (`de`, `fr-CH`).
+    #[serde(default)]
+    pub language: Option<String>,
+    /// The lab's own templates, by message kind.
+    #[serde(default)]
+    pub templates: std::collections::BTreeMap<String, MailTemplate>,
     /// Mail the credentials after each apply.
     #[serde(default)]
     pub credentials_after_apply: bool,
@@ -34,7 +112,17 @@ impl MailRules {
 }
 
 pub(super) fn rules(w: &mut Walker, node: &Node) -> Option<MailRules> {
-    let f = w.fields(node, "mail", &["credentials", "reminders", "hand_ins"])?;
+    let f = w.fields(
+        node,
+        "mail",
+        &[
+            "credentials",
+            "reminders",
+            "hand_ins",
+            "language",
+            "templates",
+        ],
+    )?;
     let mut rules = MailRules::default();
     match w.string(&f, "credentials").as_deref() {
         None | Some("manual") => {}
@@ -67,5 +155,74 @@ pub(super) fn rules(w: &mut Walker, node: &Node) -> Option<MailRules> {
     rules.reminders_secs.sort_unstable_by(|a, b| b.cmp(a));
     rules.reminders_secs.dedup();
     rules.hand_ins = w.boolean(&f, "hand_ins").unwrap_or(false);
+    if let Some(lang) = w.string(&f, "language") {
+        let ok = !lang.is_empty()
+            && lang.len() <= 35
+            && lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if ok {
+            rules.language = Some(lang);
+        } else {
+            let line = f.get("language").map_or(f.line, |n| n.line);
+            w.error(
+                line,
+                "mail.language",
+                "expected a language tag like de or fr-CH",
+            );
+        }
+    }
+    if let Some(node) = f.get("templates") {
+        rules.templates = templates(w, node);
+    }
     Some(rules)
+}
+
+fn templates(w: &mut Walker, node: &Node) -> std::collections::BTreeMap<String, MailTemplate> {
+    let kinds: Vec<&str> = PLACEHOLDERS.iter().map(|(k, _)| *k).collect();
+    let mut out = std::collections::BTreeMap::new();
+    let Some(f) = w.fields(node, "mail.templates", &kinds) else {
+        return out;
+    };
+    for (kind, allowed) in PLACEHOLDERS {
+        let Some(t) = f.get(kind) else { continue };
+        let path = format!("mail.templates.{kind}");
+        let Some(tf) = w.fields(t, &path, &["subject", "text", "html"]) else {
+            continue;
+        };
+        let subject = w.required_string(&tf, "subject");
+        let text = w.required_string(&tf, "text");
+        let html = w.string(&tf, "html");
+        let mut ok = true;
+        for (key, value) in [("subject", &subject), ("text", &text), ("html", &html)] {
+            let Some(value) = value else { continue };
+            let line = tf.get(key).map_or(tf.line, |n| n.line);
+            for name in placeholders(value) {
+                if !allowed.contains(&name) {
+                    ok = false;
+                    w.error(
+                        line,
+                        &format!("{path}.{key}"),
+                        format!(
+                            "unknown placeholder {{{name}}} (this message has: {})",
+                            allowed.join(", ")
+                        ),
+                    );
+                }
+            }
+            if key == "subject" && value.contains(['\r', '\n']) {
+                ok = false;
+                w.error(line, &format!("{path}.subject"), "a subject is one line");
+            }
+        }
+        if let (Some(subject), Some(text), true) = (subject, text, ok) {
+            out.insert(
+                kind.to_string(),
+                MailTemplate {
+                    subject,
+                    text,
+                    html,
+                },
+            );
+        }
+    }
+    out
 }

@@ -135,6 +135,43 @@ mod tests {
     }
 
     #[test]
+    fn mail_rules_and_templates_are_checked_with_their_lines() {
+        let good = "id: m\ntitle: M\nreference: {sql: pglab-unit-ref.sql}\nmail:\n  credentials: after-apply\n  reminders: [1h, 24h]\n  hand_ins: true\n  language: de\n  templates:\n    credentials:\n      subject: \"Zugang zu {lab}\"\n      text: \"Hallo {name}: {password}\"\ntasks:\n  - id: a\n    title: A\n    checks:\n      - sql: SELECT true\n";
+        let dir = std::env::temp_dir();
+        std::fs::write(dir.join("pglab-unit-ref.sql"), "select 1;").unwrap();
+        let lab = parse("lab.yaml", good, &dir).expect("valid");
+        assert!(lab.mail.credentials_after_apply && lab.mail.hand_ins);
+        assert_eq!(
+            lab.mail.reminders_secs,
+            vec![86_400, 3_600],
+            "longest first"
+        );
+        assert_eq!(lab.mail.language.as_deref(), Some("de"));
+        assert_eq!(lab.mail.templates["credentials"].subject, "Zugang zu {lab}");
+        let bad = good
+            .replace("after-apply", "always")
+            .replace("[1h, 24h]", "[1h, soon]")
+            .replace("{password}", "{secret}");
+        let e = errors(&bad);
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("lab.yaml:5: mail.credentials")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("lab.yaml:6: mail.reminders")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|e| e.starts_with(
+                "lab.yaml:12: mail.templates.credentials.text: unknown placeholder {secret}"
+            )),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn every_error_with_line_and_field() {
         let text = "\
 id: Bad_Id

@@ -146,9 +146,103 @@ pub fn hand_in(h: &HandIn<'_>) -> Result<Rendered, askama::Error> {
     })
 }
 
+/// `text` with each `{name}` of `values` filled in (`escape`d for HTML);
+/// other braces stay as they are.
+fn fill(text: &str, values: &[(&str, String)], escape: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let hit = after.find('}').and_then(|close| {
+            values
+                .iter()
+                .find(|(k, _)| *k == &after[..close])
+                .map(|(_, v)| (close, v))
+        });
+        match hit {
+            Some((close, value)) => {
+                if escape {
+                    out.push_str(&html_escape(value));
+                } else {
+                    out.push_str(value);
+                }
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// A message from a lab's own template: the values fill its
+/// `{placeholders}` (escaped in the HTML part); without an HTML version,
+/// the text goes in `<pre>`.
+pub fn from_template(
+    t: &crate::lab::mail::MailTemplate,
+    language: Option<&str>,
+    values: &[(&str, String)],
+) -> Rendered {
+    let lang = html_escape(language.unwrap_or("en"));
+    let text = fill(&t.text, values, false);
+    let body = match &t.html {
+        Some(html) => fill(html, values, true),
+        None => format!(
+            "<pre style=\"font-family: sans-serif; white-space: pre-wrap\">{}</pre>",
+            html_escape(&text)
+        ),
+    };
+    Rendered {
+        subject: fill(&t.subject, values, false).replace(['\r', '\n'], " "),
+        text,
+        html: format!(
+            "<!doctype html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\"></head>\n<body>\n{body}\n</body></html>\n"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_labs_template_is_filled_and_escaped_in_html() {
+        let t = crate::lab::mail::MailTemplate {
+            subject: "Zugang zu {lab}".into(),
+            text: "Hallo {name}, Passwort {password}; {unknown} {".into(),
+            html: Some("<p>Hallo {name}</p>".into()),
+        };
+        let values = [
+            ("lab", "Shop".to_string()),
+            ("name", "Ann <b>".to_string()),
+            ("password", "pw-1".to_string()),
+        ];
+        let m = from_template(&t, Some("de"), &values);
+        assert_eq!(m.subject, "Zugang zu Shop");
+        assert_eq!(m.text, "Hallo Ann <b>, Passwort pw-1; {unknown} {");
+        assert!(
+            m.html.contains("<p>Hallo Ann &lt;b&gt;</p>") && m.html.contains("lang=\"de\""),
+            "{}",
+            m.html
+        );
+        let plain = crate::lab::mail::MailTemplate { html: None, ..t };
+        assert!(
+            from_template(&plain, None, &values).html.contains("<pre"),
+            "the text, escaped"
+        );
+    }
 
     #[test]
     fn credentials_carry_the_password_and_escape_names_in_html() {

@@ -6,7 +6,7 @@ mod messages;
 mod smtp;
 
 pub use messages::{
-    credentials, credentials_subject, hand_in, hand_in_subject, reminder, reminder_subject,
-    Credentials, HandIn, IssueLine, Reminder, Rendered, TaskLine,
+    credentials, credentials_subject, from_template, hand_in, hand_in_subject, reminder,
+    reminder_subject, Credentials, HandIn, IssueLine, Reminder, Rendered, TaskLine,
 };
 pub use smtp::{Mailer, SendError};

@@ -20,6 +20,9 @@ use tokio::time::Instant;
 /// A kept connection idle this long is closed and made anew before use
 /// (servers close idle ones).
 const IDLE: Duration = Duration::from_secs(10);
+/// How long the server may take to answer a whole message (RFC 5321
+/// 4.5.3.2.6 suggests 10 minutes: its filters run then).
+const FINAL_REPLY: Duration = Duration::from_secs(600);
 
 /// Why a message was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,13 +33,24 @@ pub enum SendError {
     /// The server refused it for good (5xx), or it cannot be made.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// The whole message went out, but no answer came: the server may
+    /// have taken it. Never sent again by itself.
+    #[error("uncertain: {0}")]
+    Uncertain(String),
+    /// The server cannot be reached or logged in to (the config or the
+    /// server, not this message): nothing was sent.
+    #[error("server: {0}")]
+    Server(String),
 }
 
 impl SendError {
     /// The server's answer or the reason, for the delivery log.
     pub fn answer(&self) -> &str {
         match self {
-            SendError::Temporary(a) | SendError::Permanent(a) => a,
+            SendError::Temporary(a)
+            | SendError::Permanent(a)
+            | SendError::Uncertain(a)
+            | SendError::Server(a) => a,
         }
     }
 }
@@ -161,8 +175,44 @@ impl Mailer {
             .connect()
             .await
             .map_err(|e| format!("{}: {}", self.server, e.answer()))?;
-        let _ = conn.quit().await;
+        let _ = tokio::time::timeout(Duration::from_secs(self.settings.timeout_secs), conn.quit())
+            .await;
         Ok(())
+    }
+
+    /// One mail transaction on `conn`. Until the message itself went out,
+    /// a failure means the server did not take it; after that, a lost
+    /// connection or no answer leaves it uncertain.
+    async fn transact(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        envelope: &lettre::address::Envelope,
+        bytes: &[u8],
+    ) -> Result<lettre::transport::smtp::response::Response, SendError> {
+        use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+        self.timed(
+            "MAIL FROM",
+            conn.command(Mail::new(envelope.from().cloned(), vec![])),
+        )
+        .await?;
+        for to in envelope.to() {
+            self.timed("RCPT TO", conn.command(Rcpt::new(to.clone(), vec![])))
+                .await?;
+        }
+        self.timed("DATA", conn.command(Data)).await?;
+        match tokio::time::timeout(FINAL_REPLY, conn.message(bytes)).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) if e.is_permanent() => Err(SendError::Permanent(describe(&e))),
+            Ok(Err(e)) if e.is_transient() => Err(SendError::Temporary(describe(&e))),
+            Ok(Err(e)) => Err(SendError::Uncertain(format!(
+                "the connection failed after the message was sent: {}",
+                describe(&e)
+            ))),
+            Err(_) => Err(SendError::Uncertain(format!(
+                "no answer within {} s after the message was sent",
+                FINAL_REPLY.as_secs()
+            ))),
+        }
     }
 
     /// Sends `m` to `to`; the server's answer when it took it. `id` makes
@@ -198,18 +248,22 @@ impl Mailer {
         self.pace().await;
         let mut kept = self.kept.lock().await;
         if kept.as_ref().is_some_and(|k| k.used.elapsed() > IDLE) {
-            if let Some(mut old) = kept.take() {
-                old.conn.abort().await;
-            }
+            // Dropped, not QUIT: a server that stopped answering must not
+            // hold the mail up.
+            kept.take();
         }
         if kept.is_none() {
+            let conn = self.connect().await.map_err(|e| match e {
+                SendError::Permanent(a) | SendError::Temporary(a) => SendError::Server(a),
+                other => other,
+            })?;
             *kept = Some(Kept {
-                conn: self.connect().await?,
+                conn,
                 used: Instant::now(),
             });
         }
         let k = kept.as_mut().expect("connected");
-        let sent = self.timed("sending", k.conn.send(&envelope, &bytes)).await;
+        let sent = self.transact(&mut k.conn, &envelope, &bytes).await;
         k.used = Instant::now();
         match sent {
             Ok(r) => Ok(format!(
@@ -219,10 +273,8 @@ impl Mailer {
             )),
             Err(e) => {
                 // Whatever state the session is in now, the next message
-                // starts on a new connection.
-                if let Some(mut old) = kept.take() {
-                    old.conn.abort().await;
-                }
+                // starts on a new connection (dropped, not QUIT).
+                kept.take();
                 Err(e)
             }
         }

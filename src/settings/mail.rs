@@ -84,6 +84,17 @@ impl MailSettings {
         if !self.per_second.is_finite() || self.per_second <= 0.0 || self.per_second > 10_000.0 {
             return Err("mail.per_second: a number above 0".into());
         }
+        let loopback = self.host == "localhost"
+            || self
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if self.security == MailSecurity::None && !self.user.is_empty() && !loopback {
+            return Err(format!(
+                "mail.security: none sends the login in the clear to {}; use starttls or tls (none is for a relay on loopback)",
+                self.host
+            ));
+        }
         if self.attempts == 0 {
             return Err("mail.attempts: at least 1".into());
         }

@@ -114,6 +114,10 @@ async fn mail_done(env: &TestEnv, lab: &str) -> i64 {
         if let Some(newest) = mails.first() {
             let job = env.store.job(newest.job).await.unwrap().unwrap();
             if job.status.ended() {
+                eprintln!(
+                    "mail job {}: {} {:?} {:?}",
+                    job.id, job.status, job.summary, job.error
+                );
                 return job.id;
             }
         }
@@ -230,12 +234,26 @@ async fn credentials_by_mail_once_each_with_retries_failures_and_a_crash() {
         "{printed}"
     );
 
-    // Mailed once: again, nobody (each is named with the reason) ...
+    // Mailed once: again, only ron, whose message failed (his password
+    // never arrived, so it may be mailed again); everyone else is named
+    // with the reason ...
     let again = pglab(&config, &["mail", "credentials", "post"]);
     assert!(
-        again.contains("nobody to mail") && again.contains("already mailed"),
+        again.contains("mails ron")
+            && !again.contains("mails ann")
+            && again.contains("already mailed"),
         "{again}"
     );
+    mail_done(&env, "post").await;
+    let log = env.store.lab_mail(&id, 100).await.unwrap();
+    let rons: Vec<_> = log
+        .iter()
+        .filter(|m| m.username.as_deref() == Some("ron"))
+        .collect();
+    assert_eq!(rons.len(), 2, "{rons:?}");
+    assert!(rons.iter().all(|m| m.status == MailStatus::Failed));
+    let again = pglab(&config, &["mail", "credentials", "post", "--to", "ann"]);
+    assert!(again.contains("nobody to mail"), "{again}");
     // ... until a reset gives a new password, which is mailed.
     let ann = pglab::ident::Username::parse("ann").unwrap();
     pglab::app::participants::reset_password(env.settings(), &env.store, &id, &ann)
@@ -271,7 +289,9 @@ async fn reminders_and_hand_ins(env: &TestEnv, sink: &Sink) {
         let deadline = (chrono::Utc::now() + chrono::Duration::minutes(minutes)).to_rfc3339();
         format!(
             "id: soon\ntitle: Soon due\ndeadline: {deadline}\nreference: {{sql: ref.sql}}\nstarter: {{sql: start.sql}}\n\
-             submissions: {{max_size: 1MB, replace: true}}\nmail: {{reminders: [1h, 30m], hand_ins: true}}\n\
+             submissions: {{max_size: 1MB, replace: true}}\n\
+             mail:\n  reminders: [1h, 30m]\n  hand_ins: true\n  language: de\n  templates:\n    reminder:\n\
+             \x20     subject: \"{{lab}}: Abgabe {{left}}\"\n      text: \"Hallo {{name}}, {{points}} von {{max_points}} Punkten. Offen:\\n{{open_tasks}}\"\n\
              tasks:\n  - id: one\n    title: Insert the one\n    checks:\n      - sql: SELECT EXISTS (SELECT 1 FROM t WHERE x = 1)\n"
         )
     };
@@ -326,12 +346,12 @@ async fn reminders_and_hand_ins(env: &TestEnv, sink: &Sink) {
     let got = sink.to("unf@example.org");
     assert_eq!(got.len(), 1, "one reminder to the participant not finished");
     assert!(
-        got[0].contains("0 of 1 points") && got[0].contains("Insert the one"),
+        got[0].contains("0 von 1 Punkten") && got[0].contains("- Insert the one (1 points)"),
         "{}",
         got[0]
     );
     assert!(
-        got[0].contains("Subject: Soon due: the deadline is in 50 minutes"),
+        got[0].contains("Subject: Soon due: Abgabe in 50 minutes"),
         "{}",
         got[0]
     );
@@ -461,4 +481,40 @@ async fn crash_in_the_middle(env: &mut TestEnv) {
     assert_eq!(log.len(), 12);
     let printed = pglab(&config, &["mail", "log", "bulk"]);
     assert_eq!(printed.lines().count(), 13, "{printed}");
+    drop(_second);
+
+    // No server at the configured address: nothing is sent, every message
+    // fails saying so, and the passwords may be mailed again.
+    let lab = shop_lab(env, "dead");
+    env.apply(
+        &lab,
+        "username,name,email\nd1,D One,d1@example.org\nd2,D Two,d2@example.org\n",
+        false,
+    )
+    .await
+    .expect("apply");
+    env.stack.settings.mail.port = pglab::stack::process::free_port();
+    let config = env.settings().data_dir.join("pglab.yaml");
+    std::fs::write(&config, env.settings().to_yaml()).unwrap();
+    let _third = serve();
+    pglab(&config, &["mail", "credentials", "dead"]);
+    let job = mail_done(env, "dead").await;
+    let job = env.store.job(job).await.unwrap().unwrap();
+    assert!(
+        job.error.unwrap_or_default().contains("the SMTP server"),
+        "job fails naming the server"
+    );
+    let id = pglab::ident::LabId::parse("dead").unwrap();
+    for m in env.store.lab_mail(&id, 10).await.unwrap() {
+        assert_eq!(m.status, MailStatus::Failed);
+        assert!(m
+            .answer
+            .unwrap_or_default()
+            .contains("not sent: the SMTP server"));
+    }
+    let dry = pglab(&config, &["mail", "credentials", "dead", "--dry-run"]);
+    assert!(
+        dry.contains("would mail d1") && dry.contains("would mail d2"),
+        "{dry}"
+    );
 }

@@ -14,8 +14,9 @@ CREATE TABLE mail_messages (
     kind        text NOT NULL CHECK (kind IN ('credentials', 'reminder', 'hand_in', 'digest')),
     -- The participant it is for (or about).
     username    text,
-    -- What it is about: the hand-in (its id), or the reminder (seconds
-    -- before the deadline); a participant gets each such message once.
+    -- What it is about: the hand-in (its id), the reminder (seconds
+    -- before the deadline), each of which a participant gets once; or the
+    -- password (when it was set) a credentials message is for.
     about       bigint,
     to_name     text NOT NULL,
     to_address  text NOT NULL,
@@ -35,7 +36,7 @@ CREATE TABLE mail_messages (
 CREATE INDEX mail_by_job ON mail_messages (job_id, id);
 CREATE INDEX mail_by_lab ON mail_messages (lab_id, id);
 CREATE UNIQUE INDEX mail_once ON mail_messages (lab_id, kind, username, about)
-    WHERE about IS NOT NULL;
+    WHERE kind IN ('reminder', 'hand_in');
 
 -- When the initial password was put in a message: it is mailed once; a
 -- reset (a new password) makes it mailable again.

@@ -72,11 +72,34 @@ async fn credentials(
         .await
         .map_err(refused)?
     };
+    let body = queued(&base, &id, job, plan, req.dry_run);
+    Ok(match job {
+        Some(_) => {
+            let location = body.links.get("job");
+            (
+                StatusCode::ACCEPTED,
+                [(header::LOCATION, location)],
+                Json(body),
+            )
+                .into_response()
+        }
+        None => Json(body).into_response(),
+    })
+}
+
+/// The answer to a mail request.
+fn queued(
+    base: &str,
+    id: &crate::ident::LabId,
+    job: Option<i64>,
+    plan: crate::app::mail::CredentialsPlan,
+    dry_run: bool,
+) -> MailQueued {
     let mut pairs = vec![("log", format!("/api/v1/labs/{id}/mail"))];
     if let Some(j) = job {
         pairs.push(("job", format!("/api/v1/jobs/{j}")));
     }
-    let body = MailQueued {
+    MailQueued {
         job,
         recipients: plan
             .recipients
@@ -95,24 +118,12 @@ async fn credentials(
                 why: s.why,
             })
             .collect(),
-        preview: plan.preview.filter(|_| req.dry_run).map(|m| MailPreview {
+        preview: plan.preview.filter(|_| dry_run).map(|m| MailPreview {
             subject: m.subject,
             text: m.text,
         }),
-        links: links(&base, &pairs),
-    };
-    Ok(match job {
-        Some(_) => {
-            let location = body.links.get("job");
-            (
-                StatusCode::ACCEPTED,
-                [(header::LOCATION, location)],
-                Json(body),
-            )
-                .into_response()
-        }
-        None => Json(body).into_response(),
-    })
+        links: links(base, &pairs),
+    }
 }
 
 /// Read the delivery log.
