@@ -208,6 +208,18 @@ fn templates(w: &mut Walker, node: &Node) -> std::collections::BTreeMap<String, 
                     );
                 }
             }
+            // Subjects show in server logs and notifications: no secrets,
+            // no lists.
+            for secret in ["password", "psql", "errors", "open_tasks"] {
+                if key == "subject" && placeholders(value).contains(&secret) {
+                    ok = false;
+                    w.error(
+                        line,
+                        &format!("{path}.subject"),
+                        format!("{{{secret}}} may not be in a subject (it goes in the text)"),
+                    );
+                }
+            }
             if key == "subject" && value.contains(['\r', '\n']) {
                 ok = false;
                 w.error(line, &format!("{path}.subject"), "a subject is one line");

@@ -95,11 +95,14 @@ impl MailSettings {
                 self.host
             ));
         }
-        if self.attempts == 0 {
-            return Err("mail.attempts: at least 1".into());
+        if !(1..=20).contains(&self.attempts) {
+            return Err("mail.attempts: 1 to 20".into());
         }
-        if !self.retry_secs.is_finite() || self.retry_secs < 0.0 {
-            return Err("mail.retry_secs: 0 or more seconds".into());
+        if !self.retry_secs.is_finite() || !(0.0..=3600.0).contains(&self.retry_secs) {
+            return Err("mail.retry_secs: 0 to 3600 seconds".into());
+        }
+        if !(1..=3600).contains(&self.timeout_secs) {
+            return Err("mail.timeout_secs: 1 to 3600 seconds".into());
         }
         Ok(())
     }

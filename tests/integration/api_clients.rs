@@ -585,8 +585,10 @@ async fn roles(env: &TestEnv, url: &str) {
 /// Bodies over a route's limit, of the wrong type, or not what it takes.
 async fn limits(url: &str, admin: &str, student: &str) {
     let http = reqwest::Client::new();
+    // A client per request: a body refused half-way closes its connection.
     let post = |path: &str, ctype: &str, body: Vec<u8>| {
-        http.post(format!("{url}{path}"))
+        reqwest::Client::new()
+            .post(format!("{url}{path}"))
             .header("authorization", format!("Bearer {admin}"))
             .header("content-type", ctype.to_string())
             .body(body)

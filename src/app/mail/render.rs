@@ -222,12 +222,17 @@ async fn render_hand_in(
         .map_err(temporary)?
         .ok_or_else(|| SendError::Permanent(format!("hand-in {id} is gone")))?;
     let lab = data.lab(store, &job.lab).await?;
+    // The errors quote the dump's own text: they go to the one who
+    // uploaded it, the rest of the group gets the result and the link.
+    let uploader = m.username.as_deref() == Some(sub.uploaded_by.as_str());
     let issues: Vec<crate::mail::IssueLine> = sub
         .errors
         .iter()
-        .take(ISSUES_MAILED)
+        .take(if uploader { ISSUES_MAILED } else { 0 })
         .map(|e| crate::mail::IssueLine {
-            message: clip(&e.message),
+            // The first line: the server's error, without DETAIL or HINT
+            // lines (a dump can write those).
+            message: clip(e.message.lines().next().unwrap_or_default()),
             line: e.line,
             // Not the statement: it is the uploader's own text, and the
             // message goes to the whole group (the page shows it).

@@ -125,9 +125,8 @@ async fn record(
         Err(SendError::Temporary(a) | SendError::Server(a))
             if attempts < settings.mail.attempts =>
         {
-            let wait =
-                Duration::from_secs_f64(settings.mail.retry_secs * 2f64.powi(attempts as i32 - 1))
-                    .min(MAX_BACKOFF);
+            let doubled = settings.mail.retry_secs * 2f64.powi(attempts.clamp(1, 30) as i32 - 1);
+            let wait = Duration::from_secs_f64(doubled.min(MAX_BACKOFF.as_secs_f64()));
             store
                 .set_mail_status(m.id, MailStatus::Queued, Some(a))
                 .await
