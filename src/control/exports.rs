@@ -37,6 +37,17 @@ impl ExportRecord {
     pub fn ready(&self) -> bool {
         self.status == JobStatus::Succeeded && self.file.is_some() && self.deleted_at.is_none()
     }
+
+    /// `expired`, `ready`, or the job's status: what the API says.
+    pub fn state(&self) -> &'static str {
+        if self.deleted_at.is_some() {
+            "expired"
+        } else if self.ready() {
+            "ready"
+        } else {
+            self.status.as_str()
+        }
+    }
 }
 
 const EXPORT_COLUMNS: &str = "e.id, e.job_id, e.lab_id, e.started_by, e.options, e.estimate, e.size, e.file, e.name, e.created_at, e.expires_at, e.deleted_at, j.status, j.done, j.total, j.error";

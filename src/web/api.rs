@@ -58,7 +58,7 @@ fn export_json(e: &crate::control::ExportRecord) -> serde_json::Value {
     serde_json::json!({
         "id": e.id,
         "lab": e.lab,
-        "status": if e.deleted_at.is_some() { "expired" } else if e.ready() { "ready" } else { e.status.as_str() },
+        "status": e.state(),
         "progress": { "done": e.done, "total": e.total },
         "options": e.options,
         "estimate": e.estimate,

@@ -15,7 +15,7 @@ use axum::response::{Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 
-fn refused(e: SnapshotRequestError) -> WebError {
+pub(super) fn refused(e: SnapshotRequestError) -> WebError {
     match e {
         SnapshotRequestError::Store(e) => e.into(),
         SnapshotRequestError::NoSuchSnapshot => WebError::NotFound,
@@ -115,14 +115,25 @@ async fn download(
     headers: axum::http::HeaderMap,
 ) -> Result<Response, WebError> {
     let snap = snapshot_of(&state, &lab, &id).await?;
-    let path = crate::app::snapshots::snapshot_file(&state.settings, &snap);
-    tracing::info!(%lab, snapshot = snap.id, user = %s.user, "snapshot downloaded");
+    snapshot_download(&state, &snap, &headers, &s.user).await
+}
+
+/// A snapshot's dump as an attachment (ranges, its SHA-256 in a header),
+/// for the page and the API; `by` is logged.
+pub(super) async fn snapshot_download(
+    state: &AppState,
+    snap: &crate::control::SnapshotRecord,
+    headers: &axum::http::HeaderMap,
+    by: &str,
+) -> Result<Response, WebError> {
+    let path = crate::app::snapshots::snapshot_file(&state.settings, snap);
+    tracing::info!(lab = %snap.lab, snapshot = snap.id, by, "snapshot downloaded");
     let name = format!("{}-snapshot-{}.dump", snap.database, snap.n);
     let checksum = (
         header::HeaderName::from_static("x-checksum-sha256"),
         snap.sha256.clone(),
     );
-    super::download::attachment(&path, &name, &headers, vec![checksum])
+    super::download::attachment(&path, &name, headers, vec![checksum])
         .await
         .map_err(|_| {
             WebError::Conflict("The snapshot's file is gone from the data directory.".into())

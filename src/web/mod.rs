@@ -9,7 +9,7 @@ mod board;
 mod credentials;
 pub(crate) mod download;
 mod error;
-mod evidence;
+pub(crate) mod evidence;
 mod exports;
 mod health;
 mod highlight;

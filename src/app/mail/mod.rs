@@ -170,6 +170,17 @@ pub async fn plan_credentials(
     to: &[Username],
     login_url: &str,
 ) -> Result<CredentialsPlan, MailError> {
+    Ok(plan_of(settings, store, lab, to, login_url).await?.1)
+}
+
+/// The lab as stored, and the plan for it.
+async fn plan_of(
+    settings: &Settings,
+    store: &Store,
+    lab: &LabId,
+    to: &[Username],
+    login_url: &str,
+) -> Result<(crate::lab::Lab, CredentialsPlan), MailError> {
     let loaded = store.lab(lab).await?.ok_or(MailError::NoSuchLab)?;
     let all = store.credentials(lab).await?;
     let mut plan = CredentialsPlan {
@@ -207,7 +218,7 @@ pub async fn plan_credentials(
             password_set: c.password_set,
         });
     }
-    Ok(plan)
+    Ok((loaded.lab, plan))
 }
 
 /// Queues the credentials of `to` (empty: every participant not mailed
@@ -225,11 +236,10 @@ pub async fn mail_credentials(
     if !settings.mail.enabled() {
         return Err(MailError::NotConfigured);
     }
-    let plan = plan_credentials(settings, store, lab, to, login_url).await?;
+    let (spec, plan) = plan_of(settings, store, lab, to, login_url).await?;
     if plan.recipients.is_empty() {
         return Ok((None, plan));
     }
-    let spec = store.lab(lab).await?.ok_or(MailError::NoSuchLab)?.lab;
     let subjects: Vec<String> = plan
         .recipients
         .iter()

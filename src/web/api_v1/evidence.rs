@@ -89,13 +89,7 @@ fn export(e: ExportRecord, base: &str) -> Export {
     }
     Export {
         links: links(base, &pairs),
-        status: if e.deleted_at.is_some() {
-            "expired".into()
-        } else if e.ready() {
-            "ready".into()
-        } else {
-            e.status.to_string()
-        },
+        status: e.state().to_string(),
         id: e.id,
         lab: e.lab.to_string(),
         done: e.done,
@@ -244,11 +238,7 @@ fn snapshot(s: SnapshotRecord, base: &str) -> Snapshot {
 }
 
 fn refused(e: SnapshotRequestError) -> Problem {
-    match e {
-        SnapshotRequestError::Store(e) => e.into(),
-        SnapshotRequestError::NoSuchSnapshot => Problem::not_found(),
-        other => WebError::Conflict(other.to_string()).into(),
-    }
+    crate::web::evidence::refused(e).into()
 }
 
 /// List a participant's snapshots.
@@ -333,18 +323,7 @@ async fn snapshot_download(
 ) -> Result<Response, Problem> {
     caller.staff(Role::Master, TokenScope::Read)?;
     let snap = snapshot_by_id(&state, &id).await?;
-    let path = crate::app::snapshots::snapshot_file(&state.settings, &snap);
-    tracing::info!(lab = %snap.lab, snapshot = snap.id, by = %caller.name(), "snapshot downloaded");
-    let name = format!("{}-snapshot-{}.dump", snap.database, snap.n);
-    let checksum = (
-        header::HeaderName::from_static("x-checksum-sha256"),
-        snap.sha256.clone(),
-    );
-    crate::web::download::attachment(&path, &name, &headers, vec![checksum])
-        .await
-        .map_err(|_| {
-            WebError::Conflict("the snapshot's file is gone from the data directory".into()).into()
-        })
+    Ok(crate::web::evidence::snapshot_download(&state, &snap, &headers, &caller.name()).await?)
 }
 
 /// Restore a snapshot.
