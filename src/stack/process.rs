@@ -141,8 +141,15 @@ pub fn free_ports(n: u16) -> u16 {
         Ordering::Relaxed,
     );
     loop {
-        let first = NEXT.fetch_add(u32::from(n), Ordering::Relaxed);
-        let base = PICKED_PORTS.start + first % (span - u32::from(n));
+        // Every call takes its own stretch of the range; a stretch that
+        // would cross the end is skipped, so no two calls overlap (a modulus
+        // that depended on `n` once handed the same port to two callers
+        // after the counter wrapped).
+        let first = NEXT.fetch_add(u32::from(n), Ordering::Relaxed) % span;
+        if first + u32::from(n) > span {
+            continue;
+        }
+        let base = PICKED_PORTS.start + first;
         let free = (0..u32::from(n)).all(|i| {
             TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, (base + i) as u16))).is_ok()
         });
@@ -270,5 +277,26 @@ where
             });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::free_ports;
+    use std::collections::HashSet;
+
+    /// Stretches of different lengths never share a port, also across the
+    /// wrap of the range (5,000 ports of 12,000 from wherever this process
+    /// starts).
+    #[test]
+    fn handed_out_ports_never_overlap() {
+        let mut seen = HashSet::new();
+        for i in 0..2500u16 {
+            let n = 1 + i % 3;
+            let base = free_ports(n);
+            for port in base..base + n {
+                assert!(seen.insert(port), "port {port} handed out twice");
+            }
+        }
     }
 }
