@@ -42,6 +42,11 @@ pub fn start(
                 Ok(_) => queue.queued(),
                 Err(e) => tracing::warn!(error = %e, "queuing deadline reminders"),
             }
+            match super::mail::send_digests(&settings, &store).await {
+                Ok(0) => {}
+                Ok(_) => queue.queued(),
+                Err(e) => tracing::warn!(error = %e, "queuing digests of who needs help"),
+            }
             if let Err(e) = super::exports::expire(&settings, &store).await {
                 tracing::warn!(error = %e, "deleting expired exports");
             }

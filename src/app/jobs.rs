@@ -239,14 +239,15 @@ async fn recover(
             if job.kind == JobKind::Export {
                 super::exports::clean_up(settings, store, job).await;
             }
-            if job.kind == JobKind::Mail {
-                super::mail::recover(store, job).await?;
-            }
             let error = format!(
                 "interrupted {} times (pglab stopped); start it again",
                 job.attempts
             );
-            end(store, claim, &error).await;
+            if job.kind == JobKind::Mail {
+                super::mail::give_up(store, claim, Some(&error)).await;
+            } else {
+                end(store, claim, &error).await;
+            }
         }
     }
     Ok(())

@@ -122,6 +122,30 @@ impl Store {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
+    /// The databases of a lab with a session open now (as the latest
+    /// scoring round saw them): when it began, and the last progress.
+    pub async fn open_sessions(
+        &self,
+        lab: &LabId,
+    ) -> Result<Vec<(String, DateTime<Utc>, Option<DateTime<Utc>>)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT s.database, min(s.started_at), max(p.last_progress_at)
+                 FROM session_history s
+                 LEFT JOIN database_progress p ON p.lab_id = s.lab_id AND p.database = s.database
+                 WHERE s.lab_id = $1 AND s.ended_at IS NULL
+                 GROUP BY s.database ORDER BY s.database",
+                &[lab],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
     /// A participant connected (since `at`): a period opens unless one is
     /// open.
     pub async fn session_opened(

@@ -222,6 +222,7 @@ impl Store {
                      WHERE j.id = (
                          SELECT q.id FROM jobs q
                          WHERE q.status = 'queued' AND ($2::int8 IS NULL OR q.id = $2)
+                           AND (q.not_before IS NULL OR q.not_before <= now())
                            AND NOT EXISTS (SELECT 1 FROM jobs r
                                            WHERE r.status = 'running' AND r.lock_key = q.lock_key)
                          -- Fair across keys: those served least in the last
@@ -319,6 +320,37 @@ impl Store {
         let mine = requeue(&*tx, claim, note).await?;
         tx.commit().await?;
         Ok(mine)
+    }
+
+    /// Back in the queue to wait until `until` (not an interrupted
+    /// attempt: the claim that ran it is not counted), with `note` in its
+    /// log; `false` when the job was no longer this worker's. Other jobs of
+    /// its key run meanwhile.
+    pub async fn wait_job(
+        &self,
+        claim: Claim<'_>,
+        until: DateTime<Utc>,
+        note: &str,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let n = tx
+            .execute(
+                "UPDATE jobs SET status = 'queued', worker = NULL, heartbeat_at = NULL,
+                     attempts = greatest(attempts - 1, 0), not_before = $3
+                 WHERE id = $1 AND worker = $2 AND status = 'running'",
+                &[&claim.job, &claim.worker, &until],
+            )
+            .await?;
+        if n == 1 {
+            tx.execute(
+                "INSERT INTO job_log (job_id, line) VALUES ($1, $2)",
+                &[&claim.job, &note],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(n == 1)
     }
 
     /// A running job whose worker has not been heard of for `secs` (it

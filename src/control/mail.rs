@@ -27,6 +27,36 @@ pub struct MailRecord {
     pub about: Option<i64>,
 }
 
+/// How messages are queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queueing {
+    /// Each credentials message takes its participant's password.
+    ClaimPasswords,
+    /// Added to a waiting automatic job of the lab (`params.auto`), if any.
+    Automatic,
+}
+
+/// What became of one attempt at a message (the server's answer or why
+/// there was none).
+#[derive(Debug, Clone, Copy)]
+pub enum MailOutcome<'a> {
+    Sent(&'a str),
+    /// Refused for good.
+    Failed(&'a str),
+    /// It may or may not have arrived.
+    Uncertain(&'a str),
+    /// Queued again for `at`; with `whole_job`, the job's other messages
+    /// wait until then too (the server itself failed).
+    Retry {
+        answer: &'a str,
+        at: DateTime<Utc>,
+        whole_job: bool,
+    },
+}
+
+/// Why a message the server had when pglab stopped is uncertain.
+const UNCERTAIN: &str = "pglab stopped while the server had it: it may or may not have arrived";
+
 /// A message to queue.
 pub struct NewMail<'a> {
     pub kind: MailKind,
@@ -66,46 +96,72 @@ fn mail(r: &Row) -> Result<MailRecord, StoreError> {
 /// Mail jobs that may wait at once (they run one at a time: one SMTP server).
 const PENDING_MAIL_JOBS: i64 = 1000;
 
+/// Marks the initial password message `m` is for (`about`: when it was
+/// set) as mailed, unless it was mailed already; whether it was.
+async fn claim_password(
+    tx: &impl tokio_postgres::GenericClient,
+    m: &NewMail<'_>,
+) -> Result<bool, StoreError> {
+    let taken = tx
+        .execute(
+            "UPDATE credentials SET mailed_at = now()
+             WHERE username = $1 AND mailed_at IS NULL AND initial_password IS NOT NULL
+               AND (extract(epoch FROM created_at) * 1000000)::bigint = $2",
+            &[&m.username, &m.about],
+        )
+        .await?;
+    Ok(taken == 1)
+}
+
 impl Store {
-    /// Queues a mail job with its messages, in one transaction. With
-    /// `claim_passwords`, each message takes its participant's initial
+    /// Queues `mails` in one transaction: as a new mail job, or (`how`:
+    /// `Automatic`) added to a waiting automatic job of the lab, so that
+    /// what pglab mails by itself never piles up jobs. With
+    /// `ClaimPasswords`, each message takes its participant's initial
     /// password (marks it mailed): a message whose password was mailed
-    /// already, by a request just before, is left out. The job and the
-    /// messages queued; `None` when too many mail jobs wait.
+    /// already, by a request just before, is left out. A reminder, hand-in
+    /// result or digest already queued or sent is left out too. The job and
+    /// the messages queued; `None` when too many mail jobs wait.
     pub async fn queue_mail(
         &self,
         job: &NewJob<'_>,
         mails: &[NewMail<'_>],
-        claim_passwords: bool,
+        how: Queueing,
     ) -> Result<Option<(i64, usize)>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let Some(id) = insert_job(&*tx, job, PENDING_MAIL_JOBS).await? else {
-            return Ok(None);
+        let joined = match how {
+            Queueing::Automatic => tx
+                .query_opt(
+                    "SELECT id FROM jobs
+                     WHERE kind = 'mail' AND lab_id = $1 AND status = 'queued'
+                       AND params @> '{\"auto\": true}'
+                     ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                    &[job.lab],
+                )
+                .await?
+                .map(|r| r.get::<_, i64>(0)),
+            Queueing::ClaimPasswords => None,
+        };
+        let id = match joined {
+            Some(id) => id,
+            None => match insert_job(&*tx, job, PENDING_MAIL_JOBS).await? {
+                Some(id) => id,
+                None => return Ok(None),
+            },
         };
         let mut queued = 0;
         for m in mails {
-            if claim_passwords {
-                // The password the message is for (`about`: when it was
-                // set), not mailed yet.
-                let taken = tx
-                    .execute(
-                        "UPDATE credentials SET mailed_at = now()
-                         WHERE username = $1 AND mailed_at IS NULL AND initial_password IS NOT NULL
-                           AND (extract(epoch FROM created_at) * 1000000)::bigint = $2",
-                        &[&m.username, &m.about],
-                    )
-                    .await?;
-                if taken == 0 {
-                    continue;
-                }
+            if how == Queueing::ClaimPasswords && !claim_password(&*tx, m).await? {
+                continue;
             }
             queued += tx
                 .execute(
                     "INSERT INTO mail_messages (job_id, lab_id, kind, username, about, to_name, to_address, subject)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                     ON CONFLICT (lab_id, kind, username, about)
-                         WHERE kind IN ('reminder', 'hand_in') DO NOTHING",
+                     ON CONFLICT (lab_id, kind, (COALESCE(username, to_address)), about)
+                         WHERE kind IN ('reminder', 'hand_in', 'digest') AND status <> 'unsent'
+                         DO NOTHING",
                     &[&id, job.lab, &m.kind, &m.username, &m.about, &m.to_name, &m.to_address, &m.subject],
                 )
                 .await? as usize;
@@ -114,7 +170,7 @@ impl Store {
             return Ok(Some((0, 0))); // dropped with the transaction
         }
         tx.execute(
-            "UPDATE jobs SET total = $2 WHERE id = $1",
+            "UPDATE jobs SET total = total + $2 WHERE id = $1",
             &[&id, &(queued as i32)],
         )
         .await?;
@@ -122,7 +178,7 @@ impl Store {
         Ok(Some((id, queued)))
     }
 
-    /// The next message of a job to send, if any.
+    /// The next message of a job to send now, if any.
     pub async fn next_mail(&self, job: i64) -> Result<Option<MailRecord>, StoreError> {
         let row = self
             .client()
@@ -130,7 +186,9 @@ impl Store {
             .query_opt(
                 &format!(
                     "SELECT {COLUMNS} FROM mail_messages
-                     WHERE job_id = $1 AND status = 'queued' ORDER BY id LIMIT 1"
+                     WHERE job_id = $1 AND status = 'queued'
+                       AND (not_before IS NULL OR not_before <= now())
+                     ORDER BY id LIMIT 1"
                 ),
                 &[&job],
             )
@@ -138,67 +196,149 @@ impl Store {
         row.as_ref().map(mail).transpose()
     }
 
-    /// Moves a message to `status` with the server's answer, counting an
-    /// attempt when it goes out; `sent` and `failed` count as done in the
-    /// job's progress.
-    pub async fn set_mail_status(
+    /// When the first message of a job that waits may go (none is ready
+    /// now); `None` when none is queued.
+    pub async fn next_mail_at(&self, job: i64) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self
+            .client()
+            .await?
+            .query_one(
+                "SELECT min(COALESCE(not_before, now())) FROM mail_messages
+                 WHERE job_id = $1 AND status = 'queued'",
+                &[&job],
+            )
+            .await?
+            .get(0))
+    }
+
+    /// Records what became of the attempt at message `id` (taken, or left
+    /// uncertain by a sweeper meanwhile), with the subject as it was sent,
+    /// in one statement: a failed credentials message gives its password
+    /// back (it did not arrive); a message that waits for another attempt
+    /// makes the rest of its job wait too when the server itself failed;
+    /// an end counts in the job's progress.
+    pub async fn mail_outcome(
         &self,
         id: i64,
-        status: MailStatus,
-        answer: Option<&str>,
+        outcome: &MailOutcome<'_>,
+        subject: Option<&str>,
     ) -> Result<(), StoreError> {
-        // One statement: the message, and the job's progress when it ended.
+        let (status, answer, not_before, whole_job) = match *outcome {
+            MailOutcome::Sent(a) => (MailStatus::Sent, a, None, false),
+            MailOutcome::Failed(a) => (MailStatus::Failed, a, None, false),
+            MailOutcome::Uncertain(a) => (MailStatus::Uncertain, a, None, false),
+            MailOutcome::Retry {
+                answer,
+                at,
+                whole_job,
+            } => (MailStatus::Queued, answer, Some(at), whole_job),
+        };
         self.client()
             .await?
             .execute(
                 "WITH m AS (
-                   UPDATE mail_messages SET status = $2, answer = COALESCE($3, answer),
-                       attempts = attempts + CASE WHEN $2 = 'sending' THEN 1 ELSE 0 END,
-                       sent_at = CASE WHEN $2 = 'sent' THEN now() ELSE sent_at END,
+                   UPDATE mail_messages SET status = $2, answer = $3, subject = COALESCE($4, subject),
+                       not_before = $5, sent_at = CASE WHEN $2 = 'sent' THEN now() END,
                        updated_at = now()
-                   WHERE id = $1 RETURNING job_id)
+                   WHERE id = $1 AND status IN ('sending', 'uncertain')
+                   RETURNING job_id, kind, username, about),
+                 released AS (
+                   UPDATE credentials c SET mailed_at = NULL FROM m
+                   WHERE $2 = 'failed' AND m.kind = 'credentials' AND c.username = m.username
+                     AND (extract(epoch FROM c.created_at) * 1000000)::bigint = m.about
+                   RETURNING 1),
+                 waiting AS (
+                   UPDATE mail_messages w SET not_before = greatest(w.not_before, $5) FROM m
+                   WHERE $6 AND w.job_id = m.job_id AND w.status = 'queued' AND w.id <> $1
+                   RETURNING 1)
                  UPDATE jobs SET done = done + 1
-                 WHERE id = (SELECT job_id FROM m) AND $2 IN ('sent', 'failed')",
-                &[&id, &status, &answer],
+                 WHERE id = (SELECT job_id FROM m) AND $2 IN ('sent', 'failed', 'uncertain')",
+                &[&id, &status, &answer, &subject, &not_before, &whole_job],
             )
             .await?;
         Ok(())
     }
 
+    /// Ends mail job `claim` (`error`: failed) in one transaction, when it
+    /// is still the claim's: a message the server had becomes uncertain;
+    /// every message still queued is unsent (with why), a credentials
+    /// message giving its password back. `false` (nothing changed) when the
+    /// job is no longer the claim's.
+    pub async fn end_mail_job(
+        &self,
+        claim: super::Claim<'_>,
+        error: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mine = tx
+            .query_opt(
+                "SELECT 1 FROM jobs WHERE id = $1 AND worker = $2 AND status = 'running' FOR UPDATE",
+                &[&claim.job, &claim.worker],
+            )
+            .await?;
+        if mine.is_none() {
+            return Ok(false);
+        }
+        tx.execute(
+            "UPDATE mail_messages SET status = 'uncertain', answer = $2, updated_at = now()
+             WHERE job_id = $1 AND status = 'sending'",
+            &[&claim.job, &UNCERTAIN],
+        )
+        .await?;
+        let why = format!("not sent: {}", error.unwrap_or("its job ended first"));
+        tx.execute(
+            "WITH m AS (
+               UPDATE mail_messages SET status = 'unsent', answer = $2, not_before = NULL,
+                   updated_at = now()
+               WHERE job_id = $1 AND status = 'queued'
+               RETURNING kind, username, about)
+             UPDATE credentials c SET mailed_at = NULL FROM m
+             WHERE m.kind = 'credentials' AND c.username = m.username
+               AND (extract(epoch FROM c.created_at) * 1000000)::bigint = m.about",
+            &[&claim.job, &why],
+        )
+        .await?;
+        let summary: Vec<String> = tx
+            .query(
+                "SELECT count(*) || ' ' || status FROM mail_messages WHERE job_id = $1
+                 GROUP BY status ORDER BY status",
+                &[&claim.job],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let ended = super::jobs::finish(&*tx, claim, &summary, error).await?;
+        tx.commit().await?;
+        Ok(ended)
+    }
+
     /// Takes message `id` to send it (`queued` → `sending`, one attempt
     /// more) while `claim`'s job is still this worker's; `false` when it is
     /// not (another worker took the job, or the message is no longer
-    /// queued): then nothing may be sent.
+    /// queued): then nothing may be sent. The job's row is locked while the
+    /// message is taken, so a sweeper taking the job over waits for it and
+    /// then finds the message `sending`.
     pub async fn take_mail(&self, id: i64, claim: super::Claim<'_>) -> Result<bool, StoreError> {
         let n = self
             .client()
             .await?
             .execute(
                 "UPDATE mail_messages m SET status = 'sending', attempts = m.attempts + 1, updated_at = now()
-                 FROM jobs j
-                 WHERE m.id = $1 AND m.status = 'queued' AND j.id = m.job_id
-                   AND j.worker = $2 AND j.status = 'running'",
+                 WHERE m.id = $1 AND m.status = 'queued'
+                   AND EXISTS (SELECT 1 FROM jobs j
+                               WHERE j.id = m.job_id AND j.worker = $2 AND j.status = 'running'
+                               FOR SHARE)",
                 &[&id, &claim.worker],
             )
             .await?;
         Ok(n == 1)
     }
 
-    /// The initial password `about` (when it was set) of `username` may be
-    /// mailed again: its message failed, so it did not arrive.
-    pub async fn release_mailed(&self, username: &str, about: i64) -> Result<(), StoreError> {
-        self.client()
-            .await?
-            .execute(
-                "UPDATE credentials SET mailed_at = NULL
-                 WHERE username = $1 AND (extract(epoch FROM created_at) * 1000000)::bigint = $2",
-                &[&username, &about],
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// (username, about) of the lab's messages of `kind` that have one.
+    /// (username, about) of the lab's messages of `kind` that have one and
+    /// reached a server (or will); one that never did counts for 10
+    /// minutes, so that a server that is down is tried again that often.
     pub async fn mailed_abouts(
         &self,
         lab: &LabId,
@@ -209,7 +349,8 @@ impl Store {
             .await?
             .query(
                 "SELECT username, about FROM mail_messages
-                 WHERE lab_id = $1 AND kind = $2 AND about IS NOT NULL AND username IS NOT NULL",
+                 WHERE lab_id = $1 AND kind = $2 AND about IS NOT NULL AND username IS NOT NULL
+                   AND (status <> 'unsent' OR updated_at > now() - interval '10 minutes')",
                 &[lab, &kind],
             )
             .await?;
@@ -243,10 +384,9 @@ impl Store {
             .client()
             .await?
             .execute(
-                "UPDATE mail_messages SET status = 'uncertain', updated_at = now(),
-                     answer = 'pglab stopped while the server had it: it may or may not have arrived'
+                "UPDATE mail_messages SET status = 'uncertain', updated_at = now(), answer = $2
                  WHERE job_id = $1 AND status = 'sending'",
-                &[&job],
+                &[&job, &UNCERTAIN],
             )
             .await?)
     }

@@ -57,6 +57,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("migrations/0010_api_tokens.sql"),
     ),
     (11, "mail", include_str!("migrations/0011_mail.sql")),
+    (
+        12,
+        "mail waits",
+        include_str!("migrations/0012_mail_waits.sql"),
+    ),
 ];
 
 /// Serialises migrations between pglab replicas that start together.

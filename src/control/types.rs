@@ -175,13 +175,16 @@ stored_enum!(
 
 stored_enum!(
     /// Where a mail is: `sending` while the server has it; `uncertain`
-    /// when its job was interrupted then (never sent again by itself).
+    /// when its job was interrupted then (never sent again by itself);
+    /// `failed` when the server refused it, `unsent` when it never reached
+    /// one (it may be queued again).
     MailStatus {
         Queued => "queued",
         Sending => "sending",
         Sent => "sent",
         Failed => "failed",
         Uncertain => "uncertain",
+        Unsent => "unsent",
     }
 );
 

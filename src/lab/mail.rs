@@ -6,6 +6,9 @@
 //!                              # (default: manual, from the page or the CLI)
 //!   reminders: [24h, 1h]       # before each participant's deadline, to those not finished
 //!   hand_ins: true             # each hand-in's result to its participant (or group)
+//!   digest:                    # to the lab's staff, while someone needs help
+//!     every: 30m
+//!     to: [ta@example.org, ada@example.org]
 //!   language: de               # of the lab's own templates (the HTML's lang)
 //!   templates:                 # the lab's own words for any of the messages
 //!     credentials:
@@ -21,7 +24,7 @@ use super::yaml::{Node, Value};
 use std::time::Duration;
 
 /// The placeholders each message's template may use.
-pub const PLACEHOLDERS: [(&str, &[&str]); 3] = [
+pub const PLACEHOLDERS: [(&str, &[&str]); 4] = [
     (
         "credentials",
         &["name", "lab", "username", "password", "psql", "login_url"],
@@ -51,6 +54,7 @@ pub const PLACEHOLDERS: [(&str, &[&str]); 3] = [
             "url",
         ],
     ),
+    ("digest", &["lab", "count", "people", "board_url"]),
 ];
 
 /// A lab's own words for a message: `{placeholder}`s are filled in when it
@@ -103,6 +107,77 @@ pub struct MailRules {
     /// Mail each hand-in's result.
     #[serde(default)]
     pub hand_ins: bool,
+    /// A digest of the participants who need help, to the lab's staff.
+    #[serde(default)]
+    pub digest: Option<DigestRule>,
+}
+
+/// How often, and to whom, the digest of who needs help goes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DigestRule {
+    pub every_secs: u64,
+    pub to: Vec<String>,
+}
+
+/// Addresses a digest may go to at most.
+const DIGEST_ADDRESSES: usize = 20;
+
+/// A plain address (`ta@example.org`): one `@` with text on both sides,
+/// nothing that could start another header or address.
+pub fn plain_address(a: &str) -> bool {
+    let mut parts = a.split('@');
+    let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    a.len() <= 254
+        && !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && a.chars()
+            .all(|c| c.is_ascii_graphic() && !"<>()[],;:\\\"".contains(c))
+}
+
+fn digest(w: &mut Walker, node: &Node) -> Option<DigestRule> {
+    let f = w.fields(node, "mail.digest", &["every", "to"])?;
+    let every = match f.get("every").map(|n| &n.value) {
+        Some(Value::Scalar(s)) => parse_duration(s)
+            .filter(|d| *d >= Duration::from_secs(300) && *d <= Duration::from_secs(7 * 86_400)),
+        _ => None,
+    };
+    if every.is_none() {
+        let line = f.get("every").map_or(f.line, |n| n.line);
+        w.error(
+            line,
+            "mail.digest.every",
+            "expected how often, from 5m to 7d, like 30m",
+        );
+    }
+    let mut to = vec![];
+    for item in w.list(&f, "to") {
+        match &item.value {
+            Value::Scalar(a) if plain_address(a.trim()) => to.push(a.trim().to_string()),
+            _ => w.error(
+                item.line,
+                "mail.digest.to",
+                "expected a plain e-mail address like ta@example.org",
+            ),
+        }
+    }
+    if to.is_empty() || to.len() > DIGEST_ADDRESSES {
+        let line = f.get("to").map_or(f.line, |n| n.line);
+        w.error(
+            line,
+            "mail.digest.to",
+            format!("expected 1 to {DIGEST_ADDRESSES} addresses to send the digest to"),
+        );
+    }
+    to.sort();
+    to.dedup();
+    Some(DigestRule {
+        every_secs: every?.as_secs(),
+        to,
+    })
 }
 
 impl MailRules {
@@ -121,6 +196,7 @@ pub(super) fn rules(w: &mut Walker, node: &Node) -> Option<MailRules> {
             "hand_ins",
             "language",
             "templates",
+            "digest",
         ],
     )?;
     let mut rules = MailRules::default();
@@ -173,6 +249,9 @@ pub(super) fn rules(w: &mut Walker, node: &Node) -> Option<MailRules> {
     if let Some(node) = f.get("templates") {
         rules.templates = templates(w, node);
     }
+    if let Some(node) = f.get("digest") {
+        rules.digest = digest(w, node);
+    }
     Some(rules)
 }
 
@@ -210,7 +289,7 @@ fn templates(w: &mut Walker, node: &Node) -> std::collections::BTreeMap<String, 
             }
             // Subjects show in server logs and notifications: no secrets,
             // no lists.
-            for secret in ["password", "psql", "errors", "open_tasks"] {
+            for secret in ["password", "psql", "errors", "open_tasks", "people"] {
                 if key == "subject" && placeholders(value).contains(&secret) {
                     ok = false;
                     w.error(

@@ -169,6 +169,25 @@ mod tests {
             )),
             "{e:?}"
         );
+        let digest = good.replace(
+            "  hand_ins: true\n",
+            "  hand_ins: true\n  digest: {every: 30m, to: [ta@example.org, ada@example.org]}\n",
+        );
+        let lab = parse("lab.yaml", &digest, &dir).expect("valid digest");
+        let rule = lab.mail.digest.expect("digest");
+        assert_eq!(rule.every_secs, 1800);
+        assert_eq!(rule.to, ["ada@example.org", "ta@example.org"]);
+        let e = errors(
+            &digest
+                .replace("every: 30m", "every: 1m")
+                .replace("ada@example.org", "\"x@y.org, evil@z.org\""),
+        );
+        for want in [
+            "lab.yaml:8: mail.digest.every",
+            "lab.yaml:8: mail.digest.to",
+        ] {
+            assert!(e.iter().any(|e| e.starts_with(want)), "{want}: {e:?}");
+        }
     }
 
     #[test]

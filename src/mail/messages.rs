@@ -146,6 +146,59 @@ pub fn hand_in(h: &HandIn<'_>) -> Result<Rendered, askama::Error> {
     })
 }
 
+/// A participant who needs help, for a lab master's digest.
+pub struct HelpLine {
+    pub name: String,
+    pub username: String,
+    /// Minutes without progress while connected.
+    pub minutes: i64,
+    pub points: u32,
+    /// The first task not passed, and why.
+    pub open_task: Option<String>,
+    /// The participant's page in the web app.
+    pub url: String,
+}
+
+/// The lab master's digest of the participants who need help now.
+pub struct Digest<'a> {
+    pub lab_title: &'a str,
+    pub max_points: u32,
+    pub people: &'a [HelpLine],
+    /// Minutes without progress after which a connected participant needs help.
+    pub stuck_minutes: i64,
+    /// `30 minutes`: how often the digest comes.
+    pub every: &'a str,
+    pub board_url: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/digest.txt")]
+struct DigestText<'a> {
+    d: &'a Digest<'a>,
+}
+
+#[derive(Template)]
+#[template(path = "mail/digest.html")]
+struct DigestHtml<'a> {
+    d: &'a Digest<'a>,
+}
+
+pub fn digest_subject(lab_title: &str, count: usize) -> String {
+    match count {
+        0 => format!("{lab_title}: nobody needs help now"),
+        1 => format!("{lab_title}: 1 participant needs help"),
+        n => format!("{lab_title}: {n} participants need help"),
+    }
+}
+
+pub fn digest(d: &Digest<'_>) -> Result<Rendered, askama::Error> {
+    Ok(Rendered {
+        subject: digest_subject(d.lab_title, d.people.len()),
+        text: DigestText { d }.render()?,
+        html: DigestHtml { d }.render()?,
+    })
+}
+
 /// `text` with each `{name}` of `values` filled in (`escape`d for HTML);
 /// other braces stay as they are.
 fn fill(text: &str, values: &[(&str, String)], escape: bool) -> String {

@@ -6,7 +6,8 @@ mod messages;
 mod smtp;
 
 pub use messages::{
-    credentials, credentials_subject, from_template, hand_in, hand_in_subject, reminder,
-    reminder_subject, Credentials, HandIn, IssueLine, Reminder, Rendered, TaskLine,
+    credentials, credentials_subject, digest, digest_subject, from_template, hand_in,
+    hand_in_subject, reminder, reminder_subject, Credentials, Digest, HandIn, HelpLine, IssueLine,
+    Reminder, Rendered, TaskLine,
 };
 pub use smtp::{Mailer, SendError};

@@ -190,11 +190,15 @@ impl Mailer {
         bytes: &[u8],
     ) -> Result<lettre::transport::smtp::response::Response, SendError> {
         use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+        // A refusal of the sender (530 authentication required, 553, a
+        // 5.7.x policy) is the server's or the configuration's, not this
+        // recipient's: it fails like a server that cannot be reached.
         self.timed(
             "MAIL FROM",
             conn.command(Mail::new(envelope.from().cloned(), vec![])),
         )
-        .await?;
+        .await
+        .map_err(server_side)?;
         for to in envelope.to() {
             self.timed("RCPT TO", conn.command(Rcpt::new(to.clone(), vec![])))
                 .await?;
@@ -253,10 +257,7 @@ impl Mailer {
             kept.take();
         }
         if kept.is_none() {
-            let conn = self.connect().await.map_err(|e| match e {
-                SendError::Permanent(a) | SendError::Temporary(a) => SendError::Server(a),
-                other => other,
-            })?;
+            let conn = self.connect().await.map_err(server_side)?;
             *kept = Some(Kept {
                 conn,
                 used: Instant::now(),
@@ -288,6 +289,14 @@ impl Mailer {
             tokio::time::sleep_until(*next).await;
         }
         *next = Instant::now().max(*next) + self.gap;
+    }
+}
+
+/// A failure of the server itself rather than of one message.
+fn server_side(e: SendError) -> SendError {
+    match e {
+        SendError::Permanent(a) | SendError::Temporary(a) => SendError::Server(a),
+        other => other,
     }
 }
 

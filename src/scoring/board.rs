@@ -51,21 +51,37 @@ pub const STUCK_SCRIPT: [(&str, Option<u32>, Option<u32>, bool); 5] = [
 ];
 pub const STUCK_SCRIPT_AT: u32 = 20;
 
+/// The rule of "needs help" (see `ParticipantBoard::stuck_minutes`), also
+/// for what the control database recorded: minutes without progress.
+pub fn stuck_minutes(
+    connected: bool,
+    last_progress: Option<DateTime<Utc>>,
+    connected_since: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<i64> {
+    if !connected {
+        return None;
+    }
+    let since = match (last_progress, connected_since) {
+        (Some(p), Some(c)) => p.max(c),
+        (p, c) => p.or(c)?,
+    };
+    let minutes = (now - since).num_minutes();
+    (minutes >= STUCK_MINUTES).then_some(minutes)
+}
+
 impl ParticipantBoard {
     /// The rule of "needs help" on the board and of the alert
     /// `PglabParticipantStuck`: connected, and neither progress nor a new
     /// session in the last `STUCK_MINUTES` (a participant who never passed
     /// anything counts from their session's start).
     pub fn stuck_minutes(&self, now: DateTime<Utc>) -> Option<i64> {
-        if self.connected == 0 {
-            return None;
-        }
-        let since = match (self.last_progress, self.connected_since) {
-            (Some(p), Some(c)) => p.max(c),
-            (p, c) => p.or(c)?,
-        };
-        let minutes = (now - since).num_minutes();
-        (minutes >= STUCK_MINUTES).then_some(minutes)
+        stuck_minutes(
+            self.connected > 0,
+            self.last_progress,
+            self.connected_since,
+            now,
+        )
     }
 
     pub fn points(&self) -> u32 {

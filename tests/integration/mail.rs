@@ -24,12 +24,17 @@ struct Sink {
 
 impl Sink {
     fn start(env: &TestEnv, name: &str, delay: f64) -> Sink {
+        Self::start_with(env, name, delay, &[])
+    }
+
+    fn start_with(env: &TestEnv, name: &str, delay: f64, flags: &[&str]) -> Sink {
         let port = pglab::stack::process::free_port();
         let out = env.dir.path().join(format!("{name}.jsonl"));
         std::fs::write(&out, "").unwrap();
         let mut child = Command::new(Path::new(MANIFEST).join("target/pytools/bin/python"))
             .arg(Path::new(MANIFEST).join("tests/mail/sink.py"))
             .args(["--port", &port.to_string(), "--delay", &delay.to_string()])
+            .args(flags)
             .arg("--out")
             .arg(&out)
             .stdout(Stdio::piped())
@@ -219,6 +224,15 @@ async fn credentials_by_mail_once_each_with_retries_failures_and_a_crash() {
         (of("ann").status, of("ann").attempts),
         (MailStatus::Sent, 1)
     );
+    // Tim's waits did not hold the job: it went back to the queue until
+    // his next attempt, and a wait is not an attempt of the job.
+    let record = env.store.job(job).await.unwrap().unwrap();
+    let waits = env.store.job_log(job).await.unwrap();
+    assert!(
+        waits.iter().any(|l| l.starts_with("waiting until")),
+        "{waits:?}"
+    );
+    assert_eq!(record.attempts, 1, "{waits:?}");
     // No password in the job's log, the delivery log or the CLI's log.
     let lines = env.store.job_log(job).await.unwrap().join("\n");
     let printed = pglab(&config, &["mail", "log", "post"]);
@@ -273,6 +287,7 @@ async fn credentials_by_mail_once_each_with_retries_failures_and_a_crash() {
     // the first message, the delivery log lists every message.
     web_pages(&env).await;
     reminders_and_hand_ins(&env, &sink).await;
+    digest_to_staff(&env, &sink).await;
     server.stop().await;
 
     crash_in_the_middle(&mut env).await;
@@ -506,7 +521,7 @@ async fn crash_in_the_middle(env: &mut TestEnv) {
     );
     let id = pglab::ident::LabId::parse("dead").unwrap();
     for m in env.store.lab_mail(&id, 10).await.unwrap() {
-        assert_eq!(m.status, MailStatus::Failed);
+        assert_eq!(m.status, MailStatus::Unsent);
         assert!(m
             .answer
             .unwrap_or_default()
@@ -516,5 +531,104 @@ async fn crash_in_the_middle(env: &mut TestEnv) {
     assert!(
         dry.contains("would mail d1") && dry.contains("would mail d2"),
         "{dry}"
+    );
+
+    // A server that refuses the sender (530 at MAIL FROM) fails like one
+    // that cannot be reached: the job ends with its answer, nobody's
+    // message is marked refused, the passwords stay mailable.
+    let refusing = Sink::start_with(env, "refusing", 0.0, &["--refuse-sender"]);
+    let config = use_sink(env, &refusing);
+    drop(_third);
+    let _fourth = serve();
+    pglab(&config, &["mail", "credentials", "dead"]);
+    let job = mail_done(env, "dead").await;
+    let job = env.store.job(job).await.unwrap().unwrap();
+    assert!(
+        job.error.clone().unwrap_or_default().contains("530"),
+        "{job:?}"
+    );
+    let log = env.store.lab_mail(&id, 10).await.unwrap();
+    assert_eq!(log.len(), 4, "{log:?}");
+    assert!(
+        log.iter().all(|m| m.status == MailStatus::Unsent),
+        "{log:?}"
+    );
+    assert!(refusing.messages().is_empty());
+    let dry = pglab(&config, &["mail", "credentials", "dead", "--dry-run"]);
+    assert!(dry.contains("would mail d1"), "{dry}");
+}
+
+/// A lab with `mail.digest`: a participant connected for 20 minutes
+/// without progress is in the digest to the staff's address, once per
+/// period; a participant who is not connected is not.
+async fn digest_to_staff(env: &TestEnv, sink: &Sink) {
+    env.write(
+        "help/ref.sql",
+        "CREATE TABLE t (x int);\nINSERT INTO t VALUES (1);\n",
+    );
+    env.write("help/start.sql", "CREATE TABLE t (x int);\n");
+    let lab = env.write(
+        "help/help.yaml",
+        "id: help\ntitle: Needs help\nreference: {sql: ref.sql}\nstarter: {sql: start.sql}\n\
+         mail:\n  digest: {every: 1h, to: [ta@example.org]}\n\
+         tasks:\n  - id: one\n    title: Insert the one\n    checks:\n      - sql: SELECT EXISTS (SELECT 1 FROM t WHERE x = 1)\n",
+    );
+    env.apply(
+        &lab,
+        "username,name,email\nstu,Stu Stuck,stu@example.org\naway,Al Away,away@example.org\n",
+        false,
+    )
+    .await
+    .expect("apply");
+    // Stu is connected, and has been (as recorded) for 20 minutes.
+    let _stu = env
+        .connect_as(0, "stu", &env.password("stu").await, "help_stu")
+        .await
+        .unwrap();
+    // The first round evaluates the new database, the next records its
+    // session.
+    let mut scorer = env.scorer();
+    scorer.round().await;
+    scorer.round().await;
+    let control = env.admin(0, &env.settings().control.database).await;
+    let backdated = control
+        .execute(
+            "UPDATE session_history SET started_at = now() - interval '20 minutes 10 seconds'
+             WHERE lab_id = 'help' AND database = 'help_stu' AND ended_at IS NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(backdated, 1, "the round saw Stu's session");
+    let queued = pglab::app::mail::send_digests(env.settings(), &env.store)
+        .await
+        .unwrap();
+    assert!(
+        queued <= 1,
+        "the running pglab's ticker may have been first"
+    );
+    for _ in 0..200 {
+        if !sink.to("ta@example.org").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    mail_done(env, "help").await;
+    let got = sink.to("ta@example.org");
+    assert_eq!(got.len(), 1, "one digest");
+    assert!(
+        got[0].contains("Subject: Needs help: 1 participant needs help")
+            && got[0].contains("Stu Stuck (stu): 20 minutes without progress")
+            && got[0].contains("/labs/help/people/stu")
+            && !got[0].contains("away"),
+        "{}",
+        got[0]
+    );
+    assert_eq!(
+        pglab::app::mail::send_digests(env.settings(), &env.store)
+            .await
+            .unwrap(),
+        0,
+        "once per period"
     );
 }

@@ -7,6 +7,8 @@ Recipients whose address starts with "temp" get "451 4.3.0 try again
 later" for the first two attempts of their message, then it is accepted;
 those starting with "bounce" get "550 5.1.1 no such user".
 --delay S      wait S seconds before answering a message
+--refuse-sender  answer every MAIL FROM with "530 5.7.0 authentication
+               required" (a server that wants a login)
 """
 
 import argparse
@@ -18,10 +20,18 @@ from aiosmtpd.controller import Controller
 
 
 class Sink:
-    def __init__(self, out, delay):
+    def __init__(self, out, delay, refuse_sender):
         self.out = out
         self.delay = delay
+        self.refuse_sender = refuse_sender
         self.attempts = {}
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.refuse_sender:
+            return "530 5.7.0 authentication required"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.lower().startswith("bounce"):
@@ -52,9 +62,10 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--delay", type=float, default=0.0)
+    p.add_argument("--refuse-sender", action="store_true")
     a = p.parse_args()
     controller = Controller(
-        Sink(a.out, a.delay), hostname="127.0.0.1", port=a.port
+        Sink(a.out, a.delay, a.refuse_sender), hostname="127.0.0.1", port=a.port
     )
     controller.start()
     print("listening", flush=True)

@@ -2,12 +2,12 @@
 
 use super::*;
 
-/// Queues `mails` of `lab` as one job started by pglab itself; each goes
-/// to its participant once (`about`). The job, if anything was queued.
-async fn queue_once(
+/// Queues `mails` of `lab` in the lab's waiting automatic job, or a new
+/// one started by pglab itself; each goes to its participant once
+/// (`about`). The job, if anything was queued.
+pub(super) async fn queue_once(
     store: &Store,
     lab: &LabId,
-    title: String,
     mails: &[NewMail<'_>],
 ) -> Result<Option<i64>, StoreError> {
     if mails.is_empty() {
@@ -17,12 +17,12 @@ async fn queue_once(
         kind: JobKind::Mail,
         lab,
         lock_key: "mail".into(),
-        title,
+        title: format!("Mail pglab sends by itself for lab {lab}"),
         started_by: "pglab",
-        params: serde_json::json!({}),
+        params: serde_json::json!({ "auto": true }),
         max_attempts: 5,
     };
-    match store.queue_mail(&job, mails, false).await? {
+    match store.queue_mail(&job, mails, Queueing::Automatic).await? {
         Some((id, n)) => Ok((n > 0).then_some(id)),
         None => {
             tracing::warn!(%lab, messages = mails.len(), "mail not queued: too many mail jobs wait");
@@ -98,8 +98,7 @@ pub async fn hand_in_result(settings: &Settings, store: &Store, id: i64) -> Resu
             subject,
         })
         .collect();
-    let title = format!("Result of hand-in {id} by mail");
-    if let Some(job) = queue_once(store, &sub.lab, title, &mails).await? {
+    if let Some(job) = queue_once(store, &sub.lab, &mails).await? {
         tracing::info!(lab = %sub.lab, hand_in = id, job, "hand-in result mail queued");
     }
     Ok(())
@@ -169,8 +168,7 @@ pub async fn remind(settings: &Settings, store: &Store) -> Result<usize, StoreEr
                 subject,
             })
             .collect();
-        let title = format!("Deadline reminders of lab {} by mail", lab.id);
-        if let Some(job) = queue_once(store, &lab.id, title, &mails).await? {
+        if let Some(job) = queue_once(store, &lab.id, &mails).await? {
             tracing::info!(lab = %lab.id, job, "reminders queued");
             queued += 1;
         }

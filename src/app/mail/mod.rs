@@ -8,7 +8,7 @@
 //! again takes a reset (a new password).
 
 use crate::control::{
-    Claim, CredentialRecord, JobKind, JobRecord, MailKind, MailRecord, MailStatus, NewJob, NewMail,
+    Claim, CredentialRecord, JobKind, JobRecord, MailKind, MailRecord, NewJob, NewMail, Queueing,
     Store, StoreError,
 };
 use crate::ident::{LabId, Username};
@@ -277,7 +277,7 @@ pub async fn mail_credentials(
         max_attempts: 5,
     };
     let (id, queued) = store
-        .queue_mail(&job, &mails, true)
+        .queue_mail(&job, &mails, Queueing::ClaimPasswords)
         .await?
         .ok_or(MailError::Busy)?;
     if queued == 0 {
@@ -319,8 +319,10 @@ pub async fn after_apply(settings: &Settings, store: &Store, lab: &crate::lab::L
 }
 
 mod auto;
+mod digest;
 mod render;
 mod send;
 
 pub use auto::{hand_in_result, remind};
-pub use send::{recover, run_mail_job};
+pub use digest::send_digests;
+pub use send::{give_up, recover, run_mail_job};

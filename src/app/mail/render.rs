@@ -93,9 +93,10 @@ pub(super) async fn render(
         }
         MailKind::Reminder => render_reminder(settings, store, job, lab_title, m, data).await,
         MailKind::HandIn => render_hand_in(settings, store, job, m, data).await,
-        other => Err(SendError::Permanent(format!(
-            "{other} messages are not made by this pglab"
-        ))),
+        MailKind::Digest => {
+            let lab = data.lab(store, &job.lab).await?;
+            super::digest::render_digest(settings, store, lab).await
+        }
     }
 }
 
@@ -200,7 +201,7 @@ fn progress(
     (tasks, points)
 }
 
-fn clip(text: &str) -> String {
+pub(super) fn clip(text: &str) -> String {
     match text.char_indices().nth(ISSUE_CHARS) {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text.to_string(),

@@ -1,21 +1,55 @@
-//! The mail job: each message taken, made, sent and recorded in turn.
+//! The mail job: each message taken, made, sent and recorded in turn. A
+//! message that must wait for another attempt does not hold the queue: the
+//! job sends what is ready, then goes back to the queue until the first
+//! waiting message may go, and other mail jobs run meanwhile.
 
 use super::render::{render, JobData};
 use super::*;
+use crate::control::MailOutcome;
 
-/// Runs a claimed mail job: each queued message in order, to its end.
+/// How a claimed mail job stopped short of its end.
+enum Stop {
+    /// It waits in the queue for its next attempt.
+    Waits,
+    /// It was no longer this worker's: the one that has it ends it.
+    TakenOver,
+    /// It ends failed: every message not sent yet is unsent, with why.
+    Failed(String),
+}
+
+/// Runs a claimed mail job: each queued message in order, to its end (or
+/// back to the queue while messages wait for their next attempt).
 pub async fn run_mail_job(settings: &Settings, store: &Store, job: &JobRecord, claim: Claim<'_>) {
-    let error = send_all(settings, store, job, claim).await.err();
-    let summary = match store.mail_counts(job.id).await {
-        Ok(counts) => counts
-            .iter()
-            .map(|(status, n)| format!("{n} {status}"))
-            .collect(),
-        Err(_) => vec![],
+    let error = match send_all(settings, store, job, claim).await {
+        Ok(()) => None,
+        Err(Stop::Waits) => return,
+        Err(Stop::TakenOver) => {
+            tracing::warn!(
+                job = job.id,
+                "the mail job was taken over by another worker: stopped here"
+            );
+            return;
+        }
+        Err(Stop::Failed(why)) => Some(why),
     };
-    if let Err(e) = store.finish_job(claim, &summary, error.as_deref()).await {
-        tracing::error!(job = job.id, error = %e, "could not record the end of a mail job");
+    give_up(store, claim, error.as_deref()).await;
+}
+
+/// Ends mail job `claim` (`error`: failed), in one transaction: a message
+/// the server had is uncertain, every message not sent is unsent and gives
+/// its password back. The sweeper ends a job interrupted too often so too.
+pub async fn give_up(store: &Store, claim: Claim<'_>, error: Option<&str>) {
+    match store.end_mail_job(claim, error).await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(job = claim.job, "the mail job was no longer this worker's"),
+        Err(e) => {
+            tracing::error!(job = claim.job, error = %e, "could not record the end of a mail job")
+        }
     }
+}
+
+fn stored(e: StoreError) -> Stop {
+    Stop::Failed(e.to_string())
 }
 
 async fn send_all(
@@ -23,143 +57,128 @@ async fn send_all(
     store: &Store,
     job: &JobRecord,
     claim: Claim<'_>,
-) -> Result<(), String> {
-    let mailer = Mailer::new(&settings.mail)?;
+) -> Result<(), Stop> {
+    let mailer = Mailer::new(&settings.mail).map_err(Stop::Failed)?;
     let title = store
         .lab(&job.lab)
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(stored)?
         .map_or_else(|| job.lab.to_string(), |l| l.lab.title);
     let mut data = JobData::default();
-    let mut server_failures = 0;
-    while let Some(m) = store.next_mail(job.id).await.map_err(|e| e.to_string())? {
+    loop {
+        let Some(m) = store.next_mail(job.id).await.map_err(stored)? else {
+            return wait_or_end(store, job, claim).await;
+        };
         // Taken before anything is made or sent: a worker that lost the
         // job sends nothing, and every attempt counts.
-        if !store
-            .take_mail(m.id, claim)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            return Err("the job was taken over by another worker; stopped here".into());
+        if !store.take_mail(m.id, claim).await.map_err(stored)? {
+            return Err(Stop::TakenOver);
         }
         let m = MailRecord {
             attempts: m.attempts + 1,
             ..m
         };
-        let outcome = match render(settings, store, job, &title, &m, &mut data).await {
+        let made = render(settings, store, job, &title, &m, &mut data).await;
+        let subject = made.as_ref().ok().map(|r| r.subject.clone());
+        let outcome = match made {
             Ok(message) => mailer.send(&m.to_address, &m.to_name, &message, m.id).await,
             Err(e) => Err(e),
         };
-        let server_down = match &outcome {
-            Err(SendError::Server(why)) => Some(why.clone()),
-            _ => None,
-        };
-        record(settings, store, claim, &m, outcome).await?;
-        match server_down {
-            Some(why) => {
-                server_failures += 1;
-                if server_failures >= settings.mail.attempts {
-                    give_up(store, claim, job, &why).await?;
-                    return Err(format!("the SMTP server: {why}"));
-                }
+        if let Err(SendError::Server(why)) = &outcome {
+            if m.attempts >= settings.mail.attempts as i32 {
+                // Never at the server: back in the queue, so that the end
+                // of the job makes it unsent with the rest.
+                let retry = MailOutcome::Retry {
+                    answer: why,
+                    at: chrono::Utc::now(),
+                    whole_job: false,
+                };
+                store
+                    .mail_outcome(m.id, &retry, None)
+                    .await
+                    .map_err(stored)?;
+                return Err(Stop::Failed(format!("the SMTP server: {why}")));
             }
-            None => server_failures = 0,
         }
+        record(settings, store, claim, &m, outcome, subject.as_deref()).await?;
     }
-    Ok(())
 }
 
-/// The server cannot be reached or logged in to, again and again: every
-/// message not sent yet fails with that reason, and their passwords may be
-/// mailed again (nothing was sent).
-async fn give_up(
-    store: &Store,
-    claim: Claim<'_>,
-    job: &JobRecord,
-    why: &str,
-) -> Result<(), String> {
-    let answer = format!("not sent: the SMTP server: {why}");
-    while let Some(m) = store.next_mail(job.id).await.map_err(|e| e.to_string())? {
-        failed(store, &m, &answer).await?;
+/// Nothing is ready to send: the job ends when nothing is queued, or waits
+/// in the queue until its first message may go.
+async fn wait_or_end(store: &Store, job: &JobRecord, claim: Claim<'_>) -> Result<(), Stop> {
+    let Some(at) = store.next_mail_at(job.id).await.map_err(stored)? else {
+        return Ok(());
+    };
+    let note = format!(
+        "waiting until {} for the next attempt",
+        at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    if store.wait_job(claim, at, &note).await.map_err(stored)? {
+        Err(Stop::Waits)
+    } else {
+        Err(Stop::TakenOver)
     }
-    let _ = store.log_job(claim, &answer).await;
-    Ok(())
 }
 
-/// `m` failed for good; a credentials message gives its password back (it
-/// did not arrive).
-async fn failed(store: &Store, m: &MailRecord, answer: &str) -> Result<(), String> {
-    store
-        .set_mail_status(m.id, MailStatus::Failed, Some(answer))
-        .await
-        .map_err(|e| e.to_string())?;
-    if let (MailKind::Credentials, Some(user), Some(about)) = (m.kind, &m.username, m.about) {
-        store
-            .release_mailed(user, about)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(())
+/// The wait before attempt `attempts + 1`: `mail.retry_secs`, doubling.
+fn backoff(settings: &Settings, attempts: u32) -> Duration {
+    let doubled = settings.mail.retry_secs * 2f64.powi(attempts.clamp(1, 30) as i32 - 1);
+    Duration::from_secs_f64(doubled.min(MAX_BACKOFF.as_secs_f64()))
 }
 
 /// Records what became of one attempt of `m` (taken: `sending`, its
-/// attempts counted); after a temporary failure with attempts left, waits
-/// (doubling) and queues it again.
+/// attempts counted), with the subject as it was made; after a temporary
+/// failure with attempts left, it waits (doubling) in the queue.
 async fn record(
     settings: &Settings,
     store: &Store,
     claim: Claim<'_>,
     m: &MailRecord,
     outcome: Result<String, SendError>,
-) -> Result<(), String> {
+    subject: Option<&str>,
+) -> Result<(), Stop> {
     let to = format!("{} <{}>", m.to_name, m.to_address);
     let attempts = u32::try_from(m.attempts).unwrap_or(1);
-    let line = match &outcome {
-        Ok(answer) => {
-            store
-                .set_mail_status(m.id, MailStatus::Sent, Some(answer))
-                .await
-                .map_err(|e| e.to_string())?;
-            return Ok(()); // every message is on the delivery log
-        }
-        Err(SendError::Temporary(a) | SendError::Server(a))
+    let refused = match &outcome {
+        Err(SendError::Server(a)) => format!("not sent: the SMTP server: {a}"),
+        Err(e) => e.answer().to_string(),
+        Ok(_) => String::new(),
+    };
+    let (result, line) = match &outcome {
+        Ok(answer) => (MailOutcome::Sent(answer), None),
+        Err(e @ (SendError::Temporary(a) | SendError::Server(a)))
             if attempts < settings.mail.attempts =>
         {
-            let doubled = settings.mail.retry_secs * 2f64.powi(attempts.clamp(1, 30) as i32 - 1);
-            let wait = Duration::from_secs_f64(doubled.min(MAX_BACKOFF.as_secs_f64()));
-            store
-                .set_mail_status(m.id, MailStatus::Queued, Some(a))
-                .await
-                .map_err(|e| e.to_string())?;
-            let _ = store
-                .log_job(
-                    claim,
-                    &format!(
-                        "not yet sent to {to} (attempt {attempts}): {a}; again in {:.0} s",
-                        wait.as_secs_f64()
-                    ),
-                )
-                .await;
-            tokio::time::sleep(wait).await;
-            return Ok(());
-        }
-        Err(SendError::Uncertain(a)) => {
-            store
-                .set_mail_status(m.id, MailStatus::Uncertain, Some(a))
-                .await
-                .map_err(|e| e.to_string())?;
-            format!("may or may not have reached {to}: {a}")
-        }
-        Err(e) => {
-            let answer = match e {
-                SendError::Server(a) => format!("not sent: the SMTP server: {a}"),
-                other => other.answer().to_string(),
+            let wait = backoff(settings, attempts);
+            let retry = MailOutcome::Retry {
+                answer: a,
+                at: chrono::Utc::now()
+                    + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::zero()),
+                whole_job: matches!(e, SendError::Server(_)),
             };
-            failed(store, m, &answer).await?;
-            format!("not sent to {to}: {answer}")
+            let line = format!(
+                "not yet sent to {to} (attempt {attempts}): {a}; again in {:.0} s",
+                wait.as_secs_f64()
+            );
+            (retry, Some(line))
         }
+        Err(SendError::Uncertain(a)) => (
+            MailOutcome::Uncertain(a),
+            Some(format!("may or may not have reached {to}: {a}")),
+        ),
+        Err(_) => (
+            MailOutcome::Failed(&refused),
+            Some(format!("not sent to {to}: {refused}")),
+        ),
     };
-    let _ = store.log_job(claim, &line).await;
+    store
+        .mail_outcome(m.id, &result, subject)
+        .await
+        .map_err(stored)?;
+    if let Some(line) = line {
+        let _ = store.log_job(claim, &line).await;
+    }
     Ok(())
 }
 
