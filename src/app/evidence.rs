@@ -37,15 +37,8 @@ pub fn start(
                 Ok(_) => queue.queued(),
                 Err(e) => tracing::warn!(error = %e, "scheduling snapshots and final states"),
             }
-            match super::mail::remind(&settings, &store).await {
-                Ok(0) => {}
-                Ok(_) => queue.queued(),
-                Err(e) => tracing::warn!(error = %e, "queuing deadline reminders"),
-            }
-            match super::mail::send_digests(&settings, &store).await {
-                Ok(0) => {}
-                Ok(_) => queue.queued(),
-                Err(e) => tracing::warn!(error = %e, "queuing digests of who needs help"),
+            if super::mail::automatic(&settings, &store).await > 0 {
+                queue.queued();
             }
             if let Err(e) = super::exports::expire(&settings, &store).await {
                 tracing::warn!(error = %e, "deleting expired exports");

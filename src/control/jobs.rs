@@ -322,24 +322,26 @@ impl Store {
         Ok(mine)
     }
 
-    /// Back in the queue to wait until `until` (not an interrupted
-    /// attempt: the claim that ran it is not counted), with `note` in its
-    /// log; `false` when the job was no longer this worker's. Other jobs of
-    /// its key run meanwhile.
+    /// Back in the queue to wait until `until`, with `note` in its log;
+    /// `counted`: the claim that ran it counts as an attempt (it was cut
+    /// short), else not (it waits by design). `false` when the job was no
+    /// longer this worker's. Other jobs of its key run meanwhile.
     pub async fn wait_job(
         &self,
         claim: Claim<'_>,
         until: DateTime<Utc>,
         note: &str,
+        counted: bool,
     ) -> Result<bool, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let n = tx
             .execute(
                 "UPDATE jobs SET status = 'queued', worker = NULL, heartbeat_at = NULL,
-                     attempts = greatest(attempts - 1, 0), not_before = $3
+                     attempts = greatest(attempts - CASE WHEN $4 THEN 0 ELSE 1 END, 0),
+                     not_before = $3
                  WHERE id = $1 AND worker = $2 AND status = 'running'",
-                &[&claim.job, &claim.worker, &until],
+                &[&claim.job, &claim.worker, &until, &counted],
             )
             .await?;
         if n == 1 {

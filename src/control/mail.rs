@@ -43,6 +43,8 @@ pub enum MailOutcome<'a> {
     Sent(&'a str),
     /// Refused for good.
     Failed(&'a str),
+    /// Not sent, and not to be (nothing left to say).
+    Unsent(&'a str),
     /// It may or may not have arrived.
     Uncertain(&'a str),
     /// Queued again for `at`; with `whole_job`, the job's other messages
@@ -115,12 +117,15 @@ async fn claim_password(
 
 impl Store {
     /// Queues `mails` in one transaction: as a new mail job, or (`how`:
-    /// `Automatic`) added to a waiting automatic job of the lab, so that
-    /// what pglab mails by itself never piles up jobs. With
+    /// `Automatic`) added to a queued automatic job of the lab that does not
+    /// wait for a retry, so that what pglab mails by itself neither piles up
+    /// jobs nor waits behind one participant's back-off. With
     /// `ClaimPasswords`, each message takes its participant's initial
     /// password (marks it mailed): a message whose password was mailed
     /// already, by a request just before, is left out. A reminder, hand-in
-    /// result or digest already queued or sent is left out too. The job and
+    /// result or digest already queued or sent is left out too, and so is
+    /// one that went unsent less than 10 minutes ago (a server that is down
+    /// is tried that often). The job and
     /// the messages queued; `None` when too many mail jobs wait.
     pub async fn queue_mail(
         &self,
@@ -136,6 +141,7 @@ impl Store {
                     "SELECT id FROM jobs
                      WHERE kind = 'mail' AND lab_id = $1 AND status = 'queued'
                        AND params @> '{\"auto\": true}'
+                       AND (not_before IS NULL OR not_before <= now())
                      ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
                     &[job.lab],
                 )
@@ -158,7 +164,12 @@ impl Store {
             queued += tx
                 .execute(
                     "INSERT INTO mail_messages (job_id, lab_id, kind, username, about, to_name, to_address, subject)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8
+                     WHERE $3 = 'credentials' OR NOT EXISTS (
+                         SELECT 1 FROM mail_messages u
+                         WHERE u.lab_id = $2 AND u.kind = $3 AND u.about = $5
+                           AND COALESCE(u.username, u.to_address) = COALESCE($4, $7)
+                           AND u.status = 'unsent' AND u.updated_at > now() - interval '10 minutes')
                      ON CONFLICT (lab_id, kind, (COALESCE(username, to_address)), about)
                          WHERE kind IN ('reminder', 'hand_in', 'digest') AND status <> 'unsent'
                          DO NOTHING",
@@ -213,13 +224,18 @@ impl Store {
 
     /// Records what became of the attempt at message `id` (taken, or left
     /// uncertain by a sweeper meanwhile), with the subject as it was sent,
-    /// in one statement: a failed credentials message gives its password
-    /// back (it did not arrive); a message that waits for another attempt
-    /// makes the rest of its job wait too when the server itself failed;
-    /// an end counts in the job's progress.
+    /// in one transaction that locks the job first (as ending it does): a
+    /// failed or unsent credentials message gives its password back (it did
+    /// not arrive); a message that waits for another attempt makes the rest
+    /// of its job wait too when the server itself failed; an end counts in
+    /// the job's progress. A message may wait only in a job that is still
+    /// `claim`'s: a late answer, after the job was taken over or ended,
+    /// makes it unsent instead, so that no message is left queued in a job
+    /// nobody runs.
     pub async fn mail_outcome(
         &self,
         id: i64,
+        claim: super::Claim<'_>,
         outcome: &MailOutcome<'_>,
         subject: Option<&str>,
     ) -> Result<(), StoreError> {
@@ -227,35 +243,51 @@ impl Store {
             MailOutcome::Sent(a) => (MailStatus::Sent, a, None, false),
             MailOutcome::Failed(a) => (MailStatus::Failed, a, None, false),
             MailOutcome::Uncertain(a) => (MailStatus::Uncertain, a, None, false),
+            MailOutcome::Unsent(a) => (MailStatus::Unsent, a, None, false),
             MailOutcome::Retry {
                 answer,
                 at,
                 whole_job,
             } => (MailStatus::Queued, answer, Some(at), whole_job),
         };
-        self.client()
-            .await?
-            .execute(
-                "WITH m AS (
-                   UPDATE mail_messages SET status = $2, answer = $3, subject = COALESCE($4, subject),
-                       not_before = $5, sent_at = CASE WHEN $2 = 'sent' THEN now() END,
-                       updated_at = now()
-                   WHERE id = $1 AND status IN ('sending', 'uncertain')
-                   RETURNING job_id, kind, username, about),
-                 released AS (
-                   UPDATE credentials c SET mailed_at = NULL FROM m
-                   WHERE $2 = 'failed' AND m.kind = 'credentials' AND c.username = m.username
-                     AND (extract(epoch FROM c.created_at) * 1000000)::bigint = m.about
-                   RETURNING 1),
-                 waiting AS (
-                   UPDATE mail_messages w SET not_before = greatest(w.not_before, $5) FROM m
-                   WHERE $6 AND w.job_id = m.job_id AND w.status = 'queued' AND w.id <> $1
-                   RETURNING 1)
-                 UPDATE jobs SET done = done + 1
-                 WHERE id = (SELECT job_id FROM m) AND $2 IN ('sent', 'failed', 'uncertain')",
-                &[&id, &status, &answer, &subject, &not_before, &whole_job],
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mine: bool = tx
+            .query_opt(
+                "SELECT j.worker = $2 AND j.status = 'running' AND m.status = 'sending'
+                 FROM mail_messages m JOIN jobs j ON j.id = m.job_id
+                 WHERE m.id = $1 FOR UPDATE OF j",
+                &[&id, &claim.worker],
             )
-            .await?;
+            .await?
+            .is_some_and(|r| r.get::<_, Option<bool>>(0) == Some(true));
+        let status = match status {
+            MailStatus::Queued if !mine => MailStatus::Unsent,
+            other => other,
+        };
+        tx.execute(
+            "WITH m AS (
+               UPDATE mail_messages SET status = $2, answer = $3, subject = COALESCE($4, subject),
+                   not_before = $5, sent_at = CASE WHEN $2 = 'sent' THEN now() END,
+                   updated_at = now()
+               WHERE id = $1 AND status IN ('sending', 'uncertain')
+               RETURNING job_id, kind, username, about),
+             released AS (
+               UPDATE credentials c SET mailed_at = NULL FROM m
+               WHERE $2 IN ('failed', 'unsent') AND m.kind = 'credentials' AND c.username = m.username
+                 AND (extract(epoch FROM c.created_at) * 1000000)::bigint = m.about
+               RETURNING 1),
+             waiting AS (
+               UPDATE mail_messages w SET not_before = greatest(w.not_before, $5) FROM m
+               WHERE $6 AND $2 = 'queued' AND w.job_id = m.job_id AND w.status = 'queued'
+                 AND w.id <> $1
+               RETURNING 1)
+             UPDATE jobs SET done = done + 1
+             WHERE id = (SELECT job_id FROM m) AND $2 IN ('sent', 'failed', 'uncertain', 'unsent')",
+            &[&id, &status, &answer, &subject, &not_before, &whole_job],
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -357,7 +389,8 @@ impl Store {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    /// Messages of `kind` to `username` in `lab` since `since`.
+    /// Messages of `kind` to `username` in `lab` since `since` (that reached
+    /// a server, or will).
     pub async fn mail_count_since(
         &self,
         lab: &LabId,
@@ -370,11 +403,34 @@ impl Store {
             .await?
             .query_one(
                 "SELECT count(*) FROM mail_messages
-                 WHERE lab_id = $1 AND kind = $2 AND username = $3 AND created_at > $4",
+                 WHERE lab_id = $1 AND kind = $2 AND username = $3 AND created_at > $4
+                   AND status <> 'unsent'",
                 &[lab, &kind, &username, &since],
             )
             .await?
             .get(0))
+    }
+
+    /// Hand-ins ended in the last day whose result went unsent more than 10
+    /// minutes ago and was not queued again since: their ids.
+    pub async fn unsent_hand_in_results(&self) -> Result<Vec<i64>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT DISTINCT u.about FROM mail_messages u
+                 WHERE u.kind = 'hand_in' AND u.status = 'unsent' AND u.about IS NOT NULL
+                   AND u.updated_at < now() - interval '10 minutes'
+                   AND u.created_at > now() - interval '1 day'
+                   AND NOT EXISTS (SELECT 1 FROM mail_messages o
+                                   WHERE o.lab_id = u.lab_id AND o.kind = 'hand_in'
+                                     AND o.about = u.about AND o.username = u.username
+                                     AND o.status <> 'unsent')
+                 ORDER BY 1",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// Messages of an interrupted job that were at the server: they may

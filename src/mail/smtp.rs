@@ -41,6 +41,10 @@ pub enum SendError {
     /// server, not this message): nothing was sent.
     #[error("server: {0}")]
     Server(String),
+    /// Not to be sent after all (when it was to be made, there was nothing
+    /// left to say): never reached a server.
+    #[error("skipped: {0}")]
+    Skipped(String),
 }
 
 impl SendError {
@@ -50,7 +54,8 @@ impl SendError {
             SendError::Temporary(a)
             | SendError::Permanent(a)
             | SendError::Uncertain(a)
-            | SendError::Server(a) => a,
+            | SendError::Server(a)
+            | SendError::Skipped(a) => a,
         }
     }
 }
@@ -256,15 +261,19 @@ impl Mailer {
             // hold the mail up.
             kept.take();
         }
+        let reused = kept.is_some();
         if kept.is_none() {
-            let conn = self.connect().await.map_err(server_side)?;
-            *kept = Some(Kept {
-                conn,
-                used: Instant::now(),
-            });
+            *kept = Some(self.fresh().await?);
         }
         let k = kept.as_mut().expect("connected");
-        let sent = self.transact(&mut k.conn, &envelope, &bytes).await;
+        let mut sent = self.transact(&mut k.conn, &envelope, &bytes).await;
+        if reused && matches!(sent, Err(SendError::Server(_))) {
+            // The server may have closed a kept connection (idle, 421):
+            // once more on a new one before it counts as the server's.
+            let k = kept.insert(self.fresh().await?);
+            sent = self.transact(&mut k.conn, &envelope, &bytes).await;
+        }
+        let k = kept.as_mut().expect("connected");
         k.used = Instant::now();
         match sent {
             Ok(r) => Ok(format!(
@@ -279,6 +288,15 @@ impl Mailer {
                 Err(e)
             }
         }
+    }
+
+    /// A new connection, ready for a message; a failure is the server's.
+    async fn fresh(&self) -> Result<Kept, SendError> {
+        let conn = self.connect().await.map_err(server_side)?;
+        Ok(Kept {
+            conn,
+            used: Instant::now(),
+        })
     }
 
     /// Waits until the next message may go (`mail.per_second`).

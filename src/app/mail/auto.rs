@@ -208,3 +208,16 @@ pub(super) fn before(secs: u64) -> String {
         format!("in {} minutes", (secs + 30) / 60)
     }
 }
+
+/// Queues again the hand-in results of the last day that never reached a
+/// server (it was down), 10 minutes after; how many hand-ins.
+pub async fn retry_unsent(settings: &Settings, store: &Store) -> Result<usize, StoreError> {
+    if !settings.mail.enabled() {
+        return Ok(0);
+    }
+    let ids = store.unsent_hand_in_results().await?;
+    for id in &ids {
+        hand_in_result(settings, store, *id).await?;
+    }
+    Ok(ids.len())
+}

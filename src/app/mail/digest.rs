@@ -5,17 +5,23 @@ use super::*;
 use crate::mail::HelpLine;
 
 /// Who needs help in `lab` now: the people of each database with a session
-/// open and no progress for `STUCK_MINUTES`, the longest stuck first.
+/// open and no progress for `STUCK_MINUTES` (its deadline not passed), the
+/// longest stuck first. The sessions are those the latest scoring round
+/// saw: while a server is down, its databases keep their last.
 pub(super) async fn needing_help(
     store: &Store,
     lab: &crate::lab::Lab,
     base: &str,
 ) -> Result<Vec<HelpLine>, StoreError> {
     let now = chrono::Utc::now();
+    // After its deadline a database is not scored any more: its sessions
+    // as last recorded say nothing.
+    let deadlines = crate::app::evidence::deadlines(store, lab).await?;
     let stuck: Vec<(String, i64)> = store
         .open_sessions(&lab.id)
         .await?
         .into_iter()
+        .filter(|(db, _, _)| deadlines.get(db).is_none_or(|d| *d > now))
         .filter_map(|(db, since, progress)| {
             crate::scoring::board::stuck_minutes(true, progress, Some(since), now).map(|m| (db, m))
         })
@@ -124,16 +130,31 @@ fn period_words(secs: u64) -> String {
     }
 }
 
-/// The digest as it is sent now: who needs help at this moment.
+/// The digest to `to` as it is sent now: who needs help at this moment;
+/// skipped when nobody does any more, or the lab no longer sends it there.
 pub(super) async fn render_digest(
     settings: &Settings,
     store: &Store,
     lab: &crate::lab::Lab,
+    to: &str,
 ) -> Result<Rendered, SendError> {
+    let Some(rule) = lab
+        .mail
+        .digest
+        .as_ref()
+        .filter(|r| r.to.iter().any(|a| a == to))
+    else {
+        return Err(SendError::Skipped(
+            "the lab no longer sends its digest to this address".into(),
+        ));
+    };
     let base = public_base(settings);
     let people = needing_help(store, lab, &base)
         .await
         .map_err(|e| SendError::Temporary(e.to_string()))?;
+    if people.is_empty() {
+        return Err(SendError::Skipped("nobody needs help any more".into()));
+    }
     let board_url = format!("{base}/labs/{}/board", lab.id);
     let lines: Vec<String> = people
         .iter()
@@ -153,13 +174,12 @@ pub(super) async fn render_digest(
     if let Some(m) = own(&lab.mail, "digest", &values) {
         return Ok(m);
     }
-    let every = lab.mail.digest.as_ref().map_or(0, |d| d.every_secs);
     crate::mail::digest(&crate::mail::Digest {
         lab_title: &lab.title,
         max_points: lab.tasks.iter().map(|t| t.points).sum(),
         people: &people,
         stuck_minutes: crate::scoring::board::STUCK_MINUTES,
-        every: &period_words(every),
+        every: &period_words(rule.every_secs),
         board_url: &board_url,
     })
     .map_err(|e| SendError::Permanent(format!("the message cannot be made: {e}")))

@@ -325,4 +325,24 @@ mod send;
 
 pub use auto::{hand_in_result, remind};
 pub use digest::send_digests;
+
+/// What pglab mails by itself when it is due: deadline reminders, digests
+/// of who needs help, and hand-in results that never reached a server.
+/// How many jobs (or hand-ins) it queued mail for.
+pub async fn automatic(settings: &Settings, store: &Store) -> usize {
+    let mut queued = 0;
+    match remind(settings, store).await {
+        Ok(n) => queued += n,
+        Err(e) => tracing::warn!(error = %e, "queuing deadline reminders"),
+    }
+    match send_digests(settings, store).await {
+        Ok(n) => queued += n,
+        Err(e) => tracing::warn!(error = %e, "queuing digests of who needs help"),
+    }
+    match auto::retry_unsent(settings, store).await {
+        Ok(n) => queued += n,
+        Err(e) => tracing::warn!(error = %e, "queuing unsent hand-in results again"),
+    }
+    queued
+}
 pub use send::{give_up, recover, run_mail_job};

@@ -95,7 +95,7 @@ pub(super) async fn render(
         MailKind::HandIn => render_hand_in(settings, store, job, m, data).await,
         MailKind::Digest => {
             let lab = data.lab(store, &job.lab).await?;
-            super::digest::render_digest(settings, store, lab).await
+            super::digest::render_digest(settings, store, lab, &m.to_address).await
         }
     }
 }

@@ -15,6 +15,9 @@ enum Stop {
     TakenOver,
     /// It ends failed: every message not sent yet is unsent, with why.
     Failed(String),
+    /// The control database failed under it: it is tried again later (an
+    /// attempt of the job), its messages kept as they are.
+    Store(String),
 }
 
 /// Runs a claimed mail job: each queued message in order, to its end (or
@@ -31,6 +34,16 @@ pub async fn run_mail_job(settings: &Settings, store: &Store, job: &JobRecord, c
             return;
         }
         Err(Stop::Failed(why)) => Some(why),
+        Err(Stop::Store(why)) if job.attempts < job.max_attempts => {
+            let note = format!("the control database failed: {why}; again in a minute");
+            let later = chrono::Utc::now() + chrono::Duration::seconds(60);
+            if let Err(e) = store.wait_job(claim, later, &note, true).await {
+                // The sweeper takes the job up once its heartbeat stops.
+                tracing::warn!(job = job.id, error = %e, "could not put a mail job back: left to the sweeper");
+            }
+            return;
+        }
+        Err(Stop::Store(why)) => Some(format!("the control database failed: {why}")),
     };
     give_up(store, claim, error.as_deref()).await;
 }
@@ -49,7 +62,7 @@ pub async fn give_up(store: &Store, claim: Claim<'_>, error: Option<&str>) {
 }
 
 fn stored(e: StoreError) -> Stop {
-    Stop::Failed(e.to_string())
+    Stop::Store(e.to_string())
 }
 
 async fn send_all(
@@ -94,7 +107,7 @@ async fn send_all(
                     whole_job: false,
                 };
                 store
-                    .mail_outcome(m.id, &retry, None)
+                    .mail_outcome(m.id, claim, &retry, None)
                     .await
                     .map_err(stored)?;
                 return Err(Stop::Failed(format!("the SMTP server: {why}")));
@@ -114,7 +127,11 @@ async fn wait_or_end(store: &Store, job: &JobRecord, claim: Claim<'_>) -> Result
         "waiting until {} for the next attempt",
         at.format("%Y-%m-%d %H:%M:%S UTC")
     );
-    if store.wait_job(claim, at, &note).await.map_err(stored)? {
+    if store
+        .wait_job(claim, at, &note, false)
+        .await
+        .map_err(stored)?
+    {
         Err(Stop::Waits)
     } else {
         Err(Stop::TakenOver)
@@ -167,13 +184,17 @@ async fn record(
             MailOutcome::Uncertain(a),
             Some(format!("may or may not have reached {to}: {a}")),
         ),
+        Err(SendError::Skipped(a)) => (
+            MailOutcome::Unsent(a),
+            Some(format!("not sent to {to}: {a}")),
+        ),
         Err(_) => (
             MailOutcome::Failed(&refused),
             Some(format!("not sent to {to}: {refused}")),
         ),
     };
     store
-        .mail_outcome(m.id, &result, subject)
+        .mail_outcome(m.id, claim, &result, subject)
         .await
         .map_err(stored)?;
     if let Some(line) = line {
