@@ -201,3 +201,49 @@ pub async fn provision_class(
         .expect("apply");
     started.elapsed()
 }
+
+/// Views of the clubdata starter that the class lab's view checks expect.
+pub const CLUB_VIEWS: &str = "
+CREATE VIEW cd.member_hours AS SELECT m.memid, m.surname, sum(b.slots) / 2.0 AS hours
+  FROM cd.members m JOIN cd.bookings b USING (memid) GROUP BY m.memid, m.surname;
+CREATE VIEW cd.facility_revenue AS SELECT f.name, sum(b.slots * CASE WHEN b.memid = 0 THEN f.guestcost ELSE f.membercost END) AS revenue
+  FROM cd.bookings b JOIN cd.facilities f USING (facid) GROUP BY f.name;
+CREATE VIEW cd.monthly AS SELECT date_trunc('month', starttime) AS month, facid, sum(slots) AS slots
+  FROM cd.bookings GROUP BY 1, 2;
+CREATE VIEW cd.recommenders AS SELECT r.memid, r.surname, count(*) AS recommended
+  FROM cd.members m JOIN cd.members r ON r.memid = m.recommendedby GROUP BY r.memid, r.surname;
+CREATE VIEW cd.busy_days AS SELECT starttime::date AS day, count(*) AS bookings
+  FROM cd.bookings GROUP BY 1 HAVING count(*) > 20;
+";
+
+/// The lab of the scoring benchmarks: 10 tasks, 20 checks on clubdata
+/// (`club.sql`: clubdata and `CLUB_VIEWS`); `options` goes in as it is.
+pub fn club_lab_yaml(options: &str) -> String {
+    let mut tasks = String::new();
+    let views = [
+        "member_hours",
+        "facility_revenue",
+        "monthly",
+        "recommenders",
+        "busy_days",
+    ];
+    let queries = [
+        "SELECT facid, count(*) FROM cd.bookings GROUP BY facid",
+        "SELECT m.surname, count(b.*) FROM cd.members m LEFT JOIN cd.bookings b USING (memid) GROUP BY m.surname",
+        "SELECT f.name, avg(b.slots) FROM cd.facilities f JOIN cd.bookings b USING (facid) GROUP BY f.name",
+        "SELECT memid, max(starttime) FROM cd.bookings GROUP BY memid",
+        "SELECT date_part('dow', starttime) AS dow, sum(slots) FROM cd.bookings GROUP BY 1",
+    ];
+    let tables = ["members", "bookings", "facilities", "members", "bookings"];
+    for i in 0..5 {
+        tasks.push_str(&format!(
+            "  - id: view{i}\n    title: View {i}\n    checks:\n      - view: cd.{}\n      - query: \"{}\"\n",
+            views[i], queries[i]
+        ));
+        tasks.push_str(&format!(
+            "  - id: table{i}\n    title: Table {i}\n    checks:\n      - table: cd.{}\n        compare: [columns, primary_key, foreign_keys, rows]\n      - sql: SELECT count(*) > {i} FROM cd.{}\n",
+            tables[i], tables[i]
+        ));
+    }
+    format!("id: bench\ntitle: Scoring bench\nreference: {{sql: club.sql}}\nstarter: {{sql: club.sql}}\n{options}tasks:\n{tasks}")
+}

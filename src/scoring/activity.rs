@@ -38,7 +38,7 @@ impl Signature {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Activity {
     pub signature: Signature,
     /// Participants' sessions now (pglab's own are not counted).
@@ -56,13 +56,40 @@ pub enum ActivityError {
     Connect(#[from] ConnectError),
     #[error("{}", pgconn::db_message(.0))]
     Db(#[from] tokio_postgres::Error),
+    #[error("no answer within {} s", READ_TIMEOUT.as_secs())]
+    TimedOut,
 }
 
+/// Longest the activity query may take (a server that stopped answering
+/// does not hold the round up).
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The activity of `names` on `server`, over a new connection.
 pub async fn read(
     server: &PgServerSettings,
     names: &[String],
 ) -> Result<BTreeMap<String, Activity>, ActivityError> {
     let client = pgconn::connect(server, "postgres").await?;
+    read_on(&client, server, names).await
+}
+
+/// The activity of `names` on `server`, over `client` (an admin connection
+/// to it, kept between looks).
+pub async fn read_on(
+    client: &tokio_postgres::Client,
+    server: &PgServerSettings,
+    names: &[String],
+) -> Result<BTreeMap<String, Activity>, ActivityError> {
+    tokio::time::timeout(READ_TIMEOUT, query(client, server, names))
+        .await
+        .map_err(|_| ActivityError::TimedOut)?
+}
+
+async fn query(
+    client: &tokio_postgres::Client,
+    server: &PgServerSettings,
+    names: &[String],
+) -> Result<BTreeMap<String, Activity>, ActivityError> {
     let rows = client
         .query(
             "SELECT d.datname::text, d.datid,

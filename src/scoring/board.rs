@@ -147,18 +147,41 @@ pub struct Snapshot {
     pub began: Option<DateTime<Utc>>,
 }
 
-/// Shared between the scoring loop (writer) and readers.
+/// Shared between the scoring loop (writer) and readers: the latest
+/// snapshot and its score families for `/metrics`, written once when it is
+/// published.
 #[derive(Clone, Default)]
-pub struct Board(Arc<RwLock<Arc<Snapshot>>>);
+pub struct Board(Arc<RwLock<Published>>);
+
+#[derive(Default)]
+struct Published {
+    snapshot: Arc<Snapshot>,
+    scores: Arc<super::exposition::Exposition>,
+}
 
 impl Board {
     pub fn get(&self) -> Arc<Snapshot> {
-        self.0.read().map(|s| Arc::clone(&s)).unwrap_or_default()
+        self.0
+            .read()
+            .map(|p| Arc::clone(&p.snapshot))
+            .unwrap_or_default()
+    }
+
+    /// The latest snapshot's score families (Prometheus text).
+    pub fn scores(&self) -> Arc<super::exposition::Exposition> {
+        self.0
+            .read()
+            .map(|p| Arc::clone(&p.scores))
+            .unwrap_or_default()
     }
 
     pub fn publish(&self, snapshot: Snapshot) {
-        if let Ok(mut s) = self.0.write() {
-            *s = Arc::new(snapshot);
+        let scores = Arc::new(super::exposition::Exposition::of(&snapshot));
+        if let Ok(mut p) = self.0.write() {
+            *p = Published {
+                snapshot: Arc::new(snapshot),
+                scores,
+            };
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod board;
 pub mod checks;
 mod engine;
 pub mod evaluate;
+pub mod exposition;
 pub mod health;
 pub mod inspect;
 pub mod rows;

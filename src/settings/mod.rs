@@ -152,8 +152,13 @@ impl Default for WebSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScoringSettings {
-    /// Seconds between two rounds.
+    /// Seconds between two full rounds (labs, participants and servers
+    /// read again from the control database).
     pub interval_secs: u64,
+    /// Milliseconds between two looks for changed databases between full
+    /// rounds (one query per server); a change is evaluated and on the board
+    /// at the next look. At least 100, at most the interval.
+    pub tick_ms: u64,
     /// Longest a single check may run on a participant's database.
     pub statement_timeout_ms: u64,
     /// Longest a check waits for a lock a student holds.
@@ -170,10 +175,24 @@ pub struct ScoringSettings {
     pub max_backoff_secs: u64,
 }
 
+impl ScoringSettings {
+    fn validate(&self) -> Result<(), String> {
+        let most = self.interval_secs.max(1) * 1000;
+        if self.tick_ms < 100 || self.tick_ms > most {
+            return Err(format!(
+                "scoring.tick_ms {}: from 100 to scoring.interval_secs x 1000 ({most})",
+                self.tick_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for ScoringSettings {
     fn default() -> Self {
         Self {
             interval_secs: 10,
+            tick_ms: 1000,
             statement_timeout_ms: 2000,
             lock_timeout_ms: 1000,
             max_rows: 100_000,
@@ -322,6 +341,7 @@ impl Settings {
                 self.control.server
             ));
         }
+        self.scoring.validate()?;
         if !self.ldap.url.starts_with("ldap://") && !self.ldap.url.starts_with("ldapi://") {
             return Err(format!("ldap.url {:?} must start with ldap:// (TLS is not built in; use a loopback or ldapi URL)", self.ldap.url));
         }

@@ -48,15 +48,69 @@ async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) 
                 .into_response();
         }
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+    let gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(accepts_gzip);
+    let parts = state.metrics.render_parts(gzip);
+    let length: usize = parts.iter().map(bytes::Bytes::len).sum();
+    let body = axum::body::Body::from_stream(futures_util::stream::iter(
+        parts.into_iter().map(Ok::<_, std::convert::Infallible>),
+    ));
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, "text/plain; version=0.0.4"),
+            (header::VARY, "Accept-Encoding"),
+        ],
+        body,
     )
-        .into_response()
+        .into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_LENGTH, length.into());
+    if gzip {
+        h.insert(
+            header::CONTENT_ENCODING,
+            axum::http::HeaderValue::from_static("gzip"),
+        );
+    }
+    response
+}
+
+/// Whether an `Accept-Encoding` value takes gzip (not with `q=0`).
+fn accepts_gzip(value: &str) -> bool {
+    value.split(',').any(|part| {
+        let mut it = part.split(';');
+        let coding = it.next().unwrap_or("").trim();
+        let refused = it.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                == Some(0.0)
+        });
+        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+    })
 }
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn gzip_when_accepted() {
+        for (value, gzip) in [
+            ("gzip", true),
+            ("identity, gzip;q=0.5", true),
+            ("GZIP", true),
+            ("*", true),
+            ("gzip;q=0", false),
+            ("deflate, br", false),
+            ("", false),
+        ] {
+            assert_eq!(super::accepts_gzip(value), gzip, "{value}");
+        }
+    }
 }

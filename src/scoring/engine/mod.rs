@@ -1,10 +1,14 @@
 //! The scoring loop: every round, one query per server tells which lab
 //! databases changed; only those are evaluated again (a few at a time per
 //! server), the rest keep their cached result; then a new board is published.
+//! Between full rounds (which read labs and participants again), a look
+//! every `scoring.tick_ms` runs that query alone and evaluates and publishes
+//! only when something changed.
 
 mod lanes;
 mod publish;
 mod record;
+mod tick;
 
 use super::activity::{self, Activity};
 use super::board::Board;
@@ -100,6 +104,14 @@ pub struct Engine {
     /// Per lab: every participant and where their database is.
     participant_index: BTreeMap<String, Vec<Member>>,
     pseudonym_key: Option<String>,
+    /// What the last full round placed, for the looks between rounds.
+    placed: Option<Placements>,
+    /// Whether each server answered, as the last round found.
+    servers_up: Vec<(String, bool)>,
+    /// An admin connection per server for the activity query, kept.
+    clients: BTreeMap<String, tokio_postgres::Client>,
+    /// The activity the latest board was made from.
+    published: BTreeMap<(String, String), Activity>,
 }
 
 /// A participant of a lab, for the board.
@@ -111,6 +123,7 @@ pub(super) struct Member {
 }
 
 /// A lab database placed on a server.
+#[derive(Clone)]
 struct Placed {
     lab: LabId,
     db: PgName,
@@ -142,6 +155,10 @@ impl Engine {
             labs: BTreeMap::new(),
             participant_index: BTreeMap::new(),
             pseudonym_key: None,
+            placed: None,
+            servers_up: Vec::new(),
+            clients: BTreeMap::new(),
+            published: BTreeMap::new(),
         }
     }
 
@@ -149,15 +166,25 @@ impl Engine {
         Limits::of(&self.settings.scoring)
     }
 
-    /// Runs rounds until the process ends.
+    /// Runs full rounds every `interval_secs`, and looks for changes every
+    /// `tick_ms` between them, until the process ends.
     pub async fn run(mut self) {
         let interval = Duration::from_secs(self.settings.scoring.interval_secs.max(1));
+        let tick = Duration::from_millis(self.settings.scoring.tick_ms.max(100)).min(interval);
+        let mut next_round = Instant::now();
         loop {
-            if let Err(e) = self.round(None).await {
+            let done = if Instant::now() >= next_round {
+                next_round = Instant::now() + interval;
+                self.round(None).await
+            } else {
+                self.tick().await
+            };
+            if let Err(e) = done {
                 tracing::error!(error = %e, "scoring round failed");
                 self.health.round_failed();
+                self.placed = None;
             }
-            tokio::time::sleep(interval).await;
+            tokio::time::sleep(tick).await;
         }
     }
 
@@ -170,7 +197,14 @@ impl Engine {
             self.pseudonym_key = Some(self.store.secret("pseudonym").await?);
         }
         let placements = self.placements(only).await?;
-        let (activity, servers, mut jobs) = self.changes(&placements).await;
+        let (activity, mut servers, mut jobs) = self.changes(&placements).await;
+        for s in &self.settings.postgres {
+            if !servers.iter().any(|(n, _)| n == &s.name) {
+                let up = crate::pgconn::connect(s, "postgres").await.is_ok();
+                servers.push((s.name.clone(), up));
+            }
+        }
+        let servers = self.merged(servers);
         // Longest unscored first, so that a round cut by its deadline
         // leaves a different tail each time.
         jobs.sort_by_key(|j| {
@@ -182,7 +216,12 @@ impl Engine {
         let evaluated = jobs.len();
         let skipped = activity.len().saturating_sub(evaluated);
         self.evaluate(jobs, &activity).await;
-        self.publish(&activity, servers, began);
+        self.publish(&activity, servers.clone(), began);
+        self.published = activity;
+        if only.is_none() {
+            self.placed = Some(placements);
+            self.servers_up = servers;
+        }
         self.health
             .round_done(started.elapsed(), evaluated, skipped);
         Ok(evaluated)
@@ -259,7 +298,8 @@ impl Engine {
                 continue;
             };
             let names: Vec<String> = dbs.iter().map(|p| p.db.to_string()).collect();
-            let found = match activity::read(s, &names).await {
+            let s = s.clone();
+            let found = match self.activity_of(&s, &names).await {
                 Ok(found) => found,
                 Err(e) => {
                     tracing::warn!(server = %server, error = %e, "cannot read activity");
@@ -305,12 +345,6 @@ impl Engine {
                     }
                 }
                 activity.insert((lab.to_string(), db.to_string()), a.clone());
-            }
-        }
-        for s in &self.settings.postgres {
-            if !servers.iter().any(|(n, _)| n == &s.name) {
-                let up = crate::pgconn::connect(s, "postgres").await.is_ok();
-                servers.push((s.name.clone(), up));
             }
         }
         (activity, servers, jobs)

@@ -1,0 +1,384 @@
+//! Class benchmark (issue 21): N participants (default 300) of the
+//! clubdata lab with pglab's web app and scoring loop running as `pglab
+//! serve` runs them; a tenth of the class changes something every minute
+//! (drops or makes again the view of task 1, so the task fails or passes).
+//! For each change it measures the time until the board's grid answer
+//! (`/public/labs/bench/board/grid`, polled with its ETag) and `/metrics`
+//! show it, first with today's look once per scoring interval (10 s), then
+//! with a look every second (`scoring.tick_ms`), in the same run; and the
+//! CPU pglab and Postgres spend per minute on a class that changes nothing.
+//!
+//! Run: cargo bench --bench class [-- N [MINUTES]]   (300, 2)
+
+mod common;
+
+use pglab::lab::LoadedLab;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const VIEW: &str =
+    "CREATE VIEW cd.member_hours AS SELECT m.memid, m.surname, sum(b.slots) / 2.0 AS hours
+  FROM cd.members m JOIN cd.bookings b USING (memid) GROUP BY m.memid, m.surname";
+/// How often the board and `/metrics` are looked at.
+const POLL: Duration = Duration::from_millis(200);
+
+/// One student's change and when the board and `/metrics` showed it.
+struct Change {
+    user: String,
+    who: String,
+    passes: bool,
+    at: Instant,
+    board: Option<Duration>,
+    metrics: Option<Duration>,
+}
+
+type Changes = Arc<Mutex<Vec<Change>>>;
+
+fn cpu_secs(stat: &str) -> f64 {
+    // utime, stime, cutime, cstime: fields 14 to 17, after the name.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum::<f64>() / 100.0
+}
+
+/// CPU seconds of this process (pglab runs in it).
+fn own_cpu() -> f64 {
+    cpu_secs(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
+}
+
+/// CPU seconds of the Postgres server: the postmaster with its ended
+/// children, and every live one.
+fn postgres_cpu(data: &std::path::Path) -> f64 {
+    let Some(pid) = walk_pid(data) else {
+        return 0.0;
+    };
+    let mut total =
+        cpu_secs(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default());
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let own: f64 = rest
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|v| v.parse::<f64>().ok())
+                .sum();
+            total += own / 100.0;
+        }
+    }
+    total
+}
+
+fn walk_pid(dir: &std::path::Path) -> Option<u32> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = entry.path();
+        if p.file_name().is_some_and(|n| n == "postmaster.pid") {
+            return std::fs::read_to_string(&p)
+                .ok()?
+                .lines()
+                .next()?
+                .parse()
+                .ok();
+        }
+        if p.is_dir() {
+            if let Some(pid) = walk_pid(&p) {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Task 1's cell per participant shown on the grid: who -> passed.
+fn grid_cells(html: &str) -> std::collections::HashMap<String, bool> {
+    let mut out = std::collections::HashMap::new();
+    for row in html.split("<tr class=\"st-").skip(1) {
+        let Some(th) = row.split("<th scope=\"row\">").nth(1) else {
+            continue;
+        };
+        let Some(cell) = th.split_once("</th>") else {
+            continue;
+        };
+        let who = match cell.0.split_once('>') {
+            Some((_, rest)) if cell.0.starts_with("<a") => rest.trim_end_matches("</a>"),
+            _ => cell.0,
+        };
+        let passed = cell
+            .1
+            .split("<td class=\"cell ")
+            .nth(1)
+            .is_some_and(|c| c.starts_with("pass"));
+        out.insert(who.to_string(), passed);
+    }
+    out
+}
+
+/// Looks at the grid and `/metrics` every `POLL` until `until`, and notes
+/// when each change shows.
+async fn watch(base: String, changes: Changes, until: Instant) {
+    let http = reqwest::Client::new();
+    let mut etag = String::new();
+    let mut cells = std::collections::HashMap::new();
+    while Instant::now() < until {
+        let grid = http
+            .get(format!("{base}/public/labs/bench/board/grid"))
+            .header("If-None-Match", &etag)
+            .send()
+            .await;
+        if let Ok(r) = grid {
+            if r.status() == 200 {
+                etag = r
+                    .headers()
+                    .get("etag")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                cells = grid_cells(&r.text().await.unwrap_or_default());
+            }
+        }
+        let metrics = match http.get(format!("{base}/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let now = Instant::now();
+        for c in changes.lock().unwrap().iter_mut() {
+            if c.board.is_none() && cells.get(&c.who) == Some(&c.passes) {
+                c.board = Some(now - c.at);
+            }
+            if c.metrics.is_none() {
+                let line = format!(
+                    "pglab_task_passed{{lab=\"bench\",participant=\"{}\",task=\"view0\"}} {}\n",
+                    c.user,
+                    u8::from(c.passes)
+                );
+                if metrics.contains(&line) {
+                    c.metrics = Some(now - c.at);
+                }
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+struct Class {
+    settings: pglab::settings::Settings,
+    users: Vec<(String, String, String)>,
+}
+
+impl Class {
+    /// The students' changes for `minutes`: a tenth of the class a minute,
+    /// evenly spread, each participant once before any twice.
+    async fn play(&self, minutes: f64, changes: Changes, state: &mut [bool]) {
+        let n = self.users.len();
+        let total = ((n as f64 / 10.0) * minutes).round() as usize;
+        let gap = Duration::from_secs_f64(60.0 * minutes / total.max(1) as f64);
+        let start = Instant::now();
+        let s = &self.settings.postgres[0];
+        for k in 0..total {
+            tokio::time::sleep_until((start + gap * k as u32).into()).await;
+            let i = (k * 7919) % n;
+            let (user, password, who) = &self.users[i];
+            let mut config = tokio_postgres::Config::new();
+            config
+                .host(&s.host)
+                .port(s.port)
+                .user(user)
+                .password(password)
+                .dbname(format!("bench_{user}"));
+            let Ok((client, conn)) = config.connect(tokio_postgres::NoTls).await else {
+                eprintln!("{user} cannot log in");
+                continue;
+            };
+            tokio::spawn(conn);
+            let passes = !state[i];
+            let sql = if passes {
+                VIEW.to_string()
+            } else {
+                "DROP VIEW cd.member_hours".to_string()
+            };
+            if let Err(e) = client.batch_execute(&sql).await {
+                eprintln!("{user}: {e}");
+                continue;
+            }
+            state[i] = passes;
+            changes.lock().unwrap().push(Change {
+                user: user.clone(),
+                who: who.clone(),
+                passes,
+                at: Instant::now(),
+                board: None,
+                metrics: None,
+            });
+            drop(client);
+        }
+    }
+}
+
+fn percentiles(mut v: Vec<Duration>) -> (f64, f64, f64) {
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    v.sort();
+    let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1].as_secs_f64();
+    (at(0.5), at(0.95), v[v.len() - 1].as_secs_f64())
+}
+
+/// What one mode measured.
+struct Measured {
+    mode: String,
+    changes: usize,
+    board: (f64, f64, f64),
+    metrics: (f64, f64, f64),
+    unseen: usize,
+    pglab_cpu_min: f64,
+    pg_cpu_min: f64,
+    rss: f64,
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(300);
+    let minutes: f64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(2.0);
+    let bench = common::Bench::start().await;
+    let dir = &bench.dir;
+    let store = bench.store.clone();
+    std::fs::write(
+        dir.path().join("club.sql"),
+        common::clubdata::cleaned_clubdata() + common::CLUB_VIEWS,
+    )
+    .expect("sql");
+    std::fs::write(
+        dir.path().join("lab.yaml"),
+        common::club_lab_yaml("options: {public_board: true}\n"),
+    )
+    .expect("lab");
+    let lab = LoadedLab::load(&dir.path().join("lab.yaml")).expect("lab loads");
+    let took = common::provision_class(&bench.stack.settings, &store, &lab, n).await;
+    println!(
+        "provisioned {n} participants in {:.1} s",
+        took.as_secs_f64()
+    );
+    let key = store.secret("pseudonym").await.expect("key");
+    let mut users = vec![];
+    for c in store.credentials(&lab.lab.id).await.expect("credentials") {
+        let user = c.username.to_string();
+        let who = pglab::scoring::board::pseudonym(&key, "bench", &user);
+        users.push((user, c.initial_password.expect("kept"), who));
+    }
+    users.sort();
+    let mut state = vec![true; users.len()];
+    let data = bench.stack.settings.data_dir.clone();
+    let base = format!("http://{}", bench.stack.settings.listen);
+    let mut results = vec![];
+    for (mode, tick_ms) in [
+        ("today: a look per interval (10 s)", 10_000),
+        ("issue 21: a look every second", 1000),
+    ] {
+        let mut settings = bench.stack.settings.clone();
+        settings.scoring.interval_secs = 10;
+        settings.scoring.tick_ms = tick_ms;
+        let served = common::Served::start(&settings).await;
+        // Until every database was evaluated once.
+        while served
+            .board
+            .get()
+            .labs
+            .first()
+            .is_none_or(|l| l.participants.iter().any(|p| p.tasks.is_none()))
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        // A class that changes nothing, for 30 s.
+        let (cpu0, pg0, t0) = (own_cpu(), postgres_cpu(&data), Instant::now());
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let per_min = 60.0 / t0.elapsed().as_secs_f64();
+        let pglab_cpu_min = (own_cpu() - cpu0) * per_min;
+        let pg_cpu_min = (postgres_cpu(&data) - pg0) * per_min;
+        let changes: Changes = Arc::default();
+        let class = Class {
+            settings: settings.clone(),
+            users: users.clone(),
+        };
+        let until = Instant::now() + Duration::from_secs_f64(minutes * 60.0 + 25.0);
+        let watcher = tokio::spawn(watch(base.clone(), Arc::clone(&changes), until));
+        class.play(minutes, Arc::clone(&changes), &mut state).await;
+        watcher.await.expect("watcher");
+        let rss = rss_mb();
+        served.stop().await;
+        let seen = changes.lock().unwrap();
+        results.push(Measured {
+            mode: mode.to_string(),
+            changes: seen.len(),
+            board: percentiles(seen.iter().filter_map(|c| c.board).collect()),
+            metrics: percentiles(seen.iter().filter_map(|c| c.metrics).collect()),
+            unseen: seen
+                .iter()
+                .filter(|c| c.board.is_none() || c.metrics.is_none())
+                .count(),
+            pglab_cpu_min,
+            pg_cpu_min,
+            rss,
+        });
+    }
+    println!();
+    println!(
+        "{n} participants x 20 checks, {:.0} changes a minute for {minutes} min per mode; board and /metrics polled every {} ms",
+        n as f64 / 10.0,
+        POLL.as_millis()
+    );
+    println!(
+        "{:<36} {:>7} {:>22} {:>22} {:>6} {:>14} {:>14} {:>8}",
+        "mode",
+        "changes",
+        "board p50/p95/max s",
+        "metrics p50/p95/max s",
+        "unseen",
+        "pglab CPU s/min",
+        "pg CPU s/min",
+        "RSS MB"
+    );
+    for m in &results {
+        println!(
+            "{:<36} {:>7} {:>22} {:>22} {:>6} {:>14.2} {:>14.2} {:>8.1}",
+            m.mode,
+            m.changes,
+            format!("{:.2} / {:.2} / {:.2}", m.board.0, m.board.1, m.board.2),
+            format!(
+                "{:.2} / {:.2} / {:.2}",
+                m.metrics.0, m.metrics.1, m.metrics.2
+            ),
+            m.unseen,
+            m.pglab_cpu_min,
+            m.pg_cpu_min,
+            m.rss
+        );
+    }
+    println!("(CPU per minute: measured over 30 s of a class that changes nothing, this process (pglab) and the Postgres server)");
+    drop(store);
+    bench.stop().await;
+}
