@@ -135,7 +135,7 @@ fn grid_cells(html: &str) -> std::collections::HashMap<String, bool> {
 
 /// Looks at the grid and `/metrics` every `POLL` until `until`, and notes
 /// when each change shows.
-async fn watch(base: String, changes: Changes, until: Instant) {
+async fn watch(base: String, token: String, changes: Changes, until: Instant) {
     let http = reqwest::Client::new();
     let mut etag = String::new();
     let mut cells = std::collections::HashMap::new();
@@ -156,7 +156,12 @@ async fn watch(base: String, changes: Changes, until: Instant) {
                 cells = grid_cells(&r.text().await.unwrap_or_default());
             }
         }
-        let metrics = match http.get(format!("{base}/metrics")).send().await {
+        let metrics = match http
+            .get(format!("{base}/metrics"))
+            .bearer_auth(&token)
+            .send()
+            .await
+        {
             Ok(r) => r.text().await.unwrap_or_default(),
             Err(_) => String::new(),
         };
@@ -313,9 +318,9 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         tokio::time::sleep(Duration::from_secs(11)).await;
-        // A class that changes nothing, for 30 s.
+        // A class that changes nothing, for a minute.
         let (cpu0, pg0, t0) = (own_cpu(), postgres_cpu(&data), Instant::now());
-        tokio::time::sleep(Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
         let per_min = 60.0 / t0.elapsed().as_secs_f64();
         let pglab_cpu_min = (own_cpu() - cpu0) * per_min;
         let pg_cpu_min = (postgres_cpu(&data) - pg0) * per_min;
@@ -325,7 +330,8 @@ async fn main() {
             users: users.clone(),
         };
         let until = Instant::now() + Duration::from_secs_f64(minutes * 60.0 + 25.0);
-        let watcher = tokio::spawn(watch(base.clone(), Arc::clone(&changes), until));
+        let token = settings.metrics_token.expose().to_string();
+        let watcher = tokio::spawn(watch(base.clone(), token, Arc::clone(&changes), until));
         class.play(minutes, Arc::clone(&changes), &mut state).await;
         watcher.await.expect("watcher");
         let rss = rss_mb();
@@ -378,7 +384,7 @@ async fn main() {
             m.rss
         );
     }
-    println!("(CPU per minute: measured over 30 s of a class that changes nothing, this process (pglab) and the Postgres server)");
+    println!("(CPU per minute: measured over a minute of a class that changes nothing, this process (pglab) and the Postgres server)");
     drop(store);
     bench.stop().await;
 }

@@ -85,6 +85,33 @@ pub async fn read_on(
         .map_err(|_| ActivityError::TimedOut)?
 }
 
+/// One value that changes whenever anything the activity query reads
+/// changes on the server (any database's writes or rollbacks, any
+/// participant's session or statement): a look that finds it unchanged
+/// needs nothing else. One row, however many databases.
+pub async fn digest(
+    client: &tokio_postgres::Client,
+    server: &PgServerSettings,
+) -> Result<String, ActivityError> {
+    let row = tokio::time::timeout(
+        READ_TIMEOUT,
+        client.query_one(
+        "SELECT md5(string_agg(concat_ws(':', d.datid, d.tup_inserted + d.tup_updated + d.tup_deleted,
+                                         d.xact_rollback), ',' ORDER BY d.datid))
+                || md5(coalesce((SELECT string_agg(concat_ws(':', a.pid, a.datid, a.backend_start,
+                                                             a.state_change), ',' ORDER BY a.pid)
+                                 FROM pg_stat_activity a
+                                 WHERE a.backend_type = 'client backend' AND a.usename <> $1
+                                   AND a.usename NOT LIKE 'pglab.ck.%'), ''))
+         FROM pg_stat_database d",
+            &[&server.admin_user],
+        ),
+    )
+    .await
+    .map_err(|_| ActivityError::TimedOut)??;
+    Ok(row.get::<_, Option<String>>(0).unwrap_or_default())
+}
+
 async fn query(
     client: &tokio_postgres::Client,
     server: &PgServerSettings,
@@ -105,7 +132,7 @@ async fn query(
                         FROM pg_stat_activity
                         WHERE backend_type = 'client backend' AND usename <> $2 AND usename NOT LIKE 'pglab.ck.%'
                         GROUP BY datid) a ON a.datid = d.datid
-             WHERE d.datname = ANY ($1)",
+             JOIN unnest($1::text[]) AS n(name) ON n.name = d.datname",
             &[&names, &server.admin_user],
         )
         .await?;

@@ -112,6 +112,8 @@ pub struct Engine {
     clients: BTreeMap<String, tokio_postgres::Client>,
     /// The activity the latest board was made from.
     published: BTreeMap<(String, String), Activity>,
+    /// Per server, the activity digest of the last look.
+    digests: BTreeMap<String, String>,
 }
 
 /// A participant of a lab, for the board.
@@ -159,6 +161,7 @@ impl Engine {
             servers_up: Vec::new(),
             clients: BTreeMap::new(),
             published: BTreeMap::new(),
+            digests: BTreeMap::new(),
         }
     }
 
@@ -197,6 +200,9 @@ impl Engine {
             self.pseudonym_key = Some(self.store.secret("pseudonym").await?);
         }
         let placements = self.placements(only).await?;
+        // The digests before the activity is read: a change in between is
+        // seen again by the next look, never missed.
+        self.unchanged(&placements).await;
         let (activity, mut servers, mut jobs) = self.changes(&placements).await;
         for s in &self.settings.postgres {
             if !servers.iter().any(|(n, _)| n == &s.name) {

@@ -16,6 +16,10 @@ impl Engine {
             return self.round(None).await;
         };
         let began = chrono::Utc::now();
+        if self.unchanged(&placed).await {
+            self.placed = Some(placed);
+            return Ok(0);
+        }
         let (activity, servers, jobs) = self.changes(&placed).await;
         self.placed = Some(placed);
         let servers = self.merged(servers);
@@ -44,6 +48,43 @@ impl Engine {
         servers
     }
 
+    /// Whether no server of `placed` changed anything since the last look
+    /// (one small query each); the digests are kept for the next look. A
+    /// server that does not answer counts as changed (the activity query
+    /// then says it is down).
+    pub(super) async fn unchanged(&mut self, placed: &super::Placements) -> bool {
+        let mut same = true;
+        for server in placed.keys() {
+            let Some(s) = self.settings.server(server.as_str()).cloned() else {
+                continue;
+            };
+            let now = match self.client_of(&s).await {
+                Ok(client) => activity::digest(client, &s).await.ok(),
+                Err(_) => None,
+            };
+            if now.is_none() {
+                self.clients.remove(&s.name);
+            }
+            let before = self
+                .digests
+                .insert(s.name.clone(), now.clone().unwrap_or_default());
+            same &= now.is_some() && before == now;
+        }
+        same
+    }
+
+    /// The connection kept for `s`, made when there is none or it broke.
+    async fn client_of(
+        &mut self,
+        s: &PgServerSettings,
+    ) -> Result<&tokio_postgres::Client, ActivityError> {
+        if self.clients.get(&s.name).is_none_or(|c| c.is_closed()) {
+            let client = crate::pgconn::connect(s, "postgres").await?;
+            self.clients.insert(s.name.clone(), client);
+        }
+        Ok(self.clients.get(&s.name).expect("just made"))
+    }
+
     /// The activity of `names` on `s`, over the connection kept for it (made
     /// again when it broke).
     pub(super) async fn activity_of(
@@ -51,15 +92,13 @@ impl Engine {
         s: &PgServerSettings,
         names: &[String],
     ) -> Result<BTreeMap<String, Activity>, ActivityError> {
-        if let Some(client) = self.clients.get(&s.name).filter(|c| !c.is_closed()) {
-            if let Ok(found) = activity::read_on(client, s, names).await {
-                return Ok(found);
-            }
+        let kept = self.clients.contains_key(&s.name);
+        let found = activity::read_on(self.client_of(s).await?, s, names).await;
+        if found.is_ok() || !kept {
+            return found;
         }
+        // The kept connection may have broken: once more on a new one.
         self.clients.remove(&s.name);
-        let client = crate::pgconn::connect(s, "postgres").await?;
-        let found = activity::read_on(&client, s, names).await?;
-        self.clients.insert(s.name.clone(), client);
-        Ok(found)
+        activity::read_on(self.client_of(s).await?, s, names).await
     }
 }
