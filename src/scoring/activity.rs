@@ -64,15 +64,6 @@ pub enum ActivityError {
 /// does not hold the round up).
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The activity of `names` on `server`, over a new connection.
-pub async fn read(
-    server: &PgServerSettings,
-    names: &[String],
-) -> Result<BTreeMap<String, Activity>, ActivityError> {
-    let client = pgconn::connect(server, "postgres").await?;
-    read_on(&client, server, names).await
-}
-
 /// The activity of `names` on `server`, over `client` (an admin connection
 /// to it, kept between looks).
 pub async fn read_on(

@@ -125,7 +125,6 @@ pub(super) struct Member {
 }
 
 /// A lab database placed on a server.
-#[derive(Clone)]
 struct Placed {
     lab: LabId,
     db: PgName,
