@@ -47,14 +47,15 @@ pub async fn connect(server: &PgServerSettings, dbname: &str) -> Result<Client, 
     connect_with(server, config(server, dbname)).await
 }
 
-/// An admin connection with these startup options (which must keep
-/// `-c role=none`): settings without a round trip of their own.
+/// An admin connection with these startup options (which must set the
+/// role, `-c role=none` or the role to act as, for the reason of
+/// [`config`]): settings without a round trip of their own.
 pub async fn connect_with_options(
     server: &PgServerSettings,
     dbname: &str,
     options: &str,
 ) -> Result<Client, ConnectError> {
-    debug_assert!(options.contains("role=none"));
+    debug_assert!(options.contains("-c role="));
     let mut c = base(server, dbname);
     c.options(options);
     connect_with(server, c).await

@@ -12,7 +12,7 @@ mod yaml;
 
 pub use evidence::{AfterDeadline, SnapshotRule};
 pub use participants::{Participant, Participants};
-pub use sources::{write_sources, SourceFile};
+pub use sources::{folder_of, include_of, resolve_include, write_sources, SourceFile};
 pub use spec::{Check, Compare, DatabaseMode, Lab, LabOptions, ObjectName, Source, Task};
 pub use walk::FieldError;
 

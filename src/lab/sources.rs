@@ -56,7 +56,7 @@ fn lexical(path: &Path) -> PathBuf {
     out
 }
 
-/// One include line of a psql script: its line, whether it is relative to
+/// One include of a psql script: its line, whether it is relative to
 /// the including file (`\ir`) or to psql's folder (`\i`), and its argument.
 struct Include {
     line: usize,
@@ -64,36 +64,72 @@ struct Include {
     arg: String,
 }
 
+/// The include a backslash command is (`\i`, `\include`: from the folder
+/// psql runs in; `\ir`, `\include_relative`: from the including file's
+/// folder): whether it is relative, and the file it names.
+pub fn include_of(meta: &str) -> Option<(bool, String)> {
+    let rest = meta.trim_start().strip_prefix('\\')?;
+    let (command, arg) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let relative = match command {
+        "i" | "include" => false,
+        "ir" | "include_relative" => true,
+        _ => return None,
+    };
+    let arg = arg.trim().trim_matches(|c| c == '\'' || c == '"');
+    Some((relative, arg.to_string()))
+}
+
+/// The stored name an include leads to from the file `from` (a stored
+/// name) when psql's folder is `cwd` (the folder of the reference or
+/// starter that led there); `None` for an absolute path or one that leaves
+/// the folder of the lab's files.
+pub fn resolve_include(from: &str, cwd: &str, relative: bool, arg: &str) -> Option<String> {
+    if arg.is_empty() || Path::new(arg).is_absolute() {
+        return None;
+    }
+    let folder = if relative {
+        Path::new(from).parent().unwrap_or(Path::new(""))
+    } else {
+        Path::new(cwd)
+    };
+    let name = lexical(&folder.join(arg))
+        .to_string_lossy()
+        .replace('\\', "/");
+    stays_inside(&name).then_some(name)
+}
+
+/// The includes of a script, found by the same splitter that runs it
+/// (`provision::lab_sql`): what is stored is what runs.
 fn includes(script: &[u8]) -> Vec<Include> {
-    String::from_utf8_lossy(script)
-        .lines()
-        .enumerate()
-        .filter_map(|(i, line)| {
-            let rest = line.trim_start().strip_prefix('\\')?;
-            let (command, arg) = rest.split_once(char::is_whitespace)?;
-            let relative = match command {
-                "i" | "include" => false,
-                "ir" | "include_relative" => true,
-                _ => return None,
-            };
-            let arg = arg.trim().trim_matches(|c| c == '\'' || c == '"');
+    let text = String::from_utf8_lossy(script);
+    crate::submissions::plain::split(&text)
+        .into_iter()
+        .filter(|p| p.kind == crate::submissions::plain::Kind::Meta)
+        .filter_map(|p| {
+            let (relative, arg) = include_of(&p.text)?;
             Some(Include {
-                line: i + 1,
+                line: p.line,
                 relative,
-                arg: arg.to_string(),
+                arg,
             })
         })
         .collect()
 }
 
-/// A file still to read: where it is, its stored name, its role, and the
-/// folder psql runs in for it (the folder of the reference or starter that
-/// led to it).
+/// A file still to read: its stored name, its role, and the folder psql
+/// runs in for it (the folder of the reference or starter that led to it),
+/// as a stored name.
 struct Pending {
-    path: PathBuf,
     name: String,
     role: &'static str,
-    cwd: PathBuf,
+    cwd: String,
+}
+
+/// The folder of a stored name (`""` at the top).
+pub fn folder_of(name: &str) -> String {
+    Path::new(name)
+        .parent()
+        .map_or(String::new(), |p| p.to_string_lossy().replace('\\', "/"))
 }
 
 impl Lab {
@@ -115,38 +151,41 @@ impl Lab {
         base
     }
 
+    /// The name under which `source` (the reference or starter) is stored
+    /// by [`Self::read_sources`].
+    pub fn stored_name(&self, source: &Source) -> Option<String> {
+        let base = self.sources_base();
+        let path = lexical(&std::path::absolute(source.path()).unwrap_or(source.path().into()));
+        let name = lexical(&path)
+            .strip_prefix(&base)
+            .ok()?
+            .to_string_lossy()
+            .replace('\\', "/");
+        stays_inside(&name).then_some(name)
+    }
+
     /// Reads the reference and starter, and the files their SQL includes,
     /// from where the lab names them. An include that leaves the folder
     /// holding the lab's files is refused: the lab would not build from
     /// what is stored.
     pub fn read_sources(&self) -> Result<Vec<SourceFile>, LabError> {
         let base = self.sources_base();
-        let name_of = |path: &Path| -> Option<String> {
-            let rel = lexical(path).strip_prefix(&base).ok()?.to_path_buf();
-            let name = rel.to_string_lossy().replace('\\', "/");
-            stays_inside(&name).then_some(name)
-        };
         let mut files: Vec<SourceFile> = vec![];
         // First in, first out: the reference and starter keep their role
         // when the other one includes them.
         let mut pending: VecDeque<Pending> = VecDeque::new();
         for (role, source) in self.sources() {
-            let path = lexical(&std::path::absolute(source.path()).unwrap_or(source.path().into()));
-            let name = name_of(&path).expect("below the common folder");
-            let cwd = path.parent().map(Path::to_path_buf).unwrap_or_default();
-            pending.push_back(Pending {
-                path,
-                name,
-                role,
-                cwd,
-            });
+            let name = self.stored_name(source).expect("below the common folder");
+            let cwd = folder_of(&name);
+            pending.push_back(Pending { name, role, cwd });
         }
         while let Some(p) = pending.pop_front() {
             if files.iter().any(|f| f.file_name == p.name) {
                 continue;
             }
-            let bytes = std::fs::read(&p.path).map_err(|e| LabError::Read {
-                path: p.path.display().to_string(),
+            let path = base.join(&p.name);
+            let bytes = std::fs::read(&path).map_err(|e| LabError::Read {
+                path: path.display().to_string(),
                 source: e,
             })?;
             let is_sql = p.role == "include"
@@ -155,13 +194,8 @@ impl Lab {
                     .any(|(r, s)| r == p.role && matches!(s, Source::Sql(_)));
             if is_sql {
                 for inc in includes(&bytes) {
-                    let from = if inc.relative {
-                        p.path.parent().unwrap_or(Path::new("/"))
-                    } else {
-                        &p.cwd
-                    };
-                    let target = lexical(&from.join(&inc.arg));
-                    let Some(name) = name_of(&target) else {
+                    let Some(name) = resolve_include(&p.name, &p.cwd, inc.relative, &inc.arg)
+                    else {
                         return Err(LabError::Invalid(vec![FieldError {
                             file: p.name.clone(),
                             line: inc.line,
@@ -174,7 +208,6 @@ impl Lab {
                         }]));
                     };
                     pending.push_back(Pending {
-                        path: target,
                         name,
                         role: "include",
                         cwd: p.cwd.clone(),

@@ -1,12 +1,13 @@
 //! Building a lab's reference and template databases on one server from the
-//! lab's `reference` and `starter`, with the real psql / pg_restore.
+//! lab's `reference` and `starter`: SQL run by pglab itself (`lab_sql`),
+//! archives by the real pg_restore.
 
 use super::postgres::{
     create_closed_database, drop_database, revoke_connect_sql, sql_err, PgError, STARTER_ROLE,
 };
 use super::tools::{self, ToolError};
 use crate::ident::{quote_ident, PgName};
-use crate::lab::{Lab, Source};
+use crate::lab::{Lab, Source, SourceFile};
 use crate::pgconn;
 use crate::settings::PgServerSettings;
 use tokio_postgres::Client;
@@ -15,23 +16,34 @@ use tokio_postgres::Client;
 pub enum BuildError {
     #[error(transparent)]
     Pg(#[from] PgError),
-    #[error("{what} of lab {lab}: {source}")]
+    #[error(transparent)]
+    Sources(#[from] crate::lab::LabError),
+    // Not a `source`: the cause is in the message already, and chains
+    // (`{:#}`) would show it twice.
+    #[error("{what} of lab {lab}: {cause}")]
     Load {
         what: &'static str,
         lab: String,
-        source: ToolError,
+        cause: ToolError,
     },
 }
 
-/// Loads `source` into an existing empty database.
+/// Loads `source` (the lab's reference or starter, stored among `files`)
+/// into an existing empty database.
 async fn load(
     server: &PgServerSettings,
     db: &str,
-    source: &Source,
+    (lab, source): (&Lab, &Source),
+    files: &[SourceFile],
     role: Option<&str>,
 ) -> Result<(), ToolError> {
     match source {
-        Source::Sql(file) => tools::psql_file(server, db, file, role).await,
+        Source::Sql(file) => {
+            let top = lab
+                .stored_name(source)
+                .unwrap_or_else(|| file.display().to_string());
+            super::lab_sql::run(server, db, files, &top, role).await
+        }
         Source::Dump(file) => tools::pg_restore(server, db, file, role).await,
     }
 }
@@ -97,10 +109,12 @@ async fn build_scratch(
 ) -> Result<(), BuildError> {
     let failed = |what| {
         let lab = lab.id.to_string();
-        move |source| BuildError::Load { what, lab, source }
+        move |cause| BuildError::Load { what, lab, cause }
     };
+    // Read once: what runs is what was read (and checked for includes).
+    let files = lab.read_sources()?;
     create_empty(server, admin, reference).await?;
-    load(server, reference, &lab.reference, None)
+    load(server, reference, (lab, &lab.reference), &files, None)
         .await
         .map_err(failed("reference"))?;
     create_empty(server, admin, template).await?;
@@ -116,7 +130,7 @@ async fn build_scratch(
             .await
             .map_err(sql_err(&server.name, "prepare template"))?;
         drop(inside);
-        load(server, template, starter, Some(STARTER_ROLE))
+        load(server, template, (lab, starter), &files, Some(STARTER_ROLE))
             .await
             .map_err(failed("starter"))?;
     }

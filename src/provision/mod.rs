@@ -6,6 +6,7 @@ pub mod build;
 mod change;
 mod checkers;
 pub mod in_database;
+mod lab_sql;
 pub mod ldap;
 mod plan;
 mod plan_ldap;

@@ -1,4 +1,4 @@
-//! The real Postgres client tools (psql, pg_restore, pg_dump) run as
+//! The real Postgres client tools (pg_restore, pg_dump) run as
 //! pglab's admin against one server.
 
 use crate::settings::PgServerSettings;
@@ -53,7 +53,7 @@ pub(crate) fn command_as(
 ) -> Result<Command, ToolError> {
     let mut cmd = Command::new(tool(server, name)?);
     // Only what a client tool needs: never pglab's own secrets from its
-    // environment (`PGLAB_*`), which a lab's SQL could print through psql.
+    // environment (`PGLAB_*`).
     cmd.env_clear();
     for (key, value) in std::env::vars_os() {
         let k = key.to_string_lossy();
@@ -98,28 +98,6 @@ async fn run(what: String, mut cmd: Command) -> Result<(), ToolError> {
         what,
         output: shown,
     })
-}
-
-/// Runs an SQL file with psql, stopping at the first error.
-pub async fn psql_file(
-    server: &PgServerSettings,
-    db: &str,
-    file: &Path,
-    role: Option<&str>,
-) -> Result<(), ToolError> {
-    // In the file's folder, as its lab's files are laid out: `\i x.sql`
-    // finds x.sql beside it, wherever the files were written.
-    let file = std::path::absolute(file).map_err(|source| ToolError::Io {
-        what: format!("loading {}", file.display()),
-        source,
-    })?;
-    let mut cmd = command(server, "psql", db, role)?;
-    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
-        .arg(&file);
-    if let Some(folder) = file.parent() {
-        cmd.current_dir(folder);
-    }
-    run(format!("loading {}", file.display()), cmd).await
 }
 
 /// Restores an archive (custom, tar or directory) without owners or grants.

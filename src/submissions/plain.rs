@@ -46,6 +46,9 @@ pub struct Piece {
     pub owner_or_privileges: bool,
     /// Why the file cannot be restored because of this piece.
     pub refusal: Option<String>,
+    /// For backslash commands: it stands after code of a statement not yet
+    /// ended (or after a `COPY ... FROM stdin` whose data did not begin).
+    pub inside_statement: bool,
 }
 
 impl Piece {
@@ -57,6 +60,7 @@ impl Piece {
             copy_in: false,
             owner_or_privileges: false,
             refusal: None,
+            inside_statement: false,
         }
     }
 
@@ -409,7 +413,8 @@ impl Splitter {
             ));
         }
         let mut piece = Piece::new(Kind::Meta, rest, self.line);
-        piece.refusal = meta_refusal(&piece.text, mid_statement || self.copy_pending);
+        piece.inside_statement = mid_statement || self.copy_pending;
+        piece.refusal = meta_refusal(&piece.text, piece.inside_statement);
         out.push(piece);
         self.reset_statement();
         self.buf_line = self.line + 1;
@@ -505,9 +510,7 @@ pub fn split(text: &str) -> Vec<Piece> {
 
 mod refusals;
 use refusals::meta_refusal;
-#[cfg(test)]
-use refusals::meta_word;
-pub use refusals::{check, refusal, Refusal};
+pub use refusals::{check, meta_word, refusal, Refusal};
 
 #[cfg(test)]
 mod tests;

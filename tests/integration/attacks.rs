@@ -465,3 +465,115 @@ async fn round(scorer: &mut crate::support::Scorer) {
         .await
         .expect("a scoring round ends although a check swallows cancels");
 }
+
+/// A lab's SQL is run by pglab itself, not by psql: psql's commands that
+/// reach pglab's machine (a shell, files) are refused with their file and
+/// line before anything of the lab ran, in the reference, the starter and
+/// the files they include. Called from the clubdata test (its stack).
+pub async fn lab_sql_never_runs_on_pglabs_machine(env: &TestEnv) {
+    let marker = env.dir.path().join("lab-pwned");
+    let m = marker.display();
+    let cases = [
+        (
+            format!("CREATE TABLE t (a int);\n\\! touch {m}\n"),
+            "ref.sql, line 3: the psql command \\! runs a shell",
+        ),
+        (
+            format!("CREATE TABLE t (a int);\n\\copy t to '{m}'\n"),
+            "ref.sql, line 3: the psql command \\copy",
+        ),
+        (
+            format!("\\o {m}\nSELECT 1;\n"),
+            "ref.sql, line 2: the psql command \\o",
+        ),
+        (
+            format!("SELECT 1;\n\\w {m}\n"),
+            "ref.sql, line 3: the psql command \\w",
+        ),
+        (
+            "\\ir evil.sql\n".to_string(),
+            "evil.sql, line 2: the psql command \\! runs a shell",
+        ),
+        ("\\i /etc/passwd\n".to_string(), "includes /etc/passwd"),
+    ];
+    env.write("labsql/evil.sql", &format!("SELECT 1;\n\\! touch {m}\n"));
+    env.write("labsql/starter.sql", "CREATE TABLE s (a int);\n");
+    for (reference, says) in cases {
+        env.write(
+            "labsql/ref.sql",
+            &format!("CREATE TABLE before (a int);\n{reference}"),
+        );
+        let lab = env.write(
+            "labsql/lab.yaml",
+            "id: labsql\ntitle: Lab SQL\nreference: {sql: ref.sql}\nstarter: {sql: starter.sql}\ntasks:\n  - id: t\n    title: T\n    checks: [{sql: SELECT true}]\n",
+        );
+        let result = match pglab::lab::LoadedLab::load(&lab) {
+            Ok(loaded) => pglab::app::check_lab_loads(&env.settings().postgres[0], &loaded)
+                .await
+                .map_err(|e| format!("{e:#}")),
+            Err(e) => Err(e.to_string()),
+        };
+        let error = result.expect_err(&reference);
+        assert!(error.contains(says), "{reference:?}: {error}");
+        assert!(!marker.exists(), "{reference:?}: a psql command ran");
+    }
+    // Nothing of a refused lab was made, not even its scratch databases.
+    let admin = env.admin(0, "postgres").await;
+    let left: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE '%labsql%'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(left, 0);
+    // What pglab runs: statements, COPY data and includes, the starter as
+    // its own role.
+    env.write("labsql/ref.sql", "\\set ON_ERROR_STOP on\n\\restrict k1\nCREATE TABLE t (a int, b text);\nCOPY t (a, b) FROM stdin;\n1\tone\n2\t\\\\N\n\\.\n\\ir parts/more.sql\n\\unrestrict k1\n");
+    env.write(
+        "labsql/parts/more.sql",
+        "\\echo more\nINSERT INTO t VALUES (3, 'three');\n",
+    );
+    let lab = env.write(
+        "labsql/lab.yaml",
+        "id: labsql\ntitle: Lab SQL\nreference: {sql: ref.sql}\nstarter: {sql: starter.sql}\ntasks:\n  - id: t\n    title: T\n    checks: [{sql: SELECT true}]\n",
+    );
+    env.apply(
+        &lab,
+        "username,name,email\nsam,Sam,sam@example.org\n",
+        false,
+    )
+    .await
+    .expect("apply");
+    let reference = env.admin(0, "pglab.ref.labsql").await;
+    let rows: Vec<(i32, Option<String>)> = reference
+        .query("SELECT a, b FROM t ORDER BY a", &[])
+        .await
+        .expect("rows")
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (1, Some("one".into())),
+            (2, Some("\\N".into())),
+            (3, Some("three".into()))
+        ]
+    );
+    // The starter ran as pglab's starter role: its table is the student's.
+    let sam = env
+        .connect_as(0, "sam", &env.password("sam").await, "labsql_sam")
+        .await
+        .expect("sam");
+    let owner: String = sam
+        .query_one(
+            "SELECT tableowner::text FROM pg_tables WHERE tablename = 's'",
+            &[],
+        )
+        .await
+        .expect("owner")
+        .get(0);
+    assert_eq!(owner, "sam");
+}

@@ -97,5 +97,6 @@ async fn clubdata_is_a_lab_reference_and_starter() {
     sam2.batch_execute("TRUNCATE cd.bookings")
         .await
         .expect("owned after pg_restore too");
+    crate::attacks::lab_sql_never_runs_on_pglabs_machine(&env).await;
     env.stop().await;
 }

@@ -40,9 +40,18 @@ pub async fn source_db(env: &TestEnv) {
         .await
         .expect("create source");
     let file = env.write("hand/src.sql", &cleaned_clubdata());
-    pglab::provision::tools::psql_file(&env.settings().postgres[0], "club_src", &file, None)
+    let s = &env.settings().postgres[0];
+    let status = tokio::process::Command::new("psql")
+        .env("PGHOST", &s.host)
+        .env("PGPORT", s.port.to_string())
+        .env("PGUSER", &s.admin_user)
+        .env("PGPASSWORD", s.admin_password.expose())
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "club_src", "-f"])
+        .arg(&file)
+        .status()
         .await
-        .expect("load source");
+        .expect("psql runs");
+    assert!(status.success(), "load source");
 }
 
 /// Runs pg_dump as the admin with extra arguments, into `out`.

@@ -4,7 +4,7 @@
 use super::{for_each_piece, Kind, Piece};
 
 /// The command word of a backslash line (`connect` of `\connect db`).
-pub(super) fn meta_word(text: &str) -> String {
+pub fn meta_word(text: &str) -> String {
     text.trim_start_matches('\\')
         .chars()
         .take_while(|c| !c.is_whitespace())
