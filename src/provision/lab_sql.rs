@@ -83,7 +83,7 @@ fn prepare(files: &[SourceFile], top: &str) -> Result<(Vec<Script>, Vec<Vec<Meta
         let pieces = plain::split(&String::from_utf8_lossy(&file.bytes));
         for p in pieces.iter().filter(|p| p.kind == Kind::Meta) {
             let word = plain::meta_word(&p.text);
-            let at = format!("{name}, line {}", p.line);
+            let at = format!("{name}:{}", p.line);
             if p.inside_statement {
                 return Err(format!(
                     "{at}: the psql command \\{word} stands inside a statement: end the statement with ; on a line before it"
@@ -169,7 +169,7 @@ async fn execute(client: &Client, scripts: &[Script], metas: &[Vec<Meta>]) -> Re
             continue;
         };
         top.1 += 1;
-        let at = |p: &Piece| format!("{}, line {}", script.name, p.line);
+        let at = |p: &Piece| format!("{}:{}", script.name, p.line);
         match piece.kind {
             Kind::Gap => {}
             Kind::Meta => {
@@ -199,7 +199,7 @@ async fn execute(client: &Client, scripts: &[Script], metas: &[Vec<Meta>]) -> Re
                 if let Some((sink, statement, name)) = copy.as_mut() {
                     let data = Bytes::from(piece.text.clone().into_bytes());
                     sink.send(data).await.map_err(|e| {
-                        failed(&format!("{name}, line {}", statement.line), statement, &e)
+                        failed(&format!("{name}:{}", statement.line), statement, &e)
                     })?;
                 }
             }
@@ -214,7 +214,7 @@ async fn finish_copy(copy: Option<(Copy, &Piece, &str)>) -> Result<(), String> {
         sink.as_mut()
             .finish()
             .await
-            .map_err(|e| failed(&format!("{name}, line {}", statement.line), statement, &e))?;
+            .map_err(|e| failed(&format!("{name}:{}", statement.line), statement, &e))?;
     }
     Ok(())
 }
@@ -262,26 +262,26 @@ mod tests {
         for (text, says) in [
             (
                 "SELECT 1;\n\\! touch /tmp/x\n",
-                "sql/ref.sql, line 2: the psql command \\! runs a shell",
+                "sql/ref.sql:2: the psql command \\! runs a shell",
             ),
             (
                 "\\copy t from 'x.csv'\n",
-                "line 1: the psql command \\copy reads or writes a file",
+                ":1: the psql command \\copy reads or writes a file",
             ),
             (
                 "\\o /tmp/out\n",
-                "line 1: the psql command \\o is one that pglab does not run",
+                ":1: the psql command \\o is one that pglab does not run",
             ),
             ("\\set x 1\n", "\\set is one that pglab does not run"),
             (
                 "\\i /etc/passwd\n",
-                "line 1: includes /etc/passwd, which is not among the lab's files",
+                ":1: includes /etc/passwd, which is not among the lab's files",
             ),
             ("\\ir ../../x.sql\n", "includes ../../x.sql, which is not"),
             ("\\ir missing.sql\n", "includes missing.sql, which is not"),
             (
                 "SELECT 1\n\\i common.sql\n",
-                "line 2: the psql command \\i stands inside a statement",
+                ":2: the psql command \\i stands inside a statement",
             ),
         ] {
             let files = [

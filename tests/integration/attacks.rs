@@ -476,23 +476,23 @@ pub async fn lab_sql_never_runs_on_pglabs_machine(env: &TestEnv) {
     let cases = [
         (
             format!("CREATE TABLE t (a int);\n\\! touch {m}\n"),
-            "ref.sql, line 3: the psql command \\! runs a shell",
+            "ref.sql:3: the psql command \\! runs a shell",
         ),
         (
             format!("CREATE TABLE t (a int);\n\\copy t to '{m}'\n"),
-            "ref.sql, line 3: the psql command \\copy",
+            "ref.sql:3: the psql command \\copy",
         ),
         (
             format!("\\o {m}\nSELECT 1;\n"),
-            "ref.sql, line 2: the psql command \\o",
+            "ref.sql:2: the psql command \\o",
         ),
         (
             format!("SELECT 1;\n\\w {m}\n"),
-            "ref.sql, line 3: the psql command \\w",
+            "ref.sql:3: the psql command \\w",
         ),
         (
             "\\ir evil.sql\n".to_string(),
-            "evil.sql, line 2: the psql command \\! runs a shell",
+            "evil.sql:2: the psql command \\! runs a shell",
         ),
         ("\\i /etc/passwd\n".to_string(), "includes /etc/passwd"),
     ];
