@@ -4,6 +4,10 @@
 //! time and size, and pglab's peak RSS, next to a naive baseline measured in
 //! the same run: connect to every database and run every check, every round.
 //!
+//! It also measures what a quiet class costs per minute: rounds where
+//! nothing changed (every 10 s) and the looks between them (every second),
+//! wall time and CPU of pglab and of Postgres.
+//!
 //! Run: cargo bench --bench scoring [-- N]   (default N = 300)
 
 mod common;
@@ -20,6 +24,62 @@ fn rss_peak_kb() -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// CPU time (ms) used so far by this process and by every `postgres`
+/// process (the bench's server is the only one running).
+fn cpu_ms() -> (f64, f64) {
+    let ticks = |stat: &str| -> Option<f64> {
+        let after = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = after.split_whitespace().collect();
+        Some((f[11].parse::<f64>().ok()? + f[12].parse::<f64>().ok()?) * 10.0)
+    };
+    let own = ticks(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default()).unwrap_or(0.0);
+    let mut pg = 0.0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        if stat.contains("(postgres)") {
+            pg += ticks(&stat).unwrap_or(0.0);
+        }
+    }
+    (own, pg)
+}
+
+/// Wall time (median) and CPU (pglab, Postgres; mean) of runs, and how
+/// many databases they evaluated.
+struct Meter {
+    cpu: (f64, f64),
+    times: Vec<Duration>,
+    evaluated: usize,
+}
+
+impl Meter {
+    fn new() -> Self {
+        Meter {
+            cpu: cpu_ms(),
+            times: vec![],
+            evaluated: 0,
+        }
+    }
+
+    fn add(&mut self, began: Instant, evaluated: usize) {
+        self.times.push(began.elapsed());
+        self.evaluated += evaluated;
+    }
+
+    fn done(mut self) -> (f64, f64, f64, usize) {
+        let (own, pg) = cpu_ms();
+        let n = self.times.len();
+        self.times.sort();
+        let wall = self.times[n / 2].as_secs_f64() * 1000.0;
+        let per = |a: f64, b: f64| (a - b) / n as f64;
+        (
+            wall,
+            per(own, self.cpu.0),
+            per(pg, self.cpu.1),
+            self.evaluated,
+        )
+    }
 }
 
 /// The naive way: every database, every check, no change detection.
@@ -97,6 +157,20 @@ async fn main() {
     let t = Instant::now();
     let evaluated_again = engine.round(None).await.expect("round");
     let unchanged = t.elapsed();
+    // Steady state: rounds and looks where nothing changed, as a quiet
+    // class costs them every minute (interval 10 s, a look every second).
+    let mut meter = Meter::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        meter.add(t, engine.round(None).await.expect("round"));
+    }
+    let rounds = meter.done();
+    let mut meter = Meter::new();
+    for _ in 0..100 {
+        let t = Instant::now();
+        meter.add(t, engine.tick().await.expect("look"));
+    }
+    let looks = meter.done();
     let snapshot = board.get();
     let passed: usize = snapshot.labs[0]
         .participants
@@ -152,6 +226,31 @@ async fn main() {
         format!("{n} / {n}")
     );
     println!("{:<52} {:>10}", "tasks passed in the full round", passed);
+    println!(
+        "{:<52} {:>8.2}ms   cpu pglab {:.2} ms, postgres {:.2} ms; evaluated {}",
+        "round, nothing changed, steady (median of 5)", rounds.0, rounds.1, rounds.2, rounds.3
+    );
+    println!(
+        "{:<52} {:>8.2}ms   cpu pglab {:.2} ms, postgres {:.2} ms; evaluated {}",
+        "look, nothing changed (median of 100)", looks.0, looks.1, looks.2, looks.3
+    );
+    let minute = |looks_n: f64, f: fn(&(f64, f64, f64, usize)) -> f64| {
+        6.0 * f(&rounds) + looks_n * f(&looks)
+    };
+    println!(
+        "{:<52} wall {:.1} ms, cpu pglab {:.1} + postgres {:.1} ms",
+        "quiet class per minute, rounds every 10 s only",
+        minute(0.0, |c| c.0),
+        minute(0.0, |c| c.1),
+        minute(0.0, |c| c.2)
+    );
+    println!(
+        "{:<52} wall {:.1} ms, cpu pglab {:.1} + postgres {:.1} ms",
+        "  the same with a look every second between",
+        minute(54.0, |c| c.0),
+        minute(54.0, |c| c.1),
+        minute(54.0, |c| c.2)
+    );
     println!(
         "{:<52} {:>8.2}ms {:>8.2}ms",
         "/metrics scrape, plain (baseline: written per scrape)",
