@@ -22,6 +22,7 @@ pub mod random;
 pub mod scoring;
 pub mod server;
 pub mod settings;
+pub mod sqlscript;
 pub mod stack;
 pub mod submissions;
 pub mod web;

@@ -100,3 +100,21 @@ pub fn db_message(e: &tokio_postgres::Error) -> String {
     e.as_db_error()
         .map_or_else(|| e.to_string(), |d| d.message().to_string())
 }
+
+/// A server error in the words psql would print.
+pub fn error_text(e: &tokio_postgres::Error) -> String {
+    let Some(db) = e.as_db_error() else {
+        return e.to_string();
+    };
+    let mut text = format!("{}:  {}", db.severity(), db.message());
+    for (label, part) in [
+        ("DETAIL", db.detail()),
+        ("HINT", db.hint()),
+        ("CONTEXT", db.where_()),
+    ] {
+        if let Some(part) = part {
+            text.push_str(&format!("\n{label}:  {part}"));
+        }
+    }
+    text
+}

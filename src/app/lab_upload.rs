@@ -90,7 +90,7 @@ pub async fn validate(
             "cannot store the lab: {e}"
         ))]));
     }
-    let lab = match LoadedLab::load(&file) {
+    let lab = match LoadedLab::load_uploaded(&file) {
         Ok(lab) => lab,
         Err(e) => return Ok(Err(load_problems(e, dir))),
     };

@@ -43,12 +43,22 @@ pub struct LoadedLab {
 
 impl LoadedLab {
     pub fn load(path: &Path) -> Result<Self, LabError> {
+        Self::load_with(path, false)
+    }
+
+    /// A lab uploaded into `path`'s folder: the files it names must be
+    /// plain names there (checked before anything is read).
+    pub fn load_uploaded(path: &Path) -> Result<Self, LabError> {
+        Self::load_with(path, true)
+    }
+
+    fn load_with(path: &Path, confined: bool) -> Result<Self, LabError> {
         let (name, text) = read_named(path).map_err(|source| LabError::Read {
             path: path.display().to_string(),
             source,
         })?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        let lab = parse(&name, &text, dir)?;
+        let lab = parse_with(&name, &text, dir, confined)?;
         let sources_digest = sources::digest(&lab.read_sources()?);
         Ok(Self {
             lab,
@@ -83,7 +93,12 @@ pub(crate) fn read_named(path: &Path) -> std::io::Result<(String, String)> {
 /// Parses lab YAML text; `name` is used in error messages, `dir` to resolve
 /// the files the lab names.
 pub fn parse(name: &str, text: &str, dir: &Path) -> Result<Lab, LabError> {
+    parse_with(name, text, dir, false)
+}
+
+fn parse_with(name: &str, text: &str, dir: &Path, confined: bool) -> Result<Lab, LabError> {
     let mut w = walk::Walker::new(name);
+    w.confined = confined;
     let root = yaml::parse(text).map_err(|e| {
         LabError::Invalid(vec![FieldError {
             file: name.to_string(),

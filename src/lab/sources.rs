@@ -102,9 +102,10 @@ pub fn resolve_include(from: &str, cwd: &str, relative: bool, arg: &str) -> Opti
 /// (`provision::lab_sql`): what is stored is what runs.
 fn includes(script: &[u8]) -> Vec<Include> {
     let text = String::from_utf8_lossy(script);
-    crate::submissions::plain::split(&text)
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    crate::sqlscript::split(text)
         .into_iter()
-        .filter(|p| p.kind == crate::submissions::plain::Kind::Meta)
+        .filter(|p| p.kind == crate::sqlscript::Kind::Meta)
         .filter_map(|p| {
             let (relative, arg) = include_of(&p.text)?;
             Some(Include {
@@ -175,19 +176,39 @@ impl Lab {
         // when the other one includes them.
         let mut pending: VecDeque<Pending> = VecDeque::new();
         for (role, source) in self.sources() {
-            let name = self.stored_name(source).expect("below the common folder");
+            let name = self.stored_name(source).ok_or_else(|| {
+                LabError::Invalid(vec![FieldError {
+                    file: String::new(),
+                    line: 0,
+                    field: role.to_string(),
+                    message: format!(
+                        "{}: the reference and starter must lie in one folder (or below it)",
+                        source.path().display()
+                    ),
+                }])
+            })?;
             let cwd = folder_of(&name);
             pending.push_back(Pending { name, role, cwd });
         }
+        // A file reached from the reference and from the starter in another
+        // folder is stored once but its `\i` lines are followed from both.
+        let mut scanned: Vec<(String, String)> = vec![];
         while let Some(p) = pending.pop_front() {
-            if files.iter().any(|f| f.file_name == p.name) {
+            if scanned.iter().any(|(n, c)| *n == p.name && *c == p.cwd) {
                 continue;
             }
-            let path = base.join(&p.name);
-            let bytes = std::fs::read(&path).map_err(|e| LabError::Read {
-                path: path.display().to_string(),
-                source: e,
-            })?;
+            scanned.push((p.name.clone(), p.cwd.clone()));
+            let stored = files.iter().position(|f| f.file_name == p.name);
+            let bytes = match stored {
+                Some(i) => files[i].bytes.clone(),
+                None => {
+                    let path = base.join(&p.name);
+                    std::fs::read(&path).map_err(|e| LabError::Read {
+                        path: path.display().to_string(),
+                        source: e,
+                    })?
+                }
+            };
             let is_sql = p.role == "include"
                 || self
                     .sources()
@@ -214,11 +235,13 @@ impl Lab {
                     });
                 }
             }
-            files.push(SourceFile {
-                role: p.role,
-                file_name: p.name,
-                bytes,
-            });
+            if stored.is_none() {
+                files.push(SourceFile {
+                    role: p.role,
+                    file_name: p.name,
+                    bytes,
+                });
+            }
         }
         files.sort_by(|a, b| a.file_name.cmp(&b.file_name));
         Ok(files)
@@ -227,9 +250,16 @@ impl Lab {
     /// The same lab with its reference and starter in `dir`, where `files`
     /// (as `read_sources` named them) were written.
     pub fn with_sources_in(mut self, dir: &Path, files: &[SourceFile]) -> Self {
+        // A starter that is the reference's own file is stored once, as the
+        // reference.
+        let same = self
+            .starter
+            .as_ref()
+            .is_some_and(|s| s.path() == self.reference.path());
         let sources = std::iter::once(("reference", &mut self.reference))
             .chain(self.starter.as_mut().map(|s| ("starter", s)));
         for (role, source) in sources {
+            let role = if same { "reference" } else { role };
             let Some(file) = files.iter().find(|f| f.role == role) else {
                 continue;
             };

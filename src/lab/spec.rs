@@ -264,6 +264,20 @@ fn source(w: &mut Walker, node: &Node, path: &str, dir: &Path) -> Option<Source>
             return None;
         }
     };
+    // In an upload, only a file of the upload: refused before the path is
+    // looked at, with the same words whether or not something is there.
+    let plain = !file.is_empty()
+        && !file.starts_with('.')
+        && !file.contains(['/', '\\'])
+        && !std::path::Path::new(&file).is_absolute();
+    if w.confined && !plain {
+        w.error(
+            node.line,
+            path,
+            format!("{file}: name a file uploaded with the lab, without folders"),
+        );
+        return None;
+    }
     let resolved = dir.join(&file);
     if !resolved.is_file() {
         w.error(

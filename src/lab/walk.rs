@@ -30,6 +30,9 @@ impl fmt::Display for FieldError {
 pub struct Walker {
     pub file: String,
     pub errors: Vec<FieldError>,
+    /// Files the lab names must be plain names in its folder (an upload):
+    /// checked before any path is looked at.
+    pub confined: bool,
 }
 
 /// The entries of one mapping, after unknown keys were reported.
@@ -66,6 +69,7 @@ impl Walker {
         Self {
             file: file.into(),
             errors: vec![],
+            confined: false,
         }
     }
 

@@ -1,7 +1,7 @@
 //! A lab's SQL (its reference and starter, and the files they include),
 //! run by pglab itself over the Postgres protocol, never by psql.
 //!
-//! The splitter of plain hand-ins ([`crate::submissions::plain`]) cuts each
+//! The splitter of plain hand-ins ([`crate::sqlscript`]) cuts each
 //! stored file into statements, `COPY ... FROM stdin` data and backslash
 //! commands, and exactly those statements are sent, one after another as
 //! psql sends them (each on its own unless the file opens a transaction;
@@ -15,9 +15,9 @@
 
 use super::tools::ToolError;
 use crate::lab::{folder_of, include_of, resolve_include, SourceFile};
+use crate::pgconn::error_text;
 use crate::settings::PgServerSettings;
-use crate::submissions::plain::{self, Kind, Piece};
-use crate::submissions::plain_restore::error_text;
+use crate::sqlscript::{self as plain, Kind, Piece};
 use bytes::Bytes;
 use futures_util::SinkExt;
 use std::pin::Pin;
@@ -26,6 +26,13 @@ use tokio_postgres::{Client, CopyInSink};
 /// How deeply includes may nest (a file that includes itself would
 /// otherwise run until psql ran out of files).
 const MAX_DEPTH: usize = 16;
+
+/// Most includes one load runs: files that include each other many times
+/// over would otherwise multiply into endless work.
+const MAX_INCLUDES: usize = 10_000;
+
+/// Longest a lab's SQL may run (an upload's check waits for it).
+const TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// A stored file cut into its pieces.
 struct Script {
@@ -45,11 +52,35 @@ enum Meta {
 /// marks, messages, and psql's stop at the first error, which pglab always
 /// does.
 fn passed_over(word: &str, text: &str) -> bool {
+    let mut args = text.split_whitespace().skip(1);
     match word {
         "restrict" | "unrestrict" | "echo" | "qecho" => true,
-        "set" => text.split_whitespace().nth(1) == Some("ON_ERROR_STOP"),
+        "set" => {
+            args.next() == Some("ON_ERROR_STOP")
+                && args
+                    .next()
+                    .is_none_or(|v| matches!(v.to_ascii_lowercase().as_str(), "on" | "1" | "true"))
+        }
         _ => false,
     }
+}
+
+/// A stored file's text: UTF-8 (a lab's SQL is sent as UTF-8, and a
+/// replaced byte would change its data), without a byte order mark (psql
+/// skips one).
+fn text_of(file: &SourceFile) -> Result<&str, String> {
+    let text = std::str::from_utf8(&file.bytes).map_err(|e| {
+        let line = file.bytes[..e.valid_up_to()]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1;
+        format!(
+            "{}:{line}: the file is not UTF-8: save it as UTF-8",
+            file.file_name
+        )
+    })?;
+    Ok(text.strip_prefix('\u{feff}').unwrap_or(text))
 }
 
 /// Why a backslash command is refused.
@@ -80,10 +111,15 @@ fn prepare(files: &[SourceFile], top: &str) -> Result<(Vec<Script>, Vec<Vec<Meta
             .iter()
             .find(|f| f.file_name == name)
             .ok_or_else(|| format!("{name} is not among the lab's files"))?;
-        let pieces = plain::split(&String::from_utf8_lossy(&file.bytes));
-        for p in pieces.iter().filter(|p| p.kind == Kind::Meta) {
-            let word = plain::meta_word(&p.text);
+        let pieces = plain::split(text_of(file)?);
+        for p in &pieces {
             let at = format!("{name}:{}", p.line);
+            match (p.kind, &p.refusal) {
+                (Kind::Meta, _) => {}
+                (_, Some(why)) => return Err(format!("{at}: {why}")),
+                (_, None) => continue,
+            }
+            let word = plain::meta_word(&p.text);
             if p.inside_statement {
                 return Err(format!(
                     "{at}: the psql command \\{word} stands inside a statement: end the statement with ; on a line before it"
@@ -151,7 +187,19 @@ pub async fn run(
     let client = crate::pgconn::connect_with_options(server, db, &options)
         .await
         .map_err(|e| fail(e.to_string()))?;
-    execute(&client, &scripts, &metas).await.map_err(fail)
+    match tokio::time::timeout(TIME_LIMIT, execute(&client, &scripts, &metas)).await {
+        Ok(done) => done.map_err(fail),
+        Err(_) => {
+            // Dropping the client ends the session; the statement it ran is
+            // cancelled too, so that the database can be dropped.
+            let cancel = client.cancel_token();
+            let _ = cancel.cancel_query(tokio_postgres::NoTls).await;
+            Err(fail(format!(
+                "did not finish within {} minutes",
+                TIME_LIMIT.as_secs() / 60
+            )))
+        }
+    }
 }
 
 /// Sends the pieces in order, following includes, with `COPY` data through
@@ -160,7 +208,13 @@ async fn execute(client: &Client, scripts: &[Script], metas: &[Vec<Meta>]) -> Re
     // (script, next piece, next include of that script)
     let mut stack: Vec<(usize, usize, usize)> = vec![(0, 0, 0)];
     let mut copy: Option<(Copy, &Piece, &str)> = None;
+    let (mut includes, mut steps) = (0, 0usize);
     while let Some(top) = stack.last_mut() {
+        steps += 1;
+        if steps % 1024 == 0 {
+            // Long runs of comments and includes never wait on the server.
+            tokio::task::yield_now().await;
+        }
         let (s, i, m) = *top;
         let script = &scripts[s];
         let Some(piece) = script.pieces.get(i) else {
@@ -175,6 +229,13 @@ async fn execute(client: &Client, scripts: &[Script], metas: &[Vec<Meta>]) -> Re
             Kind::Meta => {
                 top.2 += 1;
                 if let Meta::Include(next) = metas[s][m] {
+                    includes += 1;
+                    if includes > MAX_INCLUDES {
+                        return Err(format!(
+                            "{}: more than {MAX_INCLUDES} includes run (do files include each other many times?)",
+                            at(piece)
+                        ));
+                    }
                     if stack.len() >= MAX_DEPTH {
                         return Err(format!(
                             "{}: includes nest more than {MAX_DEPTH} deep (does a file include itself?)",
@@ -274,6 +335,14 @@ mod tests {
             ),
             ("\\set x 1\n", "\\set is one that pglab does not run"),
             (
+                "\\set ON_ERROR_STOP off\n",
+                "\\set is one that pglab does not run",
+            ),
+            (
+                "COPY t FROM stdin; SELECT 1;\n1\n\\.\n",
+                ":1: COPY ... FROM stdin must end its line",
+            ),
+            (
                 "\\i /etc/passwd\n",
                 ":1: includes /etc/passwd, which is not among the lab's files",
             ),
@@ -291,5 +360,15 @@ mod tests {
             let e = prepare(&files, "sql/ref.sql").err().expect(text);
             assert!(e.contains(says), "{text:?}: {e}");
         }
+        // A byte order mark is skipped; a file that is not UTF-8 is refused.
+        let bom = [
+            file("sql/ref.sql", "\u{feff}\\ir common.sql\n"),
+            file("sql/common.sql", ""),
+        ];
+        assert!(prepare(&bom, "sql/ref.sql").is_ok());
+        let mut latin = file("sql/ref.sql", "SELECT 1;\n");
+        latin.bytes.extend_from_slice(b"SELECT 'caf\xe9';\n");
+        let e = prepare(&[latin], "sql/ref.sql").err().expect("not UTF-8");
+        assert!(e.contains("sql/ref.sql:2: the file is not UTF-8"), "{e}");
     }
 }

@@ -113,7 +113,8 @@ pub async fn pg_restore(
         cmd.arg(format!("--role={role}"));
     }
     cmd.arg(file);
-    run(format!("restoring {}", file.display()), cmd).await
+    // Ended with the build that waits for it, and after an hour at most.
+    bounded(format!("restoring {}", file.display()), cmd).await
 }
 
 /// Longest a dump may wait for a lock, and may run at all.
@@ -129,7 +130,7 @@ pub async fn pg_dump(server: &PgServerSettings, db: &str, file: &Path) -> Result
     cmd.arg(format!("--lock-wait-timeout={DUMP_LOCK_WAIT}"))
         .args(["-Fc", "-f"])
         .arg(file);
-    dump(format!("dumping {db}"), cmd).await
+    bounded(format!("dumping {db}"), cmd).await
 }
 
 /// How long a snapshot waits for a lock a student holds before it gives
@@ -159,7 +160,7 @@ pub async fn pg_dump_snapshot(
     if let Some(id) = exported {
         cmd.arg(format!("--snapshot={id}"));
     }
-    dump(format!("taking a snapshot of {db}"), cmd).await
+    bounded(format!("taking a snapshot of {db}"), cmd).await
 }
 
 /// Whether a pg_dump failed waiting for a lock (`--lock-wait-timeout`
@@ -169,7 +170,7 @@ pub fn is_lock_wait(e: &ToolError) -> bool {
         if output.contains("LOCK TABLE") || output.contains("could not obtain lock"))
 }
 
-async fn dump(what: String, mut cmd: Command) -> Result<(), ToolError> {
+async fn bounded(what: String, mut cmd: Command) -> Result<(), ToolError> {
     cmd.kill_on_drop(true);
     tokio::time::timeout(DUMP_TIMEOUT, run(what.clone(), cmd))
         .await

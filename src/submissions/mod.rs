@@ -4,7 +4,7 @@
 
 pub mod detect;
 pub mod issues;
-pub mod plain;
+pub use crate::sqlscript as plain;
 pub mod plain_restore;
 mod replace;
 pub mod restore;

@@ -22,23 +22,7 @@ pub struct PlainRun {
     pub skipped: usize,
 }
 
-/// A server error in the words psql would print.
-pub fn error_text(e: &tokio_postgres::Error) -> String {
-    let Some(db) = e.as_db_error() else {
-        return e.to_string();
-    };
-    let mut text = format!("{}:  {}", db.severity(), db.message());
-    for (label, part) in [
-        ("DETAIL", db.detail()),
-        ("HINT", db.hint()),
-        ("CONTEXT", db.where_()),
-    ] {
-        if let Some(part) = part {
-            text.push_str(&format!("\n{label}:  {part}"));
-        }
-    }
-    text
-}
+pub use crate::pgconn::error_text;
 
 fn failed(piece: &Piece, e: &tokio_postgres::Error) -> Vec<RestoreIssue> {
     vec![RestoreIssue {

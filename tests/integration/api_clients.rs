@@ -656,6 +656,35 @@ async fn limits(url: &str, admin: &str, student: &str) {
             .any(|e| e["line"].as_u64() == Some(7)),
         "{p}"
     );
+    // A lab's files are files of its upload: a path on the server is
+    // refused before it is looked at, in the same words whether or not
+    // something is there, and nothing of it runs.
+    let mut answers = vec![];
+    for path in [
+        "/etc/passwd",
+        "/etc/no-such-file.sql",
+        "../../../etc/passwd",
+        "/../etc/passwd",
+    ] {
+        let yaml = format!("id: peek\ntitle: P\nreference: {{sql: {path}}}\nstarter: {{sql: starter.sql}}\ntasks:\n  - id: one\n    title: One\n    checks: [{{sql: SELECT true}}]\n");
+        let body = serde_json::json!({ "yaml": yaml, "files": { "starter.sql": "SELECT 1;" } });
+        let r = post(
+            "/api/v1/labs/check",
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status().as_u16(), 422, "{path}");
+        let p: serde_json::Value = r.json().await.unwrap();
+        let text = p["problems"].to_string();
+        assert!(
+            text.contains("name a file uploaded with the lab, without folders"),
+            "{path}: {p}"
+        );
+        answers.push(text.replace(path, "PATH"));
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
     // Absolute addresses in Location.
     let r = post(
         "/api/v1/labs/pyex/participants/pyb/snapshots",

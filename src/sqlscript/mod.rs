@@ -1,11 +1,12 @@
-//! Plain-SQL dumps, split into the pieces pglab executes itself.
+//! SQL scripts (plain-SQL hand-ins, a lab's reference and starter), split
+//! into the pieces pglab executes itself.
 //!
-//! pglab never hands a submitted file to `psql`: psql runs backslash
+//! pglab never hands such a file to `psql`: psql runs backslash
 //! commands on pglab's machine (`\!` is a shell), and any difference between
 //! a safety scanner and psql's own lexer would let one through. Instead this
 //! splitter cuts the file into statements, `COPY ... FROM stdin` data and
 //! backslash lines, and the restore sends exactly those statements to the
-//! server (see `plain_restore`). What the splitter does not recognise is sent
+//! server (see `submissions::plain_restore` and `provision::lab_sql`). What the splitter does not recognise is sent
 //! as SQL, where the server refuses it: a misread can fail a restore, never
 //! run anything outside the database.
 //!
