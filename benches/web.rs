@@ -101,6 +101,7 @@ async fn naive_grid(store: &pglab::control::Store, lab: &LabBoard) -> String {
                 last_activity: None,
                 last_progress: None,
                 connected_since: None,
+                server_down: false,
             }
         })
         .collect();

@@ -8,6 +8,7 @@ mod jobs;
 mod mail;
 mod records;
 mod scores;
+mod servers;
 mod submissions;
 mod tokens;
 mod types;
@@ -19,6 +20,7 @@ pub use jobs::*;
 pub use mail::*;
 pub use records::*;
 pub use scores::*;
+pub use servers::*;
 pub use submissions::*;
 pub use tokens::*;
 pub use types::{JobKind, JobStatus, MailKind, MailStatus, ServerName, SnapshotKind, TokenScope};
@@ -61,6 +63,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         12,
         "mail waits",
         include_str!("migrations/0012_mail_waits.sql"),
+    ),
+    (
+        13,
+        "server health",
+        include_str!("migrations/0013_server_health.sql"),
     ),
 ];
 

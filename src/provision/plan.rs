@@ -151,7 +151,8 @@ fn refuse_names(
 }
 
 /// Where each wanted database lives: recorded ones stay; new ones go to
-/// the least-loaded server.
+/// the least-loaded server of those not found down (by the scoring
+/// engine, within the last minute).
 async fn place(
     settings: &Settings,
     store: &Store,
@@ -168,6 +169,14 @@ async fn place(
             *l = n;
         }
     }
+    let now = chrono::Utc::now();
+    let down: BTreeSet<String> = store
+        .server_health()
+        .await?
+        .into_iter()
+        .filter(|h| h.down_at(now))
+        .map(|h| h.server.to_string())
+        .collect();
     let mut placements = Vec::new();
     for (db, owner, members) in wanted {
         let server = match recorded.get(db.as_str()) {
@@ -176,9 +185,15 @@ async fn place(
                 let s = settings
                     .postgres
                     .iter()
+                    .filter(|s| !down.contains(&s.name))
                     .min_by_key(|s| load[&s.name])
                     .map(|s| s.name.clone())
-                    .expect("validated: at least one server");
+                    .ok_or_else(|| {
+                        ProvisionError::Input(format!(
+                            "every Postgres server is down ({}): {db} has nowhere to go; try again when one is back",
+                            down.iter().cloned().collect::<Vec<_>>().join(", ")
+                        ))
+                    })?;
                 *load.get_mut(&s).expect("known server") += 1;
                 s
             }
@@ -213,7 +228,14 @@ async fn server_changes(
     let mut states: BTreeMap<String, ServerState> = BTreeMap::new();
     for name in &servers {
         let server = settings.server(name).expect("known server");
-        let client = crate::pgconn::connect(server, "postgres").await?;
+        let client = crate::pgconn::connect(server, "postgres")
+            .await
+            .map_err(|e| {
+                ProvisionError::Input(format!(
+                    "{e}: lab {} has databases on server {name} (or needs its reference there), so it cannot be planned while the server is down; try again when it is back",
+                    lab.lab.id
+                ))
+            })?;
         let state = pg::read_state(server, &client).await?;
         if !state.baseline_ok {
             changes.push(Change::Baseline {

@@ -64,90 +64,105 @@ pub enum ActivityError {
 /// does not hold the round up).
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The activity of `names` on `server`, over `client` (an admin connection
-/// to it, kept between looks).
-pub async fn read_on(
-    client: &tokio_postgres::Client,
-    server: &PgServerSettings,
-    names: &[String],
-) -> Result<BTreeMap<String, Activity>, ActivityError> {
-    tokio::time::timeout(READ_TIMEOUT, query(client, server, names))
-        .await
-        .map_err(|_| ActivityError::TimedOut)?
-}
-
 /// One value that changes whenever a participant does anything on the
 /// server: runs a statement (a session's `state_change` is set when a
 /// statement begins and ends, failed ones included), connects or
 /// disconnects, or has their database replaced (a hand-in's restore, a
 /// reset: a new database oid). A look that finds it unchanged needs
 /// nothing else. It reads no per-database statistics (those of an idle
-/// session reach `pg_stat_database` up to 10 s late and would only repeat
-/// what `state_change` said): its cost is that of `pg_database` and
+/// session reach `pg_stat_database` late and would only repeat what
+/// `state_change` said): its cost is that of `pg_database` and
 /// `pg_stat_activity`, however busy the databases were.
-pub async fn digest(
-    client: &tokio_postgres::Client,
-    server: &PgServerSettings,
-) -> Result<String, ActivityError> {
-    let row = tokio::time::timeout(
-        READ_TIMEOUT,
-        client.query_one(
-            "SELECT concat_ws('|',
-                (SELECT concat_ws(':', count(*), sum(oid::int8)) FROM pg_database),
-                (SELECT concat_ws(':', count(*), sum(pid), max(backend_start), max(state_change))
-                 FROM pg_stat_activity
-                 WHERE backend_type = 'client backend' AND usename <> $1
-                   AND usename NOT LIKE 'pglab.ck.%'))",
-            &[&server.admin_user],
-        ),
-    )
-    .await
-    .map_err(|_| ActivityError::TimedOut)??;
-    Ok(row.get::<_, Option<String>>(0).unwrap_or_default())
+const DIGEST: &str = "SELECT concat_ws('|',
+    (SELECT concat_ws(':', count(*), sum(oid::int8)) FROM pg_database),
+    (SELECT concat_ws(':', count(*), sum(pid), max(backend_start), max(state_change))
+     FROM pg_stat_activity
+     WHERE backend_type = 'client backend' AND usename <> $1
+       AND usename NOT LIKE 'pglab.ck.%'))";
+
+/// Writes, rollbacks and participants' sessions of the databases `$1`.
+const ACTIVITY: &str = "SELECT d.datname::text, d.datid,
+        (d.tup_inserted + d.tup_updated + d.tup_deleted)::int8,
+        d.xact_rollback::int8,
+        coalesce(a.sessions, 0)::int8,
+        a.last_statement,
+        a.first_start
+ FROM pg_stat_database d
+ LEFT JOIN (SELECT datid, count(*) AS sessions,
+                   max(coalesce(state_change, backend_start)) AS last_statement,
+                   min(backend_start) AS first_start
+            FROM pg_stat_activity
+            WHERE backend_type = 'client backend' AND usename <> $2 AND usename NOT LIKE 'pglab.ck.%'
+            GROUP BY datid) a ON a.datid = d.datid
+ JOIN unnest($1::text[]) AS n(name) ON n.name = d.datname";
+
+/// An admin connection kept to one server for the looks and activity
+/// reads, with both statements prepared once: a look then costs the server
+/// no parsing or planning.
+pub struct Watch {
+    client: tokio_postgres::Client,
+    digest: tokio_postgres::Statement,
+    activity: tokio_postgres::Statement,
+    admin: String,
 }
 
-async fn query(
-    client: &tokio_postgres::Client,
-    server: &PgServerSettings,
-    names: &[String],
-) -> Result<BTreeMap<String, Activity>, ActivityError> {
-    let rows = client
-        .query(
-            "SELECT d.datname::text, d.datid,
-                    (d.tup_inserted + d.tup_updated + d.tup_deleted)::int8,
-                    d.xact_rollback::int8,
-                    coalesce(a.sessions, 0)::int8,
-                    a.last_statement,
-                    a.first_start
-             FROM pg_stat_database d
-             LEFT JOIN (SELECT datid, count(*) AS sessions,
-                               max(coalesce(state_change, backend_start)) AS last_statement,
-                               min(backend_start) AS first_start
-                        FROM pg_stat_activity
-                        WHERE backend_type = 'client backend' AND usename <> $2 AND usename NOT LIKE 'pglab.ck.%'
-                        GROUP BY datid) a ON a.datid = d.datid
-             JOIN unnest($1::text[]) AS n(name) ON n.name = d.datname",
-            &[&names, &server.admin_user],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let last: Option<DateTime<Utc>> = r.get(5);
-            (
-                r.get(0),
-                Activity {
-                    signature: Signature {
-                        oid: r.get(1),
-                        writes: r.get(2),
-                        last_statement: last,
-                    },
-                    connected: r.get(4),
-                    errors_total: r.get(3),
-                    last_activity: last,
-                    connected_since: r.get(6),
-                },
-            )
+async fn timed<T>(
+    work: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, ActivityError> {
+    tokio::time::timeout(READ_TIMEOUT, work)
+        .await
+        .map_err(|_| ActivityError::TimedOut)?
+        .map_err(ActivityError::Db)
+}
+
+impl Watch {
+    pub async fn open(server: &PgServerSettings) -> Result<Self, ActivityError> {
+        let client = pgconn::connect(server, "postgres").await?;
+        let digest = timed(client.prepare(DIGEST)).await?;
+        let activity = timed(client.prepare(ACTIVITY)).await?;
+        Ok(Self {
+            client,
+            digest,
+            activity,
+            admin: server.admin_user.clone(),
         })
-        .collect())
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// The server's digest now (see [`DIGEST`]): one row, however many
+    /// databases.
+    pub async fn digest(&self) -> Result<String, ActivityError> {
+        let row = timed(self.client.query_one(&self.digest, &[&self.admin])).await?;
+        Ok(row.get::<_, Option<String>>(0).unwrap_or_default())
+    }
+
+    /// The activity of the databases `names`.
+    pub async fn read(
+        &self,
+        names: &[String],
+    ) -> Result<BTreeMap<String, Activity>, ActivityError> {
+        let rows = timed(self.client.query(&self.activity, &[&names, &self.admin])).await?;
+        Ok(rows.iter().map(activity_row).collect())
+    }
+}
+
+fn activity_row(r: &tokio_postgres::Row) -> (String, Activity) {
+    let last: Option<DateTime<Utc>> = r.get(5);
+    (
+        r.get(0),
+        Activity {
+            signature: Signature {
+                oid: r.get(1),
+                writes: r.get(2),
+                last_statement: last,
+            },
+            connected: r.get(4),
+            errors_total: r.get(3),
+            last_activity: last,
+            connected_since: r.get(6),
+        },
+    )
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, RwLock};
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TaskBoard {
     pub passed: bool,
     pub points: u32,
@@ -16,7 +16,7 @@ pub struct TaskBoard {
     pub first_passed: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ParticipantBoard {
     pub username: String,
     pub pseudonym: String,
@@ -32,6 +32,9 @@ pub struct ParticipantBoard {
     pub last_progress: Option<DateTime<Utc>>,
     /// When the oldest open session began (for "needs help").
     pub connected_since: Option<DateTime<Utc>>,
+    /// Its Postgres server did not answer in the latest round: the tasks
+    /// are the last ones found.
+    pub server_down: bool,
 }
 
 /// Minutes without progress after which a connected participant needs
@@ -93,14 +96,14 @@ impl ParticipantBoard {
     }
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TaskInfo {
     pub id: String,
     pub title: String,
     pub points: u32,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LabBoard {
     pub id: String,
     pub title: String,
@@ -176,7 +179,20 @@ impl Board {
     }
 
     pub fn publish(&self, snapshot: Snapshot) {
-        let scores = Arc::new(super::exposition::Exposition::of(&snapshot));
+        // A round that found nothing new (most rounds of a quiet class)
+        // keeps the `/metrics` text it would write again, and its gzip copy.
+        let (before, kept) = match self.0.read() {
+            Ok(p) => (Arc::clone(&p.snapshot), Arc::clone(&p.scores)),
+            Err(_) => Default::default(),
+        };
+        let same = before.at.is_some()
+            && before.labs == snapshot.labs
+            && before.servers == snapshot.servers;
+        let scores = if same {
+            kept
+        } else {
+            Arc::new(super::exposition::Exposition::of(&snapshot))
+        };
         if let Ok(mut p) = self.0.write() {
             *p = Published {
                 snapshot: Arc::new(snapshot),
@@ -219,6 +235,7 @@ mod tests {
                 last_activity: None,
                 last_progress: progress.map(at),
                 connected_since: connected.map(at),
+                server_down: false,
             };
             assert_eq!(
                 p.stuck_minutes(at(STUCK_SCRIPT_AT)).is_some(),

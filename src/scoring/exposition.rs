@@ -300,6 +300,7 @@ mod tests {
                     last_activity: None,
                     last_progress: None,
                     connected_since: chrono::DateTime::from_timestamp(1_700_000_100, 0),
+                    server_down: false,
                 }],
             }],
             servers: vec![("main".into(), true)],

@@ -32,9 +32,11 @@ pub struct StackOptions {
 
 pub struct LocalStack {
     pub settings: Settings,
-    pub clusters: Vec<postgres::PgCluster>,
+    /// `None` while stopped (`stop_server`).
+    pub clusters: Vec<Option<postgres::PgCluster>>,
     pub slapd: slapd::Slapd,
     pub prometheus: Option<prometheus::Prometheus>,
+    ldap_port: u16,
 }
 
 /// Secrets are made once and kept in the data directory's `pglab.yaml`
@@ -146,9 +148,9 @@ impl LocalStack {
             match postgres::PgCluster::start(&pg_dir, server.port, &server.admin_password, &hba)
                 .await
             {
-                Ok(c) => clusters.push(c),
+                Ok(c) => clusters.push(Some(c)),
                 Err(e) => {
-                    for c in clusters {
+                    for c in clusters.into_iter().flatten() {
                         c.stop().await;
                     }
                     slapd.stop().await;
@@ -174,14 +176,37 @@ impl LocalStack {
             clusters,
             slapd,
             prometheus,
+            ldap_port: opts.ldap_port,
         })
+    }
+
+    /// Stops Postgres server `i` (fast shutdown), as in a fault drill;
+    /// [`Self::start_server`] brings it back on its folder and port.
+    pub async fn stop_server(&mut self, i: usize) {
+        if let Some(c) = self.clusters.get_mut(i).and_then(Option::take) {
+            c.stop().await;
+        }
+    }
+
+    /// Starts Postgres server `i` again after [`Self::stop_server`].
+    pub async fn start_server(&mut self, i: usize) -> Result<(), StackError> {
+        let server = &self.settings.postgres[i];
+        let people = format!("ou=people,{BASE_DN}");
+        let hba = postgres::HbaLdap {
+            port: self.ldap_port,
+            people_dn: &people,
+        };
+        let dir = self.settings.data_dir.join(format!("pg-{}", server.name));
+        let c = postgres::PgCluster::start(&dir, server.port, &server.admin_password, &hba).await?;
+        self.clusters[i] = Some(c);
+        Ok(())
     }
 
     pub async fn stop(self) {
         if let Some(p) = self.prometheus {
             p.stop().await;
         }
-        for c in self.clusters {
+        for c in self.clusters.into_iter().flatten() {
             c.stop().await;
         }
         self.slapd.stop().await;

@@ -92,7 +92,9 @@ pub(super) fn status(
     now: DateTime<Utc>,
     reasons: bool,
 ) -> (RowState, &'static str, Option<String>) {
-    let presence = if p.connected > 0 {
+    let presence = if p.server_down {
+        "server down"
+    } else if p.connected > 0 {
         "working"
     } else if p.last_activity.is_none() {
         "not started"

@@ -5,7 +5,7 @@ use crate::support::{shop_lab, TestEnv};
 
 #[tokio::test]
 async fn participants_spread_over_two_servers_and_stay() {
-    let env = TestEnv::start(2).await;
+    let mut env = TestEnv::start(2).await;
     let lab = shop_lab(&env, "multi");
     let people: String = std::iter::once("username,name,email".to_string())
         .chain((1..=6).map(|i| format!("s{i},Student {i},s{i}@example.org")))
@@ -66,5 +66,89 @@ async fn participants_spread_over_two_servers_and_stay() {
         .expect("plan")
         .changes
         .is_empty());
+    one_server_down(&mut env, &lab, &plan, &more).await;
     env.stop().await;
+}
+
+/// A server stops during a class: only its participants are affected
+/// (marked, their last scores kept), the control database records it, new
+/// participants go elsewhere, and all comes back by itself.
+async fn one_server_down(
+    env: &mut TestEnv,
+    lab: &std::path::Path,
+    plan: &pglab::provision::Plan,
+    people: &str,
+) {
+    let mut scorer = env.scorer();
+    for _ in 0..2 {
+        scorer.round().await;
+    }
+    let on_node2: Vec<String> = plan
+        .placements
+        .iter()
+        .filter(|p| p.server == "node2")
+        .map(|p| p.members[0].to_string())
+        .collect();
+    let board = |scorer: &crate::support::Scorer| {
+        let snap = scorer.board.get();
+        let l = snap.labs.iter().find(|l| l.id == "multi").expect("lab");
+        l.participants
+            .iter()
+            .map(|p| {
+                (
+                    p.username.clone(),
+                    (p.server_down, p.tasks.is_some(), p.error.clone()),
+                )
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    env.stack.stop_server(1).await;
+    scorer.round().await;
+    for (user, (down, scored, error)) in board(&scorer) {
+        let expected = on_node2.contains(&user);
+        assert_eq!(down, expected, "{user}: {error:?}");
+        assert!(scored, "{user}: the last scores are kept");
+        if expected {
+            assert!(error.unwrap_or_default().contains("node2"), "{user}");
+        } else {
+            assert_eq!(error, None, "{user} is not affected");
+        }
+    }
+    let health = env.store.server_health().await.expect("health");
+    let node2 = health
+        .iter()
+        .find(|h| h.server.as_str() == "node2")
+        .expect("recorded");
+    assert!(!node2.up && node2.error.is_some(), "{node2:?}");
+    assert!(health.iter().any(|h| h.server.as_str() == "main" && h.up));
+    // A lab with databases there cannot be planned (with a clear message);
+    // a new lab's participants all go to the server that is up.
+    let more = format!("{people}s8,Student 8,s8@example.org\n");
+    let e = env
+        .plan(lab, &more, false)
+        .await
+        .expect_err("node2 is down");
+    assert!(e.to_string().contains("server node2"), "{e}");
+    let other = shop_lab(env, "other");
+    let (planned, _) = env
+        .apply(
+            &other,
+            "username,name,email\no1,O,o1@example.org\no2,P,o2@example.org\n",
+            false,
+        )
+        .await
+        .expect("apply on the server that is up");
+    assert!(
+        planned.placements.iter().all(|p| p.server == "main"),
+        "{:?}",
+        planned.placements
+    );
+    // Back: marked up, scored again, without a restart of pglab.
+    env.stack.start_server(1).await.expect("restart node2");
+    scorer.round().await;
+    for (user, (down, scored, error)) in board(&scorer) {
+        assert!(!down && scored && error.is_none(), "{user}: {error:?}");
+    }
+    let health = env.store.server_health().await.expect("health");
+    assert!(health.iter().all(|h| h.up), "{health:?}");
 }

@@ -4,10 +4,35 @@
 use super::*;
 use crate::mail::HelpLine;
 
+/// The lab's databases on servers found down within the last minute.
+async fn unreachable(
+    store: &Store,
+    lab: &crate::ident::LabId,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<String>, StoreError> {
+    let down: Vec<String> = store
+        .server_health()
+        .await?
+        .into_iter()
+        .filter(|h| h.down_at(now))
+        .map(|h| h.server.to_string())
+        .collect();
+    if down.is_empty() {
+        return Ok(vec![]);
+    }
+    Ok(store
+        .databases(lab)
+        .await?
+        .into_iter()
+        .filter(|d| down.iter().any(|s| s == d.server.as_str()))
+        .map(|d| d.name.to_string())
+        .collect())
+}
+
 /// Who needs help in `lab` now: the people of each database with a session
-/// open and no progress for `STUCK_MINUTES` (its deadline not passed), the
-/// longest stuck first. The sessions are those the latest scoring round
-/// saw: while a server is down, its databases keep their last.
+/// open and no progress for `STUCK_MINUTES` (its deadline not passed, its
+/// server not down), the longest stuck first. The sessions are those the
+/// latest scoring round saw.
 pub(super) async fn needing_help(
     store: &Store,
     lab: &crate::lab::Lab,
@@ -17,11 +42,14 @@ pub(super) async fn needing_help(
     // After its deadline a database is not scored any more: its sessions
     // as last recorded say nothing.
     let deadlines = crate::app::evidence::deadlines(store, lab).await?;
+    // Nor is a database whose server is down: nobody can work in it.
+    let unreachable = unreachable(store, &lab.id, now).await?;
     let stuck: Vec<(String, i64)> = store
         .open_sessions(&lab.id)
         .await?
         .into_iter()
         .filter(|(db, _, _)| deadlines.get(db).is_none_or(|d| *d > now))
+        .filter(|(db, _, _)| !unreachable.contains(db))
         .filter_map(|(db, since, progress)| {
             crate::scoring::board::stuck_minutes(true, progress, Some(since), now).map(|m| (db, m))
         })

@@ -109,11 +109,15 @@ pub struct Engine {
     /// Whether each server answered, as the last round found.
     servers_up: Vec<(String, bool)>,
     /// An admin connection per server for the activity query, kept.
-    clients: BTreeMap<String, tokio_postgres::Client>,
+    clients: BTreeMap<String, crate::scoring::activity::Watch>,
     /// The activity the latest board was made from.
     published: BTreeMap<(String, String), Activity>,
     /// Per server, the activity digest of the last look.
     digests: BTreeMap<String, String>,
+    /// Why each server that is down did not answer.
+    server_errors: BTreeMap<String, String>,
+    /// Per server, what was last written to the control database, when.
+    health_written: BTreeMap<String, (bool, Instant)>,
 }
 
 /// A participant of a lab, for the board.
@@ -161,6 +165,8 @@ impl Engine {
             clients: BTreeMap::new(),
             published: BTreeMap::new(),
             digests: BTreeMap::new(),
+            server_errors: BTreeMap::new(),
+            health_written: BTreeMap::new(),
         }
     }
 
@@ -205,11 +211,15 @@ impl Engine {
         let (activity, mut servers, mut jobs) = self.changes(&placements).await;
         for s in &self.settings.postgres {
             if !servers.iter().any(|(n, _)| n == &s.name) {
-                let up = crate::pgconn::connect(s, "postgres").await.is_ok();
-                servers.push((s.name.clone(), up));
+                let found = crate::pgconn::connect(s, "postgres").await;
+                if let Err(e) = &found {
+                    self.server_errors.insert(s.name.clone(), e.to_string());
+                }
+                servers.push((s.name.clone(), found.is_ok()));
             }
         }
         let servers = self.merged(servers);
+        self.record_health(&servers).await;
         // Longest unscored first, so that a round cut by its deadline
         // leaves a different tail each time.
         jobs.sort_by_key(|j| {
@@ -308,6 +318,7 @@ impl Engine {
                 Ok(found) => found,
                 Err(e) => {
                     tracing::warn!(server = %server, error = %e, "cannot read activity");
+                    self.server_errors.insert(server.to_string(), e.to_string());
                     servers.push((server.to_string(), false));
                     continue;
                 }

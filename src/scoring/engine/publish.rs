@@ -14,6 +14,11 @@ impl Engine {
         began: chrono::DateTime<Utc>,
     ) {
         let key = self.pseudonym_key.clone().unwrap_or_default();
+        let down: Vec<&str> = servers
+            .iter()
+            .filter(|(_, up)| !up)
+            .map(|(n, _)| n.as_str())
+            .collect();
         let labs = self
             .labs
             .iter()
@@ -26,6 +31,15 @@ impl Engine {
                         .map(|m| {
                             let c = cache.dbs.get(m.db.as_str());
                             let a = activity.get(&(id.clone(), m.db.to_string()));
+                            let server_down = down.contains(&m.server.as_str());
+                            let error = if server_down {
+                                Some(format!(
+                                    "its Postgres server ({}) does not answer; the last scores found are kept",
+                                    m.server
+                                ))
+                            } else {
+                                c.and_then(|c| c.error.clone())
+                            };
                             ParticipantBoard {
                                 username: m.username.to_string(),
                                 pseudonym: pseudonym(&key, id, m.username.as_str()),
@@ -44,7 +58,8 @@ impl Engine {
                                         })
                                         .collect()
                                 }),
-                                error: c.and_then(|c| c.error.clone()),
+                                error,
+                                server_down,
                                 connected: a.map_or(0, |a| a.connected),
                                 errors_total: a.map_or(0, |a| a.errors_total),
                                 last_activity: c.and_then(|c| c.last_activity),

@@ -2,9 +2,13 @@
 //! connections; what changed is evaluated and published at once.
 
 use super::{Activity, Engine};
-use crate::scoring::activity::{self, ActivityError};
+use crate::scoring::activity::{ActivityError, Watch};
 use crate::settings::PgServerSettings;
 use std::collections::BTreeMap;
+
+/// How often a server's health is written while it stays the same (well
+/// within `control::HEALTH_VALID_SECS`).
+const HEALTH_WRITE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Engine {
     /// One look at the databases the last full round placed: those that
@@ -18,11 +22,14 @@ impl Engine {
         let began = chrono::Utc::now();
         if self.unchanged(&placed).await {
             self.placed = Some(placed);
+            let servers = self.servers_up.clone();
+            self.record_health(&servers).await;
             return Ok(0);
         }
         let (activity, servers, jobs) = self.changes(&placed).await;
         self.placed = Some(placed);
         let servers = self.merged(servers);
+        self.record_health(&servers).await;
         if jobs.is_empty() && activity == self.published && servers == self.servers_up {
             return Ok(0);
         }
@@ -58,8 +65,8 @@ impl Engine {
             let Some(s) = self.settings.server(server.as_str()).cloned() else {
                 continue;
             };
-            let now = match self.client_of(&s).await {
-                Ok(client) => activity::digest(client, &s).await.ok(),
+            let now = match self.watch_of(&s).await {
+                Ok(watch) => watch.digest().await.ok(),
                 Err(_) => None,
             };
             if now.is_none() {
@@ -73,14 +80,44 @@ impl Engine {
         same
     }
 
+    /// Writes what this look found of each server to the control database
+    /// (the heartbeat that the pages and placement read): at once when a
+    /// server went down or came back, otherwise every `HEALTH_WRITE`.
+    pub(super) async fn record_health(&mut self, servers: &[(String, bool)]) {
+        for (name, up) in servers {
+            let due = self
+                .health_written
+                .get(name)
+                .is_none_or(|(was, at)| was != up || at.elapsed() >= HEALTH_WRITE);
+            if !due {
+                continue;
+            }
+            let error = if *up {
+                self.server_errors.remove(name);
+                None
+            } else {
+                self.server_errors.get(name).cloned()
+            };
+            let server = crate::control::ServerName::new(name.as_str());
+            match self
+                .store
+                .record_server_health(&server, *up, error.as_deref())
+                .await
+            {
+                Ok(()) => {
+                    self.health_written
+                        .insert(name.clone(), (*up, std::time::Instant::now()));
+                }
+                Err(e) => tracing::warn!(server = %name, error = %e, "cannot record server health"),
+            }
+        }
+    }
+
     /// The connection kept for `s`, made when there is none or it broke.
-    async fn client_of(
-        &mut self,
-        s: &PgServerSettings,
-    ) -> Result<&tokio_postgres::Client, ActivityError> {
-        if self.clients.get(&s.name).is_none_or(|c| c.is_closed()) {
-            let client = crate::pgconn::connect(s, "postgres").await?;
-            self.clients.insert(s.name.clone(), client);
+    async fn watch_of(&mut self, s: &PgServerSettings) -> Result<&Watch, ActivityError> {
+        if self.clients.get(&s.name).is_none_or(Watch::is_closed) {
+            let watch = Watch::open(s).await?;
+            self.clients.insert(s.name.clone(), watch);
         }
         Ok(self.clients.get(&s.name).expect("just made"))
     }
@@ -93,12 +130,12 @@ impl Engine {
         names: &[String],
     ) -> Result<BTreeMap<String, Activity>, ActivityError> {
         let kept = self.clients.contains_key(&s.name);
-        let found = activity::read_on(self.client_of(s).await?, s, names).await;
+        let found = self.watch_of(s).await?.read(names).await;
         if found.is_ok() || !kept {
             return found;
         }
         // The kept connection may have broken: once more on a new one.
         self.clients.remove(&s.name);
-        activity::read_on(self.client_of(s).await?, s, names).await
+        self.watch_of(s).await?.read(names).await
     }
 }

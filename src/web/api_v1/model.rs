@@ -183,6 +183,9 @@ pub struct ScoreItem {
     pub tasks: Option<Vec<TaskScore>>,
     /// Why the database could not be checked in the latest round.
     pub error: Option<String>,
+    /// Its Postgres server did not answer in the latest round: `tasks` are
+    /// the last ones found.
+    pub stale: bool,
     /// The score at the deadline, once taken.
     #[serde(rename = "final")]
     pub final_score: Option<FinalScore>,

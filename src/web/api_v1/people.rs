@@ -79,6 +79,7 @@ pub fn score_item(
         points: p.points(),
         tasks: task_scores(board, p),
         error: p.error.clone(),
+        stale: p.server_down,
         final_score: finals
             .iter()
             .find(|f| f.database == p.database)
