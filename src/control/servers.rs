@@ -12,6 +12,9 @@ pub struct ServerHealth {
     pub since: DateTime<Utc>,
     pub checked_at: DateTime<Utc>,
     pub error: Option<String>,
+    /// Checked within the last `HEALTH_VALID_SECS` (by the control
+    /// database's clock, as `checked_at` was written).
+    pub fresh: bool,
 }
 
 /// How long a finding stays true: an older one (no pglab looked since)
@@ -19,9 +22,9 @@ pub struct ServerHealth {
 pub const HEALTH_VALID_SECS: i64 = 60;
 
 impl ServerHealth {
-    /// Down, as found within the last minute.
-    pub fn down_at(&self, now: DateTime<Utc>) -> bool {
-        !self.up && (now - self.checked_at).num_seconds() < HEALTH_VALID_SECS
+    /// Found down within the last minute.
+    pub fn down(&self) -> bool {
+        !self.up && self.fresh
     }
 }
 
@@ -55,8 +58,10 @@ impl Store {
             .client()
             .await?
             .query(
-                "SELECT server, up, since, checked_at, error FROM server_health ORDER BY server",
-                &[],
+                "SELECT server, up, since, checked_at, error,
+                        checked_at > now() - make_interval(secs => $1)
+                 FROM server_health ORDER BY server",
+                &[&(HEALTH_VALID_SECS as f64)],
             )
             .await?;
         Ok(rows
@@ -67,6 +72,7 @@ impl Store {
                 since: r.get(2),
                 checked_at: r.get(3),
                 error: r.get(4),
+                fresh: r.get(5),
             })
             .collect())
     }

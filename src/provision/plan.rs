@@ -169,12 +169,11 @@ async fn place(
             *l = n;
         }
     }
-    let now = chrono::Utc::now();
     let down: BTreeSet<String> = store
         .server_health()
         .await?
         .into_iter()
-        .filter(|h| h.down_at(now))
+        .filter(|h| h.down())
         .map(|h| h.server.to_string())
         .collect();
     let mut placements = Vec::new();

@@ -67,13 +67,15 @@ const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// One value that changes whenever a participant does anything on the
 /// server: runs a statement (a session's `state_change` is set when a
 /// statement begins and ends, failed ones included), connects or
-/// disconnects, or has their database replaced (a hand-in's restore, a
-/// reset: a new database oid). A look that finds it unchanged needs
-/// nothing else. It reads no per-database statistics (those of an idle
-/// session reach `pg_stat_database` late and would only repeat what
-/// `state_change` said): its cost is that of `pg_database` and
+/// disconnects, writes anything (the next transaction id: a session that
+/// came, wrote and went between two looks leaves no other trace), or has
+/// their database replaced (a hand-in's restore, a reset: a new database
+/// oid). A look that finds it unchanged needs nothing else. It reads no
+/// per-database statistics (those of an idle session reach
+/// `pg_stat_database` late): its cost is that of `pg_database` and
 /// `pg_stat_activity`, however busy the databases were.
 const DIGEST: &str = "SELECT concat_ws('|',
+    pg_snapshot_xmax(pg_current_snapshot()),
     (SELECT concat_ws(':', count(*), sum(oid::int8)) FROM pg_database),
     (SELECT concat_ws(':', count(*), sum(pid), max(backend_start), max(state_change))
      FROM pg_stat_activity
@@ -117,7 +119,11 @@ async fn timed<T>(
 
 impl Watch {
     pub async fn open(server: &PgServerSettings) -> Result<Self, ActivityError> {
-        let client = pgconn::connect(server, "postgres").await?;
+        // The whole connect, not only its TCP part: a frozen server accepts
+        // the connection and never answers.
+        let client = tokio::time::timeout(READ_TIMEOUT, pgconn::connect(server, "postgres"))
+            .await
+            .map_err(|_| ActivityError::TimedOut)??;
         let digest = timed(client.prepare(DIGEST)).await?;
         let activity = timed(client.prepare(ACTIVITY)).await?;
         Ok(Self {

@@ -5,16 +5,12 @@ use super::*;
 use crate::mail::HelpLine;
 
 /// The lab's databases on servers found down within the last minute.
-async fn unreachable(
-    store: &Store,
-    lab: &crate::ident::LabId,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<String>, StoreError> {
+async fn unreachable(store: &Store, lab: &crate::ident::LabId) -> Result<Vec<String>, StoreError> {
     let down: Vec<String> = store
         .server_health()
         .await?
         .into_iter()
-        .filter(|h| h.down_at(now))
+        .filter(|h| h.down())
         .map(|h| h.server.to_string())
         .collect();
     if down.is_empty() {
@@ -43,7 +39,7 @@ pub(super) async fn needing_help(
     // as last recorded say nothing.
     let deadlines = crate::app::evidence::deadlines(store, lab).await?;
     // Nor is a database whose server is down: nobody can work in it.
-    let unreachable = unreachable(store, &lab.id, now).await?;
+    let unreachable = unreachable(store, &lab.id).await?;
     let stuck: Vec<(String, i64)> = store
         .open_sessions(&lab.id)
         .await?

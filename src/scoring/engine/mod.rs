@@ -211,9 +211,17 @@ impl Engine {
         let (activity, mut servers, mut jobs) = self.changes(&placements).await;
         for s in &self.settings.postgres {
             if !servers.iter().any(|(n, _)| n == &s.name) {
-                let found = crate::pgconn::connect(s, "postgres").await;
+                // The whole connect within its timeout (a frozen server
+                // completes TCP and never answers).
+                let wait = crate::pgconn::CONNECT_TIMEOUT;
+                let found =
+                    match tokio::time::timeout(wait, crate::pgconn::connect(s, "postgres")).await {
+                        Ok(Ok(_)) => Ok(()),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err(format!("no answer within {} s", wait.as_secs())),
+                    };
                 if let Err(e) = &found {
-                    self.server_errors.insert(s.name.clone(), e.to_string());
+                    self.server_errors.insert(s.name.clone(), e.clone());
                 }
                 servers.push((s.name.clone(), found.is_ok()));
             }

@@ -99,17 +99,20 @@ impl Engine {
                 self.server_errors.get(name).cloned()
             };
             let server = crate::control::ServerName::new(name.as_str());
-            match self
+            let write = self
                 .store
-                .record_server_health(&server, *up, error.as_deref())
-                .await
-            {
-                Ok(()) => {
-                    self.health_written
-                        .insert(name.clone(), (*up, std::time::Instant::now()));
+                .record_server_health(&server, *up, error.as_deref());
+            // A control database that does not answer holds no look up for
+            // long, and is tried again only after `HEALTH_WRITE`.
+            match tokio::time::timeout(std::time::Duration::from_secs(2), write).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(server = %name, error = %e, "cannot record server health")
                 }
-                Err(e) => tracing::warn!(server = %name, error = %e, "cannot record server health"),
+                Err(_) => tracing::warn!(server = %name, "recording server health timed out"),
             }
+            self.health_written
+                .insert(name.clone(), (*up, std::time::Instant::now()));
         }
     }
 
