@@ -19,10 +19,10 @@ pub struct ServerHealth {
 
 /// How long a finding stays true: an older one (no pglab looked since)
 /// says nothing.
-pub const HEALTH_VALID_SECS: i64 = 60;
+pub const HEALTH_VALID_SECS: i64 = 180;
 
 impl ServerHealth {
-    /// Found down within the last minute.
+    /// Found down within the last `HEALTH_VALID_SECS`.
     pub fn down(&self) -> bool {
         !self.up && self.fresh
     }

@@ -152,7 +152,7 @@ fn refuse_names(
 
 /// Where each wanted database lives: recorded ones stay; new ones go to
 /// the least-loaded server of those not found down (by the scoring
-/// engine, within the last minute).
+/// engine, within the last three minutes).
 async fn place(
     settings: &Settings,
     store: &Store,

@@ -4,7 +4,7 @@
 use super::*;
 use crate::mail::HelpLine;
 
-/// The lab's databases on servers found down within the last minute.
+/// The lab's databases on servers found down within the last three minutes.
 async fn unreachable(store: &Store, lab: &crate::ident::LabId) -> Result<Vec<String>, StoreError> {
     let down: Vec<String> = store
         .server_health()

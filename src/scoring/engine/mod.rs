@@ -129,6 +129,7 @@ pub(super) struct Member {
 }
 
 /// A lab database placed on a server.
+#[derive(PartialEq)]
 struct Placed {
     lab: LabId,
     db: PgName,
@@ -207,25 +208,19 @@ impl Engine {
         let placements = self.placements(only).await?;
         // The digests before the activity is read: a change in between is
         // seen again by the next look, never missed.
-        self.unchanged(&placements).await;
-        let (activity, mut servers, mut jobs) = self.changes(&placements).await;
-        for s in &self.settings.postgres {
-            if !servers.iter().any(|(n, _)| n == &s.name) {
-                // The whole connect within its timeout (a frozen server
-                // completes TCP and never answers).
-                let wait = crate::pgconn::CONNECT_TIMEOUT;
-                let found =
-                    match tokio::time::timeout(wait, crate::pgconn::connect(s, "postgres")).await {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => Err(format!("no answer within {} s", wait.as_secs())),
-                    };
-                if let Err(e) = &found {
-                    self.server_errors.insert(s.name.clone(), e.clone());
-                }
-                servers.push((s.name.clone(), found.is_ok()));
-            }
-        }
+        let same = self.unchanged(&placements).await;
+        let quiet =
+            same && only.is_none() && self.placed.as_ref() == Some(&placements) && !self.pending();
+        let (activity, mut servers, mut jobs) = if quiet {
+            // Nothing happened since the last look (its digest says so, the
+            // next transaction id included) and nothing is left to
+            // evaluate: the activity is the one published.
+            let up = placements.keys().map(|s| (s.to_string(), true)).collect();
+            (self.published.clone(), up, vec![])
+        } else {
+            self.changes(&placements).await
+        };
+        self.reach_unplaced(&mut servers).await;
         let servers = self.merged(servers);
         self.record_health(&servers).await;
         // Longest unscored first, so that a round cut by its deadline
@@ -377,6 +372,37 @@ impl Engine {
     /// `Some(slow)` when the database changed and is not resting (a resting
     /// one stays "changed" until its rest ends). Slow: its checks timed out
     /// lately, or its last evaluation took longer than one check may.
+    /// Whether a database of the last published activity still waits for
+    /// an evaluation (a round cut by its deadline, a rest that ended, a lab
+    /// whose checks changed).
+    fn pending(&self) -> bool {
+        self.published
+            .iter()
+            .any(|((lab, db), a)| self.needs_evaluation(lab, db, a).is_some())
+    }
+
+    /// Adds the servers that hold nobody's database, found by connecting
+    /// (the whole connect within its timeout: a frozen server completes
+    /// TCP and never answers).
+    async fn reach_unplaced(&mut self, servers: &mut Vec<(String, bool)>) {
+        for s in &self.settings.postgres {
+            if servers.iter().any(|(n, _)| n == &s.name) {
+                continue;
+            }
+            let wait = crate::pgconn::CONNECT_TIMEOUT;
+            let found =
+                match tokio::time::timeout(wait, crate::pgconn::connect(s, "postgres")).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer within {} s", wait.as_secs())),
+                };
+            if let Err(e) = &found {
+                self.server_errors.insert(s.name.clone(), e.clone());
+            }
+            servers.push((s.name.clone(), found.is_ok()));
+        }
+    }
+
     fn needs_evaluation(&self, lab: &str, db: &str, a: &Activity) -> Option<bool> {
         let cache = self.labs.get(lab).and_then(|l| l.dbs.get(db));
         let changed = cache

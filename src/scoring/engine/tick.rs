@@ -7,8 +7,10 @@ use crate::settings::PgServerSettings;
 use std::collections::BTreeMap;
 
 /// How often a server's health is written while it stays the same (well
-/// within `control::HEALTH_VALID_SECS`).
-const HEALTH_WRITE: std::time::Duration = std::time::Duration::from_secs(10);
+/// within `control::HEALTH_VALID_SECS`). Each write moves the next
+/// transaction id that the looks read, so the next look reads the activity
+/// again: not more often than this.
+const HEALTH_WRITE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Engine {
     /// One look at the databases the last full round placed: those that
