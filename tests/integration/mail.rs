@@ -111,24 +111,36 @@ fn pglab(config: &Path, args: &[&str]) -> String {
     text
 }
 
-/// Waits until the newest mail job ended; its id.
+/// Waits until the newest mail job ended; its id. Up to three minutes: a
+/// job put back after an error of the control database (under the load of
+/// the whole suite) waits a minute before it runs again.
 async fn mail_done(env: &TestEnv, lab: &str) -> i64 {
     let id = pglab::ident::LabId::parse(lab).unwrap();
-    for _ in 0..600 {
+    for _ in 0..1800 {
         let mails = env.store.lab_mail(&id, 1000).await.unwrap();
         if let Some(newest) = mails.first() {
             let job = env.store.job(newest.job).await.unwrap().unwrap();
             if job.status.ended() {
+                let log = env.store.job_log(job.id).await.unwrap_or_default();
                 eprintln!(
-                    "mail job {}: {} {:?} {:?}",
-                    job.id, job.status, job.summary, job.error
+                    "mail job {}: {} {:?} {:?}\n  {}",
+                    job.id,
+                    job.status,
+                    job.summary,
+                    job.error,
+                    log.join("\n  ")
                 );
                 return job.id;
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("the mail job did not end");
+    let mails = env.store.lab_mail(&id, 1000).await.unwrap();
+    let log = match mails.first() {
+        Some(m) => env.store.job_log(m.job).await.unwrap().join("\n"),
+        None => "no message was queued".into(),
+    };
+    panic!("the mail job did not end; its log:\n{log}");
 }
 
 const PEOPLE: &str = "username,name,email\n\
