@@ -52,6 +52,17 @@ impl Store {
         Ok(())
     }
 
+    /// The servers found down within the last `HEALTH_VALID_SECS`.
+    pub async fn servers_down(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        Ok(self
+            .server_health()
+            .await?
+            .into_iter()
+            .filter(ServerHealth::down)
+            .map(|h| h.server.to_string())
+            .collect())
+    }
+
     /// Every server's last finding.
     pub async fn server_health(&self) -> Result<Vec<ServerHealth>, StoreError> {
         let rows = self

@@ -169,13 +169,7 @@ async fn place(
             *l = n;
         }
     }
-    let down: BTreeSet<String> = store
-        .server_health()
-        .await?
-        .into_iter()
-        .filter(|h| h.down())
-        .map(|h| h.server.to_string())
-        .collect();
+    let down = store.servers_down().await?;
     let mut placements = Vec::new();
     for (db, owner, members) in wanted {
         let server = match recorded.get(db.as_str()) {

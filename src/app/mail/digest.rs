@@ -6,13 +6,7 @@ use crate::mail::HelpLine;
 
 /// The lab's databases on servers found down within the last three minutes.
 async fn unreachable(store: &Store, lab: &crate::ident::LabId) -> Result<Vec<String>, StoreError> {
-    let down: Vec<String> = store
-        .server_health()
-        .await?
-        .into_iter()
-        .filter(|h| h.down())
-        .map(|h| h.server.to_string())
-        .collect();
+    let down = store.servers_down().await?;
     if down.is_empty() {
         return Ok(vec![]);
     }
@@ -20,7 +14,7 @@ async fn unreachable(store: &Store, lab: &crate::ident::LabId) -> Result<Vec<Str
         .databases(lab)
         .await?
         .into_iter()
-        .filter(|d| down.iter().any(|s| s == d.server.as_str()))
+        .filter(|d| down.contains(d.server.as_str()))
         .map(|d| d.name.to_string())
         .collect())
 }
