@@ -139,17 +139,28 @@ async fn dispatch(settings: &Settings, store: &Store, job: &JobRecord, claim: Cl
             Err(e) => end(store, claim, &e.to_string()).await,
         },
         JobKind::Apply => super::labs::run_apply_job(settings, store, job, claim).await,
-        JobKind::Reset => {
-            super::participants::run_reset_job(settings, store, job, claim).await;
-            if let Some(db) = job.params.get("database").and_then(|d| d.as_str()) {
-                super::deadlines::reenforce(settings, store, &job.lab, db).await;
+        // Both end with the database's deadline policy applied again (on
+        // its new server, after a move).
+        JobKind::Reset | JobKind::Move => {
+            if job.kind == JobKind::Reset {
+                super::participants::run_reset_job(settings, store, job, claim).await;
+            } else {
+                super::moves::run_move_job(settings, store, job, claim).await;
             }
+            reenforce_job_database(settings, store, job).await;
         }
         JobKind::Snapshot | JobKind::Final | JobKind::SnapshotRestore => {
             super::snapshots::run_job(settings, store, job, claim).await
         }
         JobKind::Export => super::exports::run_export_job(settings, store, job, claim).await,
         JobKind::Mail => super::mail::run_mail_job(settings, store, job, claim).await,
+    }
+}
+
+/// The deadline policy of the database a job names, applied again.
+async fn reenforce_job_database(settings: &Settings, store: &Store, job: &JobRecord) {
+    if let Some(db) = job.params.get("database").and_then(|d| d.as_str()) {
+        super::deadlines::reenforce(settings, store, &job.lab, db).await;
     }
 }
 
@@ -243,6 +254,10 @@ async fn recover(
                 "interrupted {} times (pglab stopped); start it again",
                 job.attempts
             );
+            if job.kind == JobKind::Move {
+                super::moves::give_up(settings, store, job).await?;
+                reenforce_job_database(settings, store, job).await;
+            }
             if job.kind == JobKind::Mail {
                 super::mail::give_up(store, claim, Some(&error)).await;
             } else {

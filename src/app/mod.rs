@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod lab_upload;
 pub mod labs;
 pub mod mail;
+pub mod moves;
 pub mod participants;
 pub mod snapshots;
 pub mod submissions;

@@ -350,6 +350,7 @@ pub fn current_list(records: &[crate::control::ParticipantRecord]) -> crate::lab
                 name: r.name.clone(),
                 email: r.email.clone(),
                 group: r.group.clone(),
+                server: r.pinned.clone(),
             })
             .collect(),
     )

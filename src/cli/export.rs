@@ -32,32 +32,19 @@ pub async fn export(
         crate::app::human_size(export.estimate.max(0) as u64)
     );
     // This process runs it, unless a running pglab's worker took it first
-    // (or an export of the lab runs: it waits its turn). Jobs of a process
-    // that died are taken back first.
-    let worker = format!("cli-{}-{}", std::process::id(), crate::random::token());
-    let _ = crate::app::jobs::sweep(&settings, &store, &worker).await;
-    let waiting_since = std::time::Instant::now();
-    let done = loop {
-        if let Some(job) = store.claim_job_id(export.job, &worker).await? {
-            crate::app::jobs::run(&settings, &store, &worker, job).await;
-        }
-        let e = store
-            .export(export.id)
-            .await?
-            .context("the export is gone")?;
-        if e.status.ended() {
-            break e;
-        }
-        if e.status == crate::control::JobStatus::Queued && waiting_since.elapsed() > WAIT {
-            anyhow::bail!(
-                "export {} still waits behind another export of {lab} after {} minutes; it \
-                 stays queued: a running pglab (pglab serve) builds it",
-                e.id,
-                WAIT.as_secs() / 60
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    // (or an export of the lab runs: it waits its turn).
+    let Some(_) = super::moves::run_here(&settings, &store, export.job, Some(WAIT)).await? else {
+        anyhow::bail!(
+            "export {} still waits behind another export of {lab} after {} minutes; it \
+             stays queued: a running pglab (pglab serve) builds it",
+            export.id,
+            WAIT.as_secs() / 60
+        );
     };
+    let done = store
+        .export(export.id)
+        .await?
+        .context("the export is gone")?;
     let file = crate::app::exports::export_file(&settings, &done).with_context(|| {
         format!(
             "the export failed: {}",

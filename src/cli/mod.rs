@@ -5,6 +5,7 @@ mod evidence;
 mod export;
 mod generate;
 mod mail;
+mod moves;
 mod score;
 mod tokens;
 
@@ -115,6 +116,22 @@ pub enum Command {
         /// Copy the archive here (default: print where it is kept).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Move a participant's database to another Postgres server (dump,
+    /// restore there, switch, drop the source); their psql command changes.
+    Move {
+        /// Lab id.
+        lab: String,
+        /// The participant's username (for a group database: any member).
+        user: String,
+        /// Name of the target server in the config.
+        #[arg(long)]
+        to: String,
+    },
+    /// Move every lab database off one Postgres server.
+    Drain {
+        /// Name of the server in the config.
+        server: String,
     },
     /// Mail participants (through the SMTP server of the config).
     Mail {
@@ -267,6 +284,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Snapshots { lab, user } => evidence::snapshots(&cli.config, &lab, &user).await,
         Command::Finals { lab, json } => evidence::finals(&cli.config, &lab, json).await,
+        Command::Move { lab, user, to } => moves::move_one(&cli.config, &lab, &user, &to).await,
+        Command::Drain { server } => moves::drain(&cli.config, &server).await,
         Command::Mail { command } => match command {
             MailCommand::Credentials { lab, to, dry_run } => {
                 mail::credentials(&cli.config, &lab, &to, dry_run).await

@@ -6,6 +6,7 @@ mod exports;
 mod history;
 mod jobs;
 mod mail;
+mod moves;
 mod records;
 mod scores;
 mod servers;
@@ -68,6 +69,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         13,
         "server health",
         include_str!("migrations/0013_server_health.sql"),
+    ),
+    (
+        14,
+        "placement",
+        include_str!("migrations/0014_placement.sql"),
     ),
 ];
 

@@ -20,6 +20,8 @@ pub struct ParticipantRecord {
     pub email: String,
     pub group: Option<GroupName>,
     pub database: PgName,
+    /// The server the participant list pins the database to.
+    pub pinned: Option<String>,
 }
 
 /// A lab a user takes part in.
@@ -29,6 +31,8 @@ pub struct Membership {
     pub title: String,
     pub database: PgName,
     pub server: ServerName,
+    /// The server the database was moved from, and when.
+    pub moved: Option<(ServerName, chrono::DateTime<chrono::Utc>)>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -291,7 +295,7 @@ impl Store {
             .client()
             .await?
             .query(
-                "SELECT username, name, email, grp, database FROM participants WHERE lab_id = $1 ORDER BY username",
+                "SELECT username, name, email, grp, database, pinned FROM participants WHERE lab_id = $1 ORDER BY username",
                 &[lab],
             )
             .await?;
@@ -304,6 +308,7 @@ impl Store {
                     email: r.get(2),
                     group: column(r, 3, "participant", key)?,
                     database: r.get(4),
+                    pinned: r.get(5),
                 })
             })
             .collect()
@@ -317,9 +322,9 @@ impl Store {
         self.client()
             .await?
             .execute(
-                "INSERT INTO participants (lab_id, username, name, email, grp, database) VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (lab_id, username) DO UPDATE SET name = $3, email = $4, grp = $5, database = $6",
-                &[lab, &p.username, &p.name, &p.email, &p.group, &p.database],
+                "INSERT INTO participants (lab_id, username, name, email, grp, database, pinned) VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (lab_id, username) DO UPDATE SET name = $3, email = $4, grp = $5, database = $6, pinned = $7",
+                &[lab, &p.username, &p.name, &p.email, &p.group, &p.database, &p.pinned],
             )
             .await?;
         Ok(())
@@ -346,7 +351,7 @@ impl Store {
             .client()
             .await?
             .query(
-                "SELECT l.id, l.title, p.database, d.server
+                "SELECT l.id, l.title, p.database, d.server, d.moved_from, d.moved_at
                  FROM participants p
                  JOIN labs l ON l.id = p.lab_id
                  JOIN lab_databases d ON d.lab_id = p.lab_id AND d.name = p.database
@@ -363,6 +368,7 @@ impl Store {
                     title: r.get(1),
                     database: r.get(2),
                     server: r.get(3),
+                    moved: r.get::<_, Option<ServerName>>(4).zip(r.get(5)),
                 })
             })
             .collect()

@@ -160,6 +160,7 @@ stored_enum!(
         SnapshotRestore => "snapshot_restore",
         Export => "export",
         Mail => "mail",
+        Move => "move",
     }
 );
 

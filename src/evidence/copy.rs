@@ -11,8 +11,8 @@
 
 use super::EvidenceError;
 use crate::ident::PgName;
-use crate::provision::in_database;
 use crate::provision::postgres::{self as pg, ensure_checker_sql};
+use crate::provision::{in_database, relocate};
 use crate::settings::PgServerSettings;
 use std::path::Path;
 use tokio_postgres::Client;
@@ -95,10 +95,8 @@ async fn close_to_reader(
     Ok(())
 }
 
-/// `pg_restore --role=<owner>` logged in as a login role made for it (a
-/// member of the copy's owner only, never the admin: student code that
-/// runs during the restore cannot `SET ROLE` back to a superuser), which is
-/// dropped afterwards with whatever it came to own.
+/// Restored as the owner by a login role of the copy's (see
+/// `relocate::restore_as_owner`).
 async fn restore_as_owner(
     server: &PgServerSettings,
     admin: &Client,
@@ -106,36 +104,7 @@ async fn restore_as_owner(
     (copy, owner): (&PgName, &PgName),
 ) -> Result<(), EvidenceError> {
     let login = PgName::from_catalog(format!("{}.r", owner.as_str()));
-    let password = crate::random::token();
-    let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
-    let until = chrono::Utc::now() + chrono::Duration::days(1);
-    admin
-        .batch_execute(&format!(
-            "DROP ROLE IF EXISTS {l}; {} GRANT CONNECT ON DATABASE {} TO {l};",
-            pg::create_job_login_sql(&login, owner, &verifier, until),
-            copy.quoted(),
-            l = login.quoted(),
-        ))
-        .await?;
-    let as_login = crate::submissions::tools::RestoreLogin {
-        user: &login,
-        password: &password,
-        owner,
-    };
-    let run = crate::submissions::tools::restore_archive(server, copy, file, &as_login).await;
-    // Its sessions end, what it owns goes to the owner or away, it is gone.
-    pg::end_sessions(admin, copy).await?;
-    let inside = crate::pgconn::connect_with_options(server, copy, in_database::SESSION).await?;
-    inside
-        .batch_execute(&format!(
-            "REASSIGN OWNED BY {l} TO {o}; DROP OWNED BY {l};",
-            l = login.quoted(),
-            o = owner.quoted()
-        ))
-        .await?;
-    drop(inside);
-    pg::drop_role(server, admin, &login).await?;
-    let run = run.map_err(EvidenceError::Refused)?;
+    let run = relocate::restore_as_owner(server, admin, file, (copy, owner), &login).await?;
     if !run.ok {
         let lines: Vec<&str> = run.stderr.lines().take(10).collect();
         return Err(EvidenceError::Refused(format!(

@@ -1,4 +1,6 @@
-//! The participant list: a CSV with header `username,name,email,group`.
+//! The participant list: a CSV with header `username,name,email,group`
+//! and an optional `server` column that pins a participant's database (a
+//! group's, when every member names the same) to one Postgres server.
 
 use crate::ident::{GroupName, Username};
 use std::path::Path;
@@ -9,6 +11,9 @@ pub struct Participant {
     pub name: String,
     pub email: String,
     pub group: Option<GroupName>,
+    /// The Postgres server (by its name in the config) the database must
+    /// be placed on; `None`: wherever placement finds room.
+    pub server: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -112,6 +117,7 @@ struct Columns {
     name: usize,
     email: usize,
     group: Option<usize>,
+    server: Option<usize>,
 }
 
 impl Columns {
@@ -131,7 +137,7 @@ impl Columns {
             (col("username"), col("name"), col("email"))
         else {
             return Err(CsvError::Invalid(vec![format!(
-                "{file}:1: the header must be username,name,email[,group], found {:?}",
+                "{file}:1: the header must be username,name,email[,group][,server], found {:?}",
                 header.join(",")
             )]));
         };
@@ -140,6 +146,7 @@ impl Columns {
             name,
             email,
             group: col("group"),
+            server: col("server"),
         })
     }
 
@@ -162,23 +169,35 @@ impl Columns {
             None => None,
             Some(g) => Some(GroupName::parse(&g).map_err(|e| e.to_string())?),
         };
+        let server = self.server.map(field).filter(|s| !s.is_empty());
+        if let Some(s) = server.as_deref().filter(|s| !server_name(s)) {
+            return Err(format!(
+                "server of {username} {s:?} is not a server name (letters, digits, '-' and '_')"
+            ));
+        }
         Ok(Participant {
             username,
             name,
             email,
             group,
+            server,
         })
     }
 }
 
 impl Participants {
-    /// The list as CSV with a header, as `parse` reads it back.
+    /// The list as CSV with a header, as `parse` reads it back (with the
+    /// `server` column when somebody is pinned).
     pub fn to_csv(&self) -> String {
         let mut w = csv::Writer::from_writer(vec![]);
-        let _ = w.write_record(["username", "name", "email", "group"]);
+        let pinned = self.0.iter().any(|p| p.server.is_some());
+        let header = ["username", "name", "email", "group", "server"];
+        let _ = w.write_record(&header[..if pinned { 5 } else { 4 }]);
         for p in &self.0 {
             let group = p.group.as_ref().map_or("", |g| g.as_str());
-            let _ = w.write_record([p.username.as_str(), &p.name, &p.email, group]);
+            let server = p.server.as_deref().unwrap_or("");
+            let row = [p.username.as_str(), &p.name, &p.email, group, server];
+            let _ = w.write_record(&row[..if pinned { 5 } else { 4 }]);
         }
         String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
     }
@@ -193,6 +212,13 @@ impl Participants {
         }
         self
     }
+}
+
+/// A name as the config's `postgres[].name` allows.
+fn server_name(s: &str) -> bool {
+    s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn valid_email(s: &str) -> bool {

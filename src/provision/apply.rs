@@ -365,6 +365,7 @@ impl<'a> Run<'a> {
                 email: p.email.clone(),
                 group: p.group.clone(),
                 database: by_user[&p.username].clone(),
+                pinned: p.server.clone(),
             };
             self.store.put_participant(&self.lab_id, &rec).await?;
         }

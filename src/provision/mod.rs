@@ -8,14 +8,16 @@ mod checkers;
 pub mod in_database;
 mod lab_sql;
 pub mod ldap;
+pub mod placement;
 mod plan;
 mod plan_ldap;
 pub mod postgres;
 pub mod prune;
+pub mod relocate;
 pub mod tools;
 
 pub use apply::{apply, initial_password, ApplyReport};
-pub use plan::{plan, Change, Placement, Plan};
+pub use plan::{plan, plan_target, Change, Placement, Plan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {

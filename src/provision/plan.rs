@@ -1,11 +1,12 @@
 //! What `apply` would change: the difference between the lab and its
 //! participants (desired) and LDAP, Postgres and the control store (actual).
 
+use super::placement::{group_pin, place, Wanted};
 use super::postgres::{self as pg, ServerState};
 use super::ProvisionError;
 use crate::control::{ServerName, Store};
 use crate::ident::{GroupName, LabId, PgName, Username};
-use crate::lab::{DatabaseMode, LoadedLab, Participants};
+use crate::lab::{DatabaseMode, LoadedLab, Participant, Participants};
 use crate::settings::Settings;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -57,25 +58,21 @@ fn reserved(user: &Username) -> bool {
     u == "postgres" || u == "public" || u.starts_with("pg_") || u.starts_with("pglab")
 }
 
-fn databases_wanted(
-    lab: &LoadedLab,
-    people: &Participants,
-) -> Result<Vec<(PgName, PgName, Vec<Username>)>, ProvisionError> {
+fn databases_wanted(lab: &LoadedLab, people: &Participants) -> Result<Vec<Wanted>, ProvisionError> {
     let id = &lab.lab.id;
     match lab.lab.databases {
         DatabaseMode::PerParticipant => Ok(people
             .0
             .iter()
-            .map(|p| {
-                (
-                    PgName::participant_db(id, &p.username),
-                    p.username.role(),
-                    vec![p.username.clone()],
-                )
+            .map(|p| Wanted {
+                db: PgName::participant_db(id, &p.username),
+                owner: p.username.role(),
+                members: vec![p.username.clone()],
+                pin: p.server.clone(),
             })
             .collect()),
         DatabaseMode::PerGroup => {
-            let mut groups: BTreeMap<GroupName, Vec<Username>> = BTreeMap::new();
+            let mut groups: BTreeMap<GroupName, Vec<&Participant>> = BTreeMap::new();
             for p in &people.0 {
                 let g = p.group.clone().ok_or_else(|| {
                     ProvisionError::Input(format!(
@@ -83,12 +80,20 @@ fn databases_wanted(
                         p.username
                     ))
                 })?;
-                groups.entry(g).or_default().push(p.username.clone());
+                groups.entry(g).or_default().push(p);
             }
-            Ok(groups
+            groups
                 .into_iter()
-                .map(|(g, members)| (PgName::group_db(id, &g), PgName::group_db(id, &g), members))
-                .collect())
+                .map(|(g, members)| {
+                    let pins = members.iter().map(|p| (&p.username, p.server.as_ref()));
+                    Ok(Wanted {
+                        db: PgName::group_db(id, &g),
+                        owner: PgName::group_db(id, &g),
+                        pin: group_pin(g.as_str(), pins)?,
+                        members: members.iter().map(|p| p.username.clone()).collect(),
+                    })
+                })
+                .collect()
         }
     }
 }
@@ -110,7 +115,8 @@ pub async fn plan(
         .into_iter()
         .map(|d| (d.name.to_string(), d.server.to_string()))
         .collect();
-    let placements = place(settings, store, databases_wanted(&lab, &people)?, &recorded).await?;
+    let wanted = databases_wanted(&lab, &people)?;
+    let (placements, placing) = place(settings, store, &lab_id, wanted, &recorded).await?;
     let (states, mut changes) = server_changes(settings, store, &lab, &placements).await?;
     super::plan_ldap::ldap_changes(settings, &lab, &people, store, prune, &mut changes).await?;
     pg_changes(&lab, &placements, &states, &recorded, &mut changes)?;
@@ -122,8 +128,43 @@ pub async fn plan(
         participants: people,
         placements,
         changes,
-        notices: unlisted.notices,
+        notices: placing.into_iter().chain(unlisted.notices).collect(),
         pruned_users: if prune { unlisted.users } else { vec![] },
+    })
+}
+
+/// What server `placement.server` lacks to hold that database, moved
+/// there from another server (`pglab move`): pglab's baseline, the lab's
+/// template, the owner's and members' roles, the checking role. The
+/// database itself is the move's to make; nothing is recorded of the
+/// participants.
+pub async fn plan_target(
+    settings: &Settings,
+    store: &Store,
+    lab: LoadedLab,
+    placement: Placement,
+) -> Result<Plan, ProvisionError> {
+    let servers = BTreeSet::from([placement.server.clone()]);
+    let (states, mut changes) = states_of(settings, store, &lab, &servers).await?;
+    let recorded = BTreeMap::from([(placement.db.to_string(), placement.server.clone())]);
+    let placements = vec![placement];
+    pg_changes(&lab, &placements, &states, &recorded, &mut changes)?;
+    changes.retain(|c| {
+        !matches!(
+            c,
+            Change::CreateDatabase { .. }
+                | Change::CloseDatabase { .. }
+                | Change::SearchPath { .. }
+        )
+    });
+    changes.sort_by_key(Change::phase);
+    Ok(Plan {
+        lab,
+        participants: Participants::default(),
+        placements,
+        changes,
+        notices: vec![],
+        pruned_users: vec![],
     })
 }
 
@@ -150,62 +191,6 @@ fn refuse_names(
     Ok(())
 }
 
-/// Where each wanted database lives: recorded ones stay; new ones go to
-/// the least-loaded server of those not found down (by the scoring
-/// engine, within the last three minutes).
-async fn place(
-    settings: &Settings,
-    store: &Store,
-    wanted: Vec<(PgName, PgName, Vec<Username>)>,
-    recorded: &BTreeMap<String, String>,
-) -> Result<Vec<Placement>, ProvisionError> {
-    let mut load: BTreeMap<String, i64> = settings
-        .postgres
-        .iter()
-        .map(|s| (s.name.clone(), 0))
-        .collect();
-    for (server, n) in store.database_counts().await? {
-        if let Some(l) = load.get_mut(server.as_str()) {
-            *l = n;
-        }
-    }
-    let down = store.servers_down().await?;
-    let mut placements = Vec::new();
-    for (db, owner, members) in wanted {
-        let server = match recorded.get(db.as_str()) {
-            Some(s) => s.clone(),
-            None => {
-                let s = settings
-                    .postgres
-                    .iter()
-                    .filter(|s| !down.contains(&s.name))
-                    .min_by_key(|s| load[&s.name])
-                    .map(|s| s.name.clone())
-                    .ok_or_else(|| {
-                        ProvisionError::Input(format!(
-                            "every Postgres server is down ({}): {db} has nowhere to go; try again when one is back",
-                            down.iter().cloned().collect::<Vec<_>>().join(", ")
-                        ))
-                    })?;
-                *load.get_mut(&s).expect("known server") += 1;
-                s
-            }
-        };
-        if settings.server(&server).is_none() {
-            return Err(ProvisionError::Input(format!(
-                "database {db} is placed on server {server:?}, which is no longer in the config"
-            )));
-        }
-        placements.push(Placement {
-            db,
-            owner,
-            server,
-            members,
-        });
-    }
-    Ok(placements)
-}
-
 /// Reads each server the lab uses (and the first, which holds the
 /// reference): its state, and whether it needs pglab's baseline or the
 /// lab's reference and template (re)built.
@@ -215,11 +200,22 @@ async fn server_changes(
     lab: &LoadedLab,
     placements: &[Placement],
 ) -> Result<(BTreeMap<String, ServerState>, Vec<Change>), ProvisionError> {
-    let mut changes = Vec::new();
     let mut servers: BTreeSet<String> = placements.iter().map(|p| p.server.clone()).collect();
     servers.insert(settings.postgres[0].name.clone());
+    states_of(settings, store, lab, &servers).await
+}
+
+/// The state of each of `servers`, and what they lack of pglab's baseline
+/// and of the lab's reference and template.
+async fn states_of(
+    settings: &Settings,
+    store: &Store,
+    lab: &LoadedLab,
+    servers: &BTreeSet<String>,
+) -> Result<(BTreeMap<String, ServerState>, Vec<Change>), ProvisionError> {
+    let mut changes = Vec::new();
     let mut states: BTreeMap<String, ServerState> = BTreeMap::new();
-    for name in &servers {
+    for name in servers {
         let server = settings.server(name).expect("known server");
         let client = crate::pgconn::connect(server, "postgres")
             .await

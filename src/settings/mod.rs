@@ -230,6 +230,24 @@ pub struct PgServerSettings {
     /// Directory holding psql, pg_dump, pg_restore (default: found on PATH).
     #[serde(default)]
     pub bin_dir: Option<PathBuf>,
+    /// Most participant databases (of every lab) pglab places here; a
+    /// full server gets no new ones (default: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_databases: Option<u32>,
+    /// Most bytes all databases of this server may take, like `200GB`
+    /// (`pg_database_size`); a server at or over it gets no new databases
+    /// (default: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<String>,
+}
+
+impl PgServerSettings {
+    /// `max_size` in bytes (validated when the config is loaded).
+    pub fn max_bytes(&self) -> Option<u64> {
+        self.max_size
+            .as_deref()
+            .and_then(crate::lab::submissions::parse_size)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -334,6 +352,11 @@ impl Settings {
                     s.name.to_ascii_uppercase().replace('-', "_")
                 ));
             }
+            if let Some(size) = s.max_size.as_deref().filter(|_| s.max_bytes().is_none()) {
+                return Err(format!(
+                    "postgres[{i}].max_size {size:?}: a size like 500MB or 200GB"
+                ));
+            }
         }
         if self.server(&self.control.server).is_none() {
             return Err(format!(
@@ -408,6 +431,8 @@ impl Settings {
                 monitor_password: Secret::default(),
                 public_host: None,
                 bin_dir: None,
+                max_databases: None,
+                max_size: None,
             }],
             control: ControlSettings {
                 server: "main".into(),

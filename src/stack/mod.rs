@@ -64,6 +64,8 @@ fn load_or_make_settings(opts: &StackOptions) -> Result<Settings, StackError> {
             monitor_password: Secret::default(),
             public_host: None,
             bin_dir: postgres::bin_dir().ok(),
+            max_databases: None,
+            max_size: None,
         })
         .collect();
     Ok(Settings {

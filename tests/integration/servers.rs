@@ -67,6 +67,8 @@ async fn participants_spread_over_two_servers_and_stay() {
         .changes
         .is_empty());
     one_server_down(&mut env, &lab, &plan, &more).await;
+    pins_and_capacity(&mut env).await;
+    moves_and_drain(&env).await;
     env.stop().await;
 }
 
@@ -151,4 +153,288 @@ async fn one_server_down(
     }
     let health = env.store.server_health().await.expect("health");
     assert!(health.iter().all(|h| h.up), "{health:?}");
+}
+
+const PINS: &str =
+    "username,name,email,group,server\np1,P1,p1@example.org,,node2\np2,P2,p2@example.org,,main\n";
+
+/// The list's `server` column pins a database; a full server (by count or
+/// by size) gets no new ones; every refusal names the server and why.
+async fn pins_and_capacity(env: &mut TestEnv) {
+    let lab = shop_lab(env, "pins");
+    let (plan, _) = env.apply(&lab, PINS, false).await.expect("apply pinned");
+    let server_of = |plan: &pglab::provision::Plan, user: &str| {
+        let p = plan
+            .placements
+            .iter()
+            .find(|p| p.members[0].as_str() == user);
+        p.expect("placed").server.clone()
+    };
+    assert_eq!(server_of(&plan, "p1"), "node2");
+    assert_eq!(server_of(&plan, "p2"), "main");
+    let stored = env
+        .store
+        .participants(&pglab::ident::LabId::parse("pins").expect("id"))
+        .await
+        .expect("participants");
+    assert_eq!(stored[0].pinned.as_deref(), Some("node2"), "{stored:?}");
+
+    let e = env
+        .plan(
+            &lab,
+            &format!("{PINS}p3,P3,p3@example.org,,nowhere\n"),
+            false,
+        )
+        .await
+        .expect_err("unknown server");
+    assert!(
+        e.to_string().contains("pinned to server \"nowhere\""),
+        "{e}"
+    );
+    // A database that is elsewhere than its pin: a notice, never a move.
+    let repinned = PINS.replace("p2@example.org,,main", "p2@example.org,,node2");
+    let notices = env
+        .plan(&lab, &repinned, false)
+        .await
+        .expect("plan")
+        .notices;
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.contains("pglab move pins p2 --to node2")),
+        "{notices:?}"
+    );
+
+    let count = |server: &str| {
+        let store = env.store.clone();
+        let server = server.to_string();
+        async move {
+            let counts = store.database_counts().await.expect("counts");
+            counts
+                .iter()
+                .find(|(s, _)| s.as_str() == server)
+                .map_or(0, |(_, n)| *n)
+        }
+    };
+    let on_node2 = count("node2").await;
+    env.stack.settings.postgres[1].max_databases = Some(on_node2 as u32);
+    let e = env
+        .plan(&lab, &format!("{PINS}p3,P3,p3@example.org,,node2\n"), false)
+        .await
+        .expect_err("node2 is full");
+    assert!(
+        e.to_string().contains(&format!(
+            "node2 is full ({on_node2} of max_databases {on_node2})"
+        )),
+        "{e}"
+    );
+    let unpinned = env
+        .plan(&lab, &format!("{PINS}p3,P3,p3@example.org,,\n"), false)
+        .await
+        .expect("room on main");
+    assert_eq!(server_of(&unpinned, "p3"), "main");
+    env.stack.settings.postgres[0].max_size = Some("1MB".into());
+    let e = env
+        .plan(&lab, &format!("{PINS}p3,P3,p3@example.org,,\n"), false)
+        .await
+        .expect_err("both full");
+    let e = e.to_string();
+    assert!(
+        e.contains("no Postgres server has room for pins_p3")
+            && e.contains("main is full (")
+            && e.contains("of max_size 1MB")
+            && e.contains("node2 is full"),
+        "{e}"
+    );
+    env.stack.settings.postgres[0].max_size = None;
+    env.stack.settings.postgres[1].max_databases = None;
+}
+
+/// Runs a queued job in this process, to its end.
+async fn run_job(env: &TestEnv, id: i64) -> pglab::control::JobRecord {
+    let worker = "servers-test";
+    let job = env
+        .store
+        .claim_job_id(id, worker)
+        .await
+        .expect("claim")
+        .expect("queued");
+    pglab::app::jobs::run(env.settings(), &env.store, worker, job).await;
+    env.store.job(id).await.expect("job").expect("kept")
+}
+
+/// `pglab move`: the content goes along (restored as the student, so
+/// their code in it runs with their rights only), the session on the old
+/// server ends, the placement and the page follow, the old server keeps
+/// nothing; a move that cannot finish leaves the database where it was;
+/// `pglab drain` empties a server.
+async fn moves_and_drain(env: &TestEnv) {
+    use pglab::ident::{LabId, Username};
+    let lab = LabId::parse("pins").expect("id");
+    let pw = env.password("p2").await;
+    let student = env
+        .connect_as(0, "p2", &pw, "pins_p2")
+        .await
+        .expect("p2 on main");
+    student
+        .batch_execute(
+            "CREATE TABLE mine (x int); INSERT INTO mine VALUES (1), (2), (3);
+             CREATE FUNCTION trap(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+             BEGIN
+               IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+                 EXECUTE 'ALTER ROLE p2 SUPERUSER';
+               END IF;
+               RETURN $1;
+             END $$;
+             CREATE INDEX mine_trap ON mine (trap(x));",
+        )
+        .await
+        .expect("student's work");
+    let queue = pglab::app::Queue::default();
+    let p2 = Username::parse("p2").expect("user");
+    let queued = pglab::app::moves::start_move(
+        env.settings(),
+        &env.store,
+        &queue,
+        (&lab, &p2),
+        "node2",
+        "test",
+    )
+    .await
+    .expect("queued");
+    let job = run_job(env, queued.job).await;
+    assert_eq!(job.error, None, "{:?}", job.summary);
+    assert!(
+        student.simple_query("SELECT 1").await.is_err(),
+        "the session on the old server was ended"
+    );
+    assert!(!env.database_exists(0, "pins_p2").await, "source dropped");
+    let moved = env
+        .connect_as(1, "p2", &pw, "pins_p2")
+        .await
+        .expect("p2 logs in on node2 with the same password");
+    let n: i64 = moved
+        .query_one("SELECT count(*) FROM mine", &[])
+        .await
+        .expect("content came along")
+        .get(0);
+    assert_eq!(n, 3);
+    for server in 0..2 {
+        let superuser = env
+            .admin(server, "postgres")
+            .await
+            .query_opt(
+                "SELECT 1 FROM pg_roles WHERE rolname = 'p2' AND rolsuper",
+                &[],
+            )
+            .await
+            .expect("query");
+        assert!(superuser.is_none(), "the trap never ran as a superuser");
+    }
+    let owner: String = moved
+        .query_one(
+            "SELECT tableowner::text FROM pg_tables WHERE tablename = 'mine'",
+            &[],
+        )
+        .await
+        .expect("owner")
+        .get(0);
+    assert_eq!(owner, "p2");
+    let member = env.store.memberships(&p2).await.expect("memberships");
+    assert_eq!(member[0].server.as_str(), "node2");
+    assert_eq!(
+        member[0].moved.as_ref().map(|(from, _)| from.as_str()),
+        Some("main")
+    );
+    let notice = pglab::app::moves::notice(&env.store, &member[0])
+        .await
+        .expect("notice");
+    assert!(notice
+        .unwrap_or_default()
+        .contains("moved from server main"));
+    let mut scorer = env.scorer();
+    scorer.round().await;
+    let snap = scorer.board.get();
+    let row = snap
+        .labs
+        .iter()
+        .find(|l| l.id == "pins")
+        .and_then(|l| l.participants.iter().find(|p| p.username == "p2"))
+        .expect("p2 on the board");
+    assert!(
+        row.error.is_none() && row.tasks.is_some() && !row.server_down,
+        "scored on its new server: {:?}",
+        row.error
+    );
+
+    // A database of the same name in the way on the target: refused before
+    // anything is closed; p1 keeps working on node2.
+    env.admin(0, "postgres")
+        .await
+        .batch_execute("CREATE DATABASE pins_p1")
+        .await
+        .expect("squatter");
+    let p1 = Username::parse("p1").expect("user");
+    let queued = pglab::app::moves::start_move(
+        env.settings(),
+        &env.store,
+        &queue,
+        (&lab, &p1),
+        "main",
+        "test",
+    )
+    .await
+    .expect("queued");
+    let job = run_job(env, queued.job).await;
+    assert!(
+        job.error
+            .unwrap_or_default()
+            .contains("refusing to replace it"),
+        "{:?}",
+        job.summary
+    );
+    let pw1 = env.password("p1").await;
+    env.connect_as(1, "p1", &pw1, "pins_p1")
+        .await
+        .expect("p1 still works on node2")
+        .batch_execute("CREATE TABLE still_here (x int)")
+        .await
+        .expect("writes");
+    env.admin(0, "postgres")
+        .await
+        .batch_execute("DROP DATABASE pins_p1")
+        .await
+        .expect("drop squatter");
+
+    // Drain node2: everybody on main afterwards, with their data.
+    let queued =
+        pglab::app::moves::start_drain(env.settings(), &env.store, &queue, "node2", "test")
+            .await
+            .expect("drain queued");
+    assert!(!queued.is_empty() && queued.iter().all(|q| q.to == "main"));
+    for q in &queued {
+        let job = run_job(env, q.job).await;
+        assert_eq!(job.error, None, "{}: {:?}", q.database, job.summary);
+    }
+    assert!(env
+        .store
+        .databases_on("node2")
+        .await
+        .expect("on")
+        .is_empty());
+    let n: i64 = env
+        .connect_as(0, "p2", &pw, "pins_p2")
+        .await
+        .expect("p2 on main again")
+        .query_one("SELECT count(*) FROM mine", &[])
+        .await
+        .expect("content")
+        .get(0);
+    assert_eq!(n, 3);
+    env.connect_as(0, "p1", &pw1, "pins_p1")
+        .await
+        .expect("p1 on main")
+        .batch_execute("SELECT * FROM still_here")
+        .await
+        .expect("p1's table came along");
 }

@@ -56,6 +56,9 @@ pub struct StudentLab {
     pub final_note: Option<String>,
     /// Closed at the deadline (`read-only`, `lock`): no resets, no hand-ins.
     pub closed: bool,
+    /// Their database is moving to another server, or moved lately: the
+    /// psql command changes.
+    pub moved: Option<String>,
 }
 
 /// The deadline and the final state, as the participant reads them.
@@ -208,6 +211,7 @@ async fn lab_of(
     let evidence =
         crate::app::deadlines::evidence(&state.store, &lab, user, m.database.as_str()).await?;
     let (deadline, final_note) = deadline_lines(&evidence);
+    let moved = crate::app::moves::notice(&state.store, &m).await?;
     let past = if lab.submissions.is_some() {
         state
             .store
@@ -241,6 +245,7 @@ async fn lab_of(
             .final_state
             .as_ref()
             .is_some_and(|f| f.policy != crate::lab::AfterDeadline::KeepOpen),
+        moved,
     }))
 }
 
