@@ -298,4 +298,26 @@ mod tests {
         assert_eq!(p.0[1].name, "Bob, B");
         assert!(p.0[0].group.is_none());
     }
+
+    #[test]
+    fn a_server_column_pins_and_round_trips() {
+        let text =
+            "username,name,email,group,server\nalice,Alice,a@x.org,,vpl2\nbob,Bob,b@x.org,g1,\n";
+        let p = Participants::parse("p.csv", text).unwrap();
+        assert_eq!(p.0[0].server.as_deref(), Some("vpl2"));
+        assert_eq!(p.0[1].server, None);
+        assert_eq!(Participants::parse("again", &p.to_csv()).unwrap(), p);
+        // Without pins the list keeps its four columns.
+        let plain = Participants::parse("p.csv", "username,name,email\nc,C,c@x.org\n").unwrap();
+        assert_eq!(
+            plain.to_csv().lines().next(),
+            Some("username,name,email,group")
+        );
+        let Err(CsvError::Invalid(e)) =
+            Participants::parse("p.csv", "username,name,email,server\nd,D,d@x.org,a b\n")
+        else {
+            panic!()
+        };
+        assert!(e[0].starts_with("p.csv:2: server of d"), "{e:?}");
+    }
 }

@@ -318,3 +318,32 @@ pub async fn drain_targets(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::group_pin;
+    use crate::ident::Username;
+
+    #[test]
+    fn a_group_takes_its_members_one_pin_and_refuses_two() {
+        let (a, b, c) = (
+            Username::parse("a").unwrap(),
+            Username::parse("b").unwrap(),
+            Username::parse("c").unwrap(),
+        );
+        let (x, y) = ("vpl1".to_string(), "vpl2".to_string());
+        let one = group_pin(
+            "g",
+            [(&a, Some(&x)), (&b, None), (&c, Some(&x))].into_iter(),
+        );
+        assert_eq!(one.unwrap().as_deref(), Some("vpl1"));
+        assert_eq!(group_pin("g", [(&a, None)].into_iter()).unwrap(), None);
+        let e = group_pin("g", [(&a, Some(&x)), (&b, Some(&y))].into_iter())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("group g") && e.contains("a: vpl1") && e.contains("b: vpl2"),
+            "{e}"
+        );
+    }
+}

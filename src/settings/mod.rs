@@ -248,6 +248,34 @@ impl PgServerSettings {
             .as_deref()
             .and_then(crate::lab::submissions::parse_size)
     }
+
+    /// This server's entry (`postgres[i]`) alone.
+    fn validate(&self, i: usize) -> Result<(), String> {
+        let s = self;
+        let ok = !s.name.is_empty()
+            && s.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok {
+            return Err(format!(
+                "postgres[{i}].name {:?}: use letters, digits, '-' and '_'",
+                s.name
+            ));
+        }
+        // A known key would let anybody log in as every checking role.
+        if s.scorer_password.expose().chars().count() < 16 {
+            return Err(format!(
+                "postgres[{i}].scorer_password: set 16 or more random characters (or PGLAB_PG_{}_SCORER_PASSWORD); the checking roles' passwords are derived from it",
+                s.name.to_ascii_uppercase().replace('-', "_")
+            ));
+        }
+        if let Some(size) = s.max_size.as_deref().filter(|_| s.max_bytes().is_none()) {
+            return Err(format!(
+                "postgres[{i}].max_size {size:?}: a size like 500MB or 200GB"
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -332,31 +360,10 @@ impl Settings {
             return Err("postgres: list at least one server".into());
         }
         for (i, s) in self.postgres.iter().enumerate() {
-            let ok = !s.name.is_empty()
-                && s.name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if !ok {
-                return Err(format!(
-                    "postgres[{i}].name {:?}: use letters, digits, '-' and '_'",
-                    s.name
-                ));
-            }
             if self.postgres[..i].iter().any(|o| o.name == s.name) {
                 return Err(format!("postgres[{i}].name {:?} is used twice", s.name));
             }
-            // A known key would let anybody log in as every checking role.
-            if s.scorer_password.expose().chars().count() < 16 {
-                return Err(format!(
-                    "postgres[{i}].scorer_password: set 16 or more random characters (or PGLAB_PG_{}_SCORER_PASSWORD); the checking roles' passwords are derived from it",
-                    s.name.to_ascii_uppercase().replace('-', "_")
-                ));
-            }
-            if let Some(size) = s.max_size.as_deref().filter(|_| s.max_bytes().is_none()) {
-                return Err(format!(
-                    "postgres[{i}].max_size {size:?}: a size like 500MB or 200GB"
-                ));
-            }
+            s.validate(i)?;
         }
         if self.server(&self.control.server).is_none() {
             return Err(format!(
