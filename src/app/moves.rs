@@ -62,7 +62,10 @@ pub async fn start_move(
             rec.name
         )));
     }
-    if let Some(why) = placement::refusal(settings, store, lab, to).await? {
+    let bytes = source_size(settings, &rec)
+        .await
+        .map_err(StartMoveError::Refused)?;
+    if let Some(why) = placement::refusal(settings, store, lab, to, Some(bytes)).await? {
         return Err(StartMoveError::Refused(format!("cannot move to {why}")));
     }
     let queued = enqueue(store, lab, &rec, to, by).await?;
@@ -99,6 +102,20 @@ pub async fn start_drain(
     Ok(queued)
 }
 
+/// The size of a database on its server, or why it cannot be read.
+async fn source_size(settings: &Settings, rec: &DatabaseRecord) -> Result<u64, String> {
+    let server = settings
+        .server(&rec.server)
+        .ok_or_else(|| format!("server {} is not in the config", rec.server))?;
+    let sizes = placement::database_sizes(server).await.map_err(|e| {
+        format!("the database's server does not answer ({e}): it cannot be moved now")
+    })?;
+    sizes
+        .get(rec.name.as_str())
+        .copied()
+        .ok_or_else(|| format!("{} is missing on server {}", rec.name, rec.server))
+}
+
 async fn database(store: &Store, lab: &LabId, db: &str) -> Result<DatabaseRecord, StartMoveError> {
     store
         .databases(lab)
@@ -116,10 +133,8 @@ async fn enqueue(
     by: &str,
 ) -> Result<QueuedMove, StartMoveError> {
     let key = crate::control::database_key(lab, rec.name.as_str());
-    if let Some(active) = store.active_job(&key).await? {
-        if active.kind == JobKind::Move {
-            return Err(StartMoveError::Busy(rec.name.clone()));
-        }
+    if store.move_pending(&key).await? {
+        return Err(StartMoveError::Busy(rec.name.clone()));
     }
     let from = rec.server.to_string();
     let job = NewJob {
@@ -183,6 +198,12 @@ fn params<'s>(settings: &'s Settings, job: &JobRecord) -> anyhow::Result<Params<
     })
 }
 
+/// Longest a move may copy: a database that takes longer (or a student's
+/// code that makes its restore sleep) fails the move; it stays where it was.
+const COPY_LIMIT: std::time::Duration = std::time::Duration::from_secs(3600);
+/// Longest a move waits for an apply of its lab to end.
+const APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 async fn move_database(
     settings: &Settings,
     store: &Store,
@@ -192,7 +213,7 @@ async fn move_database(
     let rec = database(store, &job.lab, p.db.as_str()).await?;
     if rec.server.as_str() == p.to.name {
         // Switched by an earlier attempt, which stopped before the end.
-        return drop_source(settings, store, &job.lab, &p).await;
+        return finish(settings, store, job, &rec, &p).await;
     }
     if rec.server.as_str() != p.from.name {
         bail!(
@@ -202,12 +223,14 @@ async fn move_database(
             p.from.name
         );
     }
-    let Some(lock) = store.lock_apply(&job.lab).await? else {
-        bail!(
-            "lab {} is being applied right now: move again when that has ended",
-            job.lab
-        );
-    };
+    let bytes = source_size(settings, &rec)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    if let Some(why) =
+        placement::refusal(settings, store, &job.lab, &p.to.name, Some(bytes)).await?
+    {
+        bail!("cannot move to {why}; nothing was done");
+    }
     let mut summary = prepare_target(settings, store, &job.lab, &rec, &p).await?;
     let lab = super::snapshots::lab(store, &job.lab).await?;
     let search_path = provision::postgres::search_path(&lab.schemas());
@@ -218,13 +241,39 @@ async fn move_database(
         job: job.id,
     };
     let folder = settings.data_dir.join("moved").join(job.lab.as_str());
-    let file = match relocate::copy(p.from, p.to, &moving, &folder).await {
+    let copied = async {
+        let file = tokio::time::timeout(COPY_LIMIT, relocate::copy(p.from, p.to, &moving, &folder))
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "the copy did not end within {} minutes",
+                    COPY_LIMIT.as_secs() / 60
+                )
+            })??;
+        if !store
+            .switch_database(&job.lab, &rec.name, &p.from.name, &p.to.name)
+            .await?
+        {
+            bail!(
+                "{} was moved or removed by somebody else meanwhile",
+                rec.name
+            );
+        }
+        Ok(file)
+    };
+    let file = match copied.await {
         Ok(file) => file,
         Err(e) => {
-            if let Err(r) = relocate::reopen(p.from, &rec.name, &rec.owner).await {
-                tracing::error!(error = %r, "could not reopen the source after a failed move");
+            // Not switched (checked: an error may hide a commit): the
+            // database stays where it was, open again.
+            let placed = database(store, &job.lab, p.db.as_str()).await;
+            if placed.is_ok_and(|d| d.server.as_str() == p.from.name) {
+                let _ = relocate::drop_copy(p.to, &moving).await;
+                if let Err(r) = give_access(store, &job.lab, &rec, p.from).await {
+                    tracing::error!(error = %format!("{r:#}"), "could not open the source again after a failed move");
+                }
             }
-            return Err(anyhow!(e).context(format!("copying {} to {}", rec.name, p.to.name)));
+            return Err(e.context(format!("moving {} to {}", rec.name, p.to.name)));
         }
     };
     summary.push(format!(
@@ -233,19 +282,73 @@ async fn move_database(
         p.to.name,
         file.display()
     ));
-    if !store
-        .switch_database(&job.lab, &rec.name, &p.from.name, &p.to.name)
-        .await?
-    {
-        bail!("{} was moved by somebody else meanwhile", rec.name);
-    }
-    lock.release().await;
-    summary.push(format!(
+    summary.extend(finish(settings, store, job, &rec, &p).await?);
+    Ok(summary)
+}
+
+/// After the switch: the database open to its participants on the new
+/// server, the source gone, the monitoring files rewritten.
+async fn finish(
+    settings: &Settings,
+    store: &Store,
+    job: &JobRecord,
+    rec: &DatabaseRecord,
+    p: &Params<'_>,
+) -> anyhow::Result<Vec<String>> {
+    give_access(store, &job.lab, rec, p.to).await?;
+    let mut summary = vec![format!(
         "{} is placed on {} now: its participants connect there",
         rec.name, p.to.name
-    ));
-    summary.extend(drop_source(settings, store, &job.lab, &p).await?);
+    )];
+    summary.extend(drop_source(settings, store, &job.lab, p).await?);
+    let options = super::labs::default_generate_options(settings);
+    if let Err(e) = super::labs::write_generated(settings, store, &job.lab, None, &options).await {
+        summary.push(format!(
+            "the monitoring files could not be written again: {e}"
+        ));
+    }
     Ok(summary)
+}
+
+/// The database on `server` given to its participants as it should be:
+/// under its deadline's closing policy if one was applied, else open to
+/// its owner like a cloned database.
+async fn give_access(
+    store: &Store,
+    lab: &LabId,
+    rec: &DatabaseRecord,
+    server: &PgServerSettings,
+) -> anyhow::Result<()> {
+    let policy = store
+        .final_state(lab, rec.name.as_str())
+        .await?
+        .map(|f| f.policy)
+        .filter(|p| *p != crate::lab::AfterDeadline::KeepOpen);
+    match policy {
+        Some(policy) => {
+            crate::evidence::deadline::enforce(server, rec.name.as_str(), &rec.owner, policy, false)
+                .await?
+        }
+        None => relocate::open_to_owner(server, &rec.name, &rec.owner).await?,
+    }
+    Ok(())
+}
+
+/// The lab's apply lock, waited for up to `APPLY_WAIT`.
+async fn apply_lock(store: &Store, lab: &LabId) -> anyhow::Result<crate::control::ApplyLock> {
+    let since = std::time::Instant::now();
+    loop {
+        if let Some(lock) = store.lock_apply(lab).await? {
+            return Ok(lock);
+        }
+        if since.elapsed() > APPLY_WAIT {
+            bail!(
+                "lab {lab} was being applied for {} minutes: move again when that has ended",
+                APPLY_WAIT.as_secs() / 60
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
 }
 
 /// The target's baseline, the lab's template and the roles the database
@@ -257,8 +360,7 @@ async fn prepare_target(
     rec: &DatabaseRecord,
     p: &Params<'_>,
 ) -> anyhow::Result<Vec<String>> {
-    let loaded = store
-        .lab(lab)
+    let loaded = super::labs::stored_lab(settings, store, lab)
         .await?
         .ok_or_else(|| anyhow!("lab {lab} is gone"))?;
     let members = store
@@ -274,9 +376,16 @@ async fn prepare_target(
         server: p.to.name.clone(),
         members,
     };
-    let plan = provision::plan_target(settings, store, loaded, placement).await?;
-    provision::apply(settings, store, &plan, |_, _| {}).await?;
-    Ok(plan.changes.iter().map(|c| c.to_string()).collect())
+    // As an apply does, and never beside one of the same lab.
+    let lock = apply_lock(store, lab).await?;
+    let prepared = async {
+        let plan = provision::plan_target(settings, store, loaded, placement).await?;
+        provision::apply(settings, store, &plan, |_, _| {}).await?;
+        Ok::<_, provision::ProvisionError>(plan.changes.iter().map(|c| c.to_string()).collect())
+    }
+    .await;
+    lock.release().await;
+    Ok(prepared?)
 }
 
 /// The source database and what belonged to it there, gone.
@@ -305,13 +414,22 @@ async fn drop_source(
     Ok(done)
 }
 
-/// A move interrupted once too often: its source (closed while it was
-/// copied) open again, if the move never switched.
+/// A move interrupted once too often: if it never switched, what it left
+/// on the target is removed and the source is open again.
 pub async fn give_up(settings: &Settings, store: &Store, job: &JobRecord) -> anyhow::Result<()> {
     let p = params(settings, job)?;
     let rec = database(store, &job.lab, p.db.as_str()).await?;
     if rec.server.as_str() == p.from.name {
-        relocate::reopen(p.from, &rec.name, &rec.owner).await?;
+        let lab = super::snapshots::lab(store, &job.lab).await?;
+        let search_path = provision::postgres::search_path(&lab.schemas());
+        let moving = relocate::Moving {
+            db: &rec.name,
+            owner: &rec.owner,
+            search_path: &search_path,
+            job: job.id,
+        };
+        relocate::drop_copy(p.to, &moving).await?;
+        give_access(store, &job.lab, &rec, p.from).await?;
     }
     Ok(())
 }

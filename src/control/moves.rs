@@ -37,6 +37,20 @@ impl Store {
         Ok(moved == 1)
     }
 
+    /// Whether a move of the database with this job key is queued or
+    /// running.
+    pub async fn move_pending(&self, lock_key: &str) -> Result<bool, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT count(*) FROM jobs WHERE lock_key = $1 AND kind = 'move' AND status IN ('queued', 'running')",
+                &[&lock_key],
+            )
+            .await?;
+        Ok(row.get::<_, i64>(0) > 0)
+    }
+
     /// Every lab database placed on `server`, by lab.
     pub async fn databases_on(
         &self,

@@ -170,12 +170,23 @@ impl Store {
         let Some(job) = insert_job(&*tx, &job, max_pending).await? else {
             return Ok(None);
         };
+        // Where the database is now, read under a lock that a move's switch
+        // waits for: a hand-in received while its database moved goes to
+        // the new server (the switch moves the queued ones it sees).
+        let placed: Option<String> = tx
+            .query_opt(
+                "SELECT server FROM lab_databases WHERE lab_id = $1 AND name = $2 FOR SHARE",
+                &[s.lab, s.database],
+            )
+            .await?
+            .map(|r| r.get(0));
+        let server = placed.unwrap_or_else(|| s.server.to_string());
         let row = tx
             .query_one(
                 "INSERT INTO submissions (lab_id, database, server, owner, grp, uploaded_by, size, format, file, late, contents, job_id)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                  RETURNING id",
-                &[s.lab, s.database, s.server, s.owner, &s.group, s.uploaded_by, &s.size, &s.format, &s.file, &s.late, &s.contents, &job],
+                &[s.lab, s.database, &server, s.owner, &s.group, s.uploaded_by, &s.size, &s.format, &s.file, &s.late, &s.contents, &job],
             )
             .await?;
         tx.execute(

@@ -17,6 +17,9 @@ pub(super) struct Wanted {
     pub owner: PgName,
     pub members: Vec<Username>,
     pub pin: Option<String>,
+    /// Its size, when it exists already (a move); else it is counted as
+    /// large as the lab's template.
+    pub bytes: Option<u64>,
 }
 
 /// Bytes a new database is counted with before the lab's template exists.
@@ -85,8 +88,10 @@ impl<'s> Servers<'s> {
             .expect("servers come from the config")
     }
 
-    /// Why `name` cannot take one more database, or `None`.
-    fn refusal(&self, name: &str) -> Option<String> {
+    /// Why `name` cannot take one more database of `bytes` (default: as
+    /// large as the lab's template), or `None`.
+    fn refusal(&self, name: &str, bytes: Option<u64>) -> Option<String> {
+        let adding = bytes.unwrap_or(self.per_database);
         let s = &self.servers[name];
         if let Some(why) = &s.unusable {
             return Some(format!("{name} is {why}"));
@@ -101,23 +106,24 @@ impl<'s> Servers<'s> {
             }
         }
         if let (Some(max), Some(bytes)) = (config.max_bytes(), s.bytes) {
-            if bytes + self.per_database > max {
+            if bytes + adding > max {
                 return Some(format!(
-                    "{name} is full ({} MB used of max_size {}, a new database takes about {} MB)",
+                    "{name} is full ({} MB used of max_size {}, the database takes about {} MB)",
                     bytes / 1_048_576,
                     config.max_size.as_deref().unwrap_or_default(),
-                    self.per_database.div_ceil(1_048_576)
+                    adding.div_ceil(1_048_576)
                 ));
             }
         }
         None
     }
 
-    fn take(&mut self, name: &str) -> String {
+    fn take(&mut self, name: &str, bytes: Option<u64>) -> String {
+        let adding = bytes.unwrap_or(self.per_database);
         let s = self.servers.get_mut(name).expect("known server");
         s.databases += 1;
         if let Some(b) = &mut s.bytes {
-            *b += self.per_database;
+            *b += adding;
         }
         name.to_string()
     }
@@ -133,26 +139,26 @@ impl<'s> Servers<'s> {
                     self.names().join(", ")
                 )));
             }
-            if let Some(why) = self.refusal(pin) {
+            if let Some(why) = self.refusal(pin, w.bytes) {
                 return Err(ProvisionError::Input(format!(
                     "{} is pinned to server {pin}, but {why}: pin it elsewhere, or raise the limit",
                     who(w)
                 )));
             }
-            return Ok(self.take(pin));
+            return Ok(self.take(pin, w.bytes));
         }
         let best = self
             .names()
             .into_iter()
-            .filter(|n| self.refusal(n).is_none())
+            .filter(|n| self.refusal(n, w.bytes).is_none())
             .min_by_key(|n| self.servers[n].databases);
         match best {
-            Some(name) => Ok(self.take(&name)),
+            Some(name) => Ok(self.take(&name, w.bytes)),
             None => {
                 let why: Vec<String> = self
                     .names()
                     .iter()
-                    .filter_map(|n| self.refusal(n))
+                    .filter_map(|n| self.refusal(n, w.bytes))
                     .collect();
                 Err(ProvisionError::Input(format!(
                     "no Postgres server has room for {}: {}; nothing was changed",
@@ -201,6 +207,27 @@ async fn measure(
         bytes.unwrap_or(0).max(0) as u64,
         template.map(|t| t.max(0) as u64),
     ))
+}
+
+/// The size of every database on `server`.
+pub async fn database_sizes(
+    server: &PgServerSettings,
+) -> Result<BTreeMap<String, u64>, ProvisionError> {
+    let client = crate::pgconn::connect(server, "postgres").await?;
+    let rows = client
+        .query(
+            "SELECT datname::text, pg_database_size(oid) FROM pg_database",
+            &[],
+        )
+        .await
+        .map_err(super::postgres::sql_err(
+            &server.name,
+            "read the sizes of its databases",
+        ))?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64))
+        .collect())
 }
 
 /// The placements of `wanted`, and notices for databases that are not
@@ -268,13 +295,15 @@ pub(super) fn group_pin<'p>(
     Ok(servers.into_iter().next().cloned())
 }
 
-/// Why `server` cannot take one more database of `lab` now (down,
-/// unreachable, full), or `None`; a server not in the config is refused.
+/// Why `server` cannot take one more database of `lab` (of `bytes`) now
+/// (down, unreachable, full), or `None`; a server not in the config is
+/// refused.
 pub async fn refusal(
     settings: &Settings,
     store: &Store,
     lab: &crate::ident::LabId,
     server: &str,
+    bytes: Option<u64>,
 ) -> Result<Option<String>, ProvisionError> {
     if settings.server(server).is_none() {
         return Ok(Some(format!(
@@ -287,7 +316,9 @@ pub async fn refusal(
                 .join(", ")
         )));
     }
-    Ok(Servers::read(settings, store, lab).await?.refusal(server))
+    Ok(Servers::read(settings, store, lab)
+        .await?
+        .refusal(server, bytes))
 }
 
 /// A new server for each database on `from` (emptied by `pglab drain`):
@@ -306,6 +337,7 @@ pub async fn drain_targets(
     if let Some(s) = servers.servers.get_mut(from) {
         s.unusable = Some("being drained".into());
     }
+    let sizes = database_sizes(settings.server(from).expect("drained server")).await?;
     databases
         .iter()
         .map(|(_, d)| {
@@ -314,6 +346,7 @@ pub async fn drain_targets(
                 owner: d.owner.clone(),
                 members: vec![],
                 pin: None,
+                bytes: sizes.get(d.name.as_str()).copied(),
             })
         })
         .collect()

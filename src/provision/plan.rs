@@ -69,6 +69,7 @@ fn databases_wanted(lab: &LoadedLab, people: &Participants) -> Result<Vec<Wanted
                 owner: p.username.role(),
                 members: vec![p.username.clone()],
                 pin: p.server.clone(),
+                bytes: None,
             })
             .collect()),
         DatabaseMode::PerGroup => {
@@ -90,6 +91,7 @@ fn databases_wanted(lab: &LoadedLab, people: &Participants) -> Result<Vec<Wanted
                         db: PgName::group_db(id, &g),
                         owner: PgName::group_db(id, &g),
                         pin: group_pin(g.as_str(), pins)?,
+                        bytes: None,
                         members: members.iter().map(|p| p.username.clone()).collect(),
                     })
                 })

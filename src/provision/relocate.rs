@@ -1,13 +1,15 @@
 //! Moving a participant's database to another Postgres server: closed on
 //! the source, dumped there acting as its owner, restored on the target
-//! acting as its owner (by a login role made for it, never the admin),
-//! given the grants and `search_path` of a cloned database, and renamed
-//! into place. The control database's placement is switched by the caller
-//! only after that; the source is dropped last. Each step can be run again
-//! after a crash.
+//! acting as its owner (by a login role made for it, never the admin), and
+//! renamed into place. While it moves, both the source and the copy belong
+//! to `pglab_closed` with no grant for the student: a database's owner may
+//! grant on it from any session, so the student must own neither. The
+//! caller switches the placement in the control database, then gives the
+//! copy back to the student (`open_to_owner`, or the deadline's policy) and
+//! drops the source. Each step can be run again after a crash.
 
 use super::in_database;
-use super::postgres::{self as pg, PgError};
+use super::postgres::{self as pg, PgError, CLOSED_ROLE};
 use super::tools::{self, RestoreLogin, ToolRun};
 use super::ProvisionError;
 use crate::ident::PgName;
@@ -36,9 +38,9 @@ impl Moving<'_> {
 
 /// Copies `m.db` from `from` to `to` (where the owner's roles and the
 /// lab's template exist already): on return the database exists on `to`
-/// with the content it had when it was closed on `from`, which stays closed
-/// to everybody but pglab's admin until the caller drops or reopens it.
-/// Returns the dump, kept in `folder`.
+/// with the content it had when it was closed on `from`, both closed to
+/// everybody but pglab until the caller opens one of them. Returns the
+/// dump, kept in `folder`.
 pub async fn copy(
     from: &PgServerSettings,
     to: &PgServerSettings,
@@ -46,32 +48,29 @@ pub async fn copy(
     folder: &Path,
 ) -> Result<PathBuf, ProvisionError> {
     let target = crate::pgconn::connect(to, "postgres").await?;
-    clean_up(to, &target, m).await?;
-    if exists(&target, m.db.as_str())
-        .await
-        .map_err(pg::sql_err(&to.name, "list databases"))?
-    {
-        // An earlier attempt renamed its copy into place and stopped before
-        // the switch: the source has not changed since (it stayed closed).
-        drop_if_owned(to, &target, m).await?;
-    }
+    drop_copy(to, m).await?;
     let file = dump(from, m, folder).await?;
     let made = async {
         restore(to, &target, m, &file).await?;
-        pg::end_sessions(&target, m.scratch().as_str())
+        let scratch = m.scratch();
+        let rename = format!(
+            "ALTER DATABASE {} RENAME TO {}",
+            scratch.quoted(),
+            m.db.quoted()
+        );
+        pg::allow_connections(&target, scratch.as_str(), false)
+            .await
+            .map_err(pg::sql_err(&to.name, "close the copy"))?;
+        pg::end_sessions(&target, scratch.as_str())
             .await
             .map_err(pg::sql_err(&to.name, "end the sessions in the copy"))?;
-        target
-            .batch_execute(&format!(
-                "ALTER DATABASE {} RENAME TO {}",
-                m.scratch().quoted(),
-                m.db.quoted()
-            ))
+        target.batch_execute(&rename).await.map_err(pg::sql_err(
+            &to.name,
+            format!("rename the copy to {}", m.db),
+        ))?;
+        pg::allow_connections(&target, m.db.as_str(), true)
             .await
-            .map_err(pg::sql_err(
-                &to.name,
-                format!("rename the copy to {}", m.db),
-            ))?;
+            .map_err(pg::sql_err(&to.name, format!("open {} to pglab", m.db)))?;
         Ok::<_, ProvisionError>(())
     };
     if let Err(e) = made.await {
@@ -81,38 +80,39 @@ pub async fn copy(
     Ok(file)
 }
 
-async fn exists(admin: &Client, db: &str) -> Result<bool, tokio_postgres::Error> {
+async fn exists(server: &PgServerSettings, admin: &Client, db: &str) -> Result<bool, PgError> {
     Ok(admin
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
-        .await?
+        .await
+        .map_err(pg::sql_err(&server.name, "list databases"))?
         .is_some())
 }
 
-/// Drops `m.db` on a server where it is not placed, if it is the owner's
-/// (a copy of an earlier attempt); anything else of that name is refused.
-async fn drop_if_owned(
-    server: &PgServerSettings,
-    admin: &Client,
-    m: &Moving<'_>,
-) -> Result<(), ProvisionError> {
-    let owner: String = admin
-        .query_one(
+/// What an earlier attempt of this move left on `to`, where the database
+/// is not placed: its scratch database, its login role, and a copy renamed
+/// into place (owned by `pglab_closed` or the owner); a database of that
+/// name that is anybody else's is refused.
+pub async fn drop_copy(to: &PgServerSettings, m: &Moving<'_>) -> Result<(), ProvisionError> {
+    let admin = crate::pgconn::connect(to, "postgres").await?;
+    clean_up(to, &admin, m).await?;
+    let owner: Option<String> = admin
+        .query_opt(
             "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
             &[&m.db.as_str()],
         )
         .await
-        .map_err(pg::sql_err(
-            &server.name,
-            format!("find the owner of {}", m.db),
-        ))?
-        .get(0);
-    if owner != m.owner.as_str() {
-        return Err(ProvisionError::Input(format!(
-            "server {} already has a database {} owned by {owner}, not by {}: refusing to replace it",
-            server.name, m.db, m.owner
-        )));
+        .map_err(pg::sql_err(&to.name, format!("find the owner of {}", m.db)))?
+        .map(|r| r.get(0));
+    match owner {
+        None => Ok(()),
+        Some(o) if o == m.owner.as_str() || o == CLOSED_ROLE => {
+            Ok(pg::drop_database(to, &admin, m.db.as_str()).await?)
+        }
+        Some(o) => Err(ProvisionError::Input(format!(
+            "server {} already has a database {} owned by {o}, not by {}: refusing to replace it",
+            to.name, m.db, m.owner
+        ))),
     }
-    Ok(pg::drop_database(server, admin, m.db.as_str()).await?)
 }
 
 /// This move's scratch database and login role, gone.
@@ -125,8 +125,9 @@ async fn clean_up(
     pg::drop_role(server, admin, m.login().as_str()).await
 }
 
-/// Closes the source to everybody (sessions ended) but its checking role,
-/// and dumps it as that role acting as the owner, without pglab's schema.
+/// Closes the source to everybody (sessions ended, handed to
+/// `pglab_closed`) but its checking role, and dumps it as that role acting
+/// as the owner, without pglab's schema.
 async fn dump(
     from: &PgServerSettings,
     m: &Moving<'_>,
@@ -140,22 +141,22 @@ async fn dump(
     pg::close_for_admin(from, &source, m.db.as_str()).await?;
     source
         .batch_execute(&format!(
-            "GRANT CONNECT ON DATABASE {} TO {}",
-            m.db.quoted(),
-            PgName::checker(m.owner).quoted()
+            "ALTER DATABASE {d} OWNER TO {CLOSED_ROLE}; REVOKE ALL ON DATABASE {d} FROM PUBLIC, {o}; GRANT CONNECT ON DATABASE {d} TO {};",
+            PgName::checker(m.owner).quoted(),
+            d = m.db.quoted(),
+            o = m.owner.quoted(),
         ))
         .await
-        .map_err(pg::sql_err(
-            &from.name,
-            format!("open {} to its checking role", m.db),
-        ))?;
+        .map_err(pg::sql_err(&from.name, format!("close {} for the move", m.db)))?;
     tools::pg_dump_snapshot(from, m.db.as_str(), m.owner, &file, None).await?;
     Ok(file)
 }
 
-/// The dump into a new scratch database of the owner's on the target,
-/// restored acting as the owner, then given a lab database's grants,
-/// `search_path` and pglab's own schema.
+/// The dump into a new scratch database of `pglab_closed` on the target
+/// (pglab's schema made first: views of the student's may use it),
+/// restored acting as the owner (who may create in it meanwhile, and not
+/// connect), then given a lab database's grants but the owner's and its
+/// `search_path`.
 async fn restore(
     to: &PgServerSettings,
     admin: &Client,
@@ -163,18 +164,25 @@ async fn restore(
     file: &Path,
 ) -> Result<(), ProvisionError> {
     let scratch = m.scratch();
+    let (s, o) = (scratch.quoted(), m.owner.quoted());
     pg::create_closed_database(
         to,
         admin,
-        &format!(
-            "CREATE DATABASE {} OWNER {} TEMPLATE template0",
-            scratch.quoted(),
-            m.owner.quoted()
-        ),
+        &format!("CREATE DATABASE {s} OWNER {CLOSED_ROLE} TEMPLATE template0"),
         &scratch,
-        &pg::revoke_connect_sql(&scratch),
+        &format!("REVOKE ALL ON DATABASE {s} FROM PUBLIC; GRANT CREATE ON DATABASE {s} TO {o};"),
     )
     .await?;
+    let inside =
+        crate::pgconn::connect_with_options(to, scratch.as_str(), in_database::SESSION).await?;
+    in_database::replace_handed_in(&inside, &to.admin_user)
+        .await
+        .map_err(pg::sql_err(&to.name, "make pglab's schema in the copy"))?;
+    inside
+        .batch_execute(&format!("GRANT CREATE ON SCHEMA public TO {o}"))
+        .await
+        .map_err(pg::sql_err(&to.name, "let the owner restore into the copy"))?;
+    drop(inside);
     let run = restore_as_owner(to, admin, file, (&scratch, m.owner), &m.login()).await?;
     if !run.ok {
         let lines: Vec<&str> = run.stderr.lines().take(10).collect();
@@ -184,19 +192,21 @@ async fn restore(
             lines.join("\n")
         )));
     }
+    // restore_as_owner ended every session in the copy, this one too.
+    let inside =
+        crate::pgconn::connect_with_options(to, scratch.as_str(), in_database::SESSION).await?;
+    inside
+        .batch_execute(&format!("REVOKE CREATE ON SCHEMA public FROM {o}"))
+        .await
+        .map_err(pg::sql_err(&to.name, "close the copy's schema public"))?;
     admin
         .batch_execute(&format!(
-            "{} {}",
-            pg::close_database_sql(&scratch, m.owner),
+            "REVOKE ALL ON DATABASE {s} FROM PUBLIC, {o}; GRANT CONNECT ON DATABASE {s} TO {}; {}",
+            PgName::checker(m.owner).quoted(),
             pg::search_path_sql(&scratch, m.search_path)
         ))
         .await
         .map_err(pg::sql_err(&to.name, "grant the copy as a lab database"))?;
-    let inside =
-        crate::pgconn::connect_with_options(to, scratch.as_str(), in_database::SESSION).await?;
-    in_database::replace_handed_in(&inside, &to.admin_user)
-        .await
-        .map_err(pg::sql_err(&to.name, "make pglab's schema in the copy"))?;
     Ok(())
 }
 
@@ -258,19 +268,24 @@ pub async fn restore_as_owner(
     run.map_err(PgError::Refused)
 }
 
-/// The source open to its owner again after a move that failed (the
-/// caller applies a deadline's policy again afterwards).
-pub async fn reopen(from: &PgServerSettings, db: &PgName, owner: &PgName) -> Result<(), PgError> {
-    let source = crate::pgconn::connect(from, "postgres").await?;
-    source
+/// `db` given (back) to its owner as a cloned database is: owned by them,
+/// CONNECT for them and their checking role only. For a database without
+/// a closing deadline policy (the caller applies that one instead).
+pub async fn open_to_owner(
+    server: &PgServerSettings,
+    db: &PgName,
+    owner: &PgName,
+) -> Result<(), PgError> {
+    let admin = crate::pgconn::connect(server, "postgres").await?;
+    admin
         .batch_execute(&format!(
-            "GRANT ALL ON DATABASE {d} TO {}; {}",
-            owner.quoted(),
+            "ALTER DATABASE {d} OWNER TO {o}; GRANT ALL ON DATABASE {d} TO {o}; {}",
             pg::close_database_sql(db, owner),
-            d = db.quoted()
+            d = db.quoted(),
+            o = owner.quoted(),
         ))
         .await
-        .map_err(pg::sql_err(&from.name, format!("reopen {db}")))
+        .map_err(pg::sql_err(&server.name, format!("open {db} to {owner}")))
 }
 
 /// After the switch: the source database dropped (its dump is kept), with
@@ -284,10 +299,7 @@ pub async fn drop_source(
 ) -> Result<Vec<String>, ProvisionError> {
     let admin = crate::pgconn::connect(from, "postgres").await?;
     let mut done = vec![];
-    if exists(&admin, db.as_str())
-        .await
-        .map_err(pg::sql_err(&from.name, "list databases"))?
-    {
+    if exists(from, &admin, db.as_str()).await? {
         pg::drop_database(from, &admin, db.as_str()).await?;
         done.push(format!("{db} dropped on server {}", from.name));
     }
@@ -299,10 +311,7 @@ pub async fn drop_source(
         done.push(format!("read-only snapshot copy {copy} dropped (restore the snapshot again to get it on the new server)"));
     }
     for name in previous {
-        if exists(&admin, name)
-            .await
-            .map_err(pg::sql_err(&from.name, "list databases"))?
-        {
+        if exists(from, &admin, name).await? {
             let file =
                 super::prune::dump_then_drop(from, &admin, name, db.as_str(), replaced).await?;
             done.push(format!(

@@ -286,10 +286,16 @@ async fn moves_and_drain(env: &TestEnv) {
                END IF;
                RETURN $1;
              END $$;
-             CREATE INDEX mine_trap ON mine (trap(x));",
+             CREATE INDEX mine_trap ON mine (trap(x));
+             CREATE VIEW my_progress AS SELECT * FROM pglab.progress;",
         )
         .await
         .expect("student's work");
+    closed_while_copied(env, &pw).await;
+    let student = env
+        .connect_as(0, "p2", &pw, "pins_p2")
+        .await
+        .expect("p2 on main again");
     let queue = pglab::app::Queue::default();
     let p2 = Username::parse("p2").expect("user");
     let queued = pglab::app::moves::start_move(
@@ -437,4 +443,74 @@ async fn moves_and_drain(env: &TestEnv) {
         .batch_execute("SELECT * FROM still_here")
         .await
         .expect("p1's table came along");
+}
+
+/// While a copy is made, the student owns neither the source nor the copy
+/// (an owner may grant on a database from any session) and can connect to
+/// neither; a move that stops there leaves the source to be opened again.
+async fn closed_while_copied(env: &TestEnv, pw: &str) {
+    use pglab::ident::PgName;
+    use pglab::provision::relocate;
+    let (db, owner) = (
+        PgName::from_catalog("pins_p2".into()),
+        PgName::from_catalog("p2".into()),
+    );
+    let path = pglab::provision::postgres::search_path(&[]);
+    let moving = relocate::Moving {
+        db: &db,
+        owner: &owner,
+        search_path: &path,
+        job: 999_999,
+    };
+    let s = &env.settings().postgres;
+    // The target made ready as a move does first.
+    let lab = env
+        .store
+        .lab(&pglab::ident::LabId::parse("pins").expect("id"))
+        .await
+        .expect("store")
+        .expect("lab");
+    let placement = pglab::provision::Placement {
+        db: db.clone(),
+        owner: owner.clone(),
+        server: "node2".into(),
+        members: vec![pglab::ident::Username::parse("p2").expect("user")],
+    };
+    let plan = pglab::provision::plan_target(env.settings(), &env.store, lab, placement)
+        .await
+        .expect("target planned");
+    pglab::provision::apply(env.settings(), &env.store, &plan, |_, _| {})
+        .await
+        .expect("target ready");
+    relocate::copy(&s[0], &s[1], &moving, &env.dir.path().join("moved"))
+        .await
+        .expect("copied");
+    for server in 0..2 {
+        let owner: String = env
+            .admin(server, "postgres")
+            .await
+            .query_one(
+                "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = 'pins_p2'",
+                &[],
+            )
+            .await
+            .expect("owner")
+            .get(0);
+        assert_eq!(owner, "pglab_closed", "server {server}");
+        let e = env
+            .connect_as(server, "p2", pw, "pins_p2")
+            .await
+            .expect_err("closed while it moves");
+        assert!(
+            crate::support::refusal(&e).contains("permission denied"),
+            "{e}"
+        );
+    }
+    relocate::drop_copy(&s[1], &moving)
+        .await
+        .expect("copy gone");
+    assert!(!env.database_exists(1, "pins_p2").await);
+    relocate::open_to_owner(&s[0], &db, &owner)
+        .await
+        .expect("open again");
 }
