@@ -232,14 +232,7 @@ async fn move_database(
         bail!("cannot move to {why}; nothing was done");
     }
     let mut summary = prepare_target(settings, store, &job.lab, &rec, &p).await?;
-    let lab = super::snapshots::lab(store, &job.lab).await?;
-    let search_path = provision::postgres::search_path(&lab.schemas());
-    let moving = relocate::Moving {
-        db: &rec.name,
-        owner: &rec.owner,
-        search_path: &search_path,
-        job: job.id,
-    };
+    let moving = moving(store, job, &rec).await?;
     let folder = settings.data_dir.join("moved").join(job.lab.as_str());
     let copied = async {
         let file = tokio::time::timeout(COPY_LIMIT, relocate::copy(p.from, p.to, &moving, &folder))
@@ -284,6 +277,21 @@ async fn move_database(
     ));
     summary.extend(finish(settings, store, job, &rec, &p).await?);
     Ok(summary)
+}
+
+/// What `job` moves, as the provisioning code names it.
+async fn moving<'r>(
+    store: &Store,
+    job: &JobRecord,
+    rec: &'r DatabaseRecord,
+) -> anyhow::Result<relocate::Moving<'r>> {
+    let lab = super::snapshots::lab(store, &job.lab).await?;
+    Ok(relocate::Moving {
+        db: &rec.name,
+        owner: &rec.owner,
+        search_path: provision::postgres::search_path(&lab.schemas()),
+        job: job.id,
+    })
 }
 
 /// After the switch: the database open to its participants on the new
@@ -420,15 +428,7 @@ pub async fn give_up(settings: &Settings, store: &Store, job: &JobRecord) -> any
     let p = params(settings, job)?;
     let rec = database(store, &job.lab, p.db.as_str()).await?;
     if rec.server.as_str() == p.from.name {
-        let lab = super::snapshots::lab(store, &job.lab).await?;
-        let search_path = provision::postgres::search_path(&lab.schemas());
-        let moving = relocate::Moving {
-            db: &rec.name,
-            owner: &rec.owner,
-            search_path: &search_path,
-            job: job.id,
-        };
-        relocate::drop_copy(p.to, &moving).await?;
+        relocate::drop_copy(p.to, &moving(store, job, &rec).await?).await?;
         give_access(store, &job.lab, &rec, p.from).await?;
     }
     Ok(())

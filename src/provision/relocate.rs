@@ -21,7 +21,7 @@ use tokio_postgres::Client;
 pub struct Moving<'a> {
     pub db: &'a PgName,
     pub owner: &'a PgName,
-    pub search_path: &'a [String],
+    pub search_path: Vec<String>,
     /// Names this move's scratch database and login role.
     pub job: i64,
 }
@@ -203,7 +203,7 @@ async fn restore(
         .batch_execute(&format!(
             "REVOKE ALL ON DATABASE {s} FROM PUBLIC, {o}; GRANT CONNECT ON DATABASE {s} TO {}; {}",
             PgName::checker(m.owner).quoted(),
-            pg::search_path_sql(&scratch, m.search_path)
+            pg::search_path_sql(&scratch, &m.search_path)
         ))
         .await
         .map_err(pg::sql_err(&to.name, "grant the copy as a lab database"))?;

@@ -455,11 +455,10 @@ async fn closed_while_copied(env: &TestEnv, pw: &str) {
         PgName::from_catalog("pins_p2".into()),
         PgName::from_catalog("p2".into()),
     );
-    let path = pglab::provision::postgres::search_path(&[]);
     let moving = relocate::Moving {
         db: &db,
         owner: &owner,
-        search_path: &path,
+        search_path: pglab::provision::postgres::search_path(&[]),
         job: 999_999,
     };
     let s = &env.settings().postgres;
