@@ -61,6 +61,21 @@ pub async fn connect_with_options(
     connect_with(server, c).await
 }
 
+/// An admin connection that names itself `application` (others count
+/// such sessions in `pg_stat_activity`), with `options` after `-c
+/// role=none`.
+pub async fn connect_named(
+    server: &PgServerSettings,
+    dbname: &str,
+    application: &str,
+    options: &str,
+) -> Result<Client, ConnectError> {
+    let mut c = base(server, dbname);
+    c.application_name(application)
+        .options(format!("-c role=none {options}"));
+    connect_with(server, c).await
+}
+
 /// A connection as a login role other than the admin (a restore job's
 /// role, a participant's checking role).
 pub async fn connect_as(

@@ -29,12 +29,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<AppState> {
     let settings = Arc::new(settings);
     let board = Board::default();
     let health = Arc::new(Health::new());
+    // One replica among any number that share the control database.
     let engine = Engine::new(
         Arc::clone(&settings),
         store.clone(),
         board.clone(),
         Arc::clone(&health),
-    );
+    )
+    .shared();
     let mut tasks = vec![tokio::spawn(engine.run()).abort_handle()];
     let sessions = SessionKey::new(&store.secret("session_key").await?);
     let queue = crate::app::Queue::default();

@@ -1,10 +1,12 @@
 //! pglab's own state in a control database on Postgres, with versioned
 //! migrations.
 
+mod board_rows;
 mod evidence;
 mod exports;
 mod history;
 mod jobs;
+mod leases;
 mod mail;
 mod moves;
 mod records;
@@ -14,10 +16,12 @@ mod submissions;
 mod tokens;
 mod types;
 
+pub use board_rows::*;
 pub use evidence::*;
 pub use exports::*;
 pub use history::*;
 pub use jobs::*;
+pub use leases::*;
 pub use mail::*;
 pub use records::*;
 pub use scores::*;
@@ -74,6 +78,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         14,
         "placement",
         include_str!("migrations/0014_placement.sql"),
+    ),
+    (
+        15,
+        "board rows",
+        include_str!("migrations/0015_board_rows.sql"),
     ),
 ];
 

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, RwLock};
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TaskBoard {
     pub passed: bool,
     pub points: u32,
@@ -16,7 +16,7 @@ pub struct TaskBoard {
     pub first_passed: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ParticipantBoard {
     pub username: String,
     pub pseudonym: String,

@@ -69,6 +69,7 @@ async fn participants_spread_over_two_servers_and_stay() {
     one_server_down(&mut env, &lab, &plan, &more).await;
     pins_and_capacity(&mut env).await;
     moves_and_drain(&env).await;
+    replicas_share_scoring(&env).await;
     env.stop().await;
 }
 
@@ -512,4 +513,126 @@ async fn closed_while_copied(env: &TestEnv, pw: &str) {
     relocate::open_to_owner(&s[0], &db, &owner)
         .await
         .expect("open again");
+}
+
+/// A scoring engine as one of several replicas.
+fn replica(env: &TestEnv) -> crate::support::Scorer {
+    let mut s = env.scorer();
+    s.engine = std::mem::replace(
+        &mut s.engine,
+        pglab::scoring::Engine::new(
+            std::sync::Arc::new(env.settings().clone()),
+            env.store.clone(),
+            s.board.clone(),
+            std::sync::Arc::new(pglab::scoring::Health::new()),
+        ),
+    )
+    .shared();
+    s
+}
+
+/// Runs looks of both replicas until `done` holds (at most 20 s).
+async fn until(
+    a: &mut crate::support::Scorer,
+    b: &mut crate::support::Scorer,
+    what: &str,
+    done: impl Fn(&crate::support::Scorer, &crate::support::Scorer) -> bool,
+) {
+    let since = std::time::Instant::now();
+    while !done(a, b) {
+        assert!(
+            since.elapsed().as_secs() < 20,
+            "never: {what}: {:?} {:?} / {:?} {:?}",
+            a.engine.leases(),
+            restocked(a),
+            b.engine.leases(),
+            restocked(b)
+        );
+        a.engine.tick().await.expect("look");
+        b.engine.tick().await.expect("look");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Two replicas share the scoring: each server's lease is one replica's,
+/// both boards show every participant, a change scored by one shows on the
+/// other's board, and when one replica ends its lease goes to the other.
+async fn replicas_share_scoring(env: &TestEnv) {
+    let (mut a, mut b) = (replica(env), replica(env));
+    until(&mut a, &mut b, "two servers split", |a, b| {
+        let (la, lb) = (
+            a.engine.leases().expect("shared"),
+            b.engine.leases().expect("shared"),
+        );
+        la.len() == 1 && lb.len() == 1 && la != lb
+    })
+    .await;
+    // Everybody is on main after the drain: one replica scores them all.
+    let (mut main, mut other) = if a.engine.leases().expect("shared").contains("main") {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let pw = env.password("p2").await;
+    env.connect_as(0, "p2", &pw, "pins_p2")
+        .await
+        .expect("p2")
+        .batch_execute("UPDATE shop.products SET stock = 20 WHERE name LIKE '%Teapot%'")
+        .await
+        .expect("restock");
+    until(
+        &mut main,
+        &mut other,
+        "the other replica shows the pass",
+        |m, o| restocked(m) == Some(true) && restocked(o) == Some(true),
+    )
+    .await;
+    let rows = |s: &crate::support::Scorer| {
+        let snap = s.board.get();
+        snap.labs
+            .iter()
+            .map(|l| l.participants.len())
+            .sum::<usize>()
+    };
+    assert_eq!(rows(&main), rows(&other), "both boards show everybody");
+    // The replica scoring main ends (its lease session closes with it).
+    drop(main);
+    alone(&mut other, "main's lease moves", |o| {
+        o.engine.leases().expect("shared").contains("main")
+    })
+    .await;
+    env.connect_as(0, "p2", &pw, "pins_p2")
+        .await
+        .expect("p2")
+        .batch_execute("UPDATE shop.products SET stock = 3 WHERE name LIKE '%Teapot%'")
+        .await
+        .expect("unstock");
+    alone(&mut other, "scored by the replica left", |o| {
+        restocked(o) == Some(false)
+    })
+    .await;
+}
+
+/// Runs looks of one replica until `done` holds (at most 20 s).
+async fn alone(
+    s: &mut crate::support::Scorer,
+    what: &str,
+    done: impl Fn(&crate::support::Scorer) -> bool,
+) {
+    let since = std::time::Instant::now();
+    while !done(s) {
+        assert!(since.elapsed().as_secs() < 20, "never: {what}");
+        s.engine.tick().await.expect("look");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Whether p2's task `restock` passes on this replica's board (`None`: not
+/// evaluated yet).
+fn restocked(s: &crate::support::Scorer) -> Option<bool> {
+    let snap = s.board.get();
+    let lab = snap.labs.iter().find(|l| l.id == "pins")?;
+    let i = lab.tasks.iter().position(|t| t.id == "restock")?;
+    let p = lab.participants.iter().find(|p| p.username == "p2")?;
+    Some(p.tasks.as_ref()?[i].passed)
 }

@@ -8,6 +8,7 @@
 mod lanes;
 mod publish;
 mod record;
+mod replicas;
 mod tick;
 
 use super::activity::{self, Activity};
@@ -118,6 +119,8 @@ pub struct Engine {
     server_errors: BTreeMap<String, String>,
     /// Per server, what was last written to the control database, when.
     health_written: BTreeMap<String, (bool, Instant)>,
+    /// As one replica among several: its leases and shared rows.
+    shared: Option<replicas::Shared>,
 }
 
 /// A participant of a lab, for the board.
@@ -168,6 +171,7 @@ impl Engine {
             digests: BTreeMap::new(),
             server_errors: BTreeMap::new(),
             health_written: BTreeMap::new(),
+            shared: None,
         }
     }
 
@@ -205,7 +209,11 @@ impl Engine {
         if self.pseudonym_key.is_none() {
             self.pseudonym_key = Some(self.store.secret("pseudonym").await?);
         }
-        let placements = self.placements(only).await?;
+        let mut placements = self.placements(only).await?;
+        if let Some(held) = self.held_servers().await {
+            placements.retain(|server, _| held.contains(server.as_str()));
+        }
+        self.read_foreign().await;
         // The digests before the activity is read: a change in between is
         // seen again by the next look, never missed.
         let same = self.unchanged(&placements).await;
@@ -221,6 +229,7 @@ impl Engine {
             self.changes(&placements).await
         };
         self.reach_unplaced(&mut servers).await;
+        self.others_health(&mut servers).await;
         let servers = self.merged(servers);
         self.record_health(&servers).await;
         // Longest unscored first, so that a round cut by its deadline
@@ -235,6 +244,7 @@ impl Engine {
         let skipped = activity.len().saturating_sub(evaluated);
         self.evaluate(jobs, &activity).await;
         self.publish(&activity, servers.clone(), began);
+        self.write_own().await;
         self.published = activity;
         if only.is_none() {
             self.placed = Some(placements);
@@ -386,7 +396,7 @@ impl Engine {
     /// TCP and never answers).
     async fn reach_unplaced(&mut self, servers: &mut Vec<(String, bool)>) {
         for s in &self.settings.postgres {
-            if servers.iter().any(|(n, _)| n == &s.name) {
+            if servers.iter().any(|(n, _)| n == &s.name) || !self.scores(&s.name) {
                 continue;
             }
             let wait = crate::pgconn::CONNECT_TIMEOUT;

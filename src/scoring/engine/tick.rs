@@ -18,26 +18,36 @@ impl Engine {
     /// board shows changed (a result, a session, an activity). Without a
     /// full round yet, one. The databases evaluated.
     pub async fn tick(&mut self) -> Result<usize, crate::control::StoreError> {
+        if self.leases_moved().await {
+            self.placed = None;
+        }
         let Some(placed) = self.placed.take() else {
             return self.round(None).await;
         };
         let began = chrono::Utc::now();
+        // Rows other replicas wrote: shown at once, like a change here.
+        let fresh = self.read_foreign().await;
         if self.unchanged(&placed).await {
             self.placed = Some(placed);
             let servers = self.servers_up.clone();
             self.record_health(&servers).await;
+            if fresh {
+                self.publish(&self.published, servers, began);
+            }
             return Ok(0);
         }
         let (activity, servers, jobs) = self.changes(&placed).await;
         self.placed = Some(placed);
         let servers = self.merged(servers);
         self.record_health(&servers).await;
-        if jobs.is_empty() && activity == self.published && servers == self.servers_up {
+        let same = activity == self.published && servers == self.servers_up;
+        if jobs.is_empty() && same && !fresh {
             return Ok(0);
         }
         let evaluated = jobs.len();
         self.evaluate(jobs, &activity).await;
         self.publish(&activity, servers.clone(), began);
+        self.write_own().await;
         self.published = activity;
         self.servers_up = servers;
         Ok(evaluated)
@@ -87,6 +97,9 @@ impl Engine {
     /// server went down or came back, otherwise every `HEALTH_WRITE`.
     pub(super) async fn record_health(&mut self, servers: &[(String, bool)]) {
         for (name, up) in servers {
+            if !self.scores(name) {
+                continue; // its lease holder's to record
+            }
             let due = self
                 .health_written
                 .get(name)

@@ -1,0 +1,70 @@
+//! The board rows that scoring replicas share: each participant's row as
+//! the replica that scores its server last made it.
+
+use super::{Store, StoreError};
+use crate::ident::LabId;
+
+/// A participant's board row, and its number in the order of writes.
+#[derive(Debug, Clone)]
+pub struct BoardRow {
+    pub lab: LabId,
+    pub database: String,
+    pub server: String,
+    pub row: serde_json::Value,
+    pub seq: i64,
+}
+
+/// A row to write: (lab, database, server, row).
+pub type NewBoardRow = (String, String, String, serde_json::Value);
+
+impl Store {
+    /// Writes rows (each numbered after every row written before).
+    pub async fn put_board_rows(&self, rows: &[NewBoardRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let column = |f: fn(&NewBoardRow) -> &String| rows.iter().map(f).collect::<Vec<_>>();
+        let values: Vec<&serde_json::Value> = rows.iter().map(|r| &r.3).collect();
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO board_rows (lab_id, database, server, row, seq)
+                 SELECT l, d, s, r, nextval('board_row_seq')
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[]) AS t(l, d, s, r)
+                 WHERE EXISTS (SELECT 1 FROM labs WHERE id = l)
+                 ON CONFLICT (lab_id, database)
+                 DO UPDATE SET server = EXCLUDED.server, row = EXCLUDED.row, seq = EXCLUDED.seq",
+                &[
+                    &column(|r| &r.0),
+                    &column(|r| &r.1),
+                    &column(|r| &r.2),
+                    &values,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The rows written after `seq`, oldest first.
+    pub async fn board_rows_since(&self, seq: i64) -> Result<Vec<BoardRow>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT lab_id, database, server, row, seq FROM board_rows WHERE seq > $1 ORDER BY seq",
+                &[&seq],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(BoardRow {
+                    lab: super::types::column(r, 0, "board row", || r.get::<_, String>(1))?,
+                    database: r.get(1),
+                    server: r.get(2),
+                    row: r.get(3),
+                    seq: r.get(4),
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,104 @@
+//! Scoring leases: each Postgres server's databases are scored by one pglab
+//! replica at a time. A lease is a session-level advisory lock in the
+//! control database, held by a session of the replica's own: it ends with
+//! that session, at once when the replica dies (its socket closes), or after
+//! `IDLE_SECS` when the replica hangs (the session stops asking and the
+//! server ends it). Replicas are the sessions named `APPLICATION`; each
+//! takes its share of the servers (all of them, divided by the replicas,
+//! rounded up) and gives back what is over its share, so that a replica
+//! that joins gets work within a few seconds. Nothing is written: the
+//! leases move no transaction id of the control database.
+
+use super::{Store, StoreError};
+use std::collections::BTreeSet;
+use tokio_postgres::Client;
+
+/// The `application_name` of every replica's lease session.
+pub const APPLICATION: &str = "pglab-scoring";
+/// A lease session idle this long is ended by the server (a hung replica).
+pub const IDLE_SECS: u32 = 15;
+/// First key of the leases' advisory locks (the second: the server name's
+/// hash); apart from the one-key locks of applies.
+const NAMESPACE: i32 = 0x7067_6c73;
+
+/// A replica's lease session and the servers it holds.
+pub struct LeaseSession {
+    client: Client,
+    held: BTreeSet<String>,
+}
+
+impl Store {
+    /// A new lease session (holding nothing yet).
+    pub async fn lease_session(&self) -> Result<LeaseSession, StoreError> {
+        let options = format!("-c idle_session_timeout={}", IDLE_SECS * 1000);
+        let client =
+            crate::pgconn::connect_named(&self.server, &self.database, APPLICATION, &options)
+                .await?;
+        Ok(LeaseSession {
+            client,
+            held: BTreeSet::new(),
+        })
+    }
+}
+
+impl LeaseSession {
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    pub fn held(&self) -> &BTreeSet<String> {
+        &self.held
+    }
+
+    /// Takes this replica's share of `servers` and gives back the rest;
+    /// `me` orders the free servers differently per replica, so that two
+    /// replicas starting together seldom reach for the same one first.
+    pub async fn rebalance(
+        &mut self,
+        servers: &[String],
+        me: u64,
+    ) -> Result<&BTreeSet<String>, StoreError> {
+        let live: i64 = self
+            .client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
+                &[&APPLICATION],
+            )
+            .await?
+            .get(0);
+        let share = servers.len().div_ceil(live.max(1) as usize);
+        let over: Vec<String> = self
+            .held
+            .iter()
+            .filter(|s| !servers.contains(s))
+            .chain(self.held.iter().filter(|s| servers.contains(s)).skip(share))
+            .cloned()
+            .collect();
+        for server in over {
+            self.lock("pg_advisory_unlock", &server).await?;
+            self.held.remove(&server);
+        }
+        let start = (me % servers.len().max(1) as u64) as usize;
+        let order = servers.iter().cycle().skip(start).take(servers.len());
+        for server in order {
+            if self.held.len() >= share {
+                break;
+            }
+            if !self.held.contains(server) && self.lock("pg_try_advisory_lock", server).await? {
+                self.held.insert(server.clone());
+            }
+        }
+        Ok(&self.held)
+    }
+
+    async fn lock(&self, function: &str, server: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .client
+            .query_one(
+                &format!("SELECT {function}($1, hashtext($2))"),
+                &[&NAMESPACE, &server],
+            )
+            .await?
+            .get(0))
+    }
+}
