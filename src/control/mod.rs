@@ -7,6 +7,7 @@ mod exports;
 mod history;
 mod jobs;
 mod leases;
+mod logins;
 mod mail;
 mod moves;
 mod records;
@@ -83,6 +84,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         15,
         "board rows",
         include_str!("migrations/0015_board_rows.sql"),
+    ),
+    (
+        16,
+        "login attempts",
+        include_str!("migrations/0016_login_attempts.sql"),
     ),
 ];
 

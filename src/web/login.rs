@@ -208,13 +208,10 @@ async fn submit(
         return Err(WebError::Csrf);
     }
     let attempt = session::attempt(&state, &headers, addr, &form.username);
-    let counted = state.limiter.count(&attempt).map_err(|wait| {
-        tracing::warn!(client = %addr.ip(), "login refused: too many failed attempts");
-        WebError::TooManyAttempts(wait)
-    })?;
+    let counted = state.limiter.count(&state.store, &attempt).await?;
     match authenticate(&state, form.username.trim(), &form.password).await? {
         Ok(role) => {
-            state.limiter.forgive(counted);
+            state.limiter.forgive(&state.store, counted).await;
             let s = Session::new(
                 form.username.trim().to_string(),
                 role,

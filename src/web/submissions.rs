@@ -153,14 +153,12 @@ pub(super) async fn basic_user(
     // A name that is no username costs no LDAP bind, and is not counted
     // (so that made-up names cannot push real ones out of the limiter).
     let parsed = Username::parse(&user).map_err(|_| WebError::Unauthorized)?;
-    let counted = state
-        .limiter
-        .count(&super::session::attempt(state, headers, addr, &user))
-        .map_err(WebError::TooManyAttempts)?;
+    let attempt = super::session::attempt(state, headers, addr, &user);
+    let counted = state.limiter.count(&state.store, &attempt).await?;
     if !crate::provision::ldap::check_password(&state.settings.ldap, &parsed, &password).await? {
         return Err(WebError::Unauthorized);
     }
-    state.limiter.forgive(counted);
+    state.limiter.forgive(&state.store, counted).await;
     Ok(parsed)
 }
 

@@ -234,6 +234,20 @@ impl TestEnv {
         let listener = tokio::net::TcpListener::bind(self.settings().listen)
             .await
             .expect("listen");
+        self.serve_on(listener).await
+    }
+
+    /// Another replica on a port of its own (the same control database),
+    /// and its base URL.
+    pub async fn replica(&self) -> (Server, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        (self.serve_on(listener).await, base)
+    }
+
+    async fn serve_on(&self, listener: tokio::net::TcpListener) -> Server {
         let state = pglab::server::start(self.settings().clone())
             .await
             .expect("server");

@@ -262,16 +262,50 @@ async fn roles_csrf_escaping_passwords_and_rate_limit() {
         404
     );
 
-    // Guessing: after 5 failures even the right password waits.
-    let mut guesser = Http::new(&base);
-    for i in 0..5 {
-        assert_eq!(guesser.login("bob", &format!("guess-{i}")).await.0, 401);
-    }
-    let bob_pw = env.password("bob").await;
-    let (status, page) = guesser.login("bob", &bob_pw).await;
-    assert_eq!(status, 429, "{page}");
-    assert!(page.contains("Too many failed logins"));
+    // A second replica: the lab master's session and form tokens work
+    // there too.
+    let (replica, base2) = env.replica().await;
+    let mut ada2 = Http::new(&base2);
+    ada2.cookies = ada.cookies.clone();
+    assert_eq!(ada2.get("/labs/sec/credentials").await.0, 200);
+    let token = ada.csrf("/labs/sec/credentials").await;
+    let (status, _) = ada2
+        .post("/labs/sec/participants/bob/reset", &[("csrf", &token)])
+        .await;
+    assert_eq!(status, 303, "a form of one replica is taken by the other");
 
+    // Guessing: after 5 failures even the right password waits, whichever
+    // replica the guesses reach (here: in parallel, spread over both).
+    let guesses = (0..12).map(|i| {
+        let base = if i % 2 == 0 {
+            base.clone()
+        } else {
+            base2.clone()
+        };
+        tokio::spawn(async move { Http::new(&base).login("bob", &format!("guess-{i}")).await.0 })
+    });
+    let mut statuses = vec![];
+    for g in guesses {
+        statuses.push(g.await.expect("guess"));
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        7,
+        "{statuses:?}"
+    );
+    let bob_pw = env.password("bob").await;
+    for base in [&base, &base2] {
+        let (status, page) = Http::new(base).login("bob", &bob_pw).await;
+        assert_eq!(status, 429, "{page}");
+        assert!(page.contains("Too many failed logins"));
+    }
+
+    replica.stop().await;
     server.stop().await;
     env.stop().await;
 }

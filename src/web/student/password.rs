@@ -43,19 +43,17 @@ pub(super) async fn change_password(
     if let Some(p) = problem {
         return invalid(render(&state, s, Feedback::Password(p)).await?);
     }
-    let counted = state
-        .limiter
-        .count(&crate::web::limiter::Attempt {
-            user: user.as_str(),
-            addr: crate::web::session::client_ip(&state, &headers, addr),
-            known_device: false,
-        })
-        .map_err(WebError::TooManyAttempts)?;
+    let attempt = crate::web::limiter::Attempt {
+        user: user.as_str(),
+        addr: crate::web::session::client_ip(&state, &headers, addr),
+        known_device: false,
+    };
+    let counted = state.limiter.count(&state.store, &attempt).await?;
     if !ldap::change_own_password(&state.settings.ldap, user, &form.current, &form.new).await? {
         let wrong = Feedback::Password("The current password is wrong.".into());
         return invalid(render(&state, s, wrong).await?);
     }
-    state.limiter.forgive(counted);
+    state.limiter.forgive(&state.store, counted).await;
     // The initial password no longer works: pglab stops keeping it.
     state.store.forget_initial_password(user).await?;
     tracing::info!(%user, "password changed by its owner");
