@@ -9,7 +9,7 @@ if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
   packages+=(postgresql)
 fi
 if [ "${1:-}" = "--test" ]; then
-  packages+=(postgresql-client chromium chromium-driver)
+  packages+=(postgresql-client chromium chromium-driver haproxy)
   command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
   # The API's Java example runs with `java File.java` (Java 17).
   command -v java >/dev/null 2>&1 || packages+=(default-jdk-headless)

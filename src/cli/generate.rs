@@ -40,3 +40,20 @@ pub async fn run(config: &Path, args: &GenerateArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `pglab haproxy`: the config, printed or written to `out`.
+pub fn haproxy(
+    listen: std::net::SocketAddr,
+    replicas: &[std::net::SocketAddr],
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
+    let text = crate::generate::haproxy::config(listen, replicas);
+    match out {
+        Some(path) => {
+            std::fs::write(path, text)?;
+            println!("{} written ({} replicas)", path.display(), replicas.len());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}

@@ -52,6 +52,18 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Write the lab's SQL-exporter config, Prometheus config and rules, Grafana board.
     Generate(generate::GenerateArgs),
+    /// Write `haproxy.cfg` for pglab replicas behind HAProxy.
+    Haproxy {
+        /// Where HAProxy listens (the address people use).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// A replica's address (`listen` of its config); once per replica.
+        #[arg(long = "replica", required = true)]
+        replicas: Vec<std::net::SocketAddr>,
+        /// Write here (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print the initial passwords of a lab's participants.
     Credentials {
         /// Lab id.
@@ -276,6 +288,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::credentials(&cli.config, &lab, forget).await
         }
         Command::Generate(args) => generate::run(&cli.config, &args).await,
+        Command::Haproxy {
+            listen,
+            replicas,
+            out,
+        } => generate::haproxy(listen, &replicas, out.as_deref()),
         Command::Score { lab, json } => score::score(&cli.config, &lab, json).await,
         Command::Pseudonyms { lab } => score::pseudonyms(&cli.config, &lab).await,
         Command::Stats { lab, json } => score::stats(&cli.config, &lab, json).await,

@@ -3,7 +3,8 @@
 //! control database, held by a session of the replica's own: it ends with
 //! that session, at once when the replica dies (its socket closes), or after
 //! `IDLE_SECS` when the replica hangs (the session stops asking and the
-//! server ends it). Replicas are the sessions named `APPLICATION`; each
+//! server ends it). Replicas are the sessions named `APPLICATION` and
+//! their process id (so that an operator sees which holds what); each
 //! takes its share of the servers (all of them, divided by the replicas,
 //! rounded up) and gives back what is over its share, so that a replica
 //! that joins gets work within a few seconds. Nothing is written: the
@@ -13,7 +14,8 @@ use super::{Store, StoreError};
 use std::collections::BTreeSet;
 use tokio_postgres::Client;
 
-/// The `application_name` of every replica's lease session.
+/// The `application_name` of every replica's lease session, before its
+/// process id.
 pub const APPLICATION: &str = "pglab-scoring";
 /// A lease session idle this long is ended by the server (a hung replica).
 pub const IDLE_SECS: u32 = 15;
@@ -31,9 +33,9 @@ impl Store {
     /// A new lease session (holding nothing yet).
     pub async fn lease_session(&self) -> Result<LeaseSession, StoreError> {
         let options = format!("-c idle_session_timeout={}", IDLE_SECS * 1000);
+        let name = format!("{APPLICATION} {}", std::process::id());
         let client =
-            crate::pgconn::connect_named(&self.server, &self.database, APPLICATION, &options)
-                .await?;
+            crate::pgconn::connect_named(&self.server, &self.database, &name, &options).await?;
         Ok(LeaseSession {
             client,
             held: BTreeSet::new(),
@@ -61,8 +63,8 @@ impl LeaseSession {
         let live: i64 = self
             .client
             .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
-                &[&APPLICATION],
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1 AND datname = current_database()",
+                &[&format!("{APPLICATION} %")],
             )
             .await?
             .get(0);

@@ -5,6 +5,7 @@
 mod exporter;
 pub mod fingerprint;
 pub mod grafana;
+pub mod haproxy;
 mod prometheus;
 
 pub use exporter::{metric_name, Target};

@@ -14,6 +14,7 @@ mod in_psql;
 mod mail;
 mod observability;
 mod provisioning;
+mod replicas;
 mod scoring;
 mod servers;
 mod submission_restarts;

@@ -1,0 +1,274 @@
+//! Two real `pglab serve` processes behind a real HAProxy, with the config
+//! `pglab haproxy` writes: a browser session, the board and scoring go on
+//! when the replica that scores is killed (SIGKILL), and an apply that a
+//! killed replica was running is finished by the other.
+
+use crate::browser::Http;
+use crate::support::{shop_lab, TestEnv};
+use pglab::stack::process::free_port;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+fn pglab() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pglab"))
+}
+
+/// A `pglab serve` on `port`, with the test stack's config.
+fn replica(env: &TestEnv, port: u16) -> Child {
+    let mut settings = env.settings().clone();
+    settings.listen = ([127, 0, 0, 1], port).into();
+    settings.web.trusted_proxies = vec![[127, 0, 0, 1].into()];
+    let config = env.write(&format!("replica-{port}.yaml"), &settings.to_yaml());
+    let log =
+        std::fs::File::create(env.dir.path().join(format!("replica-{port}.log"))).expect("log");
+    pglab()
+        .arg("--config")
+        .arg(config)
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("pglab serve starts")
+}
+
+async fn healthy(base: &str) {
+    let since = Instant::now();
+    loop {
+        if let Ok(r) = reqwest::get(format!("{base}/healthz")).await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(60),
+            "{base} never healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn kill(pid: u32) {
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("SIGKILL");
+}
+
+/// The process ids of the replicas holding a scoring lease.
+async fn lease_holders(env: &TestEnv) -> Vec<u32> {
+    env.admin(0, &env.settings().control.database)
+        .await
+        .query(
+            "SELECT DISTINCT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'pglab-scoring %'",
+            &[],
+        )
+        .await
+        .expect("locks")
+        .iter()
+        .filter_map(|r| r.get::<_, String>(0).rsplit(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// Waits until the board (through HAProxy) shows `passes` passed cells.
+async fn board_shows(master: &mut Http, passes: usize, what: &str) {
+    let since = Instant::now();
+    loop {
+        let (status, page) = master.get("/labs/ha/board").await;
+        let found = page.matches("<span class=\"sr\"> passed</span>").count();
+        if status == 200 && found == passes {
+            return;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(30),
+            "{what}: status {status}, {found} passes"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn two_replicas_behind_haproxy_survive_a_kill() {
+    let env = TestEnv::start(1).await;
+    let lab = shop_lab(&env, "ha");
+    env.apply(
+        &lab,
+        "username,name,email\nann,Ann,ann@example.org\n",
+        false,
+    )
+    .await
+    .expect("apply");
+    let ports = [free_port(), free_port()];
+    let mut replicas = vec![replica(&env, ports[0]), replica(&env, ports[1])];
+    let front = free_port();
+    let cfg = env.dir.path().join("haproxy.cfg");
+    let mut args = vec![
+        "haproxy".to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{front}"),
+        "--out".into(),
+        cfg.display().to_string(),
+    ];
+    for p in ports {
+        args.extend(["--replica".to_string(), format!("127.0.0.1:{p}")]);
+    }
+    assert!(pglab()
+        .args(&args)
+        .status()
+        .await
+        .expect("pglab haproxy")
+        .success());
+    let checked = Command::new("haproxy")
+        .arg("-c")
+        .arg("-f")
+        .arg(&cfg)
+        .output()
+        .await;
+    assert!(
+        checked.expect("haproxy -c").status.success(),
+        "the config is valid"
+    );
+    let _haproxy = Command::new("haproxy")
+        .args(["-db", "-f"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("haproxy starts");
+    for p in ports {
+        healthy(&format!("http://127.0.0.1:{p}")).await;
+    }
+    let base = format!("http://127.0.0.1:{front}");
+    healthy(&base).await;
+    let web = &env.settings().web;
+    let mut master = Http::new(&base);
+    assert_eq!(
+        master
+            .login(&web.admin_user, web.admin_password.expose())
+            .await
+            .0,
+        303
+    );
+    scoring_goes_on(&env, &mut master, &mut replicas, ports).await;
+    apply_goes_on(&env, &mut master, &mut replicas).await;
+    for mut r in replicas {
+        let _ = r.kill().await;
+    }
+    env.stop().await;
+}
+
+/// The replica that scores is killed: its lease moves to the other within
+/// seconds, the board through HAProxy follows a change made after the kill,
+/// and the lab master's session goes on. A new replica takes its place.
+async fn scoring_goes_on(
+    env: &TestEnv,
+    master: &mut Http,
+    replicas: &mut Vec<Child>,
+    ports: [u16; 2],
+) {
+    let pw = env.password("ann").await;
+    let ann = env.connect_as(0, "ann", &pw, "ha_ann").await.expect("ann");
+    ann.batch_execute("UPDATE shop.products SET stock = 20 WHERE name LIKE '%Teapot%'")
+        .await
+        .expect("restock");
+    board_shows(master, 1, "a pass shows through HAProxy").await;
+    let holders = lease_holders(env).await;
+    assert_eq!(
+        holders.len(),
+        1,
+        "one replica scores the one server: {holders:?}"
+    );
+    let pids: Vec<u32> = replicas.iter().map(|c| c.id().expect("running")).collect();
+    let killed = pids
+        .iter()
+        .position(|p| *p == holders[0])
+        .expect("a replica holds it");
+    kill(pids[killed]);
+    let since = Instant::now();
+    loop {
+        let now = lease_holders(env).await;
+        if now == [pids[1 - killed]] {
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(15),
+            "the lease never moved: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ann.batch_execute("UPDATE shop.products SET stock = 1 WHERE name LIKE '%Teapot%'")
+        .await
+        .expect("unstock");
+    board_shows(master, 0, "scored by the replica left").await;
+    assert_eq!(master.get("/labs").await.0, 200, "the session goes on");
+    replicas[killed] = replica(env, ports[killed]);
+    healthy(&format!("http://127.0.0.1:{}", ports[killed])).await;
+}
+
+/// An apply of twenty new participants: the replica that runs it is
+/// killed; the other's sweeper takes it over and finishes it.
+async fn apply_goes_on(env: &TestEnv, master: &mut Http, replicas: &mut [Child]) {
+    let mut people = "username,name,email\nann,Ann,ann@example.org\n".to_string();
+    for i in 0..20 {
+        people += &format!("p{i},P {i},p{i}@example.org\n");
+    }
+    let list = pglab::lab::Participants::parse("p.csv", &people).expect("csv");
+    let lab = pglab::ident::LabId::parse("ha").expect("id");
+    let queue = pglab::app::Queue::default();
+    let job = pglab::app::labs::start_apply(&env.store, &queue, &lab, &list, "test")
+        .await
+        .expect("queued");
+    let since = Instant::now();
+    let worker = loop {
+        let j = env.store.job(job).await.expect("job").expect("kept");
+        let worker: Option<String> = env
+            .admin(0, &env.settings().control.database)
+            .await
+            .query_one("SELECT worker FROM jobs WHERE id = $1", &[&job])
+            .await
+            .expect("worker")
+            .get(0);
+        if j.status == pglab::control::JobStatus::Running {
+            break worker.expect("claimed");
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(30),
+            "never started: {:?}",
+            j.status
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let pid: u32 = worker
+        .split('-')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("pid");
+    assert!(
+        replicas.iter().any(|c| c.id() == Some(pid)),
+        "a replica runs it"
+    );
+    kill(pid);
+    let since = Instant::now();
+    let done = loop {
+        let j = env.store.job(job).await.expect("job").expect("kept");
+        if j.status.ended() {
+            break j;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(120),
+            "the apply never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(done.error, None, "{:?}", done.summary);
+    assert!(
+        done.attempts >= 2,
+        "taken over after the kill: {}",
+        done.attempts
+    );
+    for i in 0..20 {
+        assert!(env.database_exists(0, &format!("ha_p{i}")).await, "ha_p{i}");
+    }
+    assert_eq!(master.get("/labs/ha/board").await.0, 200);
+}
