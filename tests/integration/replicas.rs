@@ -164,7 +164,7 @@ async fn two_replicas_behind_haproxy_survive_a_kill() {
 async fn scoring_goes_on(
     env: &TestEnv,
     master: &mut Http,
-    replicas: &mut Vec<Child>,
+    replicas: &mut [Child],
     ports: [u16; 2],
 ) {
     let pw = env.password("ann").await;
