@@ -42,11 +42,7 @@ pub async fn run(config: &Path, args: &GenerateArgs) -> anyhow::Result<()> {
 }
 
 /// `pglab haproxy`: the config, printed or written to `out`.
-pub fn haproxy(
-    listen: std::net::SocketAddr,
-    replicas: &[std::net::SocketAddr],
-    out: Option<&Path>,
-) -> anyhow::Result<()> {
+pub fn haproxy(listen: &str, replicas: &[String], out: Option<&Path>) -> anyhow::Result<()> {
     let text = crate::generate::haproxy::config(listen, replicas);
     match out {
         Some(path) => {

@@ -55,11 +55,12 @@ pub enum Command {
     /// Write `haproxy.cfg` for pglab replicas behind HAProxy.
     Haproxy {
         /// Where HAProxy listens (the address people use).
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: std::net::SocketAddr,
-        /// A replica's address (`listen` of its config); once per replica.
-        #[arg(long = "replica", required = true)]
-        replicas: Vec<std::net::SocketAddr>,
+        #[arg(long, default_value = "127.0.0.1:8080", value_parser = crate::generate::haproxy::address)]
+        listen: String,
+        /// A replica's address, `host:port` (`listen` of its config); once
+        /// per replica.
+        #[arg(long = "replica", required = true, value_parser = crate::generate::haproxy::address)]
+        replicas: Vec<String>,
         /// Write here (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -292,7 +293,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             replicas,
             out,
-        } => generate::haproxy(listen, &replicas, out.as_deref()),
+        } => generate::haproxy(&listen, &replicas, out.as_deref()),
         Command::Score { lab, json } => score::score(&cli.config, &lab, json).await,
         Command::Pseudonyms { lab } => score::pseudonyms(&cli.config, &lab).await,
         Command::Stats { lab, json } => score::stats(&cli.config, &lab, json).await,
