@@ -61,19 +61,30 @@ pub async fn connect_with_options(
     connect_with(server, c).await
 }
 
-/// An admin connection that names itself `application` (others count
-/// such sessions in `pg_stat_activity`), with `options` after `-c
-/// role=none`.
-pub async fn connect_named(
+/// The admin's config for the control database on `server`, then on each
+/// of its `standbys`: the first that accepts writes is used, so a
+/// promoted standby is followed by every new connection.
+pub fn control_config(
     server: &PgServerSettings,
     dbname: &str,
-    application: &str,
-    options: &str,
+    standbys: &[(String, u16)],
+) -> Config {
+    let mut c = config(server, dbname);
+    for (host, port) in standbys {
+        c.host(host).port(*port);
+    }
+    if !standbys.is_empty() {
+        c.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
+    }
+    c
+}
+
+/// A connection with a config of the caller's (see [`control_config`]).
+pub async fn connect_config(
+    server: &PgServerSettings,
+    config: Config,
 ) -> Result<Client, ConnectError> {
-    let mut c = base(server, dbname);
-    c.application_name(application)
-        .options(format!("-c role=none {options}"));
-    connect_with(server, c).await
+    connect_with(server, config).await
 }
 
 /// A connection as a login role other than the admin (a restore job's

@@ -310,25 +310,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             MailCommand::Log { lab } => mail::log(&cli.config, &lab).await,
         },
-        Command::Token { command } => match command {
-            TokenCommand::Create {
-                name,
-                owner,
-                scope,
-                expires,
-            } => {
-                tokens::create(
-                    &cli.config,
-                    &name,
-                    owner.as_deref(),
-                    &scope,
-                    expires.as_deref(),
-                )
-                .await
-            }
-            TokenCommand::List { owner } => tokens::list(&cli.config, owner.as_deref()).await,
-            TokenCommand::Revoke { id } => tokens::revoke(&cli.config, id).await,
-        },
+        Command::Token { command } => tokens::run(&cli.config, command).await,
         Command::Openapi => {
             println!("{}", crate::web::openapi_json());
             Ok(())

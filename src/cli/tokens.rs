@@ -87,3 +87,17 @@ pub async fn revoke(config: &Path, id: i64) -> anyhow::Result<()> {
     println!("token {id} revoked");
     Ok(())
 }
+
+/// `pglab token ...`.
+pub async fn run(config: &std::path::Path, command: super::TokenCommand) -> anyhow::Result<()> {
+    match command {
+        super::TokenCommand::Create {
+            name,
+            owner,
+            scope,
+            expires,
+        } => create(config, &name, owner.as_deref(), &scope, expires.as_deref()).await,
+        super::TokenCommand::List { owner } => list(config, owner.as_deref()).await,
+        super::TokenCommand::Revoke { id } => revoke(config, id).await,
+    }
+}

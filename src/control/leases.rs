@@ -33,9 +33,11 @@ impl Store {
     /// A new lease session (holding nothing yet).
     pub async fn lease_session(&self) -> Result<LeaseSession, StoreError> {
         let options = format!("-c idle_session_timeout={}", IDLE_SECS * 1000);
-        let name = format!("{APPLICATION} {}", std::process::id());
-        let client =
-            crate::pgconn::connect_named(&self.server, &self.database, &name, &options).await?;
+        let mut config = self.session_config();
+        config
+            .application_name(format!("{APPLICATION} {}", std::process::id()))
+            .options(format!("-c role=none {options}"));
+        let client = self.session(config).await?;
         Ok(LeaseSession {
             client,
             held: BTreeSet::new(),

@@ -127,6 +127,8 @@ pub struct Store {
     /// For sessions of their own (a lock held for as long as they live).
     server: crate::settings::PgServerSettings,
     database: String,
+    /// Streaming standbys of the control database's server, tried after it.
+    standbys: Vec<(String, u16)>,
 }
 
 /// A lab's apply lock: held by one apply at a time, in any pglab process;
@@ -158,7 +160,12 @@ impl Store {
             .server(&settings.control.server)
             .expect("validated: control server exists");
         let db = &settings.control.database;
-        let admin = pgconn::connect(server, "postgres").await?;
+        let standbys = settings.control.standby_addresses();
+        let admin = pgconn::connect_config(
+            server,
+            pgconn::control_config(server, "postgres", &standbys),
+        )
+        .await?;
         let exists = admin
             .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[db])
             .await?
@@ -186,7 +193,7 @@ impl Store {
             ))
             .await?;
         let manager = Manager::from_config(
-            pgconn::config(server, db),
+            pgconn::control_config(server, db, &standbys),
             tokio_postgres::NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -200,6 +207,7 @@ impl Store {
             pool,
             server: server.clone(),
             database: db.clone(),
+            standbys,
         })
     }
 
@@ -209,7 +217,7 @@ impl Store {
         &self,
         lab: &crate::ident::LabId,
     ) -> Result<Option<ApplyLock>, StoreError> {
-        let session = pgconn::connect(&self.server, &self.database).await?;
+        let session = self.session(self.session_config()).await?;
         let locked: bool = session
             .query_one(
                 "SELECT pg_try_advisory_lock(hashtext('pglab apply ' || $1))",
@@ -221,6 +229,20 @@ impl Store {
             session,
             lab: lab.clone(),
         }))
+    }
+
+    /// A session of its own in the control database, with `config` (made
+    /// by `pgconn::control_config`).
+    async fn session(
+        &self,
+        config: tokio_postgres::Config,
+    ) -> Result<tokio_postgres::Client, StoreError> {
+        Ok(pgconn::connect_config(&self.server, config).await?)
+    }
+
+    /// The config of a session of its own in the control database.
+    fn session_config(&self) -> tokio_postgres::Config {
+        pgconn::control_config(&self.server, &self.database, &self.standbys)
     }
 
     pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {

@@ -284,6 +284,26 @@ pub struct ControlSettings {
     /// Name of the Postgres server holding the control database.
     pub server: String,
     pub database: String,
+    /// Streaming standbys of that server (`host:port`), tried after it:
+    /// pglab uses whichever accepts writes, so it follows a promoted
+    /// standby without a restart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub standbys: Vec<String>,
+}
+
+impl ControlSettings {
+    /// The standbys as (host, port); validated when the config is loaded.
+    pub fn standby_addresses(&self) -> Vec<(String, u16)> {
+        self.standbys.iter().filter_map(|s| host_port(s)).collect()
+    }
+}
+
+/// `host:port` as (host, port).
+fn host_port(text: &str) -> Option<(String, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    let port = port.parse::<u16>().ok().filter(|p| *p > 0)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| (host.to_string(), port))
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -365,6 +385,16 @@ impl Settings {
             }
             s.validate(i)?;
         }
+        if let Some(bad) = self
+            .control
+            .standbys
+            .iter()
+            .find(|s| host_port(s).is_none())
+        {
+            return Err(format!(
+                "control.standbys: {bad:?} is not an address like 10.0.0.12:5432"
+            ));
+        }
         if self.server(&self.control.server).is_none() {
             return Err(format!(
                 "control.server {:?} is not one of the postgres servers",
@@ -444,6 +474,7 @@ impl Settings {
             control: ControlSettings {
                 server: "main".into(),
                 database: "pglab".into(),
+                standbys: vec![],
             },
             ldap: LdapSettings {
                 url: "ldap://127.0.0.1:389".into(),

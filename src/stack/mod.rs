@@ -36,6 +36,8 @@ pub struct LocalStack {
     pub clusters: Vec<Option<postgres::PgCluster>>,
     pub slapd: slapd::Slapd,
     pub prometheus: Option<prometheus::Prometheus>,
+    /// A streaming standby of the control database's server (`add_standby`).
+    pub standby: Option<postgres::PgCluster>,
     ldap_port: u16,
 }
 
@@ -75,6 +77,7 @@ fn load_or_make_settings(opts: &StackOptions) -> Result<Settings, StackError> {
         control: ControlSettings {
             server: server_name(0),
             database: "pglab".into(),
+            standbys: vec![],
         },
         ldap: LdapSettings {
             url: format!("ldap://127.0.0.1:{}", opts.ldap_port),
@@ -178,6 +181,7 @@ impl LocalStack {
             clusters,
             slapd,
             prometheus,
+            standby: None,
             ldap_port: opts.ldap_port,
         })
     }
@@ -204,9 +208,40 @@ impl LocalStack {
         Ok(())
     }
 
+    /// Starts a streaming standby of the control database's server on
+    /// `port` and lists it in `control.standbys`.
+    pub async fn add_standby(&mut self, port: u16) -> Result<(), StackError> {
+        let i = self
+            .settings
+            .postgres
+            .iter()
+            .position(|s| s.name == self.settings.control.server)
+            .expect("validated");
+        let primary = self.clusters[i].as_ref().expect("control server runs");
+        let people = format!("ou=people,{BASE_DN}");
+        let hba = postgres::HbaLdap {
+            port: self.ldap_port,
+            people_dn: &people,
+        };
+        let dir = self.settings.data_dir.join("pg-standby");
+        let password = &self.settings.postgres[i].admin_password;
+        self.standby = Some(primary.standby(&dir, port, password, &hba).await?);
+        self.settings.control.standbys = vec![format!("127.0.0.1:{port}")];
+        Ok(())
+    }
+
+    /// Promotes the standby (`add_standby`) to primary.
+    pub async fn promote_standby(&self) -> Result<(), StackError> {
+        let standby = self.standby.as_ref().expect("a standby runs");
+        Ok(standby.promote().await?)
+    }
+
     pub async fn stop(self) {
         if let Some(p) = self.prometheus {
             p.stop().await;
+        }
+        if let Some(s) = self.standby {
+            s.stop().await;
         }
         for c in self.clusters.into_iter().flatten() {
             c.stop().await;

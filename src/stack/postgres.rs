@@ -89,6 +89,7 @@ impl PgCluster {
         let hba = format!(
             "# written by pglab at every start\n\
              host all {ADMIN_USER} 127.0.0.1/32 scram-sha-256\n\
+             host replication {ADMIN_USER} 127.0.0.1/32 scram-sha-256\n\
              host all +pglab_checkers 127.0.0.1/32 scram-sha-256\n\
              host all +pglab_restorers 127.0.0.1/32 scram-sha-256\n\
              host all +pglab_students 127.0.0.1/32 ldap ldapserver=127.0.0.1 ldapport={} ldapprefix=\"uid=\" ldapsuffix=\",{}\"\n\
@@ -133,6 +134,61 @@ impl PgCluster {
 
     pub async fn stop(self) {
         self.service.stop().await;
+    }
+
+    /// A streaming standby of this cluster in `dir` (a base backup with
+    /// `standby.signal`), started on `port`.
+    pub async fn standby(
+        &self,
+        dir: &Path,
+        port: u16,
+        password: &Secret,
+        ldap: &HbaLdap<'_>,
+    ) -> process::Result<Self> {
+        let run_as = RunAs::for_root("postgres", "postgresql")?;
+        std::fs::create_dir_all(dir).map_err(io(dir.display().to_string()))?;
+        if let Some(user) = &run_as {
+            user.chown_tree(dir)?;
+        }
+        let mut cmd = Command::new(self.bin_dir.join("pg_basebackup"));
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            ADMIN_USER,
+            "-X",
+            "stream",
+            "-R",
+            // A checkpoint at once, not spread over minutes.
+            "--checkpoint=fast",
+            "-D",
+        ])
+        .arg(dir)
+        .arg("-p")
+        .arg(self.port.to_string())
+        .env("PGPASSWORD", password.expose())
+        .current_dir(dir);
+        if let Some(user) = &run_as {
+            user.apply(&mut cmd);
+        }
+        process::run("pg_basebackup", cmd).await?;
+        Self::start(dir, port, password, ldap).await
+    }
+
+    /// Makes this standby the primary (`pg_ctl promote`, which waits until
+    /// it accepts writes).
+    pub async fn promote(&self) -> process::Result<()> {
+        let run_as = RunAs::for_root("postgres", "postgresql")?;
+        let mut cmd = Command::new(self.bin_dir.join("pg_ctl"));
+        cmd.arg("promote")
+            .arg("-w")
+            .arg("-D")
+            .arg(&self.dir)
+            .current_dir(&self.dir);
+        if let Some(user) = &run_as {
+            user.apply(&mut cmd);
+        }
+        process::run("pg_ctl promote", cmd).await.map(|_| ())
     }
 }
 

@@ -1,7 +1,8 @@
 //! Two real `pglab serve` processes behind a real HAProxy, with the config
 //! `pglab haproxy` writes: a browser session, the board and scoring go on
-//! when the replica that scores is killed (SIGKILL), and an apply that a
-//! killed replica was running is finished by the other.
+//! when the replica that scores is killed (SIGKILL), an apply that a
+//! killed replica was running is finished by the other, and both follow
+//! the control database to its promoted standby without a restart.
 
 use crate::browser::Http;
 use crate::support::{shop_lab, TestEnv};
@@ -89,7 +90,7 @@ async fn board_shows(master: &mut Http, passes: usize, what: &str) {
 
 #[tokio::test]
 async fn two_replicas_behind_haproxy_survive_a_kill() {
-    let env = TestEnv::start(1).await;
+    let mut env = TestEnv::start(1).await;
     let lab = shop_lab(&env, "ha");
     env.apply(
         &lab,
@@ -98,6 +99,9 @@ async fn two_replicas_behind_haproxy_survive_a_kill() {
     )
     .await
     .expect("apply");
+    // The control database's server gets a streaming standby, which the
+    // replicas' configs list (control.standbys).
+    env.stack.add_standby(free_port()).await.expect("standby");
     let ports = [free_port(), free_port()];
     let mut replicas = vec![replica(&env, ports[0]), replica(&env, ports[1])];
     let front = free_port();
@@ -150,8 +154,13 @@ async fn two_replicas_behind_haproxy_survive_a_kill() {
             .0,
         303
     );
+    let t = Instant::now();
     scoring_goes_on(&env, &mut master, &mut replicas, ports).await;
-    apply_goes_on(&env, &mut master, &mut replicas).await;
+    eprintln!("scoring drill: {:?}", t.elapsed());
+    apply_goes_on(&env, &mut master, &mut replicas, ports).await;
+    eprintln!("apply drill: {:?}", t.elapsed());
+    control_failover(&mut env, &mut master, ports).await;
+    eprintln!("failover drill: {:?}", t.elapsed());
     for mut r in replicas {
         let _ = r.kill().await;
     }
@@ -208,7 +217,7 @@ async fn scoring_goes_on(
 
 /// An apply of twenty new participants: the replica that runs it is
 /// killed; the other's sweeper takes it over and finishes it.
-async fn apply_goes_on(env: &TestEnv, master: &mut Http, replicas: &mut [Child]) {
+async fn apply_goes_on(env: &TestEnv, master: &mut Http, replicas: &mut [Child], ports: [u16; 2]) {
     let mut people = "username,name,email\nann,Ann,ann@example.org\n".to_string();
     for i in 0..20 {
         people += &format!("p{i},P {i},p{i}@example.org\n");
@@ -244,10 +253,10 @@ async fn apply_goes_on(env: &TestEnv, master: &mut Http, replicas: &mut [Child])
         .next()
         .and_then(|p| p.parse().ok())
         .expect("pid");
-    assert!(
-        replicas.iter().any(|c| c.id() == Some(pid)),
-        "a replica runs it"
-    );
+    let killed = replicas
+        .iter()
+        .position(|c| c.id() == Some(pid))
+        .expect("a replica runs it");
     kill(pid);
     let since = Instant::now();
     let done = loop {
@@ -271,4 +280,54 @@ async fn apply_goes_on(env: &TestEnv, master: &mut Http, replicas: &mut [Child])
         assert!(env.database_exists(0, &format!("ha_p{i}")).await, "ha_p{i}");
     }
     assert_eq!(master.get("/labs/ha/board").await.0, 200);
+    replicas[killed] = replica(env, ports[killed]);
+    healthy(&format!("http://127.0.0.1:{}", ports[killed])).await;
+}
+
+/// Scoring rounds a replica finished (`/metrics`).
+async fn rounds(env: &TestEnv, port: u16) -> u64 {
+    let text = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .bearer_auth(env.settings().metrics_token.expose())
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("pglab_scoring_round_duration_seconds_count "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The control database's server stops; its standby is promoted: the
+/// next page through HAProxy and the next scoring round of each replica
+/// work, without a restart.
+async fn control_failover(env: &mut TestEnv, master: &mut Http, ports: [u16; 2]) {
+    env.stack.stop_server(0).await;
+    env.stack.promote_standby().await.expect("promoted");
+    let promoted = [rounds(env, ports[0]).await, rounds(env, ports[1]).await];
+    let since = Instant::now();
+    loop {
+        let (status, _) = master.get("/labs").await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(30),
+            "pages never came back: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for (i, port) in ports.into_iter().enumerate() {
+        let since = Instant::now();
+        while rounds(env, port).await <= promoted[i] {
+            assert!(
+                since.elapsed() < Duration::from_secs(60),
+                "replica {port} never scored again"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
 }
