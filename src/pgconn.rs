@@ -73,6 +73,13 @@ pub fn control_config(
     for (host, port) in standbys {
         c.host(host).port(*port);
     }
+    // A primary that stops answering (power, network) is given up within
+    // seconds, not after TCP's quarter of an hour.
+    c.keepalives(true)
+        .keepalives_idle(Duration::from_secs(5))
+        .keepalives_interval(Duration::from_secs(2))
+        .keepalives_retries(3)
+        .tcp_user_timeout(Duration::from_secs(15));
     if !standbys.is_empty() {
         c.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
     }

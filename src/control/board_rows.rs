@@ -25,23 +25,28 @@ impl Store {
         }
         let column = |f: fn(&NewBoardRow) -> &String| rows.iter().map(f).collect::<Vec<_>>();
         let values: Vec<&serde_json::Value> = rows.iter().map(|r| &r.3).collect();
-        self.client()
-            .await?
-            .execute(
-                "INSERT INTO board_rows (lab_id, database, server, row, seq)
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // Writers one at a time: rows commit in the order of their numbers,
+        // so a reader that saw number n never misses a smaller one later.
+        tx.execute("SELECT pg_advisory_xact_lock(0x70676c62)", &[])
+            .await?;
+        tx.execute(
+            "INSERT INTO board_rows (lab_id, database, server, row, seq)
                  SELECT l, d, s, r, nextval('board_row_seq')
                  FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[]) AS t(l, d, s, r)
                  WHERE EXISTS (SELECT 1 FROM labs WHERE id = l)
                  ON CONFLICT (lab_id, database)
                  DO UPDATE SET server = EXCLUDED.server, row = EXCLUDED.row, seq = EXCLUDED.seq",
-                &[
-                    &column(|r| &r.0),
-                    &column(|r| &r.1),
-                    &column(|r| &r.2),
-                    &values,
-                ],
-            )
-            .await?;
+            &[
+                &column(|r| &r.0),
+                &column(|r| &r.1),
+                &column(|r| &r.2),
+                &values,
+            ],
+        )
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 

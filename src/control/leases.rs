@@ -12,6 +12,7 @@
 
 use super::{Store, StoreError};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use tokio_postgres::Client;
 
 /// The `application_name` of every replica's lease session, before its
@@ -23,10 +24,22 @@ pub const IDLE_SECS: u32 = 15;
 /// hash); apart from the one-key locks of applies.
 const NAMESPACE: i32 = 0x7067_6c73;
 
+/// How often the lease session is asked something by a task of its own,
+/// so that it is not ended as idle while a long round evaluates (a hung
+/// process asks nothing, and loses its leases).
+const PING_SECS: u64 = 3;
+
 /// A replica's lease session and the servers it holds.
 pub struct LeaseSession {
-    client: Client,
+    client: Arc<Client>,
     held: BTreeSet<String>,
+    ping: tokio::task::AbortHandle,
+}
+
+impl Drop for LeaseSession {
+    fn drop(&mut self) {
+        self.ping.abort();
+    }
 }
 
 impl Store {
@@ -37,10 +50,21 @@ impl Store {
         config
             .application_name(format!("{APPLICATION} {}", std::process::id()))
             .options(format!("-c role=none {options}"));
-        let client = self.session(config).await?;
+        let client = Arc::new(self.session(config).await?);
+        let pinged = Arc::clone(&client);
+        let ping = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(PING_SECS)).await;
+                if pinged.simple_query("SELECT 1").await.is_err() {
+                    return;
+                }
+            }
+        })
+        .abort_handle();
         Ok(LeaseSession {
             client,
             held: BTreeSet::new(),
+            ping,
         })
     }
 }

@@ -41,6 +41,11 @@ pub fn config(listen: &str, replicas: &[String]) -> String {
              option httplog\n    \
              option forwardfor\n    \
              timeout connect 5s\n    \
+             # Slow senders of request headers are cut off.\n    \
+             timeout http-request 10s\n    \
+             timeout http-keep-alive 10s\n    \
+             # /healthz waits up to 3 s for the control database.\n    \
+             timeout check 4s\n    \
              timeout client {SERVER_TIMEOUT_SECS}s\n    \
              timeout server {SERVER_TIMEOUT_SECS}s\n    \
              # A replica that does not take the connection (or, for a GET,\n    \

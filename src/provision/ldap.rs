@@ -126,6 +126,28 @@ fn op(name: impl Into<String>) -> impl FnOnce(ldap3::LdapError) -> LdapError {
     move |source| LdapError::Op { op, source }
 }
 
+/// Whether the directory answers a bind as pglab's LDAP admin (within
+/// the LDAP timeout), or why not.
+pub async fn reachable(settings: &LdapSettings) -> Result<(), String> {
+    Directory::connect(settings)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+impl LdapError {
+    /// The directory could not be reached (down, not answering), as
+    /// opposed to an operation it refused.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            LdapError::Connect { source, .. } | LdapError::Op { source, .. } => matches!(
+                source,
+                ldap3::LdapError::Io { .. } | ldap3::LdapError::Timeout { .. }
+            ),
+        }
+    }
+}
+
 impl Directory {
     /// Connects and binds as pglab's LDAP admin.
     #[tracing::instrument(skip_all, fields(url = %settings.url))]

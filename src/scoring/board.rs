@@ -148,6 +148,9 @@ pub struct Snapshot {
     pub at: Option<DateTime<Utc>>,
     /// When the round began: every change made before it is on this board.
     pub began: Option<DateTime<Utc>>,
+    /// Why the LDAP directory did not answer in the latest round (`None`:
+    /// it did, or no round yet).
+    pub ldap_error: Option<String>,
 }
 
 /// Shared between the scoring loop (writer) and readers: the latest
@@ -187,7 +190,8 @@ impl Board {
         };
         let same = before.at.is_some()
             && before.labs == snapshot.labs
-            && before.servers == snapshot.servers;
+            && before.servers == snapshot.servers
+            && before.ldap_error == snapshot.ldap_error;
         let scores = if same {
             kept
         } else {

@@ -214,6 +214,19 @@ impl Exposition {
                 u8::from(*ok)
             );
         }
+        if snapshot.at.is_some() {
+            header(
+                &mut out,
+                "pglab_ldap_up",
+                "gauge",
+                "1 when the LDAP directory answered in the latest round.",
+            );
+            let _ = writeln!(
+                out,
+                "pglab_ldap_up {}",
+                u8::from(snapshot.ldap_error.is_none())
+            );
+        }
         Self {
             text: Bytes::from(out),
             deflated: OnceLock::new(),
@@ -306,6 +319,7 @@ mod tests {
             servers: vec![("main".into(), true)],
             at: None,
             began: None,
+            ldap_error: None,
         }
     }
 

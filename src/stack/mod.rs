@@ -34,7 +34,8 @@ pub struct LocalStack {
     pub settings: Settings,
     /// `None` while stopped (`stop_server`).
     pub clusters: Vec<Option<postgres::PgCluster>>,
-    pub slapd: slapd::Slapd,
+    /// `None` while stopped (`stop_ldap`).
+    pub slapd: Option<slapd::Slapd>,
     pub prometheus: Option<prometheus::Prometheus>,
     /// A streaming standby of the control database's server (`add_standby`).
     pub standby: Option<postgres::PgCluster>,
@@ -179,7 +180,7 @@ impl LocalStack {
         Ok(Self {
             settings,
             clusters,
-            slapd,
+            slapd: Some(slapd),
             prometheus,
             standby: None,
             ldap_port: opts.ldap_port,
@@ -246,7 +247,32 @@ impl LocalStack {
         for c in self.clusters.into_iter().flatten() {
             c.stop().await;
         }
-        self.slapd.stop().await;
+        if let Some(s) = self.slapd {
+            s.stop().await;
+        }
+    }
+
+    pub fn ldap_port(&self) -> u16 {
+        self.ldap_port
+    }
+
+    /// Stops slapd (a fault drill); `start_ldap` starts it again.
+    pub async fn stop_ldap(&mut self) {
+        if let Some(s) = self.slapd.take() {
+            s.stop().await;
+        }
+    }
+
+    pub async fn start_ldap(&mut self) -> Result<(), StackError> {
+        let slapd = slapd::Slapd::start(
+            &self.settings.data_dir.join("ldap"),
+            self.ldap_port,
+            BASE_DN,
+            &self.settings.ldap.bind_password,
+        )
+        .await?;
+        self.slapd = Some(slapd);
+        Ok(())
     }
 }
 

@@ -155,6 +155,8 @@ pub struct BoardView {
     pub max_points: u32,
     pub at: String,
     pub stats: LabStats,
+    /// The LDAP directory did not answer in the latest round.
+    pub ldap_down: bool,
 }
 
 impl BoardView {
@@ -191,6 +193,7 @@ impl BoardView {
             rows.sort_by(|a, b| a.who.cmp(&b.who));
         }
         BoardView {
+            ldap_down: false,
             tasks: board
                 .tasks
                 .iter()
@@ -239,8 +242,11 @@ pub fn render_grid(
     board: &LabBoard,
     at: Option<DateTime<Utc>>,
     audience: Audience,
+    ldap_down: bool,
 ) -> Result<String, askama::Error> {
-    BoardView::new(board, at, audience, Utc::now()).render()
+    let mut view = BoardView::new(board, at, audience, Utc::now());
+    view.ldap_down = ldap_down;
+    view.render()
 }
 
 #[derive(Template)]
@@ -299,7 +305,7 @@ async fn lab_board(
     lab: &LabId,
     public: bool,
     audience: Audience,
-) -> Result<(LabBoard, Option<DateTime<Utc>>, String), WebError> {
+) -> Result<(LabBoard, Option<DateTime<Utc>>, String, bool), WebError> {
     let snapshot = state.board.get();
     let board = match snapshot.labs.iter().find(|l| l.id == lab.as_str()) {
         Some(b) => b.clone(),
@@ -319,7 +325,7 @@ async fn lab_board(
         u8::from(audience.names),
         u8::from(audience.reasons)
     );
-    Ok((board, snapshot.at, version))
+    Ok((board, snapshot.at, version, snapshot.ldap_error.is_some()))
 }
 
 /// A board page: `public` is the public board (no login), `q` the view.
@@ -335,7 +341,7 @@ async fn page(
     } else {
         q.audience()
     };
-    let (board, at, version) = lab_board(state, id, public, audience).await?;
+    let (board, at, version, ldap_down) = lab_board(state, id, public, audience).await?;
     let prefix = if public { "/public" } else { "" };
     let suffix = if public { "" } else { q.suffix() };
     Ok(Html(
@@ -343,7 +349,7 @@ async fn page(
             nav,
             lab: id.to_string(),
             title: board.title.clone(),
-            grid: render_grid(&board, at, audience)?,
+            grid: render_grid(&board, at, audience, ldap_down)?,
             grid_url: format!("{prefix}/labs/{id}/board/grid{suffix}"),
             version,
             grafana: if public {
@@ -367,7 +373,7 @@ async fn grid(
     public: bool,
     audience: Audience,
 ) -> Result<Response, WebError> {
-    let (board, at, version) = lab_board(state, id, public, audience).await?;
+    let (board, at, version, ldap_down) = lab_board(state, id, public, audience).await?;
     let privacy = if public {
         "no-cache"
     } else {
@@ -384,7 +390,7 @@ async fn grid(
     {
         return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
     }
-    Ok((cache, Html(render_grid(&board, at, audience)?)).into_response())
+    Ok((cache, Html(render_grid(&board, at, audience, ldap_down)?)).into_response())
 }
 
 async fn staff_page(

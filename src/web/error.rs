@@ -80,13 +80,16 @@ impl WebError {
             WebError::Conflict(_) => StatusCode::CONFLICT,
             WebError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             WebError::Upload(e) => e.status(),
+            WebError::Ldap(e) if e.is_unreachable() => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     /// What the user is told: never internals for a server error.
     pub fn message(&self) -> String {
-        if self.status().is_server_error() {
+        if matches!(self, WebError::Ldap(e) if e.is_unreachable()) {
+            "The LDAP directory that holds the passwords does not answer: logging in with an LDAP password is not possible until it is back. Try again in a few minutes.".to_string()
+        } else if self.status().is_server_error() {
             "Something went wrong on the server. It has been logged; tell the operator the time it happened.".to_string()
         } else {
             self.to_string()

@@ -16,8 +16,18 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
         client.query_one("SELECT 1", &[]).await?;
         Ok::<_, crate::control::StoreError>(())
     };
+    // LDAP down is said, not failed: the replica still serves (the
+    // bootstrap admin, the board, the API), and a load balancer must not
+    // take every replica out for it.
+    let ldap = match &state.board.get().ldap_error {
+        None => "ok".to_string(),
+        Some(e) => format!("down: {e}"),
+    };
     match tokio::time::timeout(HEALTH_TIMEOUT, check).await {
-        Ok(Ok(())) => (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))),
+        Ok(Ok(())) => (
+            StatusCode::OK,
+            Json(serde_json::json!({"status": "ok", "ldap": ldap})),
+        ),
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({"status": "error", "control_database": e.to_string()})),

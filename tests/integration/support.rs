@@ -135,7 +135,7 @@ impl TestEnv {
     }
 
     pub fn ldap_port(&self) -> u16 {
-        self.stack.slapd.port
+        self.stack.ldap_port()
     }
 }
 

@@ -23,7 +23,7 @@ fn escaped_only(page: &str, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn roles_csrf_escaping_passwords_and_rate_limit() {
-    let env = TestEnv::start(1).await;
+    let mut env = TestEnv::start(1).await;
     let lab = shop_lab(&env, "sec");
     let yaml = std::fs::read_to_string(&lab).expect("lab");
     std::fs::write(
@@ -306,6 +306,71 @@ async fn roles_csrf_escaping_passwords_and_rate_limit() {
     }
 
     replica.stop().await;
+    ldap_down(&mut env, &lab, &base).await;
     server.stop().await;
     env.stop().await;
+}
+
+/// What `/healthz` says of LDAP.
+async fn ldap_health(base: &str) -> (u16, String) {
+    let r = reqwest::get(format!("{base}/healthz"))
+        .await
+        .expect("healthz");
+    let status = r.status().as_u16();
+    let body: serde_json::Value = r.json().await.expect("json");
+    (
+        status,
+        body["ldap"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// slapd stops during a class: students cannot log in (psql, the web
+/// app, with a clear message), `/healthz` (still 200) and the board say
+/// that LDAP is down, the bootstrap admin still logs in; all comes back
+/// when slapd does.
+async fn ldap_down(env: &mut TestEnv, lab: &std::path::Path, base: &str) {
+    env.apply(lab, &format!("{PEOPLE}zoe,Zoe,zoe@example.org,\n"), false)
+        .await
+        .expect("zoe joins");
+    let zoe_pw = env.password("zoe").await;
+    env.stack.stop_ldap().await;
+    assert!(env.connect_as(0, "zoe", &zoe_pw, "sec_zoe").await.is_err());
+    let since = std::time::Instant::now();
+    while !ldap_health(base).await.1.starts_with("down") {
+        assert!(since.elapsed().as_secs() < 40, "LDAP never reported down");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(ldap_health(base).await.0, 200, "the replica still serves");
+    let web = &env.settings().web;
+    let mut admin = Http::new(base);
+    assert_eq!(
+        admin
+            .login(&web.admin_user, web.admin_password.expose())
+            .await
+            .0,
+        303
+    );
+    let (_, board) = admin.get("/labs/sec/board").await;
+    assert!(
+        board.contains("The LDAP directory does not answer"),
+        "{board}"
+    );
+    let (status, page) = Http::new(base).login("zoe", &zoe_pw).await;
+    assert_eq!(status, 503, "{page}");
+    assert!(page.contains("LDAP directory that holds the passwords does not answer"));
+    env.stack.start_ldap().await.expect("slapd again");
+    let since = std::time::Instant::now();
+    while ldap_health(base).await.1 != "ok" {
+        assert!(since.elapsed().as_secs() < 40, "LDAP never reported back");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    env.connect_as(0, "zoe", &zoe_pw, "sec_zoe")
+        .await
+        .expect("zoe logs in to psql again");
+    assert!(!admin
+        .get("/labs/sec/board")
+        .await
+        .1
+        .contains("The LDAP directory does not answer"));
+    assert_eq!(Http::new(base).login("zoe", &zoe_pw).await.0, 303);
 }

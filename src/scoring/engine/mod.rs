@@ -121,6 +121,8 @@ pub struct Engine {
     health_written: BTreeMap<String, (bool, Instant)>,
     /// As one replica among several: its leases and shared rows.
     shared: Option<replicas::Shared>,
+    /// Why the LDAP directory did not answer at the latest round.
+    ldap_error: Option<String>,
 }
 
 /// A participant of a lab, for the board.
@@ -172,6 +174,7 @@ impl Engine {
             server_errors: BTreeMap::new(),
             health_written: BTreeMap::new(),
             shared: None,
+            ldap_error: None,
         }
     }
 
@@ -213,7 +216,7 @@ impl Engine {
         if let Some(held) = self.held_servers().await {
             placements.retain(|server, _| held.contains(server.as_str()));
         }
-        self.read_foreign().await;
+        self.read_foreign(true).await;
         // The digests before the activity is read: a change in between is
         // seen again by the next look, never missed.
         let same = self.unchanged(&placements).await;
@@ -230,6 +233,10 @@ impl Engine {
         };
         self.reach_unplaced(&mut servers).await;
         self.others_health(&mut servers).await;
+        // Students log in to psql through it: the board says when it is down.
+        self.ldap_error = crate::provision::ldap::reachable(&self.settings.ldap)
+            .await
+            .err();
         let servers = self.merged(servers);
         self.record_health(&servers).await;
         // Longest unscored first, so that a round cut by its deadline

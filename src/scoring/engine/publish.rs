@@ -45,6 +45,7 @@ impl Engine {
             servers,
             at: Some(Utc::now()),
             began: Some(began),
+            ldap_error: self.ldap_error.clone(),
         });
     }
 

@@ -89,12 +89,19 @@ impl Engine {
         Some(shared.held.clone())
     }
 
-    /// Reads the rows other replicas wrote since the last read; whether
-    /// there were any.
-    pub(super) async fn read_foreign(&mut self) -> bool {
+    /// Reads the rows other replicas wrote since the last read (`all`:
+    /// every row, as each full round does: a failover may have numbered
+    /// rows again from below); whether there were any.
+    pub(super) async fn read_foreign(&mut self, all: bool) -> bool {
         let Some(shared) = self.shared.as_mut() else {
             return false;
         };
+        if all {
+            shared.seen = 0;
+            shared.foreign.clear();
+            let held = shared.held.clone();
+            shared.written.retain(|_, p| held.contains(&p.server));
+        }
         let rows = match self.store.board_rows_since(shared.seen).await {
             Ok(rows) => rows,
             Err(e) => {
@@ -106,13 +113,8 @@ impl Engine {
         for r in rows {
             shared.seen = shared.seen.max(r.seq);
             let key = (r.lab.to_string(), r.database.clone());
-            if shared
-                .written
-                .get(&key)
-                .is_some_and(|w| serde_json::to_value(w).ok().as_ref() == Some(&r.row))
-            {
-                continue; // this replica's own
-            }
+            // Rows of the servers this replica scores are never shown from
+            // here (`foreign_row`); kept for a lease handed back later.
             match serde_json::from_value::<ParticipantBoard>(r.row) {
                 Ok(row) => {
                     shared.foreign.insert(key, row);

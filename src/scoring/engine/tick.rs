@@ -26,7 +26,7 @@ impl Engine {
         };
         let began = chrono::Utc::now();
         // Rows other replicas wrote: shown at once, like a change here.
-        let fresh = self.read_foreign().await;
+        let fresh = self.read_foreign(false).await;
         if self.unchanged(&placed).await {
             self.placed = Some(placed);
             let servers = self.servers_up.clone();
