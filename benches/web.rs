@@ -109,7 +109,7 @@ async fn naive_grid(store: &pglab::control::Store, lab: &LabBoard) -> String {
         participants,
         ..lab.clone()
     };
-    pglab::web::render_grid(&board, None, pglab::web::Audience::STAFF).expect("render")
+    pglab::web::render_grid(&board, None, pglab::web::Audience::STAFF, false).expect("render")
 }
 
 #[tokio::main]
@@ -293,7 +293,7 @@ async fn main() {
     let mut size = 0;
     for _ in 0..RUNS {
         let t = Instant::now();
-        size = pglab::web::render_grid(&lab, None, pglab::web::Audience::STAFF)
+        size = pglab::web::render_grid(&lab, None, pglab::web::Audience::STAFF, false)
             .expect("render")
             .len();
         ours.push(t.elapsed().as_secs_f64() * 1000.0);
