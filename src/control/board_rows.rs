@@ -14,6 +14,9 @@ pub struct BoardRow {
     pub seq: i64,
 }
 
+/// The advisory lock that orders the writers of board rows.
+const WRITERS_LOCK: i64 = 0x7067_6c62;
+
 /// A row to write: (lab, database, server, row).
 pub type NewBoardRow = (String, String, String, serde_json::Value);
 
@@ -29,7 +32,7 @@ impl Store {
         let tx = client.transaction().await?;
         // Writers one at a time: rows commit in the order of their numbers,
         // so a reader that saw number n never misses a smaller one later.
-        tx.execute("SELECT pg_advisory_xact_lock(0x70676c62)", &[])
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITERS_LOCK])
             .await?;
         tx.execute(
             "INSERT INTO board_rows (lab_id, database, server, row, seq)

@@ -488,7 +488,7 @@ async fn crash_in_the_middle(env: &mut TestEnv) {
     let _ = first.wait().await;
     let before = slow.messages().len();
     assert!(before < 12, "killed in the middle ({before} of 12 sent)");
-    let _second = serve();
+    let mut second = serve();
     mail_done(env, "bulk").await;
     let id = pglab::ident::LabId::parse("bulk").unwrap();
     let log = env.store.lab_mail(&id, 100).await.unwrap();
@@ -508,7 +508,9 @@ async fn crash_in_the_middle(env: &mut TestEnv) {
     assert_eq!(log.len(), 12);
     let printed = pglab(&config, &["mail", "log", "bulk"]);
     assert_eq!(printed.lines().count(), 13, "{printed}");
-    drop(_second);
+    // Gone before the next one binds the same port (a `pglab serve` that
+    // cannot bind exits, and its jobs would wait for ever).
+    second.kill().await.expect("SIGKILL");
 
     // No server at the configured address: nothing is sent, every message
     // fails saying so, and the passwords may be mailed again.
@@ -523,7 +525,7 @@ async fn crash_in_the_middle(env: &mut TestEnv) {
     env.stack.settings.mail.port = pglab::stack::process::free_port();
     let config = env.settings().data_dir.join("pglab.yaml");
     std::fs::write(&config, env.settings().to_yaml()).unwrap();
-    let _third = serve();
+    let mut third = serve();
     pglab(&config, &["mail", "credentials", "dead"]);
     let job = mail_done(env, "dead").await;
     let job = env.store.job(job).await.unwrap().unwrap();
@@ -550,7 +552,7 @@ async fn crash_in_the_middle(env: &mut TestEnv) {
     // message is marked refused, the passwords stay mailable.
     let refusing = Sink::start_with(env, "refusing", 0.0, &["--refuse-sender"]);
     let config = use_sink(env, &refusing);
-    drop(_third);
+    third.kill().await.expect("SIGKILL");
     let _fourth = serve();
     pglab(&config, &["mail", "credentials", "dead"]);
     let job = mail_done(env, "dead").await;
