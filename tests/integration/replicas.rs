@@ -182,6 +182,13 @@ async fn scoring_goes_on(
         .await
         .expect("restock");
     board_shows(master, 1, "a pass shows through HAProxy").await;
+    // Each replica shows it (one scores the server, the other reads the
+    // row it wrote): asked directly, not through HAProxy's choice.
+    for port in ports {
+        let mut direct = Http::new(&format!("http://127.0.0.1:{port}"));
+        direct.cookies = master.cookies.clone();
+        board_shows(&mut direct, 1, &format!("replica {port} shows the pass")).await;
+    }
     let holders = lease_holders(env).await;
     assert_eq!(
         holders.len(),
