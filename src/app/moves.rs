@@ -403,18 +403,13 @@ async fn drop_source(
     lab: &LabId,
     p: &Params<'_>,
 ) -> anyhow::Result<Vec<String>> {
-    let previous: Vec<String> = store
+    let kept = store
         .kept_previous(lab, &p.db, &ServerName::new(p.from.name.as_str()))
-        .await?
-        .into_iter()
-        .map(|(_, name)| name)
-        .collect();
+        .await?;
+    let previous: Vec<String> = kept.iter().map(|(_, name)| name.clone()).collect();
     let replaced = settings.data_dir.join("replaced").join(lab.as_str());
     let done = relocate::drop_source(p.from, &p.db, &previous, &replaced).await?;
-    for (id, _) in store
-        .kept_previous(lab, &p.db, &ServerName::new(p.from.name.as_str()))
-        .await?
-    {
+    for (id, _) in kept {
         store
             .forget_previous(id, "dumped and dropped when the database moved")
             .await?;
