@@ -153,6 +153,46 @@ impl ApplyLock {
     }
 }
 
+/// Takes PUBLIC's rights on the control database and opens it, unless that
+/// is so already: every `pglab` command opens the store, and two sessions
+/// changing the same `pg_database` row at once fail ("tuple concurrently
+/// updated"), so a command started next to `pglab serve` must not write it.
+async fn close_to_public(admin: &tokio_postgres::Client, db: &str) -> Result<(), StoreError> {
+    for attempt in 1.. {
+        let ready: bool = admin
+            .query_one(
+                "SELECT datallowconn AND datacl IS NOT NULL \
+                   AND NOT EXISTS (SELECT 1 FROM aclexplode(datacl) WHERE grantee = 0) \
+                 FROM pg_database WHERE datname = $1",
+                &[&db],
+            )
+            .await?
+            .get(0);
+        if ready {
+            return Ok(());
+        }
+        let made = admin
+            .batch_execute(&format!(
+                "REVOKE ALL ON DATABASE {db} FROM PUBLIC; ALTER DATABASE {db} ALLOW_CONNECTIONS true;",
+                db = quote_ident(db)
+            ))
+            .await;
+        match made {
+            Ok(()) => return Ok(()),
+            // Another command did the same at the same moment: look again.
+            Err(e)
+                if attempt < 5
+                    && e.as_db_error()
+                        .is_some_and(|d| d.message().contains("concurrently updated")) =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
 impl Store {
     /// Creates the control database if needed, then opens a pool on it.
     pub async fn open(settings: &Settings) -> Result<Self, StoreError> {
@@ -186,12 +226,7 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
-        admin
-            .batch_execute(&format!(
-                "REVOKE ALL ON DATABASE {db} FROM PUBLIC; ALTER DATABASE {db} ALLOW_CONNECTIONS true;",
-                db = quote_ident(db)
-            ))
-            .await?;
+        close_to_public(&admin, db).await?;
         let manager = Manager::from_config(
             pgconn::control_config(server, db, &standbys),
             tokio_postgres::NoTls,

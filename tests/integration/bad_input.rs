@@ -171,6 +171,12 @@ async fn control_database_upgrades_keep_every_hand_in() {
         .expect("old rows");
     let applied = old.migrate().await.expect("upgrade");
     assert_eq!(applied[..2], [4, 5], "{applied:?}");
+    // Every command opens the store: eight at once (a `pglab mail` next to
+    // a starting `pglab serve`) all open and migrate it.
+    let opens = (0..8).map(|_| pglab::control::Store::open_migrated(&settings));
+    for opened in futures_util::future::join_all(opens).await {
+        opened.expect("opened next to the others");
+    }
     let lab = pglab::ident::LabId::parse("old").expect("id");
     let subs = old.lab_submissions(&lab).await.expect("read back");
     use pglab::control::JobStatus::*;
