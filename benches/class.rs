@@ -12,6 +12,8 @@
 
 mod common;
 
+use common::measure::{grid_cells, own_cpu, percentiles, postgres_cpu, rss_mb};
+
 use pglab::lab::LoadedLab;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,105 +36,6 @@ struct Change {
 
 type Changes = Arc<Mutex<Vec<Change>>>;
 
-fn cpu_secs(stat: &str) -> f64 {
-    // utime, stime, cutime, cstime: fields 14 to 17, after the name.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(4)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    f.iter().sum::<f64>() / 100.0
-}
-
-/// CPU seconds of this process (pglab runs in it).
-fn own_cpu() -> f64 {
-    cpu_secs(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
-}
-
-/// CPU seconds of the Postgres server: the postmaster with its ended
-/// children, and every live one.
-fn postgres_cpu(data: &std::path::Path) -> f64 {
-    let Some(pid) = walk_pid(data) else {
-        return 0.0;
-    };
-    let mut total =
-        cpu_secs(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default());
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(pid) {
-            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-            let own: f64 = rest
-                .split_whitespace()
-                .skip(11)
-                .take(2)
-                .filter_map(|v| v.parse::<f64>().ok())
-                .sum();
-            total += own / 100.0;
-        }
-    }
-    total
-}
-
-fn walk_pid(dir: &std::path::Path) -> Option<u32> {
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let p = entry.path();
-        if p.file_name().is_some_and(|n| n == "postmaster.pid") {
-            return std::fs::read_to_string(&p)
-                .ok()?
-                .lines()
-                .next()?
-                .parse()
-                .ok();
-        }
-        if p.is_dir() {
-            if let Some(pid) = walk_pid(&p) {
-                return Some(pid);
-            }
-        }
-    }
-    None
-}
-
-fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
-/// Task 1's cell per participant shown on the grid: who -> passed.
-fn grid_cells(html: &str) -> std::collections::HashMap<String, bool> {
-    let mut out = std::collections::HashMap::new();
-    for row in html.split("<tr class=\"st-").skip(1) {
-        let Some(th) = row.split("<th scope=\"row\">").nth(1) else {
-            continue;
-        };
-        let Some(cell) = th.split_once("</th>") else {
-            continue;
-        };
-        let who = match cell.0.split_once('>') {
-            Some((_, rest)) if cell.0.starts_with("<a") => rest.trim_end_matches("</a>"),
-            _ => cell.0,
-        };
-        let passed = cell
-            .1
-            .split("<td class=\"cell ")
-            .nth(1)
-            .is_some_and(|c| c.starts_with("pass"));
-        out.insert(who.to_string(), passed);
-    }
-    out
-}
-
 /// Looks at the grid and `/metrics` every `POLL` until `until`, and notes
 /// when each change shows.
 async fn watch(base: String, token: String, changes: Changes, until: Instant) {
@@ -153,7 +56,7 @@ async fn watch(base: String, token: String, changes: Changes, until: Instant) {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default()
                     .to_string();
-                cells = grid_cells(&r.text().await.unwrap_or_default());
+                cells = grid_cells(&r.text().await.unwrap_or_default(), 0);
             }
         }
         let metrics = match http
@@ -237,15 +140,6 @@ impl Class {
             drop(client);
         }
     }
-}
-
-fn percentiles(mut v: Vec<Duration>) -> (f64, f64, f64) {
-    if v.is_empty() {
-        return (f64::NAN, f64::NAN, f64::NAN);
-    }
-    v.sort();
-    let at = |q: f64| v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1].as_secs_f64();
-    (at(0.5), at(0.95), v[v.len() - 1].as_secs_f64())
 }
 
 /// What one mode measured.
@@ -334,7 +228,7 @@ async fn main() {
         let watcher = tokio::spawn(watch(base.clone(), token, Arc::clone(&changes), until));
         class.play(minutes, Arc::clone(&changes), &mut state).await;
         watcher.await.expect("watcher");
-        let rss = rss_mb();
+        let rss = rss_mb("self");
         served.stop().await;
         let seen = changes.lock().unwrap();
         results.push(Measured {

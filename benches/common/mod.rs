@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 #[path = "../../tests/common/clubdata.rs"]
 pub mod clubdata;
+pub mod measure;
 
 pub struct Bench {
     pub dir: tempfile::TempDir,
@@ -19,6 +20,11 @@ pub struct Bench {
 
 impl Bench {
     pub async fn start() -> Self {
+        Self::start_with(1).await
+    }
+
+    /// The stack with `pg_servers` Postgres servers.
+    pub async fn start_with(pg_servers: usize) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("pglab-bench-")
             .tempdir()
@@ -32,7 +38,7 @@ impl Bench {
         let opts = StackOptions {
             data_dir: dir.path().join("data"),
             pg_port: free_port(),
-            pg_servers: 1,
+            pg_servers,
             ldap_port: free_port(),
             http_port: free_port(),
             prometheus_port: None,

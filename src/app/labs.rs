@@ -124,14 +124,16 @@ pub async fn apply_lab(
     progress: impl FnMut(usize, &Change),
 ) -> Result<Applied, ProvisionError> {
     let id = &plan.lab.lab.id;
-    let Some(lock) = store.lock_apply(id).await? else {
+    let Some(mut lock) = store.lock_apply(id).await? else {
         return Err(ProvisionError::Input(format!(
             "lab {id} is being applied right now (from the web app or another pglab apply); run this again when that has ended"
         )));
     };
-    let applied = provision::apply(settings, store, plan, progress).await;
+    let applied = lock
+        .guard(provision::apply(settings, store, plan, progress))
+        .await;
     lock.release().await;
-    let report = applied?;
+    let report = applied??;
     let generated = write_generated(
         settings,
         store,

@@ -385,15 +385,16 @@ async fn prepare_target(
         members,
     };
     // As an apply does, and never beside one of the same lab.
-    let lock = apply_lock(store, lab).await?;
-    let prepared = async {
-        let plan = provision::plan_target(settings, store, loaded, placement).await?;
-        provision::apply(settings, store, &plan, |_, _| {}).await?;
-        Ok::<_, provision::ProvisionError>(plan.changes.iter().map(|c| c.to_string()).collect())
-    }
-    .await;
+    let mut lock = apply_lock(store, lab).await?;
+    let prepared = lock
+        .guard(async {
+            let plan = provision::plan_target(settings, store, loaded, placement).await?;
+            provision::apply(settings, store, &plan, |_, _| {}).await?;
+            Ok::<_, provision::ProvisionError>(plan.changes.iter().map(|c| c.to_string()).collect())
+        })
+        .await;
     lock.release().await;
-    Ok(prepared?)
+    Ok(prepared??)
 }
 
 /// The source database and what belonged to it there, gone.

@@ -166,29 +166,35 @@ async fn reset(
         .server(&record.server)
         .ok_or_else(|| anyhow::anyhow!("server {} is not in the config", record.server))?;
     // Not while the lab is applied (a prune could drop the database).
-    let Some(lock) = store.lock_apply(&job.lab).await? else {
+    let Some(mut lock) = store.lock_apply(&job.lab).await? else {
         anyhow::bail!(
             "lab {} is being applied right now: reset again when that has ended",
             job.lab
         );
     };
-    let admin = crate::pgconn::connect(server, "postgres").await?;
-    let mut summary = vec![];
-    summary.extend(put_away(settings, server, &admin, job, &record.name).await?);
-    let template = pg::template_info(server, &admin, &PgName::template_db(&job.lab)).await?;
-    let search_path = pg::search_path(&lab.schemas());
-    pg::clone_database(
-        server,
-        &admin,
-        &template,
-        &record.name,
-        &record.owner,
-        &search_path,
-    )
-    .await?;
+    let reset = lock
+        .guard(async {
+            let admin = crate::pgconn::connect(server, "postgres").await?;
+            let mut summary = vec![];
+            summary.extend(put_away(settings, server, &admin, job, &record.name).await?);
+            let template =
+                pg::template_info(server, &admin, &PgName::template_db(&job.lab)).await?;
+            let search_path = pg::search_path(&lab.schemas());
+            pg::clone_database(
+                server,
+                &admin,
+                &template,
+                &record.name,
+                &record.owner,
+                &search_path,
+            )
+            .await?;
+            summary.push(format!("{} is the lab's starter again", record.name));
+            Ok::<_, anyhow::Error>(summary)
+        })
+        .await;
     lock.release().await;
-    summary.push(format!("{} is the lab's starter again", record.name));
-    Ok(summary)
+    reset?
 }
 
 /// The database before a reset: dumped for the lab master (unless it is

@@ -113,6 +113,8 @@ pub enum StoreError {
         "control database is at version {0}, newer than this pglab knows ({1}): upgrade pglab"
     )]
     TooNew(i32, i32),
+    #[error("the apply lock of lab {0} was lost (the control database failed over, or its session ended) and another apply holds it now: this one stopped; run it again when that has ended")]
+    ApplyLockLost(crate::ident::LabId),
     #[error("control database: {what} {key:?} cannot be read: {reason}")]
     BadRecord {
         what: &'static str,
@@ -137,9 +139,51 @@ pub struct Store {
 pub struct ApplyLock {
     session: tokio_postgres::Client,
     lab: crate::ident::LabId,
+    store: Store,
 }
 
+/// How long an apply goes on without its lock's session (the control
+/// database failing over) before it stops.
+const LOCK_REGAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl ApplyLock {
+    /// Runs `work` under the lock. The lock lives as long as its session:
+    /// when that ends (a failover to a standby ends every session), the lock
+    /// is taken again on a new one; when another apply took it meanwhile,
+    /// or the control database stays away for `LOCK_REGAIN`, `work` is
+    /// stopped at its next await (as a crash would stop it; applies are
+    /// made to be run again) and the error says why.
+    pub async fn guard<T>(
+        &mut self,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, StoreError> {
+        tokio::pin!(work);
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut lost_since: Option<std::time::Instant> = None;
+        loop {
+            tokio::select! {
+                out = &mut work => return Ok(out),
+                _ = every.tick() => {}
+            }
+            if !self.session.is_closed() {
+                continue;
+            }
+            let since = *lost_since.get_or_insert_with(std::time::Instant::now);
+            match self.store.try_apply_lock(&self.lab).await {
+                Ok(Some(session)) => {
+                    tracing::warn!(lab = %self.lab, "the apply lock's session ended: lock taken again");
+                    self.session = session;
+                    lost_since = None;
+                }
+                Ok(None) => return Err(StoreError::ApplyLockLost(self.lab.clone())),
+                Err(e) if since.elapsed() >= LOCK_REGAIN => return Err(e),
+                Err(e) => {
+                    tracing::warn!(lab = %self.lab, error = %e, "the apply lock's session ended: taking it again")
+                }
+            }
+        }
+    }
+
     /// Releases the lock before the session ends: the next apply finds it
     /// free at once.
     pub async fn release(self) {
@@ -252,6 +296,19 @@ impl Store {
         &self,
         lab: &crate::ident::LabId,
     ) -> Result<Option<ApplyLock>, StoreError> {
+        Ok(self.try_apply_lock(lab).await?.map(|session| ApplyLock {
+            session,
+            lab: lab.clone(),
+            store: self.clone(),
+        }))
+    }
+
+    /// A session of its own holding `lab`'s apply lock, unless another
+    /// holds the lock.
+    async fn try_apply_lock(
+        &self,
+        lab: &crate::ident::LabId,
+    ) -> Result<Option<tokio_postgres::Client>, StoreError> {
         let session = self.session(self.session_config()).await?;
         let locked: bool = session
             .query_one(
@@ -260,10 +317,7 @@ impl Store {
             )
             .await?
             .get(0);
-        Ok(locked.then(|| ApplyLock {
-            session,
-            lab: lab.clone(),
-        }))
+        Ok(locked.then_some(session))
     }
 
     /// A session of its own in the control database, with `config` (made

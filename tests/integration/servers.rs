@@ -70,6 +70,7 @@ async fn participants_spread_over_two_servers_and_stay() {
     pins_and_capacity(&mut env).await;
     moves_and_drain(&env).await;
     replicas_share_scoring(&env).await;
+    apply_lock_outlives_its_session(&env).await;
     env.stop().await;
 }
 
@@ -595,12 +596,29 @@ async fn replicas_share_scoring(env: &TestEnv) {
             .sum::<usize>()
     };
     assert_eq!(rows(&main), rows(&other), "both boards show everybody");
+    let control = env.admin(0, &env.settings().control.database).await;
+    let progress_sql = "SELECT last_progress_at FROM database_progress WHERE database = 'pins_p2'";
+    let progressed: Option<chrono::DateTime<chrono::Utc>> = control
+        .query_one(progress_sql, &[])
+        .await
+        .expect("progress")
+        .get(0);
+    assert!(progressed.is_some(), "the pass was progress");
     // The replica scoring main ends (its lease session closes with it).
     drop(main);
     alone(&mut other, "main's lease moves", |o| {
         o.engine.leases().expect("shared").contains("main")
     })
     .await;
+    // The replica taking over goes on from the stored scores: evaluating
+    // p2 again, unchanged, is no progress (stuck alerts stay true).
+    other.engine.round(None).await.expect("round");
+    let after: Option<chrono::DateTime<chrono::Utc>> = control
+        .query_one(progress_sql, &[])
+        .await
+        .expect("progress")
+        .get(0);
+    assert_eq!(after, progressed, "a lease taken over is no progress");
     env.connect_as(0, "p2", &pw, "pins_p2")
         .await
         .expect("p2")
@@ -635,4 +653,84 @@ fn restocked(s: &crate::support::Scorer) -> Option<bool> {
     let i = lab.tasks.iter().position(|t| t.id == "restock")?;
     let p = lab.participants.iter().find(|p| p.username == "p2")?;
     Some(p.tasks.as_ref()?[i].passed)
+}
+
+/// The apply lock outlives its session (a failover of the control database
+/// ends every session): the apply takes it again on a new one and goes on,
+/// unless another apply took it meanwhile, which stops the first.
+async fn apply_lock_outlives_its_session(env: &TestEnv) {
+    let lab = pglab::ident::LabId::parse("pins").expect("id");
+    let db = env.settings().control.database.clone();
+    let control = env.admin(0, &db).await;
+    let holder_sql =
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
+                        AND objid::bigint = (hashtext('pglab apply pins')::bigint & 4294967295)";
+    let holder = || async {
+        control
+            .query_opt(holder_sql, &[])
+            .await
+            .expect("locks")
+            .map(|r| r.get::<_, i32>(0))
+    };
+    let db_ref = &db;
+    let end = |pid: i32| async move {
+        env.admin(0, db_ref)
+            .await
+            .execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .await
+            .expect("terminate");
+    };
+    let mut lock = env
+        .store
+        .lock_apply(&lab)
+        .await
+        .expect("lock")
+        .expect("free");
+    let first = holder().await.expect("held");
+    let went_on = lock
+        .guard(async {
+            end(first).await;
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            let again = holder().await.expect("held again");
+            assert_ne!(again, first, "taken again on a new session");
+            assert!(
+                env.store.lock_apply(&lab).await.expect("try").is_none(),
+                "still held"
+            );
+            "went on"
+        })
+        .await
+        .expect("the work goes on");
+    assert_eq!(went_on, "went on");
+    // Another apply is waiting for the lock when the session ends.
+    let other = env.admin(0, &db).await;
+    let waiting = tokio::spawn(async move {
+        other
+            .execute("SELECT pg_advisory_lock(hashtext('pglab apply pins'))", &[])
+            .await
+            .expect("the other apply's lock");
+        other
+    });
+    let stopped = lock
+        .guard(async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            end(holder().await.expect("held")).await;
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            "finished"
+        })
+        .await;
+    let err = stopped.expect_err("stopped: another apply holds the lock");
+    assert!(
+        err.to_string().contains("another apply holds it now"),
+        "{err}"
+    );
+    lock.release().await;
+    let other = waiting.await.expect("waited");
+    other
+        .execute(
+            "SELECT pg_advisory_unlock(hashtext('pglab apply pins'))",
+            &[],
+        )
+        .await
+        .expect("unlock");
 }

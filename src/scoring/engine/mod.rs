@@ -32,6 +32,9 @@ struct DbCache {
     first_passed: BTreeMap<String, DateTime<Utc>>,
     last_progress: Option<DateTime<Utc>>,
     last_activity: Option<DateTime<Utc>>,
+    /// Points and tasks passed as stored, until this process evaluated
+    /// the database: what its first evaluation is progress against.
+    stored: Option<(u32, usize)>,
     error: Option<String>,
     /// Rounds in a row in which a check of this database timed out.
     timeouts: u32,
@@ -139,6 +142,40 @@ struct Placed {
     lab: LabId,
     db: PgName,
     owner: PgName,
+}
+
+/// Fills `dbs` (those in `only`, when given) with what the control database
+/// keeps of them: when each task first passed, the stored points and
+/// passes, the last progress and activity. A process that starts, or takes
+/// a server's lease over, goes on from there: its first evaluation of a
+/// database is progress only if it beats the stored score.
+async fn load_stored(
+    store: &Store,
+    lab: &LabId,
+    dbs: &mut BTreeMap<String, DbCache>,
+    only: Option<&std::collections::BTreeSet<String>>,
+) -> Result<(), crate::control::StoreError> {
+    let wanted = |db: &str| only.is_none_or(|o| o.contains(db));
+    for t in store.task_scores(lab).await? {
+        if !wanted(&t.database) {
+            continue;
+        }
+        let c = dbs.entry(t.database.clone()).or_default();
+        let stored = c.stored.get_or_insert((0, 0));
+        stored.0 += u32::try_from(t.points).unwrap_or(0);
+        stored.1 += usize::from(t.passed);
+        if let Some(at) = t.first_passed_at {
+            c.first_passed.insert(t.task.clone(), at);
+        }
+    }
+    for (db, progress, activity) in store.progress(lab).await? {
+        if wanted(&db) {
+            let c = dbs.entry(db).or_default();
+            c.last_progress = progress;
+            c.last_activity = activity;
+        }
+    }
+    Ok(())
 }
 
 /// Per server: every lab database placed there.
@@ -450,19 +487,7 @@ impl Engine {
             db.signature = None; // the checks may have changed: score everything again
         }
         if dbs.is_empty() {
-            for t in self.store.task_scores(&spec.lab.id).await? {
-                if let Some(at) = t.first_passed_at {
-                    dbs.entry(t.database.clone())
-                        .or_default()
-                        .first_passed
-                        .insert(t.task.clone(), at);
-                }
-            }
-            for (db, progress, activity) in self.store.progress(&spec.lab.id).await? {
-                let c = dbs.entry(db).or_default();
-                c.last_progress = progress;
-                c.last_activity = activity;
-            }
+            load_stored(&self.store, &spec.lab.id, &mut dbs, None).await?;
         }
         let server = self
             .store

@@ -62,7 +62,10 @@ impl Engine {
                 os.iter().filter(|o| o.passed).count(),
             )
         };
-        let (before, before_passed) = points(cache.outcomes.as_deref().unwrap_or_default());
+        let (before, before_passed) = match cache.outcomes.as_deref() {
+            Some(old) => points(old),
+            None => cache.stored.unwrap_or((0, 0)),
+        };
         let (after, after_passed) = points(&outcomes);
         if after > before || after_passed > before_passed {
             cache.last_progress = Some(now);

@@ -5,6 +5,7 @@
 
 use super::Engine;
 use crate::control::LeaseSession;
+use crate::ident::LabId;
 use crate::scoring::board::ParticipantBoard;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -61,6 +62,7 @@ impl Engine {
             .collect();
         let store = self.store.clone();
         let shared = self.shared.as_mut()?;
+        let mut gained = BTreeSet::new();
         let due = shared.checked.is_none_or(|t| t.elapsed() >= REBALANCE)
             || shared.session.as_ref().is_none_or(LeaseSession::is_closed);
         if due {
@@ -77,6 +79,7 @@ impl Engine {
                     if held != shared.held {
                         tracing::info!(servers = ?held, "scoring leases");
                     }
+                    gained = held.difference(&shared.held).cloned().collect();
                     shared.held = held;
                 }
                 Err(e) => {
@@ -86,7 +89,39 @@ impl Engine {
                 }
             }
         }
-        Some(shared.held.clone())
+        if !gained.is_empty() {
+            self.go_on_from_stored(&gained).await;
+        }
+        self.shared.as_ref().map(|s| s.held.clone())
+    }
+
+    /// Servers whose lease this replica just took: what it kept of their
+    /// databases is old (another replica scored them meanwhile), so they
+    /// go on from what the control database stores. (Before the first
+    /// round nothing is kept: the labs load everything then.)
+    async fn go_on_from_stored(&mut self, servers: &BTreeSet<String>) {
+        let mut by_lab: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (lab, members) in &self.participant_index {
+            for m in members
+                .iter()
+                .filter(|m| servers.contains(m.server.as_str()))
+            {
+                by_lab
+                    .entry(lab.clone())
+                    .or_default()
+                    .insert(m.db.to_string());
+            }
+        }
+        for (lab, dbs) in by_lab {
+            let (Some(cache), Ok(lab)) = (self.labs.get_mut(&lab), LabId::parse(&lab)) else {
+                continue;
+            };
+            cache.dbs.retain(|db, _| !dbs.contains(db));
+            if let Err(e) = super::load_stored(&self.store, &lab, &mut cache.dbs, Some(&dbs)).await
+            {
+                tracing::warn!(lab = %lab, error = %e, "cannot read the stored scores of a server taken over");
+            }
+        }
     }
 
     /// Reads the rows other replicas wrote since the last read (`all`:
