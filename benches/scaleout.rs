@@ -275,16 +275,16 @@ async fn board_complete(base: &str, n: usize) -> usize {
     }
 }
 
-/// Client connections per server: (total, pglab's own).
+/// Client connections per server: (server, total, to the control database).
 async fn connections(settings: &pglab::settings::Settings) -> Vec<(String, i64, i64)> {
     let mut out = vec![];
     for s in &settings.postgres {
         let c = pglab::pgconn::connect(s, "postgres").await.expect("admin");
         let row = c
             .query_one(
-                "SELECT count(*), count(*) FILTER (WHERE application_name LIKE 'pglab%' OR usename LIKE 'pglab%')
+                "SELECT count(*), count(*) FILTER (WHERE datname = $1)
                  FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
-                &[],
+                &[&settings.control.database],
             )
             .await
             .expect("activity");
@@ -434,8 +434,11 @@ fn print_phase(p: &Phase, names: &[String], n: usize) {
             p.rss[i]
         );
     }
-    for (server, total, ours) in &p.conns {
-        println!("  {server:<8} client connections: {total} ({ours} pglab's)");
+    for (server, total, control) in &p.conns {
+        println!(
+            "  {server:<8} client connections: {total} ({control} to the control database, {} to participants' databases)",
+            total - control
+        );
     }
 }
 

@@ -151,3 +151,13 @@ pub fn error_text(e: &tokio_postgres::Error) -> String {
     }
     text
 }
+
+/// Whether `e` says that another session made the same catalog change at
+/// the same moment (a role created twice, a row updated twice): doing it
+/// again finds it done.
+pub fn raced(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|d| {
+        d.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+            || d.message().contains("concurrently updated")
+    })
+}

@@ -4,7 +4,8 @@
 #![allow(dead_code)] // each benchmark uses a part
 
 use pglab::control::Store;
-use pglab::stack::{process::free_port, LocalStack, StackOptions};
+use pglab::stack::process::{free_port, free_ports};
+use pglab::stack::{LocalStack, StackOptions};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -37,7 +38,7 @@ impl Bench {
         }
         let opts = StackOptions {
             data_dir: dir.path().join("data"),
-            pg_port: free_port(),
+            pg_port: free_ports(pg_servers as u16),
             pg_servers,
             ldap_port: free_port(),
             http_port: free_port(),

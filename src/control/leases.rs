@@ -22,7 +22,7 @@ pub const APPLICATION: &str = "pglab-scoring";
 pub const IDLE_SECS: u32 = 15;
 /// First key of the leases' advisory locks (the second: the server name's
 /// hash); apart from the one-key locks of applies.
-const NAMESPACE: i32 = 0x7067_6c73;
+pub(super) const NAMESPACE: i32 = 0x7067_6c73;
 
 /// How often the lease session is asked something by a task of its own,
 /// so that it is not ended as idle while a long round evaluates (a hung
@@ -30,8 +30,18 @@ const NAMESPACE: i32 = 0x7067_6c73;
 const PING_SECS: u64 = 3;
 
 /// A replica's lease session and the servers it holds.
+/// Who writes under the leases (`Store::put_board_rows`): a lease session,
+/// by its backend's process id and start (after a failover, the id alone
+/// may be another replica's session).
+#[derive(Debug, Clone, Copy)]
+pub struct Fence {
+    pub pid: i32,
+    pub started: chrono::DateTime<chrono::Utc>,
+}
+
 pub struct LeaseSession {
     client: Arc<Client>,
+    fence: Fence,
     held: BTreeSet<String>,
     ping: tokio::task::AbortHandle,
 }
@@ -51,6 +61,16 @@ impl Store {
             .application_name(format!("{APPLICATION} {}", std::process::id()))
             .options(format!("-c role=none {options}"));
         let client = Arc::new(self.session(config).await?);
+        let me = client
+            .query_one(
+                "SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await?;
+        let fence = Fence {
+            pid: me.get(0),
+            started: me.get(1),
+        };
         let pinged = Arc::clone(&client);
         let ping = tokio::spawn(async move {
             loop {
@@ -63,6 +83,7 @@ impl Store {
         .abort_handle();
         Ok(LeaseSession {
             client,
+            fence,
             held: BTreeSet::new(),
             ping,
         })
@@ -72,6 +93,11 @@ impl Store {
 impl LeaseSession {
     pub fn is_closed(&self) -> bool {
         self.client.is_closed()
+    }
+
+    /// What fences writes by these leases.
+    pub fn fence(&self) -> Fence {
+        self.fence
     }
 
     pub fn held(&self) -> &BTreeSet<String> {

@@ -1,6 +1,7 @@
 //! pglab's own state in a control database on Postgres, with versioned
 //! migrations.
 
+mod apply_lock;
 mod board_rows;
 mod evidence;
 mod exports;
@@ -17,6 +18,7 @@ mod submissions;
 mod tokens;
 mod types;
 
+pub use apply_lock::ApplyLock;
 pub use board_rows::*;
 pub use evidence::*;
 pub use exports::*;
@@ -133,70 +135,6 @@ pub struct Store {
     standbys: Vec<(String, u16)>,
 }
 
-/// A lab's apply lock: held by one apply at a time, in any pglab process;
-/// released by `release`, or when dropped (its own session ends, a moment
-/// later).
-pub struct ApplyLock {
-    session: tokio_postgres::Client,
-    lab: crate::ident::LabId,
-    store: Store,
-}
-
-/// How long an apply goes on without its lock's session (the control
-/// database failing over) before it stops.
-const LOCK_REGAIN: std::time::Duration = std::time::Duration::from_secs(30);
-
-impl ApplyLock {
-    /// Runs `work` under the lock. The lock lives as long as its session:
-    /// when that ends (a failover to a standby ends every session), the lock
-    /// is taken again on a new one; when another apply took it meanwhile,
-    /// or the control database stays away for `LOCK_REGAIN`, `work` is
-    /// stopped at its next await (as a crash would stop it; applies are
-    /// made to be run again) and the error says why.
-    pub async fn guard<T>(
-        &mut self,
-        work: impl std::future::Future<Output = T>,
-    ) -> Result<T, StoreError> {
-        tokio::pin!(work);
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
-        let mut lost_since: Option<std::time::Instant> = None;
-        loop {
-            tokio::select! {
-                out = &mut work => return Ok(out),
-                _ = every.tick() => {}
-            }
-            if !self.session.is_closed() {
-                continue;
-            }
-            let since = *lost_since.get_or_insert_with(std::time::Instant::now);
-            match self.store.try_apply_lock(&self.lab).await {
-                Ok(Some(session)) => {
-                    tracing::warn!(lab = %self.lab, "the apply lock's session ended: lock taken again");
-                    self.session = session;
-                    lost_since = None;
-                }
-                Ok(None) => return Err(StoreError::ApplyLockLost(self.lab.clone())),
-                Err(e) if since.elapsed() >= LOCK_REGAIN => return Err(e),
-                Err(e) => {
-                    tracing::warn!(lab = %self.lab, error = %e, "the apply lock's session ended: taking it again")
-                }
-            }
-        }
-    }
-
-    /// Releases the lock before the session ends: the next apply finds it
-    /// free at once.
-    pub async fn release(self) {
-        let _ = self
-            .session
-            .execute(
-                "SELECT pg_advisory_unlock(hashtext('pglab apply ' || $1))",
-                &[&self.lab],
-            )
-            .await;
-    }
-}
-
 /// Takes PUBLIC's rights on the control database and opens it, unless that
 /// is so already: every `pglab` command opens the store, and two sessions
 /// changing the same `pg_database` row at once fail ("tuple concurrently
@@ -224,11 +162,7 @@ async fn close_to_public(admin: &tokio_postgres::Client, db: &str) -> Result<(),
         match made {
             Ok(()) => return Ok(()),
             // Another command did the same at the same moment: look again.
-            Err(e)
-                if attempt < 5
-                    && e.as_db_error()
-                        .is_some_and(|d| d.message().contains("concurrently updated")) =>
-            {
+            Err(e) if attempt < 5 && pgconn::raced(&e) => {
                 tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
             }
             Err(e) => return Err(e.into()),
@@ -288,36 +222,6 @@ impl Store {
             database: db.clone(),
             standbys,
         })
-    }
-
-    /// Takes the apply lock of `lab`, unless another apply (a job, another
-    /// `pglab apply`) holds it: `None` then.
-    pub async fn lock_apply(
-        &self,
-        lab: &crate::ident::LabId,
-    ) -> Result<Option<ApplyLock>, StoreError> {
-        Ok(self.try_apply_lock(lab).await?.map(|session| ApplyLock {
-            session,
-            lab: lab.clone(),
-            store: self.clone(),
-        }))
-    }
-
-    /// A session of its own holding `lab`'s apply lock, unless another
-    /// holds the lock.
-    async fn try_apply_lock(
-        &self,
-        lab: &crate::ident::LabId,
-    ) -> Result<Option<tokio_postgres::Client>, StoreError> {
-        let session = self.session(self.session_config()).await?;
-        let locked: bool = session
-            .query_one(
-                "SELECT pg_try_advisory_lock(hashtext('pglab apply ' || $1))",
-                &[lab],
-            )
-            .await?
-            .get(0);
-        Ok(locked.then_some(session))
     }
 
     /// A session of its own in the control database, with `config` (made

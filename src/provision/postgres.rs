@@ -240,15 +240,27 @@ pub async fn ensure_baseline(server: &PgServerSettings, client: &Client) -> Resu
             format!("IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN DROP OWNED BY {role}; DROP ROLE {role}; END IF;\n")
         })
         .collect();
-    let sql = format!(
-        "DO $$ BEGIN\n{creates}{legacy}END $$;
-         REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC;
-         REVOKE CONNECT, TEMPORARY ON DATABASE template1 FROM PUBLIC;"
-    );
-    client
-        .batch_execute(&sql)
-        .await
-        .map_err(sql_err(&server.name, "create pglab roles"))
+    // Written only when not so yet: every pglab start runs this, and two
+    // sessions changing one catalog row at once fail ("tuple concurrently
+    // updated"; replicas starting together).
+    let revokes: String = ["postgres", "template1"]
+        .iter()
+        .map(|db| {
+            format!("IF has_database_privilege('public', '{db}', 'CONNECT') OR has_database_privilege('public', '{db}', 'TEMPORARY') THEN REVOKE CONNECT, TEMPORARY ON DATABASE {db} FROM PUBLIC; END IF;\n")
+        })
+        .collect();
+    let sql = format!("DO $$ BEGIN\n{creates}{legacy}{revokes}END $$;");
+    for attempt in 1.. {
+        match client.batch_execute(&sql).await {
+            Ok(()) => return Ok(()),
+            // Another pglab did the same at the same moment: again.
+            Err(e) if attempt < 5 && crate::pgconn::raced(&e) => {
+                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+            }
+            Err(e) => return Err(sql_err(&server.name, "create pglab roles")(e)),
+        }
+    }
+    unreachable!("the loop returns")
 }
 
 /// A participant's login role: no password (LDAP checks it), no powers.

@@ -2,8 +2,10 @@
 //! environment, validated once at start.
 
 mod mail;
+mod proxies;
 
 pub use mail::{MailSecurity, MailSettings};
+pub use proxies::AddressBlock;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -120,11 +122,12 @@ pub struct WebSettings {
     pub min_password_length: usize,
     /// Base URL of Grafana; when set, boards link to the generated dashboard.
     pub grafana_url: Option<String>,
-    /// Reverse proxies (TLS terminators) in front of pglab: for requests
-    /// from these addresses the client is the right-most address of
-    /// `X-Forwarded-For` that is not one of them (the login limiter counts
-    /// per client). Empty: the TCP peer is the client.
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Reverse proxies (TLS terminators, HAProxy) in front of pglab,
+    /// addresses or blocks (`10.0.0.0/24`): for requests from these the
+    /// client is the right-most address of `X-Forwarded-For` that is not
+    /// one of them (the login limiter counts per client). Empty: the TCP
+    /// peer is the client.
+    pub trusted_proxies: Vec<AddressBlock>,
     /// The address people and scripts reach pglab at (`https://lab.example.org`),
     /// for absolute links in API answers and on credential slips. Unset:
     /// the `Host` the request came with.
@@ -500,6 +503,25 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compose_config_trusts_the_compose_haproxy() {
+        let mut s: Settings = serde_norway::from_str(include_str!("../../compose/pglab.yaml"))
+            .expect("compose/pglab.yaml parses");
+        s.apply_env(|_| Some("0123456789abcdef0123".to_string()));
+        s.validate().expect("compose/pglab.yaml is valid");
+        let compose = include_str!("../../compose.yaml");
+        let haproxy = compose
+            .split("ipv4_address: ")
+            .nth(1)
+            .and_then(|rest| rest.lines().next())
+            .expect("HAProxy's address in compose.yaml");
+        let ip = haproxy.trim().parse().expect("an address");
+        assert!(
+            s.web.trusted_proxies.iter().any(|b| b.contains(ip)),
+            "{haproxy} is trusted"
+        );
+    }
 
     #[test]
     fn example_round_trips_and_secrets_hide() {

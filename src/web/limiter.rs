@@ -14,6 +14,8 @@
 //!   behind a load balancer applies the same limit. Usernames are cut to
 //!   `MAX_NAME` characters in the key, and expired attempts are removed.
 //! - IPv6 clients count per /64, the block one machine usually holds.
+//! - A process counts a few attempts at once (`COUNTING_AT_ONCE`): a flood
+//!   of guesses waits in memory, never on the control database's pool.
 
 use super::WebError;
 use crate::control::Store;
@@ -65,14 +67,38 @@ impl Attempt<'_> {
 #[must_use]
 pub struct Counted(String);
 
+/// Attempts this process counts at once. Counting one takes a connection
+/// of the control database's pool (8) and may wait for the key's lock:
+/// under a flood of guesses the rest of the app keeps the other
+/// connections, and the guesses wait here, in memory.
+const COUNTING_AT_ONCE: usize = 3;
+/// Longest an attempt waits for its turn.
+const WAIT_FOR_TURN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The limiter (its counts are in the control database).
-#[derive(Default)]
-pub struct Limiter;
+pub struct Limiter {
+    counting: tokio::sync::Semaphore,
+}
+
+impl Default for Limiter {
+    fn default() -> Self {
+        Self {
+            counting: tokio::sync::Semaphore::new(COUNTING_AT_ONCE),
+        }
+    }
+}
 
 impl Limiter {
     /// Counts an attempt, or refuses it with the seconds to wait first.
     pub async fn count(&self, store: &Store, attempt: &Attempt<'_>) -> Result<Counted, WebError> {
         let key = attempt.key();
+        // Under a flood, a guess waits for its turn a while, then is sent
+        // back (never queued without end).
+        let turn = tokio::time::timeout(WAIT_FOR_TURN, self.counting.acquire()).await;
+        let Ok(Ok(_turn)) = turn else {
+            tracing::warn!(client = %attempt.addr, "password refused unchecked: too many attempts at once");
+            return Err(WebError::TooManyAttempts(WAIT_FOR_TURN.as_secs()));
+        };
         match store.count_attempt(&key, PER_KEY, WINDOW_SECS).await? {
             Ok(()) => Ok(Counted(key)),
             Err(wait) => {

@@ -262,21 +262,36 @@ pub fn client_ip(
     headers: &HeaderMap,
     addr: std::net::SocketAddr,
 ) -> std::net::IpAddr {
-    let trusted = &state.settings.web.trusted_proxies;
-    if !trusted.contains(&addr.ip()) {
-        return addr.ip();
+    forwarded_client(&state.settings.web.trusted_proxies, headers, addr.ip())
+}
+
+/// The client behind `proxies` (see `client_ip`).
+fn forwarded_client(
+    proxies: &[crate::settings::AddressBlock],
+    headers: &HeaderMap,
+    peer: std::net::IpAddr,
+) -> std::net::IpAddr {
+    let trusted = |ip: &std::net::IpAddr| proxies.iter().any(|b| b.contains(*ip));
+    if !trusted(&peer) {
+        return peer;
     }
-    headers
+    let entries: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.to_str().unwrap_or(""))
         .flat_map(|v| v.split(','))
-        .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .find(|ip| !trusted.contains(ip))
-        .unwrap_or(addr.ip())
+        .collect();
+    // From the right: proxies' entries are skipped; the first other one is
+    // the client. An entry that is no address (a port, `unknown`) ends the
+    // walk at the proxy: what lies left of it the client may have written.
+    for entry in entries.into_iter().rev() {
+        match entry.trim().parse::<std::net::IpAddr>() {
+            Ok(ip) if trusted(&ip) => continue,
+            Ok(ip) => return ip,
+            Err(_) => break,
+        }
+    }
+    peer
 }
 
 /// The known-device cookie to set after `user` logged in.
@@ -292,6 +307,38 @@ pub fn device_cookie(state: &AppState, user: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_behind_trusted_proxies() {
+        let proxies: Vec<crate::settings::AddressBlock> = vec![
+            [10, 0, 0, 1].into(),
+            "172.28.0.0/24".to_string().try_into().unwrap(),
+        ];
+        let client = |xff: &[&str], peer: [u8; 4]| {
+            let mut h = HeaderMap::new();
+            for v in xff {
+                h.append("x-forwarded-for", v.parse().unwrap());
+            }
+            forwarded_client(&proxies, &h, peer.into()).to_string()
+        };
+        // Not from a proxy: the header is the client's word only.
+        assert_eq!(client(&["9.9.9.9"], [8, 8, 8, 8]), "8.8.8.8");
+        assert_eq!(client(&["1.2.3.4"], [10, 0, 0, 1]), "1.2.3.4");
+        // The right-most entry that is no proxy; what the client put left
+        // of it does not count.
+        assert_eq!(
+            client(&["6.6.6.6, 1.2.3.4, 172.28.0.7"], [10, 0, 0, 1]),
+            "1.2.3.4"
+        );
+        assert_eq!(client(&["6.6.6.6", "1.2.3.4"], [172, 28, 0, 9]), "1.2.3.4");
+        // An entry that is no address stops the walk at the proxy.
+        assert_eq!(
+            client(&["6.6.6.6, 1.2.3.4:5555"], [10, 0, 0, 1]),
+            "10.0.0.1"
+        );
+        assert_eq!(client(&["6.6.6.6, unknown"], [10, 0, 0, 1]), "10.0.0.1");
+        assert_eq!(client(&[], [10, 0, 0, 1]), "10.0.0.1");
+    }
 
     #[test]
     fn signed_sessions_cannot_be_forged() {

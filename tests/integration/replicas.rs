@@ -1,8 +1,10 @@
 //! Two real `pglab serve` processes behind a real HAProxy, with the config
-//! `pglab haproxy` writes: a browser session, the board and scoring go on
-//! when the replica that scores is killed (SIGKILL), an apply that a
-//! killed replica was running is finished by the other, and both follow
-//! the control database to its promoted standby without a restart.
+//! `pglab haproxy` writes, over three Postgres servers: a browser session,
+//! the board and scoring go on when the replica that scores a server is
+//! killed (SIGKILL), an apply that a killed replica was running is finished
+//! by the other, one of the three servers stopped affects only its
+//! participants, and both replicas follow the control database to its
+//! promoted standby without a restart.
 
 use crate::browser::Http;
 use crate::support::{shop_lab, TestEnv};
@@ -34,18 +36,24 @@ fn replica(env: &TestEnv, port: u16) -> Child {
         .expect("pglab serve starts")
 }
 
-async fn healthy(base: &str) {
+/// Waits until `base` answers `/healthz` with 200; when it never does, the
+/// failure shows the log of the replica on that port, if there is one.
+async fn healthy(env: &TestEnv, base: &str) {
     let since = Instant::now();
     loop {
-        if let Ok(r) = reqwest::get(format!("{base}/healthz")).await {
-            if r.status() == 200 {
-                return;
-            }
+        let last = match reqwest::get(format!("{base}/healthz")).await {
+            Ok(r) if r.status() == 200 => return,
+            Ok(r) => format!("{}: {}", r.status(), r.text().await.unwrap_or_default()),
+            Err(e) => e.to_string(),
+        };
+        if since.elapsed() > Duration::from_secs(60) {
+            let port = base.rsplit(':').next().unwrap_or_default();
+            let log = std::fs::read_to_string(env.dir.path().join(format!("replica-{port}.log")));
+            panic!(
+                "{base} never healthy ({last}); its log:\n{}",
+                log.unwrap_or_default()
+            );
         }
-        assert!(
-            since.elapsed() < Duration::from_secs(60),
-            "{base} never healthy"
-        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -55,14 +63,16 @@ fn kill(pid: u32) {
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).expect("SIGKILL");
 }
 
-/// The process ids of the replicas holding a scoring lease.
-async fn lease_holders(env: &TestEnv) -> Vec<u32> {
+/// The process ids of the replicas holding a scoring lease (of `server`).
+async fn lease_holders(env: &TestEnv, server: Option<&str>) -> Vec<u32> {
+    // A lease: the two-key advisory lock (namespace, hashtext(server)).
     env.admin(0, &env.settings().control.database)
         .await
         .query(
             "SELECT DISTINCT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-             WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'pglab-scoring %'",
-            &[],
+             WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'pglab-scoring %'
+               AND ($1::text IS NULL OR (l.objsubid = 2 AND l.objid::bigint = (hashtext($1)::bigint & 4294967295)))",
+            &[&server],
         )
         .await
         .expect("locks")
@@ -90,7 +100,7 @@ async fn board_shows(master: &mut Http, passes: usize, what: &str) {
 
 #[tokio::test]
 async fn two_replicas_behind_haproxy_survive_a_kill() {
-    let mut env = TestEnv::start(1).await;
+    let mut env = TestEnv::start(3).await;
     let lab = shop_lab(&env, "ha");
     env.apply(
         &lab,
@@ -141,10 +151,10 @@ async fn two_replicas_behind_haproxy_survive_a_kill() {
         .spawn()
         .expect("haproxy starts");
     for p in ports {
-        healthy(&format!("http://127.0.0.1:{p}")).await;
+        healthy(&env, &format!("http://127.0.0.1:{p}")).await;
     }
     let base = format!("http://127.0.0.1:{front}");
-    healthy(&base).await;
+    healthy(&env, &base).await;
     let web = &env.settings().web;
     let mut master = Http::new(&base);
     assert_eq!(
@@ -159,6 +169,8 @@ async fn two_replicas_behind_haproxy_survive_a_kill() {
     eprintln!("scoring drill: {:?}", t.elapsed());
     apply_goes_on(&env, &mut master, &mut replicas, ports).await;
     eprintln!("apply drill: {:?}", t.elapsed());
+    one_of_three_down(&mut env, &mut master, ports).await;
+    eprintln!("server down drill: {:?}", t.elapsed());
     control_failover(&mut env, &mut master, ports).await;
     eprintln!("failover drill: {:?}", t.elapsed());
     for mut r in replicas {
@@ -189,12 +201,10 @@ async fn scoring_goes_on(
         direct.cookies = master.cookies.clone();
         board_shows(&mut direct, 1, &format!("replica {port} shows the pass")).await;
     }
-    let holders = lease_holders(env).await;
-    assert_eq!(
-        holders.len(),
-        1,
-        "one replica scores the one server: {holders:?}"
-    );
+    // Three servers, two replicas: each holds a share; ann's server's
+    // holder is killed.
+    let holders = lease_holders(env, Some("main")).await;
+    assert_eq!(holders.len(), 1, "one replica scores main: {holders:?}");
     let pids: Vec<u32> = replicas.iter().map(|c| c.id().expect("running")).collect();
     let killed = pids
         .iter()
@@ -203,7 +213,7 @@ async fn scoring_goes_on(
     kill(pids[killed]);
     let since = Instant::now();
     loop {
-        let now = lease_holders(env).await;
+        let now = lease_holders(env, None).await;
         if now == [pids[1 - killed]] {
             break;
         }
@@ -219,7 +229,7 @@ async fn scoring_goes_on(
     board_shows(master, 0, "scored by the replica left").await;
     assert_eq!(master.get("/labs").await.0, 200, "the session goes on");
     replicas[killed] = replica(env, ports[killed]);
-    healthy(&format!("http://127.0.0.1:{}", ports[killed])).await;
+    healthy(env, &format!("http://127.0.0.1:{}", ports[killed])).await;
 }
 
 /// An apply of twenty new participants: the replica that runs it is
@@ -283,12 +293,85 @@ async fn apply_goes_on(env: &TestEnv, master: &mut Http, replicas: &mut [Child],
         "taken over after the kill: {}",
         done.attempts
     );
-    for i in 0..20 {
-        assert!(env.database_exists(0, &format!("ha_p{i}")).await, "ha_p{i}");
+    for (i, db) in placed(env).await {
+        assert!(env.database_exists(i, &db).await, "{db} on server {i}");
     }
     assert_eq!(master.get("/labs/ha/board").await.0, 200);
     replicas[killed] = replica(env, ports[killed]);
-    healthy(&format!("http://127.0.0.1:{}", ports[killed])).await;
+    healthy(env, &format!("http://127.0.0.1:{}", ports[killed])).await;
+}
+
+/// Every database of lab `ha`, with the index of its server.
+async fn placed(env: &TestEnv) -> Vec<(usize, String)> {
+    let lab = pglab::ident::LabId::parse("ha").expect("id");
+    let servers = &env.settings().postgres;
+    env.store
+        .databases(&lab)
+        .await
+        .expect("databases")
+        .into_iter()
+        .map(|d| {
+            let i = servers.iter().position(|s| s.name == d.server.as_str());
+            (i.expect("a server of the config"), d.name.to_string())
+        })
+        .collect()
+}
+
+/// How many rows of the board (through `http`) say "server down".
+async fn down_rows(http: &mut Http) -> usize {
+    let (status, page) = http.get("/labs/ha/board").await;
+    assert_eq!(status, 200);
+    page.matches(">server down").count()
+}
+
+/// One of the three servers stops during the class: on each replica's
+/// board exactly its participants say "server down", a participant on
+/// another server goes on being scored, and all comes back when it
+/// restarts.
+async fn one_of_three_down(env: &mut TestEnv, master: &mut Http, ports: [u16; 2]) {
+    let on_node3 = placed(env).await.iter().filter(|(i, _)| *i == 2).count();
+    assert!(
+        on_node3 > 0,
+        "the apply spread the class over three servers"
+    );
+    let mut direct: Vec<Http> = ports
+        .iter()
+        .map(|p| {
+            let mut h = Http::new(&format!("http://127.0.0.1:{p}"));
+            h.cookies = master.cookies.clone();
+            h
+        })
+        .collect();
+    env.stack.stop_server(2).await;
+    for (http, port) in direct.iter_mut().zip(ports) {
+        let since = Instant::now();
+        while down_rows(http).await != on_node3 {
+            assert!(
+                since.elapsed() < Duration::from_secs(30),
+                "replica {port} never showed node3's {on_node3} participants down"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    let pw = env.password("ann").await;
+    env.connect_as(0, "ann", &pw, "ha_ann")
+        .await
+        .expect("ann is on main, which is up")
+        .batch_execute("UPDATE shop.products SET stock = 20 WHERE name LIKE '%Teapot%'")
+        .await
+        .expect("restock");
+    board_shows(master, 1, "ann is scored while node3 is down").await;
+    env.stack.start_server(2).await.expect("node3 back");
+    for (http, port) in direct.iter_mut().zip(ports) {
+        let since = Instant::now();
+        while down_rows(http).await != 0 {
+            assert!(
+                since.elapsed() < Duration::from_secs(30),
+                "replica {port} never showed node3 back"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
 }
 
 /// Scoring rounds a replica finished (`/metrics`).

@@ -629,6 +629,35 @@ async fn replicas_share_scoring(env: &TestEnv) {
         restocked(o) == Some(false)
     })
     .await;
+    // Rows are written only under a lease held by the writing session: a
+    // session holding none (a replica that lost its leases) writes nothing.
+    let rows = env.store.board_rows_since(0).await.expect("rows");
+    let stale = rows
+        .iter()
+        .find(|r| r.database == "pins_p2")
+        .expect("p2's row");
+    let written = [(
+        "pins".to_string(),
+        "pins_p2".to_string(),
+        stale.server.clone(),
+        serde_json::json!({"stale": true}),
+    )];
+    let none = pglab::control::Fence {
+        pid: 1,
+        started: chrono::Utc::now(),
+    };
+    let put = env.store.put_board_rows(&written, none).await;
+    assert!(put.expect("fenced write").is_empty(), "nothing written");
+    let after = env.store.board_rows_since(0).await.expect("rows");
+    let kept = after
+        .iter()
+        .find(|r| r.database == "pins_p2")
+        .expect("p2's row");
+    assert_eq!(
+        (kept.seq, &kept.row),
+        (stale.seq, &stale.row),
+        "not written over"
+    );
 }
 
 /// Runs looks of one replica until `done` holds (at most 20 s).

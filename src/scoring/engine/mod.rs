@@ -151,13 +151,15 @@ struct Placed {
 /// database is progress only if it beats the stored score.
 async fn load_stored(
     store: &Store,
-    lab: &LabId,
+    lab: &Lab,
     dbs: &mut BTreeMap<String, DbCache>,
     only: Option<&std::collections::BTreeSet<String>>,
 ) -> Result<(), crate::control::StoreError> {
     let wanted = |db: &str| only.is_none_or(|o| o.contains(db));
-    for t in store.task_scores(lab).await? {
-        if !wanted(&t.database) {
+    // Results of tasks the lab no longer has are kept, and count nowhere.
+    let task = |id: &str| lab.tasks.iter().any(|t| t.id == id);
+    for t in store.task_scores(&lab.id).await? {
+        if !wanted(&t.database) || !task(&t.task) {
             continue;
         }
         let c = dbs.entry(t.database.clone()).or_default();
@@ -168,7 +170,7 @@ async fn load_stored(
             c.first_passed.insert(t.task.clone(), at);
         }
     }
-    for (db, progress, activity) in store.progress(lab).await? {
+    for (db, progress, activity) in store.progress(&lab.id).await? {
         if wanted(&db) {
             let c = dbs.entry(db).or_default();
             c.last_progress = progress;
@@ -487,7 +489,7 @@ impl Engine {
             db.signature = None; // the checks may have changed: score everything again
         }
         if dbs.is_empty() {
-            load_stored(&self.store, &spec.lab.id, &mut dbs, None).await?;
+            load_stored(&self.store, &spec.lab, &mut dbs, None).await?;
         }
         let server = self
             .store

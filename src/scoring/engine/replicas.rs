@@ -5,7 +5,6 @@
 
 use super::Engine;
 use crate::control::LeaseSession;
-use crate::ident::LabId;
 use crate::scoring::board::ParticipantBoard;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -70,6 +69,11 @@ impl Engine {
             let balanced = async {
                 if shared.session.as_ref().is_none_or(LeaseSession::is_closed) {
                     shared.session = Some(store.lease_session().await?);
+                    // A new session holds nothing yet: whatever it takes is
+                    // gained (another replica may have scored it meanwhile),
+                    // and its rows are written again under the new fence.
+                    shared.held.clear();
+                    shared.written.clear();
                 }
                 let session = shared.session.as_mut().expect("made above");
                 session.rebalance(&names, shared.me).await.cloned()
@@ -80,6 +84,7 @@ impl Engine {
                         tracing::info!(servers = ?held, "scoring leases");
                     }
                     gained = held.difference(&shared.held).cloned().collect();
+                    shared.written.retain(|_, p| !gained.contains(&p.server));
                     shared.held = held;
                 }
                 Err(e) => {
@@ -113,11 +118,12 @@ impl Engine {
             }
         }
         for (lab, dbs) in by_lab {
-            let (Some(cache), Ok(lab)) = (self.labs.get_mut(&lab), LabId::parse(&lab)) else {
+            let Some(cache) = self.labs.get_mut(&lab) else {
                 continue;
             };
             cache.dbs.retain(|db, _| !dbs.contains(db));
-            if let Err(e) = super::load_stored(&self.store, &lab, &mut cache.dbs, Some(&dbs)).await
+            if let Err(e) =
+                super::load_stored(&self.store, &cache.lab, &mut cache.dbs, Some(&dbs)).await
             {
                 tracing::warn!(lab = %lab, error = %e, "cannot read the stored scores of a server taken over");
             }
@@ -234,10 +240,16 @@ impl Engine {
             .iter()
             .map(|((lab, db), p, row)| (lab.clone(), db.clone(), p.server.clone(), row.clone()))
             .collect();
-        match self.store.put_board_rows(&rows).await {
-            Ok(()) => {
+        let Some(fence) = shared.session.as_ref().map(LeaseSession::fence) else {
+            return;
+        };
+        match self.store.put_board_rows(&rows, fence).await {
+            // Rows a lost lease kept out are not written: tried again.
+            Ok(written) => {
                 for (key, p, _) in changed {
-                    shared.written.insert(key, p);
+                    if written.contains(&key) {
+                        shared.written.insert(key, p);
+                    }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot share the board rows"),
