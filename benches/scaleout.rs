@@ -346,6 +346,17 @@ async fn phase<F: std::future::Future<Output = ()>>(
     }
 }
 
+/// Whether both replicas' latest full rounds evaluated nothing.
+async fn quiet(replicas: &[Replica], token: &str) -> bool {
+    for r in replicas {
+        let (text, _) = metrics(&r.base, token).await;
+        if sample(&text, "pglab_scoring_databases_evaluated") != 0.0 {
+            return false;
+        }
+    }
+    true
+}
+
 /// The class: a tenth of the students a minute for `minutes`, evenly
 /// spread, each a task of its own (a slow login does not hold the others).
 async fn play(class: &[Student], minutes: f64, changes: Changes) {
@@ -476,6 +487,25 @@ async fn main() {
         provisioned.as_secs_f64() / floor_took.as_secs_f64()
     );
     let token = settings.metrics_token.expose().to_string();
+    let mut names: Vec<String> = (1..=2).map(|i| format!("replica {i}")).collect();
+    names.extend(
+        settings
+            .postgres
+            .iter()
+            .map(|s| format!("postgres {}", s.name)),
+    );
+    // The baseline: the servers with the class's databases and nobody
+    // scoring them (autovacuum's launcher visits every database).
+    let baseline = phase(
+        "baseline: the same servers, no pglab, 60 s",
+        &bench,
+        &[],
+        &token,
+        async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        },
+    )
+    .await;
     // A full round: the first replica alone holds every server.
     let t = Instant::now();
     let mut replicas = vec![start_replica(&bench, 1).await];
@@ -491,16 +521,16 @@ async fn main() {
     let (_haproxy, front) = start_haproxy(&bench, &replicas).await;
     board_complete(&front, n).await;
     board_complete(&replicas[1].base, n).await;
-    // The leases settle (a share each, given back every 2 s).
+    // The leases settle (a share each, given back every 2 s), and the
+    // replica that took servers over has evaluated their databases.
+    let settled = Instant::now();
     tokio::time::sleep(Duration::from_secs(15)).await;
-    let mut names: Vec<String> = (1..=replicas.len())
-        .map(|i| format!("replica {i}"))
-        .collect();
-    names.extend(
-        settings
-            .postgres
-            .iter()
-            .map(|s| format!("postgres {}", s.name)),
+    while !quiet(&replicas, &token).await {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    println!(
+        "leases settled and every database evaluated by its new holder {:.1} s after the second replica answered",
+        settled.elapsed().as_secs_f64()
     );
     let idle = phase(
         "a class that changes nothing, 60 s",
@@ -547,6 +577,7 @@ async fn main() {
         },
     )
     .await;
+    print_phase(&baseline, &names[2..], n);
     print_phase(&idle, &names, n);
     print_phase(&busy, &names, n);
     let seen = std::mem::take(&mut *changes.lock().unwrap());
