@@ -171,6 +171,32 @@ async fn mail_result(settings: &Settings, store: &Store, id: i64) {
     }
 }
 
+/// An apply or reset that stopped because its lab's apply lock was lost
+/// (the control database failed over and another apply took the lock):
+/// both are made to be run again, so the job is queued again while it has
+/// attempts left. Whether it was.
+pub(super) async fn requeued_after_lost_lock(
+    store: &Store,
+    job: &JobRecord,
+    claim: Claim<'_>,
+    error: &anyhow::Error,
+) -> bool {
+    use crate::control::StoreError;
+    let lost = |e: &StoreError| matches!(e, StoreError::ApplyLockLost(_));
+    let lock_lost = error.chain().any(|c| {
+        c.downcast_ref::<StoreError>().is_some_and(lost)
+            || matches!(c.downcast_ref(), Some(crate::provision::ProvisionError::Store(e)) if lost(e))
+    });
+    if !lock_lost || job.attempts >= job.max_attempts {
+        return false;
+    }
+    tracing::warn!(job = job.id, "the apply lock was lost: job queued again");
+    store
+        .requeue_job(claim, "the lab's apply lock was lost (control database failover); retried")
+        .await
+        .is_ok_and(|queued| queued)
+}
+
 async fn end(store: &Store, claim: Claim<'_>, error: &str) {
     tracing::warn!(job = claim.job, error, "job failed");
     if let Err(e) = store.finish_job(claim, &[], Some(error)).await {

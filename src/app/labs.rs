@@ -217,6 +217,7 @@ pub async fn start_apply(
 pub async fn run_apply_job(settings: &Settings, store: &Store, job: &JobRecord, claim: Claim<'_>) {
     let (summary, error) = match apply_job(settings, store, job, claim).await {
         Ok(summary) => (summary, None),
+        Err(e) if super::jobs::requeued_after_lost_lock(store, job, claim, &e).await => return,
         Err(e) => {
             tracing::error!(error = %e, "apply failed");
             (vec![], Some(e.to_string()))

@@ -127,6 +127,7 @@ pub async fn run_reset_job(
 ) {
     let (summary, error) = match reset(settings, store, job).await {
         Ok(summary) => (summary, None),
+        Err(e) if super::jobs::requeued_after_lost_lock(store, job, claim, &e).await => return,
         Err(e) => {
             tracing::error!(error = %e, "reset failed");
             (vec![], Some(format!("{e:#}")))
