@@ -192,7 +192,10 @@ pub(super) async fn requeued_after_lost_lock(
     }
     tracing::warn!(job = job.id, "the apply lock was lost: job queued again");
     store
-        .requeue_job(claim, "the lab's apply lock was lost (control database failover); retried")
+        .requeue_job(
+            claim,
+            "the lab's apply lock was lost (control database failover); retried",
+        )
         .await
         .is_ok_and(|queued| queued)
 }
