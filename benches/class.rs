@@ -156,12 +156,7 @@ struct Measured {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(300);
-    let minutes: f64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(2.0);
+    let (n, minutes) = common::class_args(300, 2.0);
     let bench = common::Bench::start().await;
     let dir = &bench.dir;
     let store = bench.store.clone();

@@ -455,12 +455,7 @@ fn print_phase(p: &Phase, names: &[String], n: usize) {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(2000);
-    let minutes: f64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3.0);
+    let (n, minutes) = common::class_args(2000, 3.0);
     let bench = common::Bench::start_with(3).await;
     let settings = bench.stack.settings.clone();
     let lab = write_lab(bench.dir.path());

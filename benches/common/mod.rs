@@ -86,6 +86,19 @@ impl Served {
     }
 }
 
+/// The program's arguments `[N [MINUTES]]` (cargo's `--bench` left out),
+/// or the defaults.
+pub fn class_args(n: usize, minutes: f64) -> (usize, f64) {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    (
+        args.first().and_then(|a| a.parse().ok()).unwrap_or(n),
+        args.get(1).and_then(|a| a.parse().ok()).unwrap_or(minutes),
+    )
+}
+
 /// `username,name,email` with `n` participants `<prefix>0..`.
 pub fn participants_csv(prefix: &str, n: usize) -> String {
     std::iter::once("username,name,email".to_string())
