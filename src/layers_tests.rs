@@ -9,8 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 const FACES: [&str; 4] = ["cli", "web", "stack", "server"];
-const LOWER: [&str; 10] = [
+const LOWER: [&str; 11] = [
     "lab",
+    "mutants",
     "mail",
     "evidence",
     "export",

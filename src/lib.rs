@@ -15,6 +15,7 @@ pub mod ident;
 pub mod lab;
 pub mod mail;
 pub mod metrics;
+pub mod mutants;
 pub mod pgconn;
 pub mod private_files;
 pub mod provision;

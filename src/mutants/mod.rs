@@ -1,0 +1,438 @@
+//! Mutants of a reference query (issue 20): the mistakes a student is
+//! likely to make, each a change at one place of the reference's SQL, for
+//! the lab author's mutation report. A mutant the lab's data cannot tell
+//! from the reference (same rows) survives: the data needs a row that
+//! shows the difference.
+//!
+//! The SQL is parsed by a real parser (PostgreSQL dialect); each place of
+//! the tree that a class of mistakes applies to is numbered in the order
+//! of a walk over it, and each mutant is the tree with one place changed,
+//! printed again. The order is that of the SQL: the same reference gives
+//! the same mutants, in the same order.
+//!
+//! Built so far: comparison operators, `AND`/`OR`, `IS [NOT] NULL`,
+//! `COUNT` forms, `SUM`/`AVG`/`MIN`/`MAX`, integer constants off by one,
+//! `DISTINCT` added or removed, a `WHERE` conjunct dropped, the join type,
+//! a dropped join condition. (Still to come: `UNION [ALL]`, a `GROUP BY`
+//! column dropped, `ORDER BY` direction and keys, `LIMIT` off by one.)
+
+use serde::Serialize;
+use sqlparser::ast::{
+    BinaryOperator, Distinct, DuplicateTreatment, Expr, FunctionArg, FunctionArgExpr,
+    FunctionArguments, JoinConstraint, JoinOperator, Select, Statement, Value, VisitMut,
+    VisitorMut,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
+
+/// A class of mistakes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Class {
+    Comparison,
+    AndOr,
+    NullTest,
+    Count,
+    Aggregate,
+    Constant,
+    Distinct,
+    DroppedCondition,
+    JoinType,
+    DroppedJoinCondition,
+}
+
+/// One mutant: its class, its SQL, and the change in words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mutant {
+    pub class: Class,
+    pub sql: String,
+    pub change: String,
+}
+
+/// The mutants of `sql` (one `SELECT` statement), without duplicates and
+/// without the reference itself.
+pub fn mutants(sql: &str) -> Result<Vec<Mutant>, String> {
+    let parsed = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| e.to_string())?;
+    let [statement @ Statement::Query(_)] = parsed.as_slice() else {
+        return Err("a mutation report needs one SELECT statement".into());
+    };
+    let mut counting = Mutator::default();
+    let _ = statement.clone().visit(&mut counting);
+    let original = statement.to_string();
+    let mut seen = BTreeSet::from([original]);
+    let mut out = vec![];
+    for (place, variants) in counting.places.iter().enumerate() {
+        for variant in 0..*variants {
+            let mut tree = statement.clone();
+            let mut m = Mutator {
+                target: Some((place, variant)),
+                ..Mutator::default()
+            };
+            let _ = tree.visit(&mut m);
+            let Some((class, change)) = m.done else {
+                continue;
+            };
+            let sql = tree.to_string();
+            if seen.insert(sql.clone()) {
+                out.push(Mutant { class, sql, change });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Walks a tree: counts each place's variants (no target), or changes the
+/// target place into its variant.
+#[derive(Default)]
+struct Mutator {
+    next: usize,
+    places: Vec<usize>,
+    target: Option<(usize, usize)>,
+    done: Option<(Class, String)>,
+}
+
+impl Mutator {
+    /// A place with `n` variants: counted, or, when it is the target,
+    /// changed by `apply(variant)`, which says the change in words.
+    fn place(&mut self, class: Class, n: usize, apply: impl FnOnce(usize) -> String) {
+        if n == 0 {
+            return;
+        }
+        let here = self.next;
+        self.next += 1;
+        match self.target {
+            None => self.places.push(n),
+            Some((place, variant)) if place == here && self.done.is_none() => {
+                self.done = Some((class, apply(variant)));
+            }
+            _ => {}
+        }
+    }
+}
+
+const COMPARISONS: [BinaryOperator; 6] = [
+    BinaryOperator::Lt,
+    BinaryOperator::LtEq,
+    BinaryOperator::Gt,
+    BinaryOperator::GtEq,
+    BinaryOperator::Eq,
+    BinaryOperator::NotEq,
+];
+const AGGREGATES: [&str; 4] = ["sum", "avg", "min", "max"];
+
+impl VisitorMut for Mutator {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        match expr {
+            Expr::BinaryOp { op, .. } if COMPARISONS.contains(op) => {
+                let others: Vec<BinaryOperator> =
+                    COMPARISONS.iter().filter(|o| *o != op).cloned().collect();
+                self.place(Class::Comparison, others.len(), |v| {
+                    let said = format!("`{}` instead of `{op}`", others[v]);
+                    *op = others[v].clone();
+                    said
+                });
+            }
+            Expr::BinaryOp { op, .. } if matches!(op, BinaryOperator::And | BinaryOperator::Or) => {
+                self.place(Class::AndOr, 1, |_| {
+                    let (old, new) = if *op == BinaryOperator::And {
+                        ("AND", BinaryOperator::Or)
+                    } else {
+                        ("OR", BinaryOperator::And)
+                    };
+                    let said = format!("`{new}` instead of `{old}`");
+                    *op = new;
+                    said
+                });
+            }
+            Expr::IsNull(_) | Expr::IsNotNull(_) => {
+                self.place(Class::NullTest, 1, |_| flip_null_test(expr));
+            }
+            Expr::Function(_) => self.function(expr),
+            Expr::Value(v) => {
+                if let Value::Number(n, long) = &v.value {
+                    if let Ok(i) = n.parse::<i64>() {
+                        let long = *long;
+                        self.place(Class::Constant, 2, |variant| {
+                            let changed = if variant == 0 { i + 1 } else { i - 1 };
+                            v.value = Value::Number(changed.to_string(), long);
+                            format!("`{changed}` instead of `{i}`")
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
+        self.place(Class::Distinct, 1, |_| {
+            if matches!(select.distinct, Some(Distinct::Distinct)) {
+                select.distinct = None;
+                "`DISTINCT` left out".to_string()
+            } else {
+                select.distinct = Some(Distinct::Distinct);
+                "`DISTINCT` added".to_string()
+            }
+        });
+        if let Some(condition) = select.selection.clone() {
+            let conjuncts = split_and(condition);
+            self.place(Class::DroppedCondition, conjuncts.len(), |v| {
+                let said = format!("the condition `{}` left out", conjuncts[v]);
+                let kept: Vec<Expr> = conjuncts
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != v)
+                    .map(|(_, c)| c.clone())
+                    .collect();
+                select.selection = join_and(kept);
+                said
+            });
+        }
+        for table in &mut select.from {
+            for join in &mut table.joins {
+                self.join(&mut join.join_operator);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl Mutator {
+    /// `COUNT` forms and the other aggregates.
+    fn function(&mut self, expr: &mut Expr) {
+        let Expr::Function(f) = expr else { return };
+        let name = f.name.to_string().to_lowercase();
+        let FunctionArguments::List(list) = &mut f.args else {
+            return;
+        };
+        if AGGREGATES.contains(&name.as_str()) {
+            let others: Vec<&str> = AGGREGATES.iter().filter(|a| **a != name).copied().collect();
+            self.place(Class::Aggregate, others.len(), |v| {
+                f.name =
+                    sqlparser::ast::ObjectName::from(vec![sqlparser::ast::Ident::new(others[v])]);
+                format!(
+                    "`{}` instead of `{}`",
+                    others[v].to_uppercase(),
+                    name.to_uppercase()
+                )
+            });
+            return;
+        }
+        if name != "count" || list.args.len() != 1 {
+            return;
+        }
+        let star = matches!(
+            list.args[0],
+            FunctionArg::Unnamed(FunctionArgExpr::Wildcard)
+        );
+        let distinct = matches!(list.duplicate_treatment, Some(DuplicateTreatment::Distinct));
+        // COUNT(*) has no column to count instead; COUNT(col) and COUNT(DISTINCT col)
+        // become each other and COUNT(*).
+        if star {
+            return;
+        }
+        self.place(Class::Count, 2, |v| {
+            let before = if distinct {
+                "COUNT(DISTINCT ...)"
+            } else {
+                "COUNT(column)"
+            };
+            if v == 0 {
+                list.args[0] = FunctionArg::Unnamed(FunctionArgExpr::Wildcard);
+                list.duplicate_treatment = None;
+                format!("`COUNT(*)` instead of `{before}`")
+            } else if distinct {
+                list.duplicate_treatment = None;
+                format!("`COUNT(column)` instead of `{before}`")
+            } else {
+                list.duplicate_treatment = Some(DuplicateTreatment::Distinct);
+                format!("`COUNT(DISTINCT ...)` instead of `{before}`")
+            }
+        });
+    }
+
+    /// The join type, and the join condition dropped.
+    fn join(&mut self, op: &mut JoinOperator) {
+        let kinds = ["JOIN", "LEFT JOIN", "RIGHT JOIN", "FULL JOIN"];
+        let (kind, constraint) = match op {
+            JoinOperator::Join(c) | JoinOperator::Inner(c) => (0, c.clone()),
+            JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (1, c.clone()),
+            JoinOperator::Right(c) | JoinOperator::RightOuter(c) => (2, c.clone()),
+            JoinOperator::FullOuter(c) => (3, c.clone()),
+            _ => return,
+        };
+        if matches!(constraint, JoinConstraint::Natural | JoinConstraint::None) {
+            return;
+        }
+        let others: Vec<usize> = (0..kinds.len()).filter(|k| *k != kind).collect();
+        self.place(Class::JoinType, others.len(), |v| {
+            let c = constraint.clone();
+            *op = match others[v] {
+                0 => JoinOperator::Join(c),
+                1 => JoinOperator::Left(c),
+                2 => JoinOperator::Right(c),
+                _ => JoinOperator::FullOuter(c),
+            };
+            format!("`{}` instead of `{}`", kinds[others[v]], kinds[kind])
+        });
+        if let JoinConstraint::On(condition) = &constraint {
+            self.place(Class::DroppedJoinCondition, 1, |_| {
+                let said = format!("the join condition `{condition}` left out");
+                let on_true = JoinConstraint::On(Expr::Value(Value::Boolean(true).into()));
+                *op = match kind {
+                    0 => JoinOperator::Join(on_true),
+                    1 => JoinOperator::Left(on_true),
+                    2 => JoinOperator::Right(on_true),
+                    _ => JoinOperator::FullOuter(on_true),
+                };
+                said
+            });
+        }
+    }
+}
+
+fn flip_null_test(expr: &mut Expr) -> String {
+    let placeholder = Expr::Value(Value::Null.into());
+    match std::mem::replace(expr, placeholder) {
+        Expr::IsNull(e) => {
+            *expr = Expr::IsNotNull(e);
+            "`IS NOT NULL` instead of `IS NULL`".into()
+        }
+        Expr::IsNotNull(e) => {
+            *expr = Expr::IsNull(e);
+            "`IS NULL` instead of `IS NOT NULL`".into()
+        }
+        other => {
+            *expr = other;
+            String::new()
+        }
+    }
+}
+
+/// The conjuncts of a condition (`a AND (b AND c)`: a, b, c).
+fn split_and(e: Expr) -> Vec<Expr> {
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: BinaryOperator::And,
+            right,
+        } => {
+            let mut out = split_and(*left);
+            out.extend(split_and(*right));
+            out
+        }
+        Expr::Nested(inner)
+            if matches!(
+                *inner,
+                Expr::BinaryOp {
+                    op: BinaryOperator::And,
+                    ..
+                }
+            ) =>
+        {
+            split_and(*inner)
+        }
+        other => vec![other],
+    }
+}
+
+fn join_and(parts: Vec<Expr>) -> Option<Expr> {
+    parts.into_iter().reduce(|a, b| Expr::BinaryOp {
+        left: Box::new(a),
+        op: BinaryOperator::And,
+        right: Box::new(b),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changes(sql: &str) -> Vec<(Class, String, String)> {
+        mutants(sql)
+            .expect("mutants")
+            .into_iter()
+            .map(|m| (m.class, m.change, m.sql))
+            .collect()
+    }
+
+    #[test]
+    fn comparisons_conditions_and_constants() {
+        let all =
+            changes("SELECT memid FROM cd.members WHERE joindate >= '2012-09-01' AND memid > 10");
+        let has = |class: Class, sql: &str| all.iter().any(|(c, _, s)| *c == class && s == sql);
+        assert!(has(
+            Class::Comparison,
+            "SELECT memid FROM cd.members WHERE joindate > '2012-09-01' AND memid > 10"
+        ));
+        assert!(has(
+            Class::AndOr,
+            "SELECT memid FROM cd.members WHERE joindate >= '2012-09-01' OR memid > 10"
+        ));
+        assert!(has(
+            Class::DroppedCondition,
+            "SELECT memid FROM cd.members WHERE memid > 10"
+        ));
+        assert!(has(
+            Class::Constant,
+            "SELECT memid FROM cd.members WHERE joindate >= '2012-09-01' AND memid > 11"
+        ));
+        assert!(has(
+            Class::Distinct,
+            "SELECT DISTINCT memid FROM cd.members WHERE joindate >= '2012-09-01' AND memid > 10"
+        ));
+        // 5 + 5 comparisons, AND/OR, 2 conjuncts dropped, 2 constants, DISTINCT.
+        assert_eq!(all.len(), 16, "{all:#?}");
+        let (_, said, _) = all
+            .iter()
+            .find(|(c, _, _)| *c == Class::Comparison)
+            .expect("one");
+        assert_eq!(said, "`<` instead of `>=`");
+        assert_eq!(mutants("SELECT 1").expect("ok").len(), 3, "DISTINCT, 2, 0");
+    }
+
+    #[test]
+    fn joins_counts_aggregates_and_null_tests() {
+        let all = changes(
+            "SELECT m.surname, count(b.bookid), sum(b.slots) FROM cd.members m LEFT JOIN cd.bookings b ON b.memid = m.memid WHERE m.recommendedby IS NULL GROUP BY m.surname",
+        );
+        let said: Vec<&str> = all.iter().map(|(_, s, _)| s.as_str()).collect();
+        for expected in [
+            "`JOIN` instead of `LEFT JOIN`",
+            "`FULL JOIN` instead of `LEFT JOIN`",
+            "the join condition `b.memid = m.memid` left out",
+            "`COUNT(*)` instead of `COUNT(column)`",
+            "`COUNT(DISTINCT ...)` instead of `COUNT(column)`",
+            "`AVG` instead of `SUM`",
+            "`IS NOT NULL` instead of `IS NULL`",
+        ] {
+            assert!(said.contains(&expected), "{expected} in {said:#?}");
+        }
+        let inner = all
+            .iter()
+            .find(|(_, s, _)| s == "`JOIN` instead of `LEFT JOIN`")
+            .expect("inner");
+        assert!(
+            inner
+                .2
+                .contains("FROM cd.members m JOIN cd.bookings b ON b.memid = m.memid"),
+            "{}",
+            inner.2
+        );
+    }
+
+    #[test]
+    fn the_same_sql_gives_the_same_mutants_and_bad_sql_an_error() {
+        let sql =
+            "SELECT facid, count(*) FROM cd.bookings WHERE slots BETWEEN 1 AND 3 GROUP BY facid";
+        assert_eq!(mutants(sql), mutants(sql));
+        assert!(mutants("SELEC nothing").is_err());
+        assert!(mutants("DELETE FROM cd.members").is_err());
+        assert!(mutants("SELECT 1; SELECT 2").is_err());
+    }
+}
