@@ -10,17 +10,17 @@
 //! printed again. The order is that of the SQL: the same reference gives
 //! the same mutants, in the same order.
 //!
-//! Built so far: comparison operators, `AND`/`OR`, `IS [NOT] NULL`,
-//! `COUNT` forms, `SUM`/`AVG`/`MIN`/`MAX`, integer constants off by one,
-//! `DISTINCT` added or removed, a `WHERE` conjunct dropped, the join type,
-//! a dropped join condition. (Still to come: `UNION [ALL]`, a `GROUP BY`
-//! column dropped, `ORDER BY` direction and keys, `LIMIT` off by one.)
+//! Classes: comparison operators, `AND`/`OR`, `IS [NOT] NULL`, `COUNT`
+//! forms, `SUM`/`AVG`/`MIN`/`MAX`, integer constants off by one (`LIMIT`
+//! included), `DISTINCT` added or removed, a `WHERE` conjunct dropped, the
+//! join type, a dropped join condition, `UNION`/`UNION ALL`, a `GROUP BY`
+//! column dropped, an `ORDER BY` key's direction flipped or the key dropped.
 
 use serde::Serialize;
 use sqlparser::ast::{
     BinaryOperator, Distinct, DuplicateTreatment, Expr, FunctionArg, FunctionArgExpr,
-    FunctionArguments, JoinConstraint, JoinOperator, Select, Statement, Value, VisitMut,
-    VisitorMut,
+    FunctionArguments, GroupByExpr, JoinConstraint, JoinOperator, OrderByKind, OrderBySort, Query,
+    Select, SetExpr, SetOperator, SetQuantifier, Statement, Value, VisitMut, VisitorMut,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -41,6 +41,9 @@ pub enum Class {
     DroppedCondition,
     JoinType,
     DroppedJoinCondition,
+    Union,
+    GroupBy,
+    OrderBy,
 }
 
 /// One mutant: its class, its SQL, and the change in words.
@@ -169,6 +172,29 @@ impl VisitorMut for Mutator {
         ControlFlow::Continue(())
     }
 
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        if let SetExpr::SetOperation {
+            op: SetOperator::Union,
+            set_quantifier,
+            ..
+        } = query.body.as_mut()
+        {
+            self.place(Class::Union, 1, |_| {
+                if *set_quantifier == SetQuantifier::All {
+                    *set_quantifier = SetQuantifier::None;
+                    "`UNION` instead of `UNION ALL`".to_string()
+                } else {
+                    *set_quantifier = SetQuantifier::All;
+                    "`UNION ALL` instead of `UNION`".to_string()
+                }
+            });
+        }
+        if let Some(OrderByKind::Expressions(keys)) = query.order_by.as_mut().map(|o| &mut o.kind) {
+            self.order_keys(keys);
+        }
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
         self.place(Class::Distinct, 1, |_| {
             if matches!(select.distinct, Some(Distinct::Distinct)) {
@@ -197,6 +223,13 @@ impl VisitorMut for Mutator {
             for join in &mut table.joins {
                 self.join(&mut join.join_operator);
             }
+        }
+        if let GroupByExpr::Expressions(columns, _) = &mut select.group_by {
+            let n = columns.len();
+            self.place(Class::GroupBy, n, |v| {
+                let dropped = columns.remove(v);
+                format!("`{dropped}` left out of GROUP BY")
+            });
         }
         ControlFlow::Continue(())
     }
@@ -253,6 +286,34 @@ impl Mutator {
                 list.duplicate_treatment = Some(DuplicateTreatment::Distinct);
                 format!("`COUNT(DISTINCT ...)` instead of `{before}`")
             }
+        });
+    }
+
+    /// Each sort key's direction flipped, and (of two or more) each dropped.
+    fn order_keys(&mut self, keys: &mut Vec<sqlparser::ast::OrderByExpr>) {
+        for key in keys.iter_mut() {
+            if matches!(key.options.sort, Some(OrderBySort::Using(_))) {
+                continue;
+            }
+            self.place(Class::OrderBy, 1, |_| {
+                let desc = matches!(key.options.sort, Some(OrderBySort::Desc));
+                key.options.sort = Some(if desc {
+                    OrderBySort::Asc
+                } else {
+                    OrderBySort::Desc
+                });
+                let (was, now) = if desc {
+                    ("DESC", "ASC")
+                } else {
+                    ("ASC", "DESC")
+                };
+                format!("`{} {now}` instead of `{} {was}`", key.expr, key.expr)
+            });
+        }
+        let n = if keys.len() > 1 { keys.len() } else { 0 };
+        self.place(Class::OrderBy, n, |v| {
+            let dropped = keys.remove(v);
+            format!("`{}` left out of ORDER BY", dropped.expr)
         });
     }
 
@@ -350,89 +411,4 @@ fn join_and(parts: Vec<Expr>) -> Option<Expr> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn changes(sql: &str) -> Vec<(Class, String, String)> {
-        mutants(sql)
-            .expect("mutants")
-            .into_iter()
-            .map(|m| (m.class, m.change, m.sql))
-            .collect()
-    }
-
-    #[test]
-    fn comparisons_conditions_and_constants() {
-        let all =
-            changes("SELECT memid FROM cd.members WHERE joindate >= '2012-09-01' AND memid > 10");
-        let has = |class: Class, sql: &str| all.iter().any(|(c, _, s)| *c == class && s == sql);
-        assert!(has(
-            Class::Comparison,
-            "SELECT memid FROM cd.members WHERE joindate > '2012-09-01' AND memid > 10"
-        ));
-        assert!(has(
-            Class::AndOr,
-            "SELECT memid FROM cd.members WHERE joindate >= '2012-09-01' OR memid > 10"
-        ));
-        assert!(has(
-            Class::DroppedCondition,
-            "SELECT memid FROM cd.members WHERE memid > 10"
-        ));
-        assert!(has(
-            Class::Constant,
-            "SELECT memid FROM cd.members WHERE joindate >= '2012-09-01' AND memid > 11"
-        ));
-        assert!(has(
-            Class::Distinct,
-            "SELECT DISTINCT memid FROM cd.members WHERE joindate >= '2012-09-01' AND memid > 10"
-        ));
-        // 5 + 5 comparisons, AND/OR, 2 conjuncts dropped, 2 constants, DISTINCT.
-        assert_eq!(all.len(), 16, "{all:#?}");
-        let (_, said, _) = all
-            .iter()
-            .find(|(c, _, _)| *c == Class::Comparison)
-            .expect("one");
-        assert_eq!(said, "`<` instead of `>=`");
-        assert_eq!(mutants("SELECT 1").expect("ok").len(), 3, "DISTINCT, 2, 0");
-    }
-
-    #[test]
-    fn joins_counts_aggregates_and_null_tests() {
-        let all = changes(
-            "SELECT m.surname, count(b.bookid), sum(b.slots) FROM cd.members m LEFT JOIN cd.bookings b ON b.memid = m.memid WHERE m.recommendedby IS NULL GROUP BY m.surname",
-        );
-        let said: Vec<&str> = all.iter().map(|(_, s, _)| s.as_str()).collect();
-        for expected in [
-            "`JOIN` instead of `LEFT JOIN`",
-            "`FULL JOIN` instead of `LEFT JOIN`",
-            "the join condition `b.memid = m.memid` left out",
-            "`COUNT(*)` instead of `COUNT(column)`",
-            "`COUNT(DISTINCT ...)` instead of `COUNT(column)`",
-            "`AVG` instead of `SUM`",
-            "`IS NOT NULL` instead of `IS NULL`",
-        ] {
-            assert!(said.contains(&expected), "{expected} in {said:#?}");
-        }
-        let inner = all
-            .iter()
-            .find(|(_, s, _)| s == "`JOIN` instead of `LEFT JOIN`")
-            .expect("inner");
-        assert!(
-            inner
-                .2
-                .contains("FROM cd.members m JOIN cd.bookings b ON b.memid = m.memid"),
-            "{}",
-            inner.2
-        );
-    }
-
-    #[test]
-    fn the_same_sql_gives_the_same_mutants_and_bad_sql_an_error() {
-        let sql =
-            "SELECT facid, count(*) FROM cd.bookings WHERE slots BETWEEN 1 AND 3 GROUP BY facid";
-        assert_eq!(mutants(sql), mutants(sql));
-        assert!(mutants("SELEC nothing").is_err());
-        assert!(mutants("DELETE FROM cd.members").is_err());
-        assert!(mutants("SELECT 1; SELECT 2").is_err());
-    }
-}
+mod tests;
