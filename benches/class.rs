@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::measure::{grid_cells, own_cpu, percentiles, postgres_cpu, rss_mb};
+use common::measure::{changed_grid, own_cpu, percentiles, postgres_cpu, rss_mb};
 
 use pglab::lab::LoadedLab;
 use std::sync::{Arc, Mutex};
@@ -43,21 +43,9 @@ async fn watch(base: String, token: String, changes: Changes, until: Instant) {
     let mut etag = String::new();
     let mut cells = std::collections::HashMap::new();
     while Instant::now() < until {
-        let grid = http
-            .get(format!("{base}/public/labs/bench/board/grid"))
-            .header("If-None-Match", &etag)
-            .send()
-            .await;
-        if let Ok(r) = grid {
-            if r.status() == 200 {
-                etag = r
-                    .headers()
-                    .get("etag")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_string();
-                cells = grid_cells(&r.text().await.unwrap_or_default(), 0);
-            }
+        let url = format!("{base}/public/labs/bench/board/grid");
+        if let Some(changed) = changed_grid(&http, &url, &mut etag, 0).await {
+            cells = changed;
         }
         let metrics = match http
             .get(format!("{base}/metrics"))

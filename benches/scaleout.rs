@@ -22,7 +22,7 @@
 
 mod common;
 
-use common::measure::{grid_cells, percentiles, pid_cpu, postgres_cpu, rss_mb};
+use common::measure::{changed_grid, grid_cells, percentiles, pid_cpu, postgres_cpu, rss_mb};
 use pglab::ident::LabId;
 use pglab::stack::process::free_port;
 use std::collections::HashMap;
@@ -405,16 +405,8 @@ async fn watch(k: usize, base: String, changes: Changes, until: Instant) {
     let mut etag = String::new();
     let mut cells = HashMap::new();
     while Instant::now() < until {
-        if let Ok(r) = http.get(&url).header("If-None-Match", &etag).send().await {
-            if r.status() == 200 {
-                etag = r
-                    .headers()
-                    .get("etag")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_string();
-                cells = grid_cells(&r.text().await.unwrap_or_default(), TASK);
-            }
+        if let Some(changed) = changed_grid(&http, &url, &mut etag, TASK).await {
+            cells = changed;
         }
         let now = Instant::now();
         for c in changes.lock().unwrap().iter_mut() {

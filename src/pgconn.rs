@@ -152,10 +152,28 @@ pub fn error_text(e: &tokio_postgres::Error) -> String {
     text
 }
 
+/// Runs `sql` (catalog changes that are the same when made twice), again
+/// when another session made the same change at the same moment: every
+/// pglab command and replica start makes them, and two sessions changing
+/// one catalog row at once fail ("tuple concurrently updated").
+pub async fn execute_raced(
+    client: &tokio_postgres::Client,
+    sql: &str,
+) -> Result<(), tokio_postgres::Error> {
+    for attempt in 1u64.. {
+        match client.batch_execute(sql).await {
+            Err(e) if attempt < 5 && raced(&e) => {
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            done => return done,
+        }
+    }
+    unreachable!("the loop returns")
+}
+
 /// Whether `e` says that another session made the same catalog change at
-/// the same moment (a role created twice, a row updated twice): doing it
-/// again finds it done.
-pub fn raced(e: &tokio_postgres::Error) -> bool {
+/// the same moment (a role created twice, a row updated twice).
+fn raced(e: &tokio_postgres::Error) -> bool {
     e.as_db_error().is_some_and(|d| {
         d.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION
             || d.message().contains("concurrently updated")

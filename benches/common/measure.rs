@@ -119,3 +119,29 @@ pub fn grid_cells(html: &str, task: usize) -> std::collections::HashMap<String, 
     }
     out
 }
+
+/// Asks a board grid with the ETag of the last answer: the cells of task
+/// `task` when it changed (the ETag kept), `None` when not (or no answer).
+pub async fn changed_grid(
+    http: &reqwest::Client,
+    url: &str,
+    etag: &mut String,
+    task: usize,
+) -> Option<std::collections::HashMap<String, bool>> {
+    let r = http
+        .get(url)
+        .header("If-None-Match", &*etag)
+        .send()
+        .await
+        .ok()?;
+    if r.status() != 200 {
+        return None;
+    }
+    *etag = r
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    Some(grid_cells(&r.text().await.unwrap_or_default(), task))
+}

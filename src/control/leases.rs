@@ -29,7 +29,6 @@ pub(super) const NAMESPACE: i32 = 0x7067_6c73;
 /// process asks nothing, and loses its leases).
 const PING_SECS: u64 = 3;
 
-/// A replica's lease session and the servers it holds.
 /// Who writes under the leases (`Store::put_board_rows`): a lease session,
 /// by its backend's process id and start (after a failover, the id alone
 /// may be another replica's session).
@@ -39,6 +38,7 @@ pub struct Fence {
     pub started: chrono::DateTime<chrono::Utc>,
 }
 
+/// A replica's lease session and the servers it holds.
 pub struct LeaseSession {
     client: Arc<Client>,
     fence: Fence,

@@ -140,35 +140,23 @@ pub struct Store {
 /// changing the same `pg_database` row at once fail ("tuple concurrently
 /// updated"), so a command started next to `pglab serve` must not write it.
 async fn close_to_public(admin: &tokio_postgres::Client, db: &str) -> Result<(), StoreError> {
-    for attempt in 1.. {
-        let ready: bool = admin
-            .query_one(
-                "SELECT datallowconn AND datacl IS NOT NULL \
-                   AND NOT EXISTS (SELECT 1 FROM aclexplode(datacl) WHERE grantee = 0) \
-                 FROM pg_database WHERE datname = $1",
-                &[&db],
-            )
-            .await?
-            .get(0);
-        if ready {
-            return Ok(());
-        }
-        let made = admin
-            .batch_execute(&format!(
-                "REVOKE ALL ON DATABASE {db} FROM PUBLIC; ALTER DATABASE {db} ALLOW_CONNECTIONS true;",
-                db = quote_ident(db)
-            ))
-            .await;
-        match made {
-            Ok(()) => return Ok(()),
-            // Another command did the same at the same moment: look again.
-            Err(e) if attempt < 5 && pgconn::raced(&e) => {
-                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
+    let ready: bool = admin
+        .query_one(
+            "SELECT datallowconn AND datacl IS NOT NULL \
+               AND NOT EXISTS (SELECT 1 FROM aclexplode(datacl) WHERE grantee = 0) \
+             FROM pg_database WHERE datname = $1",
+            &[&db],
+        )
+        .await?
+        .get(0);
+    if !ready {
+        let sql = format!(
+            "REVOKE ALL ON DATABASE {db} FROM PUBLIC; ALTER DATABASE {db} ALLOW_CONNECTIONS true;",
+            db = quote_ident(db)
+        );
+        pgconn::execute_raced(admin, &sql).await?;
     }
-    unreachable!("the loop returns")
+    Ok(())
 }
 
 impl Store {

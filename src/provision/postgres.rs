@@ -240,9 +240,8 @@ pub async fn ensure_baseline(server: &PgServerSettings, client: &Client) -> Resu
             format!("IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN DROP OWNED BY {role}; DROP ROLE {role}; END IF;\n")
         })
         .collect();
-    // Written only when not so yet: every pglab start runs this, and two
-    // sessions changing one catalog row at once fail ("tuple concurrently
-    // updated"; replicas starting together).
+    // Written only when not so yet: every pglab start runs this (replicas
+    // starting together).
     let revokes: String = ["postgres", "template1"]
         .iter()
         .map(|db| {
@@ -250,17 +249,9 @@ pub async fn ensure_baseline(server: &PgServerSettings, client: &Client) -> Resu
         })
         .collect();
     let sql = format!("DO $$ BEGIN\n{creates}{legacy}{revokes}END $$;");
-    for attempt in 1.. {
-        match client.batch_execute(&sql).await {
-            Ok(()) => return Ok(()),
-            // Another pglab did the same at the same moment: again.
-            Err(e) if attempt < 5 && crate::pgconn::raced(&e) => {
-                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
-            }
-            Err(e) => return Err(sql_err(&server.name, "create pglab roles")(e)),
-        }
-    }
-    unreachable!("the loop returns")
+    crate::pgconn::execute_raced(client, &sql)
+        .await
+        .map_err(sql_err(&server.name, "create pglab roles"))
 }
 
 /// A participant's login role: no password (LDAP checks it), no powers.

@@ -70,10 +70,9 @@ impl Engine {
                 if shared.session.as_ref().is_none_or(LeaseSession::is_closed) {
                     shared.session = Some(store.lease_session().await?);
                     // A new session holds nothing yet: whatever it takes is
-                    // gained (another replica may have scored it meanwhile),
-                    // and its rows are written again under the new fence.
+                    // gained (another replica may have scored it meanwhile;
+                    // its rows are written again under the new fence).
                     shared.held.clear();
-                    shared.written.clear();
                 }
                 let session = shared.session.as_mut().expect("made above");
                 session.rebalance(&names, shared.me).await.cloned()
@@ -246,6 +245,7 @@ impl Engine {
         match self.store.put_board_rows(&rows, fence).await {
             // Rows a lost lease kept out are not written: tried again.
             Ok(written) => {
+                let written: std::collections::HashSet<_> = written.into_iter().collect();
                 for (key, p, _) in changed {
                     if written.contains(&key) {
                         shared.written.insert(key, p);
