@@ -113,9 +113,22 @@ async fn tokens_scopes_students_errors_and_limits() {
     )
     .await;
 
-    // Scores, with an ETag; pages by cursor.
+    // Scores, with an ETag; pages by cursor. (They come from the served
+    // app's own scoring: its first round may still be running.)
     let mut scorer = env.scorer();
     scorer.round().await;
+    let since = std::time::Instant::now();
+    while !server.board.get().labs.iter().any(|l| {
+        l.id == "apiv"
+            && !l.participants.is_empty()
+            && l.participants.iter().all(|p| p.tasks.is_some())
+    }) {
+        assert!(
+            since.elapsed().as_secs() < 60,
+            "the served app never scored the lab"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let r = get(
         &format!("{base}/labs/apiv/scores?limit=1"),
         Some(&bearer(&read)),
