@@ -95,7 +95,7 @@ pub async fn validate(
         Err(e) => return Ok(Err(load_problems(e, dir))),
     };
     // Sources must be files of this upload, not paths on the server.
-    for source in std::iter::once(&lab.lab.reference).chain(lab.lab.starter.as_ref()) {
+    for (_, source) in lab.lab.sources() {
         if source.path().parent() != Some(dir) {
             return Ok(Err(vec![LabProblem::general(format!(
                 "{}: name a file uploaded with the lab, without folders",

@@ -82,6 +82,36 @@ pub async fn check_lab_loads(server: &PgServerSettings, lab: &LoadedLab) -> anyh
     Ok(())
 }
 
+/// The mutation report of a lab (`pglab lab check --mutants`, the upload
+/// page): its reference and datasets loaded into scratch databases of
+/// `server`, the mutants of its view and query checks run there with the
+/// scoring's `limits`, and the databases dropped.
+pub async fn mutation_report(
+    server: &PgServerSettings,
+    lab: &LoadedLab,
+    limits: &crate::scoring::checks::Limits,
+) -> anyhow::Result<crate::mutants::report::Report> {
+    let admin = crate::pgconn::connect(server, "postgres").await?;
+    provision::postgres::ensure_baseline(server, &admin).await?;
+    let dbs = provision::build::check_build(server, &admin, &lab.lab).await?;
+    let report = async {
+        let reference = crate::pgconn::connect(server, &dbs.reference).await?;
+        let mut datasets = vec![];
+        for (i, db) in dbs.datasets.iter().enumerate() {
+            let name = provision::build::dataset_name(&lab.lab, i);
+            datasets.push((name, crate::pgconn::connect(server, db).await?));
+        }
+        let on = crate::mutants::report::Databases {
+            reference: &reference,
+            datasets: datasets.iter().map(|(n, c)| (n.clone(), c)).collect(),
+        };
+        anyhow::Ok(crate::mutants::report::report(&on, &lab.lab, limits).await?)
+    }
+    .await;
+    dbs.drop_all(server, &admin).await?;
+    report
+}
+
 /// What applying a lab did.
 pub struct Applied {
     pub report: ApplyReport,

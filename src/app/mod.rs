@@ -19,6 +19,8 @@ pub mod submissions;
 pub mod tokens;
 
 pub use jobs::Queue;
-pub use labs::{apply_lab, check_lab_loads, default_generate_options, write_generated, Applied};
+pub use labs::{
+    apply_lab, check_lab_loads, default_generate_options, mutation_report, write_generated, Applied,
+};
 pub use participants::psql_command;
 pub use submissions::{hand_in, human_size, Accepted, UploadError};

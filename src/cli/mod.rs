@@ -6,6 +6,7 @@ mod export;
 mod generate;
 mod mail;
 mod moves;
+mod mutants;
 mod score;
 mod tokens;
 
@@ -187,8 +188,15 @@ pub enum LabCommand {
     Check {
         file: PathBuf,
         /// Only validate the file; do not load anything.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "mutants")]
         no_load: bool,
+        /// Also report which likely mistakes in the view and query checks
+        /// the lab's data (and its datasets) cannot tell from the answer.
+        #[arg(long)]
+        mutants: bool,
+        /// The mutation report as JSON on standard output.
+        #[arg(long, requires = "mutants")]
+        json: bool,
     },
 }
 
@@ -281,8 +289,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => up::run(args).await,
         Command::Serve => commands::serve(&cli.config).await,
         Command::Lab {
-            command: LabCommand::Check { file, no_load },
-        } => commands::lab_check(&cli.config, &file, no_load).await,
+            command:
+                LabCommand::Check {
+                    file,
+                    no_load,
+                    mutants,
+                    json,
+                },
+        } => match (no_load, mutants) {
+            (_, true) => mutants::lab_check_mutants(&cli.config, &file, json).await,
+            _ => commands::lab_check(&cli.config, &file, no_load).await,
+        },
         Command::Plan(args) => commands::plan(&cli.config, &args).await,
         Command::Apply(args) => commands::apply(&cli.config, &args).await,
         Command::Credentials { lab, forget } => {

@@ -92,6 +92,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "login attempts",
         include_str!("migrations/0016_login_attempts.sql"),
     ),
+    (
+        17,
+        "lab datasets",
+        include_str!("migrations/0017_lab_datasets.sql"),
+    ),
 ];
 
 /// Serialises migrations between pglab replicas that start together.

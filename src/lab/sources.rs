@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 /// A file of a lab as stored with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceFile {
-    /// `reference`, `starter` or `include`.
+    /// `reference`, `starter`, `dataset` or `include`.
     pub role: &'static str,
     /// Relative to the folder that holds the lab's files, `/`-separated.
     pub file_name: String,
@@ -25,7 +25,7 @@ impl SourceFile {
 
     /// The role as stored; `None` for a word pglab does not know.
     pub fn role_named(role: &str) -> Option<&'static str> {
-        ["reference", "starter", "include"]
+        ["reference", "starter", "dataset", "include"]
             .into_iter()
             .find(|r| *r == role)
     }
@@ -134,13 +134,14 @@ pub fn folder_of(name: &str) -> String {
 }
 
 impl Lab {
-    /// The lab's reference and starter with their role.
+    /// The lab's reference, starter and datasets with their role.
     pub fn sources(&self) -> impl Iterator<Item = (&'static str, &Source)> {
         std::iter::once(("reference", &self.reference))
             .chain(self.starter.as_ref().map(|s| ("starter", s)))
+            .chain(self.datasets.iter().map(|s| ("dataset", s)))
     }
 
-    /// The folder that holds the reference and the starter.
+    /// The folder that holds the reference, the starter and the datasets.
     fn sources_base(&self) -> PathBuf {
         let folders: Vec<PathBuf> = self
             .sources()
@@ -152,7 +153,7 @@ impl Lab {
         base
     }
 
-    /// The name under which `source` (the reference or starter) is stored
+    /// The name under which `source` (the reference, starter or a dataset) is stored
     /// by [`Self::read_sources`].
     pub fn stored_name(&self, source: &Source) -> Option<String> {
         let base = self.sources_base();
@@ -182,7 +183,7 @@ impl Lab {
                     line: 0,
                     field: role.to_string(),
                     message: format!(
-                        "{}: the reference and starter must lie in one folder (or below it)",
+                        "{}: the reference, starter and datasets must lie in one folder (or below it)",
                         source.path().display()
                     ),
                 }])
@@ -210,9 +211,9 @@ impl Lab {
                 }
             };
             let is_sql = p.role == "include"
-                || self
-                    .sources()
-                    .any(|(r, s)| r == p.role && matches!(s, Source::Sql(_)));
+                || self.sources().any(|(_, s)| {
+                    matches!(s, Source::Sql(_)) && self.stored_name(s).as_ref() == Some(&p.name)
+                });
             if is_sql {
                 for inc in includes(&bytes) {
                     let Some(name) = resolve_include(&p.name, &p.cwd, inc.relative, &inc.arg)
@@ -247,20 +248,15 @@ impl Lab {
         Ok(files)
     }
 
-    /// The same lab with its reference and starter in `dir`, where `files`
-    /// (as `read_sources` named them) were written.
+    /// The same lab with its reference, starter and datasets in `dir`,
+    /// where `files` (as `read_sources` named them) were written.
     pub fn with_sources_in(mut self, dir: &Path, files: &[SourceFile]) -> Self {
-        // A starter that is the reference's own file is stored once, as the
-        // reference.
-        let same = self
-            .starter
-            .as_ref()
-            .is_some_and(|s| s.path() == self.reference.path());
-        let sources = std::iter::once(("reference", &mut self.reference))
-            .chain(self.starter.as_mut().map(|s| ("starter", s)));
-        for (role, source) in sources {
-            let role = if same { "reference" } else { role };
-            let Some(file) = files.iter().find(|f| f.role == role) else {
+        let names: Vec<Option<String>> = self.sources().map(|(_, s)| self.stored_name(s)).collect();
+        let sources = std::iter::once(&mut self.reference)
+            .chain(self.starter.as_mut())
+            .chain(self.datasets.iter_mut());
+        for (source, name) in sources.zip(names) {
+            let Some(file) = name.and_then(|n| files.iter().find(|f| f.file_name == n)) else {
                 continue;
             };
             let moved = dir.join(&file.file_name);

@@ -151,6 +151,10 @@ pub struct Lab {
     pub databases: DatabaseMode,
     pub reference: Source,
     pub starter: Option<Source>,
+    /// Hidden datasets: variants of the reference's data for the same
+    /// schema, on which view and query checks are evaluated too (issue 20).
+    #[serde(default)]
+    pub datasets: Vec<Source>,
     pub tasks: Vec<Task>,
     pub options: LabOptions,
     /// Whether and how participants hand in `pg_dump` files.
@@ -175,6 +179,7 @@ const LAB_KEYS: &[&str] = &[
     "databases",
     "reference",
     "starter",
+    "datasets",
     "tasks",
     "options",
     "snapshots",
@@ -218,6 +223,7 @@ pub fn lab_from_tree(w: &mut Walker, root: &Node, dir: &Path) -> Option<Lab> {
         }
     };
     let starter = f.get("starter").map(|n| source(w, n, "starter", dir));
+    let datasets = datasets(w, &f, dir);
     let options = options(w, &f);
     let tasks = tasks(w, &f);
     let submissions = match f.get("submissions") {
@@ -240,6 +246,7 @@ pub fn lab_from_tree(w: &mut Walker, root: &Node, dir: &Path) -> Option<Lab> {
         databases: databases?,
         reference: reference?,
         starter: starter.unwrap_or(None),
+        datasets: datasets?,
         tasks: tasks?,
         options: options?,
         submissions,
@@ -289,6 +296,32 @@ fn source(w: &mut Walker, node: &Node, path: &str, dir: &Path) -> Option<Source>
     }
     Some(make(resolved))
 }
+
+/// `datasets:`, a list of sources like the reference (at most
+/// [`MAX_DATASETS`]).
+fn datasets(w: &mut Walker, f: &Fields, dir: &Path) -> Option<Vec<Source>> {
+    let before = w.errors.len();
+    let items = w.list(f, "datasets");
+    if items.len() > MAX_DATASETS {
+        w.error(
+            f.get("datasets").map_or(f.line, |n| n.line),
+            "datasets",
+            format!(
+                "{} datasets: at most {MAX_DATASETS} (each is evaluated for every changed view)",
+                items.len()
+            ),
+        );
+    }
+    let out: Vec<Source> = items
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, node)| source(w, node, &format!("datasets[{i}]"), dir))
+        .collect();
+    (w.errors.len() == before).then_some(out)
+}
+
+/// Hidden datasets a lab may list.
+pub const MAX_DATASETS: usize = 5;
 
 fn options(w: &mut Walker, f: &Fields) -> Option<LabOptions> {
     let mut out = LabOptions {

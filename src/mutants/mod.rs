@@ -20,7 +20,8 @@ use serde::Serialize;
 use sqlparser::ast::{
     BinaryOperator, Distinct, DuplicateTreatment, Expr, FunctionArg, FunctionArgExpr,
     FunctionArguments, GroupByExpr, JoinConstraint, JoinOperator, OrderByKind, OrderBySort, Query,
-    Select, SetExpr, SetOperator, SetQuantifier, Statement, Value, VisitMut, VisitorMut,
+    Select, SetExpr, SetOperator, SetQuantifier, Statement, TableFactor, Value, VisitMut,
+    VisitorMut,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -52,11 +53,38 @@ pub struct Mutant {
     pub class: Class,
     pub sql: String,
     pub change: String,
+    /// For a comparison of a column with a constant: where the rows that
+    /// tell the mutant from the reference would be.
+    #[serde(skip)]
+    pub probe: Option<Probe>,
 }
+
+/// The rows that tell a changed comparison `column op value` from the
+/// reference's: those where `column` compares to `value` as one of
+/// `telling` (`<`, `=`, `>`) says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// The table the column is of, as written, and the `FROM` item that
+    /// names it (with its alias); `None` when the SQL does not say.
+    pub table: Option<(String, String)>,
+    pub column: String,
+    pub value: String,
+    /// The value for words: without a cast.
+    pub shown: String,
+    pub telling: Vec<&'static str>,
+}
+
+pub mod explain;
+pub mod report;
 
 /// The mutants of `sql` (one `SELECT` statement), without duplicates and
 /// without the reference itself.
 pub fn mutants(sql: &str) -> Result<Vec<Mutant>, String> {
+    Ok(printed_and_mutants(sql)?.1)
+}
+
+/// `sql` as the parser prints it, and its mutants.
+pub fn printed_and_mutants(sql: &str) -> Result<(String, Vec<Mutant>), String> {
     let parsed = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| e.to_string())?;
     let [statement @ Statement::Query(_)] = parsed.as_slice() else {
         return Err("a mutation report needs one SELECT statement".into());
@@ -64,7 +92,7 @@ pub fn mutants(sql: &str) -> Result<Vec<Mutant>, String> {
     let mut counting = Mutator::default();
     let _ = statement.clone().visit(&mut counting);
     let original = statement.to_string();
-    let mut seen = BTreeSet::from([original]);
+    let mut seen = BTreeSet::from([original.clone()]);
     let mut out = vec![];
     for (place, variants) in counting.places.iter().enumerate() {
         for variant in 0..*variants {
@@ -79,11 +107,16 @@ pub fn mutants(sql: &str) -> Result<Vec<Mutant>, String> {
             };
             let sql = tree.to_string();
             if seen.insert(sql.clone()) {
-                out.push(Mutant { class, sql, change });
+                out.push(Mutant {
+                    class,
+                    sql,
+                    change,
+                    probe: m.probe,
+                });
             }
         }
     }
-    Ok(out)
+    Ok((original, out))
 }
 
 /// Walks a tree: counts each place's variants (no target), or changes the
@@ -94,6 +127,10 @@ struct Mutator {
     places: Vec<usize>,
     target: Option<(usize, usize)>,
     done: Option<(Class, String)>,
+    probe: Option<Probe>,
+    /// Per `SELECT` being walked (innermost last): the tables of its
+    /// `FROM`, as (qualifier, table, `FROM` item).
+    scopes: Vec<Vec<(String, String, String)>>,
 }
 
 impl Mutator {
@@ -130,14 +167,20 @@ impl VisitorMut for Mutator {
 
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         match expr {
-            Expr::BinaryOp { op, .. } if COMPARISONS.contains(op) => {
+            Expr::BinaryOp { op, left, right } if COMPARISONS.contains(op) => {
                 let others: Vec<BinaryOperator> =
                     COMPARISONS.iter().filter(|o| *o != op).cloned().collect();
+                let before = op.clone();
+                let mut chosen = None;
                 self.place(Class::Comparison, others.len(), |v| {
                     let said = format!("`{}` instead of `{op}`", others[v]);
                     *op = others[v].clone();
+                    chosen = Some(op.clone());
                     said
                 });
+                if let Some(after) = chosen {
+                    self.probe = self.probe_of(left, right, &before, &after);
+                }
             }
             Expr::BinaryOp { op, .. } if matches!(op, BinaryOperator::And | BinaryOperator::Or) => {
                 self.place(Class::AndOr, 1, |_| {
@@ -195,7 +238,13 @@ impl VisitorMut for Mutator {
         ControlFlow::Continue(())
     }
 
+    fn post_visit_select(&mut self, _: &mut Select) -> ControlFlow<()> {
+        self.scopes.pop();
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
+        self.scopes.push(from_tables(select));
         self.place(Class::Distinct, 1, |_| {
             if matches!(select.distinct, Some(Distinct::Distinct)) {
                 select.distinct = None;
@@ -354,6 +403,112 @@ impl Mutator {
                 said
             });
         }
+    }
+}
+
+/// The named tables of a `SELECT`'s `FROM` (joins included), as
+/// (qualifier, table, `FROM` item).
+fn from_tables(select: &Select) -> Vec<(String, String, String)> {
+    let factors = select
+        .from
+        .iter()
+        .flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)));
+    factors
+        .filter_map(|f| match f {
+            TableFactor::Table {
+                name,
+                alias,
+                args: None,
+                ..
+            } => {
+                let table = name.to_string();
+                let (qualifier, item) = match alias {
+                    Some(a) => (a.name.value.clone(), format!("{table} AS {}", a.name)),
+                    None => (
+                        name.0.last().map_or(table.clone(), |p| p.to_string()),
+                        table.clone(),
+                    ),
+                };
+                Some((qualifier, table, item))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether `e` is a constant: a literal, perhaps cast or negated.
+fn constant(e: &Expr) -> bool {
+    match e {
+        Expr::Value(v) => !matches!(v.value, Value::Null | Value::Placeholder(_)),
+        Expr::TypedString(_) => true,
+        Expr::Cast { expr, .. } | Expr::UnaryOp { expr, .. } | Expr::Nested(expr) => constant(expr),
+        _ => false,
+    }
+}
+
+/// Which of `<`, `=`, `>` an operator keeps, as (lt, eq, gt).
+fn keeps(op: &BinaryOperator) -> [bool; 3] {
+    match op {
+        BinaryOperator::Lt => [true, false, false],
+        BinaryOperator::LtEq => [true, true, false],
+        BinaryOperator::Gt => [false, false, true],
+        BinaryOperator::GtEq => [false, true, true],
+        BinaryOperator::Eq => [false, true, false],
+        _ => [true, false, true],
+    }
+}
+
+impl Mutator {
+    /// The probe of a comparison changed from `before` to `after`, when
+    /// one side is a column and the other a constant.
+    fn probe_of(
+        &self,
+        left: &Expr,
+        right: &Expr,
+        before: &BinaryOperator,
+        after: &BinaryOperator,
+    ) -> Option<Probe> {
+        let (column, value, mirrored) = match (constant(left), constant(right)) {
+            (false, true) => (left, right, false),
+            (true, false) => (right, left, true),
+            _ => return None,
+        };
+        let (qualifier, _) = match column {
+            Expr::Identifier(c) => (None, c),
+            Expr::CompoundIdentifier(parts) if parts.len() == 2 => (Some(&parts[0]), &parts[1]),
+            _ => return None,
+        };
+        let scope = self.scopes.last()?;
+        let table = match qualifier {
+            None if scope.len() == 1 => Some(&scope[0]),
+            None => None,
+            Some(q) => self
+                .scopes
+                .iter()
+                .rev()
+                .find_map(|s| s.iter().find(|(name, _, _)| *name == q.value)),
+        };
+        let (b, a) = (keeps(before), keeps(after));
+        // `value op column` keeps the mirror image of `column op value`.
+        let names = if mirrored {
+            [">", "=", "<"]
+        } else {
+            ["<", "=", ">"]
+        };
+        let telling = (0..3)
+            .filter(|i| b[*i] != a[*i])
+            .map(|i| names[i])
+            .collect();
+        Some(Probe {
+            table: table.map(|(_, t, item)| (t.clone(), item.clone())),
+            column: column.to_string(),
+            value: value.to_string(),
+            shown: match value {
+                Expr::Cast { expr, .. } => expr.to_string(),
+                other => other.to_string(),
+            },
+            telling,
+        })
     }
 }
 

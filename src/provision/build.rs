@@ -22,7 +22,7 @@ pub enum BuildError {
     // (`{:#}`) would show it twice.
     #[error("{what} of lab {lab}: {cause}")]
     Load {
-        what: &'static str,
+        what: String,
         lab: String,
         cause: ToolError,
     },
@@ -65,12 +65,16 @@ pub async fn build_lab(
     lab: &Lab,
     keep: bool,
 ) -> Result<(), BuildError> {
-    // A check uses other scratch names than an apply, so both can run at once.
-    let stage = if keep { "new" } else { "check" };
-    let scratch_ref = format!("pglab.{stage}.ref.{}", lab.id);
-    let scratch_tpl = format!("pglab.{stage}.tpl.{}", lab.id);
+    if !keep {
+        return check_build(server, admin, lab)
+            .await?
+            .drop_all(server, admin)
+            .await;
+    }
+    let scratch_ref = format!("pglab.new.ref.{}", lab.id);
+    let scratch_tpl = format!("pglab.new.tpl.{}", lab.id);
     let result = build_scratch(server, admin, lab, &scratch_ref, &scratch_tpl).await;
-    if result.is_err() || !keep {
+    if result.is_err() {
         drop_database(server, admin, &scratch_ref).await?;
         drop_database(server, admin, &scratch_tpl).await?;
         return result;
@@ -107,8 +111,8 @@ async fn build_scratch(
     reference: &str,
     template: &str,
 ) -> Result<(), BuildError> {
-    let failed = |what| {
-        let lab = lab.id.to_string();
+    let failed = |what: &str| {
+        let (what, lab) = (what.to_string(), lab.id.to_string());
         move |cause| BuildError::Load { what, lab, cause }
     };
     // Read once: what runs is what was read (and checked for includes).
@@ -136,4 +140,81 @@ async fn build_scratch(
     }
     super::in_database::prepare_template(server, template, lab).await?;
     Ok(())
+}
+
+/// The scratch databases of a lab check (`pglab lab check`, an upload):
+/// the lab's reference and each of its datasets, loaded; dropped with
+/// [`CheckDatabases::drop_all`]. Other names than an apply's, so both can
+/// run at once.
+pub struct CheckDatabases {
+    pub reference: String,
+    pub datasets: Vec<String>,
+}
+
+impl CheckDatabases {
+    pub async fn drop_all(
+        self,
+        server: &PgServerSettings,
+        admin: &Client,
+    ) -> Result<(), BuildError> {
+        for db in std::iter::once(&self.reference).chain(&self.datasets) {
+            drop_database(server, admin, db).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Loads the reference and starter as an apply would (the starter's
+/// scratch template is dropped at once), and each dataset; on failure
+/// nothing is left behind.
+pub async fn check_build(
+    server: &PgServerSettings,
+    admin: &Client,
+    lab: &Lab,
+) -> Result<CheckDatabases, BuildError> {
+    let mut made = CheckDatabases {
+        reference: format!("pglab.check.ref.{}", lab.id),
+        datasets: vec![],
+    };
+    let template = format!("pglab.check.tpl.{}", lab.id);
+    let mut result = build_scratch(server, admin, lab, &made.reference, &template).await;
+    drop_database(server, admin, &template).await?;
+    if result.is_ok() {
+        result = load_datasets(server, admin, lab, &mut made).await;
+    }
+    match result {
+        Ok(()) => Ok(made),
+        Err(e) => {
+            made.drop_all(server, admin).await?;
+            Err(e)
+        }
+    }
+}
+
+async fn load_datasets(
+    server: &PgServerSettings,
+    admin: &Client,
+    lab: &Lab,
+    made: &mut CheckDatabases,
+) -> Result<(), BuildError> {
+    let files = lab.read_sources()?;
+    for (i, dataset) in lab.datasets.iter().enumerate() {
+        let db = format!("pglab.check.ds{}.{}", i + 1, lab.id);
+        made.datasets.push(db.clone());
+        create_empty(server, admin, &db).await?;
+        load(server, &db, (lab, dataset), &files, None)
+            .await
+            .map_err(|cause| BuildError::Load {
+                what: format!("dataset {} ({})", i + 1, dataset_name(lab, i)),
+                lab: lab.id.to_string(),
+                cause,
+            })?;
+    }
+    Ok(())
+}
+
+/// How a dataset is named to the lab master: its file name.
+pub fn dataset_name(lab: &Lab, i: usize) -> String {
+    lab.stored_name(&lab.datasets[i])
+        .unwrap_or_else(|| lab.datasets[i].path().display().to_string())
 }
