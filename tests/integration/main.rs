@@ -12,6 +12,7 @@ mod exports;
 mod hostile;
 mod in_psql;
 mod mail;
+mod mutants;
 mod observability;
 mod provisioning;
 mod replicas;

@@ -36,6 +36,8 @@ struct NewLabPage {
     /// Errors not tied to a line of the YAML.
     errors: Vec<String>,
     replace: bool,
+    /// The mutation report, when asked for ("Check only").
+    report: Option<crate::mutants::report::Report>,
 }
 
 fn page(s: &Session, yaml: String, errors: Vec<(usize, String)>, replace: bool) -> NewLabPage {
@@ -64,6 +66,7 @@ fn page(s: &Session, yaml: String, errors: Vec<(usize, String)>, replace: bool) 
         lines,
         errors: other,
         replace,
+        report: None,
     }
 }
 
@@ -74,6 +77,8 @@ async fn form(Master(s): Master) -> Result<Html<String>, WebError> {
 struct Upload {
     yaml: String,
     replace: bool,
+    /// "Check only": validate and show the mutation report, save nothing.
+    report: bool,
     files: Vec<String>,
 }
 
@@ -83,6 +88,7 @@ async fn receive(s: &Session, mut form: Multipart, dir: &Path) -> Result<Upload,
     let mut up = Upload {
         yaml: String::new(),
         replace: false,
+        report: false,
         files: vec![],
     };
     let mut csrf_ok = false;
@@ -111,6 +117,7 @@ async fn receive(s: &Session, mut form: Multipart, dir: &Path) -> Result<Upload,
                 }
             }
             "replace" => up.replace = true,
+            "action" => up.report = field.text().await.map_err(bad)? == "report",
             // Small SQL files may be typed instead of uploaded.
             "reference_sql" | "starter_sql" => {
                 let text = field.text().await.map_err(bad)?;
@@ -176,6 +183,15 @@ async fn create(
             return Ok(response);
         }
     };
+    if up.report {
+        let limits = crate::scoring::checks::Limits::of(&state.settings.scoring);
+        let report = crate::app::mutation_report(&state.settings.postgres[0], &lab, &limits)
+            .await
+            .map_err(|e| WebError::Internal(format!("mutation report: {e:#}")))?;
+        let mut checked = page(&s, up.yaml, vec![], up.replace);
+        checked.report = Some(report);
+        return Ok(Html(checked.render()?).into_response());
+    }
     // The control database keeps the lab with its files; the staging
     // folder goes when this request ends.
     store_lab(&state.store, &lab, &s.user)
