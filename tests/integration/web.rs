@@ -74,14 +74,29 @@ async fn lab_master_to_student_to_live_board_in_chromium() {
         dir.join("reference.sql").display(),
         dir.join("starter.sql").display()
     );
-    b.client
-        .find(Locator::Css("#files"))
-        .await
-        .expect("file input")
-        .send_keys(&files)
-        .await
-        .expect("choose files");
-    b.click("form.stack button[type=submit]").await;
+    let choose = || async {
+        b.client
+            .find(Locator::Css("#files"))
+            .await
+            .expect("file input")
+            .send_keys(&files)
+            .await
+            .expect("choose files");
+    };
+    // "Check only": the mutation report of the lab's view and query
+    // checks; nothing is saved.
+    choose().await;
+    b.click("button[value=report]").await;
+    let report = b.text("#mutation-report").await;
+    assert!(
+        report.contains("Mutation report of lab web")
+            && report.contains("not saved")
+            && report.contains("survives"),
+        "{report}"
+    );
+    b.shot("03b-mutation-report").await;
+    choose().await;
+    b.click("button[value=save]").await;
     assert_eq!(
         b.path().await,
         "/labs/web",
