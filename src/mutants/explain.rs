@@ -41,8 +41,15 @@ impl Diff {
             end -= 1;
         }
         let text = |c: &[char]| c.iter().collect::<String>();
-        let before_from = start.saturating_sub(CONTEXT);
-        let after_to = (r.len() - end + CONTEXT).min(r.len());
+        // Context of whole words too.
+        let mut before_from = start.saturating_sub(CONTEXT);
+        while before_from > 0 && before_from < start && !r[before_from - 1].is_whitespace() {
+            before_from += 1;
+        }
+        let mut after_to = (r.len() - end + CONTEXT).min(r.len());
+        while after_to < r.len() && after_to > r.len() - end && !r[after_to].is_whitespace() {
+            after_to -= 1;
+        }
         Diff {
             before: format!(
                 "{}{}",

@@ -108,3 +108,52 @@ fn the_same_sql_gives_the_same_mutants_and_bad_sql_an_error() {
     assert!(mutants("DELETE FROM cd.members").is_err());
     assert!(mutants("SELECT 1; SELECT 2").is_err());
 }
+
+#[test]
+fn a_diff_shows_whole_words_and_a_sentence_names_the_boundary() {
+    let reference = "SELECT memid FROM cd.members WHERE joindate >= '2012-09-01'";
+    let all = mutants(reference).expect("mutants");
+    let gt = all
+        .iter()
+        .find(|m| m.change == "`>` instead of `>=`")
+        .expect("mutant");
+    let d = explain::Diff::of(reference, &gt.sql);
+    assert_eq!((d.removed.as_str(), d.added.as_str()), (">=", ">"));
+    assert_eq!(
+        d.line(),
+        "…memid FROM cd.members WHERE joindate [->=-]{+>+} '2012-09-01'"
+    );
+    let distinct = all
+        .iter()
+        .find(|m| m.class == Class::Distinct)
+        .expect("mutant");
+    assert_eq!(
+        explain::Diff::of(reference, &distinct.sql).line(),
+        "SELECT {+DISTINCT+} memid FROM cd.members WHERE joindate >=…"
+    );
+    let probe = gt.probe.as_ref().expect("a column against a constant");
+    assert_eq!(probe.telling, vec!["="]);
+    assert_eq!(
+        explain::probe_queries(probe).expect("the table is known"),
+        vec!["SELECT EXISTS (SELECT 1 FROM cd.members WHERE joindate = '2012-09-01')"]
+    );
+    assert_eq!(
+        explain::sentence(gt, Some(&[false])),
+        "no row of `cd.members` has `joindate` exactly '2012-09-01', so `>` instead of `>=` gives the same rows: add one"
+    );
+    // A constant on the left: `<>` for `<` differs where the column is below it.
+    let left = mutants(
+        "SELECT 1 FROM cd.members m JOIN cd.bookings b ON b.memid = m.memid WHERE 5 < m.memid",
+    )
+    .expect("mutants");
+    let ne = left
+        .iter()
+        .find(|m| m.change == "`<>` instead of `<`")
+        .expect("mutant");
+    let probe = ne.probe.as_ref().expect("probe");
+    assert_eq!(probe.telling, vec!["<"]);
+    assert_eq!(
+        probe.table,
+        Some(("cd.members".to_string(), "cd.members AS m".to_string()))
+    );
+}

@@ -1,0 +1,144 @@
+//! Mutation report benchmark (issue 20): a lab of 20 view and query checks
+//! on clubdata. Side by side in one run: `pglab lab check` without the
+//! report (reference, starter loaded into scratch databases: the
+//! baseline) and with it (the same, plus every mutant of every check run
+//! on the reference); then with two datasets. Medians of 3 runs.
+//!
+//! Run: cargo bench --bench mutants
+
+mod common;
+
+use pglab::lab::LoadedLab;
+use pglab::scoring::checks::Limits;
+use std::time::{Duration, Instant};
+
+const QUERIES: [&str; 15] = [
+    "SELECT facid, count(*) FROM cd.bookings GROUP BY facid",
+    "SELECT m.surname, count(b.*) FROM cd.members m LEFT JOIN cd.bookings b USING (memid) GROUP BY m.surname",
+    "SELECT f.name, avg(b.slots) FROM cd.facilities f JOIN cd.bookings b USING (facid) GROUP BY f.name",
+    "SELECT memid, max(starttime) FROM cd.bookings GROUP BY memid",
+    "SELECT date_part('dow', starttime) AS dow, sum(slots) FROM cd.bookings GROUP BY 1",
+    "SELECT facid, name FROM cd.facilities WHERE membercost > 0",
+    "SELECT memid, surname FROM cd.members WHERE joindate >= '2012-09-01'",
+    "SELECT name FROM cd.facilities WHERE membercost > 0 AND membercost < monthlymaintenance / 50",
+    "SELECT DISTINCT surname FROM cd.members ORDER BY surname LIMIT 10",
+    "SELECT m.firstname, m.surname FROM cd.members m JOIN cd.members r ON r.recommendedby = m.memid GROUP BY m.firstname, m.surname",
+    "SELECT b.starttime, f.name FROM cd.bookings b JOIN cd.facilities f ON f.facid = b.facid WHERE f.name LIKE 'Tennis%' AND b.starttime >= '2012-09-21' AND b.starttime < '2012-09-22'",
+    "SELECT count(*) FROM cd.members WHERE recommendedby IS NULL",
+    "SELECT facid, sum(slots) AS total FROM cd.bookings WHERE starttime >= '2012-09-01' AND starttime < '2012-10-01' GROUP BY facid HAVING sum(slots) > 1000",
+    "SELECT surname FROM cd.members UNION SELECT name FROM cd.facilities",
+    "SELECT m.memid, count(DISTINCT b.facid) FROM cd.members m LEFT JOIN cd.bookings b ON b.memid = m.memid WHERE m.memid > 0 GROUP BY m.memid",
+];
+const VIEWS: [&str; 5] = [
+    "member_hours",
+    "facility_revenue",
+    "monthly",
+    "recommenders",
+    "busy_days",
+];
+
+fn lab_yaml(datasets: &str) -> String {
+    let mut tasks = String::new();
+    for (i, v) in VIEWS.iter().enumerate() {
+        tasks +=
+            &format!("  - id: view{i}\n    title: View {i}\n    checks:\n      - view: cd.{v}\n");
+    }
+    for (i, q) in QUERIES.iter().enumerate() {
+        tasks += &format!(
+            "  - id: query{i}\n    title: Query {i}\n    checks:\n      - query: \"{q}\"\n"
+        );
+    }
+    format!("id: mut\ntitle: Mutation bench\nreference: {{sql: club.sql}}\nstarter: {{sql: club.sql}}\n{datasets}tasks:\n{tasks}")
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let bench = common::Bench::start().await;
+    let settings = bench.stack.settings.clone();
+    let server = &settings.postgres[0];
+    let limits = Limits::of(&settings.scoring);
+    let dir = bench.dir.path();
+    let club = format!(
+        "{}\n{}",
+        common::clubdata::cleaned_clubdata(),
+        common::CLUB_VIEWS
+    );
+    std::fs::write(dir.join("club.sql"), &club).expect("club");
+    for d in 1..=2 {
+        std::fs::write(
+            dir.join(format!("edge{d}.sql")),
+            format!("\\ir club.sql\nINSERT INTO cd.members VALUES ({}, 'Edge', 'E', 'x', 1, 'x', NULL, '2012-09-01');\nINSERT INTO cd.facilities VALUES ({}, 'Edge', 0.5, 1, 1, 1);\n", 90 + d, 10 + d),
+        )
+        .expect("dataset");
+    }
+    std::fs::write(dir.join("lab.yaml"), lab_yaml("")).expect("lab");
+    std::fs::write(
+        dir.join("lab2.yaml"),
+        lab_yaml("datasets:\n  - sql: edge1.sql\n  - sql: edge2.sql\n"),
+    )
+    .expect("lab");
+    let lab = LoadedLab::load(&dir.join("lab.yaml")).expect("lab");
+    let lab2 = LoadedLab::load(&dir.join("lab2.yaml")).expect("lab");
+    let (mut base, mut with, mut with_ds) = (vec![], vec![], vec![]);
+    let (mut report, mut report2) = (None, None);
+    for _ in 0..3 {
+        let t = Instant::now();
+        pglab::app::check_lab_loads(server, &lab)
+            .await
+            .expect("loads");
+        base.push(t.elapsed());
+        let t = Instant::now();
+        report = Some(
+            pglab::app::mutation_report(server, &lab, &limits)
+                .await
+                .expect("report"),
+        );
+        with.push(t.elapsed());
+        let t = Instant::now();
+        report2 = Some(
+            pglab::app::mutation_report(server, &lab2, &limits)
+                .await
+                .expect("report"),
+        );
+        with_ds.push(t.elapsed());
+    }
+    let (r, r2) = (report.expect("ran"), report2.expect("ran"));
+    let (base, with, with_ds) = (median(base), median(with), median(with_ds));
+    let mutants = r.counts.generated;
+    let run_time = with.saturating_sub(base).as_secs_f64();
+    println!("lab: 20 checks (5 views, 15 queries) on clubdata; medians of 3 runs");
+    println!(
+        "{:<44} {:>9.2} s",
+        "lab check, no report (baseline: load)",
+        base.as_secs_f64()
+    );
+    println!(
+        "{:<44} {:>9.2} s   {} mutants: {} killed, {} survived, {} failed to run",
+        "lab check --mutants",
+        with.as_secs_f64(),
+        mutants,
+        r.counts.killed,
+        r.counts.survived,
+        r.counts.errored
+    );
+    println!(
+        "{:<44} {:>9.2} s   mutants run: {:.0} per second ({:.2} s above the baseline)",
+        "",
+        with.as_secs_f64(),
+        mutants as f64 / run_time.max(1e-9),
+        run_time
+    );
+    println!(
+        "{:<44} {:>9.2} s   killed {} -> {} with the datasets",
+        "lab check --mutants, two datasets",
+        with_ds.as_secs_f64(),
+        r2.counts.killed,
+        r2.counts.killed_with_datasets
+    );
+    bench.stop().await;
+}
