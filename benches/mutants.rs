@@ -4,7 +4,14 @@
 //! baseline) and with it (the same, plus every mutant of every check run
 //! on the reference); then with two datasets. Medians of 3 runs.
 //!
-//! Run: cargo bench --bench mutants
+//! Then hidden datasets in scoring: the scoring benchmark's lab (20 checks,
+//! 5 of them views) for N participants (default 300) twice, once without
+//! datasets and once with two; a full round of each, then rounds where 10%
+//! of one lab's participants changed a view's definition (same rows, so
+//! the view still passes and is run on the datasets again), alternating,
+//! medians of 3.
+//!
+//! Run: cargo bench --bench mutants [-- N]
 
 mod common;
 
@@ -140,5 +147,91 @@ async fn main() {
         r2.counts.killed,
         r2.counts.killed_with_datasets
     );
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(300);
+    scoring_with_datasets(&bench, n).await;
     bench.stop().await;
+}
+
+/// Changes the definition (not the rows) of `cd.member_hours` in the
+/// databases `dbs`, to variant `k`.
+async fn change_views(settings: &pglab::settings::Settings, dbs: &[String], k: usize) {
+    for db in dbs {
+        let c = pglab::pgconn::connect(&settings.postgres[0], db)
+            .await
+            .expect("db");
+        c.batch_execute(&format!(
+            "CREATE OR REPLACE VIEW cd.member_hours AS SELECT m.memid, m.surname, sum(b.slots) / 2.0 AS hours
+               FROM cd.members m JOIN cd.bookings b USING (memid) WHERE m.memid > -{k} - 1 GROUP BY m.memid, m.surname"
+        ))
+        .await
+        .expect("view");
+    }
+}
+
+async fn scoring_with_datasets(bench: &common::Bench, n: usize) {
+    use pglab::scoring::{Board, Engine, Health};
+    use std::sync::Arc;
+    let settings = bench.stack.settings.clone();
+    let dir = bench.dir.path();
+    let plain = common::club_lab_yaml("");
+    let with = plain.replace("id: bench", "id: hid").replace(
+        "tasks:",
+        "datasets:\n  - sql: edge1.sql\n  - sql: edge2.sql\ntasks:",
+    );
+    std::fs::write(dir.join("plain.yaml"), &plain).expect("lab");
+    std::fs::write(dir.join("hid.yaml"), &with).expect("lab");
+    let mut dbs = vec![];
+    for file in ["plain.yaml", "hid.yaml"] {
+        let lab = LoadedLab::load(&dir.join(file)).expect("lab");
+        let took = common::provision_class(&settings, &bench.store, &lab, n).await;
+        println!(
+            "provisioned {n} participants of lab {} in {:.1} s",
+            lab.lab.id,
+            took.as_secs_f64()
+        );
+        let names: Vec<String> = bench
+            .store
+            .databases(&lab.lab.id)
+            .await
+            .expect("dbs")
+            .into_iter()
+            .map(|d| d.name.to_string())
+            .collect();
+        dbs.push(names);
+    }
+    let mut engine = Engine::new(
+        Arc::new(settings.clone()),
+        bench.store.clone(),
+        Board::default(),
+        Arc::new(Health::new()),
+    );
+    let t = Instant::now();
+    engine.round(None).await.expect("round");
+    println!(
+        "first round, both labs ({} databases): {:.1} s",
+        2 * n,
+        t.elapsed().as_secs_f64()
+    );
+    let changed = n / 10;
+    let (mut plain_rounds, mut hid_rounds) = (vec![], vec![]);
+    for k in 1..=3 {
+        for (lab, rounds) in [(0, &mut plain_rounds), (1, &mut hid_rounds)] {
+            let some = &dbs[lab][(k * changed) % n..][..changed.min(n - (k * changed) % n)];
+            change_views(&settings, some, k).await;
+            let t = Instant::now();
+            engine.round(None).await.expect("round");
+            rounds.push(t.elapsed());
+        }
+    }
+    let (p, h) = (median(plain_rounds), median(hid_rounds));
+    println!(
+        "round after {changed} of {n} changed a view: no datasets {:.2} s, two hidden datasets {:.2} s (+{:.2} s, {:.1} ms per changed database)",
+        p.as_secs_f64(),
+        h.as_secs_f64(),
+        h.as_secs_f64() - p.as_secs_f64(),
+        (h.as_secs_f64() - p.as_secs_f64()) * 1000.0 / changed as f64
+    );
 }

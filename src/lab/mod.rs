@@ -13,7 +13,9 @@ mod yaml;
 pub use evidence::{AfterDeadline, SnapshotRule};
 pub use participants::{Participant, Participants};
 pub use sources::{folder_of, include_of, resolve_include, write_sources, SourceFile};
-pub use spec::{Check, Compare, DatabaseMode, Lab, LabOptions, ObjectName, Source, Task};
+pub use spec::{
+    Check, Compare, DatabaseMode, Lab, LabOptions, ObjectName, Source, Task, MAX_DATASETS,
+};
 pub use walk::FieldError;
 
 use std::path::Path;

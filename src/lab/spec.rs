@@ -49,6 +49,14 @@ impl Lab {
         out.dedup();
         out
     }
+
+    /// The lab's schemas and then `public`: where names are looked up when
+    /// a participant's view is copied to a hidden dataset.
+    pub fn search_schemas(&self) -> Vec<String> {
+        let mut out = self.schemas();
+        out.push("public".into());
+        out
+    }
 }
 
 /// `schema.name` of a table or view; quoted only where SQL is built.

@@ -2,6 +2,7 @@
 //! lab's `reference` and `starter`: SQL run by pglab itself (`lab_sql`),
 //! archives by the real pg_restore.
 
+use super::datasets;
 use super::postgres::{
     create_closed_database, drop_database, revoke_connect_sql, sql_err, PgError, STARTER_ROLE,
 };
@@ -73,25 +74,36 @@ pub async fn build_lab(
     }
     let scratch_ref = format!("pglab.new.ref.{}", lab.id);
     let scratch_tpl = format!("pglab.new.tpl.{}", lab.id);
-    let result = build_scratch(server, admin, lab, &scratch_ref, &scratch_tpl).await;
+    let mut made = CheckDatabases {
+        reference: scratch_ref.clone(),
+        datasets: vec![],
+    };
+    let mut result = build_scratch(server, admin, lab, &scratch_ref, &scratch_tpl).await;
+    if result.is_ok() {
+        result = load_datasets(server, admin, lab, "new", &mut made).await;
+    }
     if result.is_err() {
-        drop_database(server, admin, &scratch_ref).await?;
         drop_database(server, admin, &scratch_tpl).await?;
+        made.drop_all(server, admin).await?;
         return result;
     }
-    for (scratch, final_name) in [
+    let datasets = made.datasets.iter().enumerate().map(|(i, db)| {
+        (
+            db.clone(),
+            PgName::from_catalog(datasets::dataset_db(&lab.id, i)),
+        )
+    });
+    let renames = [
         (scratch_ref, PgName::reference_db(&lab.id)),
         (scratch_tpl, PgName::template_db(&lab.id)),
-    ] {
+    ];
+    for (scratch, final_name) in renames.into_iter().chain(datasets) {
         drop_database(server, admin, final_name.as_str()).await?;
-        admin
-            .batch_execute(&format!(
-                "ALTER DATABASE {} RENAME TO {}",
-                quote_ident(&scratch),
-                final_name.quoted()
-            ))
-            .await
-            .map_err(sql_err(&server.name, format!("rename {scratch}")))?;
+        rename(server, admin, &scratch, &final_name).await?;
+    }
+    // Datasets the lab no longer lists.
+    for i in lab.datasets.len()..crate::lab::MAX_DATASETS {
+        drop_database(server, admin, &datasets::dataset_db(&lab.id, i)).await?;
     }
     // Nobody may hold a connection to a template while it is cloned.
     admin
@@ -142,6 +154,34 @@ async fn build_scratch(
     Ok(())
 }
 
+/// Renames database `from`; a session of pglab's own that is still
+/// closing there (a loader's) is waited for, up to two seconds.
+async fn rename(
+    server: &PgServerSettings,
+    admin: &Client,
+    from: &str,
+    to: &PgName,
+) -> Result<(), PgError> {
+    let sql = format!(
+        "ALTER DATABASE {} RENAME TO {}",
+        quote_ident(from),
+        to.quoted()
+    );
+    let mut attempt = 0;
+    loop {
+        match admin.batch_execute(&sql).await {
+            Err(e)
+                if attempt < 20
+                    && e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) =>
+            {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => return other.map_err(sql_err(&server.name, format!("rename {from}"))),
+        }
+    }
+}
+
 /// The scratch databases of a lab check (`pglab lab check`, an upload):
 /// the lab's reference and each of its datasets, loaded; dropped with
 /// [`CheckDatabases::drop_all`]. Other names than an apply's, so both can
@@ -180,7 +220,7 @@ pub async fn check_build(
     let mut result = build_scratch(server, admin, lab, &made.reference, &template).await;
     drop_database(server, admin, &template).await?;
     if result.is_ok() {
-        result = load_datasets(server, admin, lab, &mut made).await;
+        result = load_datasets(server, admin, lab, "check", &mut made).await;
     }
     match result {
         Ok(()) => Ok(made),
@@ -191,24 +231,48 @@ pub async fn check_build(
     }
 }
 
+/// Loads each dataset of `lab` into `pglab.<stage>.ds<n>.<lab>` as the
+/// dataset role (so a dataset loads under the same rules as a starter),
+/// then closes it to all but the hidden role; each database made is noted
+/// in `made`, to be dropped on failure.
 async fn load_datasets(
     server: &PgServerSettings,
     admin: &Client,
     lab: &Lab,
+    stage: &str,
     made: &mut CheckDatabases,
 ) -> Result<(), BuildError> {
+    if lab.datasets.is_empty() {
+        return Ok(());
+    }
+    datasets::ensure_roles(server, admin).await?;
     let files = lab.read_sources()?;
     for (i, dataset) in lab.datasets.iter().enumerate() {
-        let db = format!("pglab.check.ds{}.{}", i + 1, lab.id);
+        let db = format!("pglab.{stage}.ds{}.{}", i + 1, lab.id);
         made.datasets.push(db.clone());
         create_empty(server, admin, &db).await?;
-        load(server, &db, (lab, dataset), &files, None)
+        let inside = pgconn::connect(server, &db).await.map_err(PgError::from)?;
+        inside
+            .batch_execute(&datasets::before_load_sql(&db))
             .await
-            .map_err(|cause| BuildError::Load {
-                what: format!("dataset {} ({})", i + 1, dataset_name(lab, i)),
-                lab: lab.id.to_string(),
-                cause,
-            })?;
+            .map_err(sql_err(&server.name, "prepare dataset"))?;
+        load(
+            server,
+            &db,
+            (lab, dataset),
+            &files,
+            Some(datasets::DATASET_ROLE),
+        )
+        .await
+        .map_err(|cause| BuildError::Load {
+            what: format!("dataset {} ({})", i + 1, dataset_name(lab, i)),
+            lab: lab.id.to_string(),
+            cause,
+        })?;
+        inside
+            .batch_execute(&datasets::after_load_sql(&db))
+            .await
+            .map_err(sql_err(&server.name, "close dataset"))?;
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ mod apply;
 pub mod build;
 mod change;
 mod checkers;
+pub mod datasets;
 pub mod in_database;
 mod lab_sql;
 pub mod ldap;

@@ -236,11 +236,14 @@ async fn states_of(
         let built = store
             .lab_build(&lab.lab.id, &ServerName::new(name.as_str()))
             .await?;
+        let datasets = (0..lab.lab.datasets.len())
+            .map(|i| PgName::from_catalog(super::datasets::dataset_db(&lab.lab.id, i)));
         let present = [
             PgName::reference_db(&lab.lab.id),
             PgName::template_db(&lab.lab.id),
         ]
-        .iter()
+        .into_iter()
+        .chain(datasets)
         .all(|db| state.databases.contains_key(db.as_str()));
         if built.as_deref() != Some(lab.sources_digest.as_str()) || !present {
             changes.push(Change::BuildLab {

@@ -19,7 +19,9 @@ pub enum Expected {
         foreign_keys: Vec<String>,
         rows: Option<RowSet>,
     },
-    Rows(RowSet),
+    /// The rows, and the rows on each hidden dataset where they judge the
+    /// check (empty: no dataset does).
+    Rows(RowSet, Vec<Option<RowSet>>),
     /// `sql:` checks need nothing from the reference.
     True,
     /// The check fails on the reference itself: the lab needs fixing.
@@ -165,13 +167,13 @@ pub async fn expect<C: GenericClient>(client: &C, check: &Check, limits: &Limits
                 None => format!("SELECT * FROM {}", inspect::regclass_text(name)),
             };
             match rows::fetch(client, &sql, *ordered, limits.max_rows).await {
-                Ok(r) => Expected::Rows(r),
+                Ok(r) => Expected::Rows(r, vec![]),
                 Err(e) => Expected::Broken(fetch_failure(e, limits).reason),
             }
         }
         Check::Query { sql, ordered } => {
             match rows::fetch(client, rows::strip_sql(sql), *ordered, limits.max_rows).await {
-                Ok(r) => Expected::Rows(r),
+                Ok(r) => Expected::Rows(r, vec![]),
                 Err(e) => Expected::Broken(fetch_failure(e, limits).reason),
             }
         }
@@ -213,7 +215,7 @@ pub async fn verify<C: GenericClient>(
             };
             verify_table(client, name, compare, &want, limits).await
         }
-        (Check::View { name, ordered, .. }, Expected::Rows(want)) => {
+        (Check::View { name, ordered, .. }, Expected::Rows(want, _)) => {
             if !inspect::exists(client, name, "vmrpf").await.map_err(db)? {
                 return Err(Failure::wrong(format!("missing view {name}")));
             }
@@ -224,7 +226,7 @@ pub async fn verify<C: GenericClient>(
             rows::compare(&got, want, limits.show_rows)
                 .map_or(Ok(()), |why| Err(Failure::wrong(why)))
         }
-        (Check::Query { sql, ordered }, Expected::Rows(want)) => {
+        (Check::Query { sql, ordered }, Expected::Rows(want, _)) => {
             let got = rows::fetch(client, rows::strip_sql(sql), *ordered, limits.max_rows)
                 .await
                 .map_err(|e| fetch_failure(e, limits))?;

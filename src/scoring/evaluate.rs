@@ -2,6 +2,7 @@
 //! expected) or a participant's (to score it).
 
 use super::checks::{self, Expected, Failure, Limits};
+use super::hidden;
 use crate::ident::{quote_ident, PgName};
 
 use crate::lab::Lab;
@@ -19,6 +20,9 @@ pub enum EvalError {
     Connect(#[from] ConnectError),
     #[error("{}", pgconn::db_message(.0))]
     Db(#[from] tokio_postgres::Error),
+    /// A hidden dataset could not be reached to learn the reference's rows.
+    #[error("{0}")]
+    Hidden(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -80,15 +84,41 @@ pub async fn expectations(
     let tx = begin(&mut client, &limits, None, None).await?;
     tx.batch_execute("SAVEPOINT c").await?;
     let mut out = Vec::new();
-    for task in &lab.tasks {
+    let mut answers = Vec::new();
+    for (t, task) in lab.tasks.iter().enumerate() {
         let mut per_task = Vec::new();
-        for check in &task.checks {
-            per_task.push(checks::expect(&tx, check, &limits).await);
+        for (c, check) in task.checks.iter().enumerate() {
+            let expected = checks::expect(&tx, check, &limits).await;
             tx.batch_execute("ROLLBACK TO SAVEPOINT c").await?;
+            if matches!(expected, Expected::Rows(..)) && !lab.datasets.is_empty() {
+                if let Some(answer) =
+                    hidden::answer(&tx, check, true, &lab.search_schemas()).await?
+                {
+                    answers.push((t, c, answer));
+                }
+            }
+            per_task.push(expected);
         }
         out.push(per_task);
     }
     tx.commit().await?;
+    for (t, c, answer) in answers {
+        let check = &lab.tasks[t].checks[c];
+        if !hidden::applies(check, &answer) {
+            continue;
+        }
+        let ordered = matches!(
+            check,
+            crate::lab::Check::View { ordered: true, .. }
+                | crate::lab::Check::Query { ordered: true, .. }
+        );
+        let wants = hidden::wants(server, lab, &answer, ordered, &limits)
+            .await
+            .map_err(EvalError::Hidden)?;
+        if let Expected::Rows(_, hidden) = &mut out[t][c] {
+            *hidden = wants;
+        }
+    }
     Ok(out)
 }
 
@@ -220,6 +250,73 @@ fn outcome(task: &crate::lab::Task, failure: Option<(Failure, usize)>) -> TaskOu
     }
 }
 
+/// The failure of a check whose session had to be terminated.
+fn stopped(limits: &Limits) -> Failure {
+    Failure {
+        reason: format!(
+            "timed out after {} s and was stopped",
+            limits.statement_timeout.as_secs_f64()
+        ),
+        class: "timeout",
+    }
+}
+
+/// A participant's checking session, as one check needs it.
+struct Session<'a> {
+    tx: &'a Transaction<'a>,
+    cancel: tokio_postgres::CancelToken,
+    /// Postgres' statement_timeout normally ends a check; this outer limit
+    /// catches checks whose student code turned that timeout off.
+    hard_limit: Duration,
+    pid: i32,
+    target: &'a Target<'a>,
+    lab: &'a Lab,
+    schemas: Vec<String>,
+}
+
+/// One check in the session, then (when it passed and hidden datasets
+/// judge it) on the hidden datasets; `true` with it when the session had
+/// to be ended.
+async fn run_check(
+    s: &Session<'_>,
+    check: &crate::lab::Check,
+    want: &Expected,
+    limits: &Limits,
+) -> Result<(Result<(), Failure>, bool), tokio_postgres::Error> {
+    let server = s.target.server;
+    let verify = checks::verify(s.tx, check, want, limits);
+    let result =
+        match checks::guarded(&s.cancel, s.hard_limit, terminate(server, s.pid), verify).await {
+            checks::Guarded::Done(result) => result,
+            checks::Guarded::Ended => return Ok((Err(stopped(limits)), true)),
+        };
+    s.tx.batch_execute("ROLLBACK TO SAVEPOINT c").await?;
+    let wants = match (&result, want) {
+        (Ok(()), Expected::Rows(_, wants)) if !wants.is_empty() => wants,
+        _ => return Ok((result, false)),
+    };
+    let read = hidden::answer(s.tx, check, false, &s.schemas);
+    let answer =
+        match checks::guarded(&s.cancel, s.hard_limit, terminate(server, s.pid), read).await {
+            checks::Guarded::Ended => return Ok((Err(stopped(limits)), true)),
+            checks::Guarded::Done(Err(e)) => {
+                s.tx.batch_execute("ROLLBACK TO SAVEPOINT c").await?;
+                let reason = format!("error: {}", pgconn::db_message(&e));
+                return Ok((
+                    Err(Failure {
+                        reason,
+                        class: "error",
+                    }),
+                    false,
+                ));
+            }
+            checks::Guarded::Done(Ok(None)) => return Ok((Ok(()), false)),
+            checks::Guarded::Done(Ok(Some(a))) => a,
+        };
+    let judged = hidden::verify(server, &s.lab.id, s.target.db, &answer, wants, limits).await;
+    Ok((judged, false))
+}
+
 /// Checks tasks from `outcomes.len()` on in one session, until all are
 /// done or a check had to be terminated (that session is then gone).
 async fn score_in_one_session(
@@ -247,42 +344,27 @@ async fn score_in_one_session(
         armed: true,
     };
     let cancel = client.cancel_token();
-    // Postgres' statement_timeout normally ends a check; this outer limit
-    // catches checks whose student code turned that timeout off.
-    let hard_limit = limits.statement_timeout + Duration::from_secs(1);
     let tx = begin(&mut client, limits, Some(role), snapshot).await?;
     // Each check ends with a rollback to this savepoint: whatever it did
     // (an error, a role or setting changed by student code) is undone, and
     // the role set in `begin` is back.
     tx.batch_execute("SAVEPOINT c").await?;
+    let session = Session {
+        tx: &tx,
+        cancel,
+        hard_limit: limits.statement_timeout + Duration::from_secs(1),
+        pid,
+        target,
+        lab,
+        schemas: lab.search_schemas(),
+    };
     let first = outcomes.len();
     for (task, expected) in lab.tasks.iter().zip(expected).skip(first) {
         let mut failure: Option<(Failure, usize)> = None;
         let mut ended = false;
         for (j, (check, want)) in task.checks.iter().zip(expected).enumerate() {
-            let run = checks::guarded(
-                &cancel,
-                hard_limit,
-                terminate(server, pid),
-                checks::verify(&tx, check, want, limits),
-            )
-            .await;
-            let result = match run {
-                checks::Guarded::Done(result) => result,
-                checks::Guarded::Ended => {
-                    ended = true;
-                    Err(Failure {
-                        reason: format!(
-                            "timed out after {} s and was stopped",
-                            limits.statement_timeout.as_secs_f64()
-                        ),
-                        class: "timeout",
-                    })
-                }
-            };
-            if !ended {
-                tx.batch_execute("ROLLBACK TO SAVEPOINT c").await?;
-            }
+            let (result, stopped) = run_check(&session, check, want, limits).await?;
+            ended = stopped;
             if let Err(f) = result {
                 failure = Some((f, j));
                 break;

@@ -7,6 +7,7 @@ mod engine;
 pub mod evaluate;
 pub mod exposition;
 pub mod health;
+pub mod hidden;
 pub mod inspect;
 pub mod rows;
 

@@ -125,7 +125,7 @@ async fn a_lab_exports_to_a_zip_that_matches_its_records() {
     // The deadline passes; the running pglab takes the final states.
     while store.final_states(&id).await.unwrap().len() < 3 {
         assert!(
-            Utc::now() < deadline + chrono::Duration::seconds(60),
+            Utc::now() < deadline + chrono::Duration::seconds(180),
             "no final states"
         );
         tokio::time::sleep(Duration::from_millis(300)).await;

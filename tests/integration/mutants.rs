@@ -222,3 +222,135 @@ async fn mutation_report_on_clubdata_and_what_a_dataset_adds() {
     assert_eq!(printed, serde_json::to_value(&report2).expect("value"));
     env.stop().await;
 }
+
+/// The recent-members view as a participant writes it: `cond` is its
+/// WHERE clause.
+fn recent_view(cond: &str) -> String {
+    format!(
+        "CREATE OR REPLACE VIEW cd.recent_members AS SELECT memid, surname, firstname, joindate FROM cd.members WHERE {cond}"
+    )
+}
+
+#[tokio::test]
+async fn hidden_datasets_judge_views_that_pass_on_the_visible_data() {
+    let env = TestEnv::start(1).await;
+    let lab = club_lab(&env, "clubh", &["edge.sql"]);
+    env.apply(
+        &lab,
+        "username,name,email\nsam,Sam,sam@example.org\nkim,Kim,kim@example.org\n",
+        false,
+    )
+    .await
+    .expect("apply");
+    // The dataset's copy is beside the reference, closed to all but the
+    // hidden role.
+    let copy = env.admin(0, "pglab.ds1.clubh").await;
+    assert_eq!(count(&copy, "SELECT 1 FROM cd.members").await, 32);
+    let sam = env
+        .connect_as(0, "sam", &env.password("sam").await, "clubh_sam")
+        .await
+        .expect("sam");
+    let refused = env
+        .connect_as(0, "sam", &env.password("sam").await, "pglab.ds1.clubh")
+        .await;
+    assert!(refused.is_err(), "a student cannot enter a dataset copy");
+    let kim = env
+        .connect_as(0, "kim", &env.password("kim").await, "clubh_kim")
+        .await
+        .expect("kim");
+    let mut scorer = env.scorer();
+
+    // `>` for `>=`: right on the lab's data (nobody joined at midnight of
+    // the 1st), wrong on the dataset, which has such a member.
+    sam.batch_execute(&recent_view("joindate > '2012-09-01'"))
+        .await
+        .expect("view");
+    kim.batch_execute(&recent_view("joindate >= '2012-09-01'"))
+        .await
+        .expect("view");
+    scorer.round().await;
+    assert_eq!(
+        scorer.task("clubh", "sam", "recent"),
+        (false, Some(pglab::scoring::hidden::REASON.to_string()))
+    );
+    assert_eq!(scorer.task("clubh", "kim", "recent"), (true, None));
+    // A query check on tables: its answer is the data; no dataset judges it.
+    assert_eq!(scorer.task("clubh", "sam", "paying"), (true, None));
+
+    // Sam fixes the view (through a view of his own: those are copied too).
+    sam.batch_execute(
+        "CREATE VIEW cd.joined AS SELECT * FROM cd.members WHERE joindate >= '2012-09-01';\n\
+         DROP VIEW cd.recent_members;\n\
+         CREATE VIEW cd.recent_members AS SELECT memid, surname, firstname, joindate FROM cd.joined",
+    )
+    .await
+    .expect("views");
+    scorer.round().await;
+    assert_eq!(scorer.task("clubh", "sam", "recent"), (true, None));
+
+    // Hostile views, each right on the lab's data. Recursion that only the
+    // dataset's extra member makes deep: stopped by the same timeout as
+    // on the participant's own database.
+    let started = std::time::Instant::now();
+    kim.batch_execute(&recent_view(
+        "joindate >= '2012-09-01' AND (WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < (SELECT count(*) * 100000000 FROM cd.members WHERE memid = 90)) SELECT count(*) FROM r) > 0",
+    ))
+    .await
+    .expect("view");
+    scorer.round().await;
+    let took = started.elapsed();
+    assert_eq!(
+        scorer.task("clubh", "kim", "recent"),
+        (false, Some(pglab::scoring::hidden::REASON.to_string()))
+    );
+    let limit = std::time::Duration::from_millis(env.settings().scoring.statement_timeout_ms);
+    assert!(
+        took < limit * 4 + std::time::Duration::from_secs(5),
+        "{took:?}"
+    );
+    // A function that tells what it reads to other sessions, or writes:
+    // set_config is closed in the copies, and the participant's own
+    // functions are not run there.
+    kim.batch_execute(&recent_view(
+        "joindate >= '2012-09-01' AND set_config('application_name', surname, true) IS NOT NULL",
+    ))
+    .await
+    .expect("view");
+    scorer.round().await;
+    assert_eq!(
+        scorer.task("clubh", "kim", "recent"),
+        (false, Some(pglab::scoring::hidden::REASON.to_string()))
+    );
+    kim.batch_execute(
+        "CREATE FUNCTION cd.mark(m cd.members) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN RETURN m.joindate >= '2012-09-01'; END $$;",
+    )
+    .await
+    .expect("function");
+    kim.batch_execute(&recent_view("cd.mark(members)"))
+        .await
+        .expect("view");
+    scorer.round().await;
+    assert_eq!(
+        scorer.task("clubh", "kim", "recent"),
+        (
+            false,
+            Some(pglab::scoring::hidden::OWN_FUNCTIONS.to_string())
+        )
+    );
+    // Nothing stays behind in the copy: no view, no session, no change.
+    assert_eq!(
+        count(&copy, "SELECT 1 FROM pg_views WHERE schemaname = 'cd'").await,
+        0
+    );
+    assert_eq!(count(&copy, "SELECT 1 FROM cd.members").await, 32);
+    let admin = env.admin(0, "postgres").await;
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT 1 FROM pg_stat_activity WHERE usename = 'pglab_hidden' AND state <> 'idle'"
+        )
+        .await,
+        0
+    );
+    env.stop().await;
+}

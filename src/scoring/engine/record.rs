@@ -45,6 +45,10 @@ impl Engine {
             .iter()
             .any(|o| matches!(o.class, Some("timeout" | evaluate::SKIPPED)));
         cache.note_timeouts(timed_out, interval, max_rest);
+        // A task not checked this time (its session used up, a hidden
+        // dataset not reachable) is checked again after the rest, even if
+        // the database does not change.
+        let skipped = outcomes.iter().any(|o| o.class == Some(evaluate::SKIPPED));
         // Tasks not checked this time keep what they had.
         for (i, o) in outcomes.iter_mut().enumerate() {
             if o.class == Some(evaluate::SKIPPED) {
@@ -72,7 +76,7 @@ impl Engine {
         }
         let old = cache.outcomes.take().unwrap_or_default();
         save_changes(&self.store, job, &tasks, &old, &outcomes, cache, a, now).await;
-        cache.signature = Some(a.signature.clone());
+        cache.signature = (!skipped).then(|| a.signature.clone());
         // Rows written before this signature are in it, or never count.
         cache.own_writes = None;
         cache.error = None;
