@@ -321,6 +321,19 @@ async fn hidden_datasets_judge_views_that_pass_on_the_visible_data() {
         scorer.task("clubh", "kim", "recent"),
         (false, Some(pglab::scoring::hidden::REASON.to_string()))
     );
+    // A sleep only on the dataset's extra member: closed there too.
+    kim.batch_execute(&recent_view(
+        "joindate >= '2012-09-01' AND CASE WHEN memid = 90 THEN pg_sleep(30) IS NOT NULL ELSE true END",
+    ))
+    .await
+    .expect("view");
+    let started = std::time::Instant::now();
+    scorer.round().await;
+    assert_eq!(
+        scorer.task("clubh", "kim", "recent"),
+        (false, Some(pglab::scoring::hidden::REASON.to_string()))
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
     kim.batch_execute(
         "CREATE FUNCTION cd.mark(m cd.members) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN RETURN m.joindate >= '2012-09-01'; END $$;",
     )
