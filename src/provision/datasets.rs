@@ -29,10 +29,11 @@ pub fn dataset_db(lab: &LabId, i: usize) -> String {
 /// Functions a view could use to show what it reads to a session outside
 /// its transaction (locks and settings others can see, a notification, WAL
 /// written whatever happens, a snapshot others can try to import, a sleep
-/// that times the data) or to end another evaluation's session: no
+/// that times the data, SQL built from the data whose relation locks show
+/// in `pg_locks`) or to end another evaluation's session: no
 /// `EXECUTE` for anybody in a dataset copy. (Counters of the copy's work in
 /// `pg_stat_database` are not kept for the hidden role: `track_counts`.)
-const TELLING_FUNCTIONS: &str = "proname LIKE '%advisory%' OR proname IN ('set_config', 'pg_sleep', 'pg_sleep_for', 'pg_sleep_until', 'pg_notify', 'pg_cancel_backend', 'pg_terminate_backend', 'pg_logical_emit_message', 'pg_export_snapshot', 'pg_current_xact_id', 'txid_current')";
+const TELLING_FUNCTIONS: &str = "proname LIKE '%advisory%' OR proname LIKE '%to\\_xml%' OR proname IN ('set_config', 'pg_sleep', 'pg_sleep_for', 'pg_sleep_until', 'pg_notify', 'pg_cancel_backend', 'pg_terminate_backend', 'pg_logical_emit_message', 'pg_export_snapshot', 'pg_current_xact_id', 'txid_current', 'ts_stat', 'pg_relation_size', 'pg_table_size', 'pg_total_relation_size', 'pg_indexes_size', 'brin_summarize_new_values', 'brin_summarize_range', 'brin_desummarize_range', 'gin_clean_pending_list')";
 
 /// Run in an empty dataset database before its script: the dataset role
 /// may create schemas and, in `public`, objects.

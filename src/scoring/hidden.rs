@@ -88,9 +88,10 @@ WITH RECURSIVE deps(oid, depth) AS (
          AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid
          AND d.refobjid OPERATOR(pg_catalog.<>) deps.oid
     JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.refobjid AND c.relkind OPERATOR(pg_catalog.=) 'v'::pg_catalog.\"char\"
-    WHERE deps.depth OPERATOR(pg_catalog.<) 16
+    WHERE deps.depth OPERATOR(pg_catalog.<) 64
 ), views AS (
-    SELECT c.oid, c.relname::pg_catalog.text AS name, v.depth, pg_catalog.pg_get_viewdef(c.oid, true) AS def
+    SELECT c.oid, n.nspname::pg_catalog.text AS schema, c.relname::pg_catalog.text AS name, v.depth,
+           pg_catalog.pg_get_viewdef(c.oid, true) AS def
     FROM (SELECT oid, pg_catalog.max(depth) AS depth FROM deps GROUP BY oid) v
     JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) v.oid
     JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
@@ -98,7 +99,7 @@ WITH RECURSIVE deps(oid, depth) AS (
     ORDER BY depth DESC, name
     LIMIT $2
 )
-SELECT name,
+SELECT schema, name,
        CASE WHEN pg_catalog.sum(pg_catalog.octet_length(def)) OVER () OPERATOR(pg_catalog.<=) $3 THEN def END,
        EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite w
                JOIN pg_catalog.pg_depend d ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass::pg_catalog.oid
@@ -136,34 +137,49 @@ fn relations(sql: &str) -> Vec<String> {
     names.0
 }
 
-/// A query with the names of `views` written with a schema made plain, so
-/// that they find the temporary views; as the parser prints it, or
-/// unchanged when it does not parse.
-fn unqualified(sql: &str, views: &[String]) -> String {
+/// A query with the names of `views` (schema, name) written with their
+/// schema made plain, so that they find the temporary views; reprinted by
+/// the parser only when a name changed.
+fn unqualified(sql: &str, views: &[(String, String)]) -> String {
     use sqlparser::ast::VisitMut;
-    struct Plain<'a>(&'a [String]);
+    struct Plain<'a>(&'a [(String, String)], bool);
+    // An identifier as Postgres stores it: unquoted ones folded to lower case.
+    fn stored(part: &sqlparser::ast::ObjectNamePart) -> Option<String> {
+        let ident = part.as_ident()?;
+        Some(match ident.quote_style {
+            Some(_) => ident.value.clone(),
+            None => ident.value.to_lowercase(),
+        })
+    }
     impl sqlparser::ast::VisitorMut for Plain<'_> {
         type Break = ();
         fn pre_visit_relation(
             &mut self,
             r: &mut sqlparser::ast::ObjectName,
         ) -> std::ops::ControlFlow<()> {
-            if let [_, name] = r.0.as_slice() {
-                let bare = name.to_string().trim_matches('"').to_string();
-                if self.0.contains(&bare) {
+            if let [schema, name] = r.0.as_slice() {
+                let key = stored(schema).zip(stored(name));
+                if key.is_some_and(|k| self.0.contains(&k)) {
                     r.0 = vec![name.clone()];
+                    self.1 = true;
                 }
             }
             std::ops::ControlFlow::Continue(())
         }
     }
     let dialect = sqlparser::dialect::PostgreSqlDialect {};
-    match sqlparser::parser::Parser::parse_sql(&dialect, rows::strip_sql(sql)) {
+    let plain = rows::strip_sql(sql).to_string();
+    match sqlparser::parser::Parser::parse_sql(&dialect, &plain) {
         Ok(mut statements) if statements.len() == 1 => {
-            let _ = statements.visit(&mut Plain(views));
-            statements[0].to_string()
+            let mut visitor = Plain(views, false);
+            let _ = statements.visit(&mut visitor);
+            if visitor.1 {
+                statements[0].to_string()
+            } else {
+                plain
+            }
         }
-        _ => rows::strip_sql(sql).to_string(),
+        _ => plain,
     }
 }
 
@@ -188,9 +204,12 @@ pub async fn answer<C: GenericClient>(
                 refused: None,
             }))
         }
+        // The temporary view itself, never a relation of the dataset's
+        // that has its name (a table a student made instead of a view is
+        // not copied: it fails).
         Check::View { name, .. } => (
             vec![inspect::regclass_text(name)],
-            format!("SELECT * FROM {}", quote_ident(&name.name)),
+            format!("SELECT * FROM pg_temp.{}", quote_ident(&name.name)),
         ),
         Check::Query { sql, .. } => (relations(sql), rows::strip_sql(sql).to_string()),
         _ => return Ok(None),
@@ -203,15 +222,21 @@ pub async fn answer<C: GenericClient>(
         ))
         .await?;
     let found = client
-        .query(VIEWS_SQL, &[&roots, &MOST_VIEWS, &MOST_BYTES])
+        .query(VIEWS_SQL, &[&roots, &(MOST_VIEWS + 1), &MOST_BYTES])
         .await;
     client.batch_execute("ROLLBACK TO SAVEPOINT hidden").await?;
     let found = found?;
-    let views: Vec<(String, Option<String>)> = found.iter().map(|r| (r.get(0), r.get(1))).collect();
-    let names: Vec<String> = views.iter().map(|(n, _)| n.clone()).collect();
-    let refused = if found.iter().any(|r| r.get::<_, bool>(2)) {
+    let views: Vec<(String, String, Option<String>)> = found
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let names: Vec<(String, String)> = views
+        .iter()
+        .map(|(s, n, _)| (s.clone(), n.clone()))
+        .collect();
+    let refused = if found.iter().any(|r| r.get::<_, bool>(3)) {
         Some(OWN_FUNCTIONS)
-    } else if views.iter().any(|(_, d)| d.is_none()) {
+    } else if views.len() > MOST_VIEWS as usize || views.iter().any(|(_, _, d)| d.is_none()) {
         Some(TOO_LARGE)
     } else {
         None
@@ -223,7 +248,7 @@ pub async fn answer<C: GenericClient>(
     Ok(Some(Answer {
         views: views
             .into_iter()
-            .map(|(n, d)| (n, d.unwrap_or_default()))
+            .map(|(_, n, d)| (n, d.unwrap_or_default()))
             .collect(),
         query,
         schemas: schemas.to_vec(),
@@ -258,43 +283,52 @@ pub async fn wants(
                 tracing::warn!(lab = %lab.id, dataset = i + 1, %why, "the reference's answer fails on a hidden dataset");
                 None
             }
+            Err(Run::TimedOut) => {
+                tracing::warn!(lab = %lab.id, dataset = i + 1, "the reference's answer times out on a hidden dataset");
+                None
+            }
         });
     }
     Ok(out)
 }
 
-/// Why a run gave no rows: the answer failed there (its error, a timeout),
-/// or pglab could not tell (no connection, a lock, the copy being built).
+/// Why a run gave no rows: the answer failed there (its error), ran out
+/// of time (then its database rests like one whose checks time out), or
+/// pglab could not tell (no connection, the copy being rebuilt).
 #[derive(Debug)]
 pub enum Run {
     Failed(String),
+    TimedOut,
     Unknown(String),
 }
 
-/// Errors that say nothing about the answer.
+/// Errors that say nothing about the answer: the session itself ended
+/// (no SQLSTATE: the connection closed; the server shutting down or the
+/// copy being rebuilt). Everything else a run meets (a missing object, a
+/// lock wait, a deadlock) the answer can cause on purpose: it fails.
 fn unknown(e: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
-    let Some(code) = e.code() else {
-        return true; // the connection itself
-    };
-    [
-        SqlState::TOO_MANY_CONNECTIONS,
-        SqlState::LOCK_NOT_AVAILABLE,
-        SqlState::INVALID_CATALOG_NAME,
-        SqlState::CANNOT_CONNECT_NOW,
-        SqlState::ADMIN_SHUTDOWN,
-        SqlState::INVALID_PASSWORD,
-        SqlState::T_R_DEADLOCK_DETECTED,
-    ]
-    .contains(code)
-        || code.code().starts_with("08")
+    match e.code() {
+        None => true,
+        Some(code) => {
+            [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+            ]
+            .contains(code)
+                || code.code().starts_with("08")
+        }
+    }
 }
 
 fn classify(e: tokio_postgres::Error) -> Run {
-    if unknown(&e) {
-        Run::Unknown(crate::pgconn::db_message(&e))
-    } else {
-        Run::Failed(crate::pgconn::db_message(&e))
+    let timed_out = e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED);
+    let why = crate::pgconn::db_message(&e);
+    match (unknown(&e), timed_out) {
+        (true, _) => Run::Unknown(why),
+        (false, true) => Run::TimedOut,
+        (false, false) => Run::Failed(why),
     }
 }
 
@@ -323,10 +357,12 @@ pub async fn run(
     limits: &Limits,
 ) -> Result<RowSet, Run> {
     let semaphore = permits(&server.name);
-    let _permit = semaphore
-        .acquire()
-        .await
-        .map_err(|e| Run::Unknown(e.to_string()))?;
+    let wait = limits.statement_timeout * 2 + Duration::from_secs(1);
+    let _permit = match tokio::time::timeout(wait, semaphore.acquire()).await {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(e)) => return Err(Run::Unknown(e.to_string())),
+        Err(_) => return Err(Run::Unknown("every run on this server is busy".into())),
+    };
     let client = datasets::connect_hidden(server, db)
         .await
         .map_err(|e| Run::Unknown(e.to_string()))?;
@@ -377,7 +413,7 @@ pub async fn run(
             Err(Run::Failed(format!("more than {n} rows")))
         }
         checks::Guarded::Done(Ok(Err(rows::FetchError::Db(e))) | Err(e)) => Err(classify(e)),
-        checks::Guarded::Ended => Err(Run::Failed("timed out and was stopped".into())),
+        checks::Guarded::Ended => Err(Run::TimedOut),
     }
 }
 
@@ -438,6 +474,13 @@ pub async fn verify(
                     Err(Run::Failed(why)) => {
                         tracing::debug!(%db, %dataset, %why, "an answer fails on a hidden dataset");
                         false
+                    }
+                    // Not kept: the database rests, then is checked again.
+                    Err(Run::TimedOut) => {
+                        return Err(Failure {
+                            reason: REASON.into(),
+                            class: "timeout",
+                        })
                     }
                     // Not known: not kept, checked again after a rest.
                     Err(Run::Unknown(why)) => {

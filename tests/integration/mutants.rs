@@ -288,26 +288,7 @@ async fn hidden_datasets_judge_views_that_pass_on_the_visible_data() {
     scorer.round().await;
     assert_eq!(scorer.task("clubh", "sam", "recent"), (true, None));
 
-    // Hostile views, each right on the lab's data. Recursion that only the
-    // dataset's extra member makes deep: stopped by the same timeout as
-    // on the participant's own database.
-    let started = std::time::Instant::now();
-    kim.batch_execute(&recent_view(
-        "joindate >= '2012-09-01' AND (WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < (SELECT count(*) * 100000000 FROM cd.members WHERE memid = 90)) SELECT count(*) FROM r) > 0",
-    ))
-    .await
-    .expect("view");
-    scorer.round().await;
-    let took = started.elapsed();
-    assert_eq!(
-        scorer.task("clubh", "kim", "recent"),
-        (false, Some(pglab::scoring::hidden::REASON.to_string()))
-    );
-    let limit = std::time::Duration::from_millis(env.settings().scoring.statement_timeout_ms);
-    assert!(
-        took < limit * 4 + std::time::Duration::from_secs(5),
-        "{took:?}"
-    );
+    // Hostile views, each right on the lab's data.
     // A function that tells what it reads to other sessions, or writes:
     // set_config is closed in the copies, and the participant's own
     // functions are not run there.
@@ -349,6 +330,53 @@ async fn hidden_datasets_judge_views_that_pass_on_the_visible_data() {
             false,
             Some(pglab::scoring::hidden::OWN_FUNCTIONS.to_string())
         )
+    );
+    // An error only in the copy (a database that "does not exist") is the
+    // answer's own: it fails, it does not keep an older result.
+    kim.batch_execute(&recent_view(
+        "joindate >= '2012-09-01' AND has_database_privilege(CASE WHEN current_database() LIKE 'pglab.ds%' THEN 'nowhere' ELSE current_database() END, 'CONNECT')",
+    ))
+    .await
+    .expect("view");
+    scorer.round().await;
+    assert_eq!(
+        scorer.task("clubh", "kim", "recent"),
+        (false, Some(pglab::scoring::hidden::REASON.to_string()))
+    );
+    // A table with the right rows instead of the view: right on the lab's
+    // data, but there is no view to run on a dataset.
+    kim.batch_execute(
+        "DROP VIEW cd.recent_members; CREATE TABLE cd.recent_members AS SELECT memid, surname, firstname, joindate FROM cd.members WHERE joindate >= '2012-09-01'",
+    )
+    .await
+    .expect("table");
+    scorer.round().await;
+    assert_eq!(
+        scorer.task("clubh", "kim", "recent"),
+        (false, Some(pglab::scoring::hidden::REASON.to_string()))
+    );
+    // Recursion that only the dataset's extra member makes deep (last: a
+    // timeout makes the database rest before it is checked again): stopped
+    // by the same timeout as on the participant's own database.
+    kim.batch_execute("DROP TABLE cd.recent_members")
+        .await
+        .expect("drop");
+    let started = std::time::Instant::now();
+    kim.batch_execute(&recent_view(
+        "joindate >= '2012-09-01' AND (WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < (SELECT count(*) * 100000000 FROM cd.members WHERE memid = 90)) SELECT count(*) FROM r) > 0",
+    ))
+    .await
+    .expect("view");
+    scorer.round().await;
+    let took = started.elapsed();
+    assert_eq!(
+        scorer.task("clubh", "kim", "recent"),
+        (false, Some(pglab::scoring::hidden::REASON.to_string()))
+    );
+    let limit = std::time::Duration::from_millis(env.settings().scoring.statement_timeout_ms);
+    assert!(
+        took < limit * 4 + std::time::Duration::from_secs(5),
+        "{took:?}"
     );
     // Nothing stays behind in the copy: no view, no session, no change.
     assert_eq!(

@@ -85,8 +85,19 @@ async fn score_one(
         return (job, Err(why), started.elapsed(), None);
     };
     let checks: usize = cache.lab.tasks.iter().map(|t| t.checks.len()).sum();
-    let most =
-        (limits.statement_timeout + checks::GRACE + Duration::from_secs(2)) * (checks as u32 + 1);
+    // A run on a hidden dataset may wait for its turn and then take twice
+    // the statement timeout (its views, then its query), and a second more.
+    let hidden: usize = expected
+        .iter()
+        .flatten()
+        .map(|e| match e {
+            checks::Expected::Rows(_, wants) => wants.len(),
+            _ => 0,
+        })
+        .sum();
+    let most = (limits.statement_timeout + checks::GRACE + Duration::from_secs(2))
+        * (checks as u32 + 1)
+        + (limits.statement_timeout * 4 + Duration::from_secs(2)) * hidden as u32;
     let scored = tokio::time::timeout(
         most,
         evaluate::score_database(

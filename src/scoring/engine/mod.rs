@@ -487,6 +487,9 @@ impl Engine {
         let mut dbs = self.labs.remove(&id).map(|c| c.dbs).unwrap_or_default();
         for db in dbs.values_mut() {
             db.signature = None; // the checks may have changed: score everything again
+                                 // Results are kept by task position: a task not checked in
+                                 // the next round must not keep another version's result.
+            db.outcomes = None;
         }
         if dbs.is_empty() {
             load_stored(&self.store, &spec.lab, &mut dbs, None).await?;
