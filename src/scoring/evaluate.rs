@@ -123,7 +123,7 @@ pub async fn expectations(
 }
 
 /// Ends a backend from outside, through pglab's admin connection.
-async fn terminate(server: &PgServerSettings, pid: i32) {
+pub(super) async fn terminate(server: &PgServerSettings, pid: i32) {
     let ended = async {
         let admin = pgconn::connect(server, "postgres").await.ok()?;
         admin

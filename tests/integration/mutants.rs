@@ -259,6 +259,7 @@ async fn hidden_datasets_judge_views_that_pass_on_the_visible_data() {
         .await
         .expect("kim");
     let mut scorer = env.scorer();
+    let hidden_failure = (false, Some(pglab::scoring::hidden::REASON.to_string()));
 
     // `>` for `>=`: right on the lab's data (nobody joined at midnight of
     // the 1st), wrong on the dataset, which has such a member.
@@ -269,10 +270,7 @@ async fn hidden_datasets_judge_views_that_pass_on_the_visible_data() {
         .await
         .expect("view");
     scorer.round().await;
-    assert_eq!(
-        scorer.task("clubh", "sam", "recent"),
-        (false, Some(pglab::scoring::hidden::REASON.to_string()))
-    );
+    assert_eq!(scorer.task("clubh", "sam", "recent"), hidden_failure);
     assert_eq!(scorer.task("clubh", "kim", "recent"), (true, None));
     // A query check on tables: its answer is the data; no dataset judges it.
     assert_eq!(scorer.task("clubh", "sam", "paying"), (true, None));
@@ -298,10 +296,7 @@ async fn hidden_datasets_judge_views_that_pass_on_the_visible_data() {
     .await
     .expect("view");
     scorer.round().await;
-    assert_eq!(
-        scorer.task("clubh", "kim", "recent"),
-        (false, Some(pglab::scoring::hidden::REASON.to_string()))
-    );
+    assert_eq!(scorer.task("clubh", "kim", "recent"), hidden_failure);
     // A sleep only on the dataset's extra member: closed there too.
     kim.batch_execute(&recent_view(
         "joindate >= '2012-09-01' AND CASE WHEN memid = 90 THEN pg_sleep(30) IS NOT NULL ELSE true END",
@@ -310,10 +305,7 @@ async fn hidden_datasets_judge_views_that_pass_on_the_visible_data() {
     .expect("view");
     let started = std::time::Instant::now();
     scorer.round().await;
-    assert_eq!(
-        scorer.task("clubh", "kim", "recent"),
-        (false, Some(pglab::scoring::hidden::REASON.to_string()))
-    );
+    assert_eq!(scorer.task("clubh", "kim", "recent"), hidden_failure);
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
     kim.batch_execute(
         "CREATE FUNCTION cd.mark(m cd.members) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN RETURN m.joindate >= '2012-09-01'; END $$;",
@@ -339,10 +331,7 @@ async fn hidden_datasets_judge_views_that_pass_on_the_visible_data() {
     .await
     .expect("view");
     scorer.round().await;
-    assert_eq!(
-        scorer.task("clubh", "kim", "recent"),
-        (false, Some(pglab::scoring::hidden::REASON.to_string()))
-    );
+    assert_eq!(scorer.task("clubh", "kim", "recent"), hidden_failure);
     // A table with the right rows instead of the view: right on the lab's
     // data, but there is no view to run on a dataset.
     kim.batch_execute(
@@ -351,10 +340,7 @@ async fn hidden_datasets_judge_views_that_pass_on_the_visible_data() {
     .await
     .expect("table");
     scorer.round().await;
-    assert_eq!(
-        scorer.task("clubh", "kim", "recent"),
-        (false, Some(pglab::scoring::hidden::REASON.to_string()))
-    );
+    assert_eq!(scorer.task("clubh", "kim", "recent"), hidden_failure);
     // Recursion that only the dataset's extra member makes deep (last: a
     // timeout makes the database rest before it is checked again): stopped
     // by the same timeout as on the participant's own database.
@@ -369,10 +355,7 @@ async fn hidden_datasets_judge_views_that_pass_on_the_visible_data() {
     .expect("view");
     scorer.round().await;
     let took = started.elapsed();
-    assert_eq!(
-        scorer.task("clubh", "kim", "recent"),
-        (false, Some(pglab::scoring::hidden::REASON.to_string()))
-    );
+    assert_eq!(scorer.task("clubh", "kim", "recent"), hidden_failure);
     let limit = std::time::Duration::from_millis(env.settings().scoring.statement_timeout_ms);
     assert!(
         took < limit * 4 + std::time::Duration::from_secs(5),

@@ -164,13 +164,7 @@ pub async fn run(
         Ok::<_, tokio_postgres::Error>(rows)
     };
     let limit = limits.statement_timeout * 2 + Duration::from_secs(1);
-    let end = async {
-        if let Ok(admin) = crate::pgconn::connect(server, "postgres").await {
-            let _ = admin
-                .execute("SELECT pg_terminate_backend($1)", &[&pid])
-                .await;
-        }
-    };
+    let end = super::evaluate::terminate(server, pid);
     match checks::guarded(&client.cancel_token(), limit, end, work).await {
         checks::Guarded::Done(Ok(Ok(rows))) => Ok(rows),
         checks::Guarded::Done(Ok(Err(rows::FetchError::TooMany(n)))) => {
